@@ -1,0 +1,317 @@
+//! THE single writer. Every change to `state/` happens here, from a [`Command`], whether it
+//! came through Raft (persistent) or straight from a domain service (ephemeral). After each
+//! command the touched services' views are republished and one [`ChangeEvent`] per service is
+//! broadcast. Nothing else mutates the state or emits change events.
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use super::command::{ApplyError, Command, CommandResult, NamingCommand};
+use crate::model::{ChangeEvent, ServiceKey, ServiceMetadata};
+use crate::state::{NamingData, NamingStore, StateSnapshot};
+
+/// Capacity of the change-event broadcast. A reader that lags further than this gets
+/// `Lagged` and must resynchronise everything it follows (bounded memory by design).
+pub const CHANGE_EVENT_CAPACITY: usize = 65_536;
+
+/// Applies commands to the state and announces the changes.
+#[derive(Debug)]
+pub struct Applier {
+    naming: Arc<NamingStore>,
+    events: broadcast::Sender<ChangeEvent>,
+}
+
+impl Applier {
+    /// A writer over `naming` that announces changes on a new broadcast channel.
+    pub fn new(naming: Arc<NamingStore>) -> Self {
+        let (events, _) = broadcast::channel(CHANGE_EVENT_CAPACITY);
+        Self { naming, events }
+    }
+
+    /// Subscribes to change events.
+    pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.events.subscribe()
+    }
+
+    /// The naming index this writer owns.
+    pub fn naming(&self) -> &Arc<NamingStore> {
+        &self.naming
+    }
+
+    /// Applies one command.
+    pub fn apply(&self, cmd: &Command) -> CommandResult {
+        let (events, result) = match cmd {
+            Command::Naming(c) => self.naming.write(|data| apply_naming(data, c)),
+        };
+        self.announce(events);
+        result
+    }
+
+    /// The persistent part of the state, for a Raft snapshot.
+    pub fn snapshot(&self) -> StateSnapshot {
+        self.naming.read_data(StateSnapshot::capture)
+    }
+
+    /// Replaces the persistent part of the state with `snapshot` (Raft snapshot install or
+    /// restart). Ephemeral publications are kept.
+    pub fn restore(&self, snapshot: StateSnapshot) {
+        let (events, ()) = self.naming.write(|data| {
+            let mut touched: Vec<ServiceKey> =
+                data.records().filter(|(_, r)| r.has_persistent_part()).map(|(k, _)| k.clone()).collect();
+            for key in &touched {
+                let record = data.touch(key);
+                record.metadata = None;
+                record.persistent.clear();
+                record.overrides.clear();
+                if record.has_no_instances() {
+                    data.remove(key);
+                }
+            }
+            for service in snapshot.services {
+                let record = data.touch(&service.key);
+                record.metadata = service.metadata;
+                record.persistent = service.instances;
+                record.overrides = service.overrides;
+                touched.push(service.key);
+            }
+            (touched, ())
+        });
+        self.announce(events);
+    }
+
+    fn announce(&self, events: Vec<ChangeEvent>) {
+        for event in events {
+            // No receiver is fine: nobody follows changes yet.
+            let _ = self.events.send(event);
+        }
+    }
+}
+
+/// Applies a naming command; returns the services it touched.
+fn apply_naming(data: &mut NamingData, cmd: &NamingCommand) -> (Vec<ServiceKey>, CommandResult) {
+    use NamingCommand as C;
+    let touched = match cmd {
+        C::PublishEphemeral { service, client, instances } => {
+            let unchanged = data.get(service).and_then(|r| r.ephemeral.get(client)).is_some_and(|old| old == instances);
+            if unchanged && data.get(service).is_some() {
+                vec![]
+            } else {
+                let record = data.touch(service);
+                if instances.is_empty() {
+                    record.ephemeral.remove(client);
+                } else {
+                    record.ephemeral.insert(client.clone(), instances.clone());
+                }
+                vec![service.clone()]
+            }
+        }
+        C::UnpublishEphemeral { service, client } => {
+            if data.get(service).is_some_and(|r| r.ephemeral.contains_key(client)) {
+                data.touch(service).ephemeral.remove(client);
+                vec![service.clone()]
+            } else {
+                vec![]
+            }
+        }
+        C::SetEphemeralHealth { service, client, instance, healthy } => {
+            let differs = data
+                .get(service)
+                .and_then(|r| r.ephemeral.get(client))
+                .is_some_and(|list| list.iter().any(|i| i.key() == *instance && i.healthy != *healthy));
+            if differs {
+                if let Some(list) = data.touch(service).ephemeral.get_mut(client) {
+                    for i in list.iter_mut().filter(|i| i.key() == *instance) {
+                        i.healthy = *healthy;
+                    }
+                }
+                vec![service.clone()]
+            } else {
+                vec![]
+            }
+        }
+        C::RemoveClient { client } => {
+            let services = data.services_of_client(client);
+            for service in &services {
+                data.touch(service).ephemeral.remove(client);
+            }
+            services
+        }
+        C::RemoveEmptyService { service } => match data.get(service) {
+            Some(r) if r.has_no_instances() && !r.has_persistent_part() => {
+                data.remove(service);
+                vec![service.clone()]
+            }
+            _ => vec![],
+        },
+        C::PublishPersistent { service, client, instance } => {
+            data.touch(service).persistent.insert(client.clone(), instance.clone());
+            vec![service.clone()]
+        }
+        C::UnpublishPersistent { service, client } => {
+            if data.get(service).is_some_and(|r| r.persistent.contains_key(client)) {
+                data.touch(service).persistent.remove(client);
+                vec![service.clone()]
+            } else {
+                vec![]
+            }
+        }
+        C::SetPersistentHealth { service, instance, healthy } => {
+            let differs = data
+                .get(service)
+                .is_some_and(|r| r.persistent.values().any(|i| i.key() == *instance && i.healthy != *healthy));
+            if differs {
+                for i in data.touch(service).persistent.values_mut().filter(|i| i.key() == *instance) {
+                    i.healthy = *healthy;
+                }
+                vec![service.clone()]
+            } else {
+                vec![]
+            }
+        }
+        C::CreateService { service, metadata } => {
+            if data.get(service).is_some_and(|r| r.metadata.is_some()) {
+                return (vec![], Err(ApplyError::ServiceAlreadyExists(service.grouped_name())));
+            }
+            data.touch(service).metadata = Some(metadata.clone());
+            vec![service.clone()]
+        }
+        C::UpdateService { service, ephemeral, protect_threshold, metadata, selector } => {
+            let record = data.touch(service);
+            let m = record.metadata.get_or_insert_with(|| ServiceMetadata::new(*ephemeral));
+            if let Some(t) = protect_threshold {
+                m.protect_threshold = *t;
+            }
+            if let Some(md) = metadata {
+                m.metadata = md.clone();
+            }
+            if let Some(s) = selector {
+                m.selector = s.clone();
+            }
+            vec![service.clone()]
+        }
+        C::DeleteService { service } => {
+            if data.get(service).is_some_and(|r| !r.persistent.is_empty()) {
+                return (vec![], Err(ApplyError::ServiceNotEmpty(service.grouped_name())));
+            }
+            if data.get(service).is_none() {
+                return (vec![], Ok(()));
+            }
+            let record = data.touch(service);
+            record.metadata = None;
+            record.overrides.clear();
+            if record.has_no_instances() {
+                data.remove(service);
+            }
+            vec![service.clone()]
+        }
+        C::UpdateCluster { service, ephemeral, cluster, metadata } => {
+            let record = data.touch(service);
+            record
+                .metadata
+                .get_or_insert_with(|| ServiceMetadata::new(*ephemeral))
+                .clusters
+                .insert(cluster.clone(), metadata.clone());
+            vec![service.clone()]
+        }
+        C::UpdateInstanceOverride { service, instance, patch } => {
+            data.touch(service).overrides.entry(instance.clone()).or_default().merge(patch.clone());
+            vec![service.clone()]
+        }
+        C::RemoveEmptyPersistentService { service } => match data.get(service) {
+            Some(r) if r.persistent.is_empty() && r.metadata.is_none() => {
+                let record = data.touch(service);
+                record.overrides.clear();
+                if record.has_no_instances() {
+                    data.remove(service);
+                }
+                vec![service.clone()]
+            }
+            _ => vec![],
+        },
+    };
+    (touched, Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ClientId, Instance};
+
+    fn key(name: &str) -> ServiceKey {
+        ServiceKey::new("public", "DEFAULT_GROUP", name).unwrap()
+    }
+
+    fn applier() -> Applier {
+        Applier::new(Arc::new(NamingStore::new()))
+    }
+
+    #[test]
+    fn publish_emits_one_event_with_a_new_revision() {
+        let a = applier();
+        let mut rx = a.subscribe();
+        let client = ClientId::ip_port("10.0.0.1", 80, true);
+        let cmd = Command::Naming(NamingCommand::PublishEphemeral {
+            service: key("s"),
+            client: client.clone(),
+            instances: vec![Instance::new("10.0.0.1", 80, "DEFAULT", true)],
+        });
+        a.apply(&cmd).unwrap();
+        let ChangeEvent::ServiceChanged { revision: r1, .. } = rx.try_recv().unwrap();
+        // Republishing the same data is not a change.
+        a.apply(&cmd).unwrap();
+        assert!(rx.try_recv().is_err());
+        a.apply(&Command::Naming(NamingCommand::UnpublishEphemeral { service: key("s"), client })).unwrap();
+        let ChangeEvent::ServiceChanged { revision: r2, .. } = rx.try_recv().unwrap();
+        assert!(r2 > r1);
+        assert!(a.naming().view(&key("s")).unwrap().instances.is_empty());
+    }
+
+    #[test]
+    fn snapshot_restore_keeps_ephemeral_and_replaces_persistent() {
+        let a = applier();
+        let eph = ClientId::ip_port("10.0.0.1", 80, true);
+        let per = ClientId::ip_port("10.0.0.2", 80, false);
+        a.apply(&Command::Naming(NamingCommand::PublishEphemeral {
+            service: key("e"),
+            client: eph,
+            instances: vec![Instance::new("10.0.0.1", 80, "DEFAULT", true)],
+        }))
+        .unwrap();
+        a.apply(&Command::Naming(NamingCommand::PublishPersistent {
+            service: key("p"),
+            client: per,
+            instance: Instance::new("10.0.0.2", 80, "DEFAULT", false),
+        }))
+        .unwrap();
+        let snap = a.snapshot();
+        assert_eq!(snap.services.len(), 1);
+
+        let b = applier();
+        b.apply(&Command::Naming(NamingCommand::CreateService {
+            service: key("stale"),
+            metadata: ServiceMetadata::new(false),
+        }))
+        .unwrap();
+        b.restore(snap);
+        assert!(b.naming().view(&key("stale")).is_none());
+        assert_eq!(b.naming().view(&key("p")).unwrap().instances.len(), 1);
+    }
+
+    #[test]
+    fn create_twice_is_refused_and_delete_refuses_non_empty() {
+        let a = applier();
+        let create =
+            Command::Naming(NamingCommand::CreateService { service: key("s"), metadata: ServiceMetadata::new(false) });
+        a.apply(&create).unwrap();
+        assert!(matches!(a.apply(&create), Err(ApplyError::ServiceAlreadyExists(_))));
+        a.apply(&Command::Naming(NamingCommand::PublishPersistent {
+            service: key("s"),
+            client: ClientId::ip_port("10.0.0.2", 80, false),
+            instance: Instance::new("10.0.0.2", 80, "DEFAULT", false),
+        }))
+        .unwrap();
+        let delete = Command::Naming(NamingCommand::DeleteService { service: key("s") });
+        assert!(matches!(a.apply(&delete), Err(ApplyError::ServiceNotEmpty(_))));
+    }
+}

@@ -1,0 +1,169 @@
+//! The replicated vocabulary: every change to the state is one of these. Commands are serde
+//! values because persistent ones are written to the Raft log; keep old variants decodable.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ClientId, ClusterMetadata, Instance, InstanceKey, InstanceOverride, ServiceKey, ServiceMetadata};
+
+/// A change to the state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// A change to the naming index.
+    Naming(NamingCommand),
+}
+
+impl Command {
+    /// Whether the command changes Raft-owned data (and so must go through Raft).
+    pub fn is_persistent(&self) -> bool {
+        match self {
+            Self::Naming(c) => c.is_persistent(),
+        }
+    }
+}
+
+/// Changes to the naming index. Variants are grouped: the first ones are ephemeral (AP, applied
+/// locally), the rest persistent (CP, through Raft). Persistent variants must be decided by
+/// replicated data only, because a restarted node replays them without any ephemeral data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum NamingCommand {
+    /// A client (re)publishes its instances of a service, replacing what it published before.
+    PublishEphemeral {
+        /// Service.
+        service: ServiceKey,
+        /// Owning client.
+        client: ClientId,
+        /// The client's whole publication for the service.
+        instances: Vec<Instance>,
+    },
+    /// A client withdraws its publication from a service.
+    UnpublishEphemeral {
+        /// Service.
+        service: ServiceKey,
+        /// Owning client.
+        client: ClientId,
+    },
+    /// Heartbeat liveness flipped the health of an ephemeral instance.
+    SetEphemeralHealth {
+        /// Service.
+        service: ServiceKey,
+        /// Owning client.
+        client: ClientId,
+        /// Which instance of the client's publication.
+        instance: InstanceKey,
+        /// New health.
+        healthy: bool,
+    },
+    /// A client is gone: every ephemeral instance it published is removed.
+    RemoveClient {
+        /// The client.
+        client: ClientId,
+    },
+    /// Removes a service that has been empty long enough and has no persistent part.
+    RemoveEmptyService {
+        /// Service.
+        service: ServiceKey,
+    },
+    /// A persistent instance is registered (or replaced) by its `ip:port#false` client.
+    PublishPersistent {
+        /// Service.
+        service: ServiceKey,
+        /// Owning client (`ip:port#false`).
+        client: ClientId,
+        /// The instance.
+        instance: Instance,
+    },
+    /// A persistent instance is deregistered.
+    UnpublishPersistent {
+        /// Service.
+        service: ServiceKey,
+        /// Owning client.
+        client: ClientId,
+    },
+    /// The health of a persistent instance changes (probe verdict or manual health API).
+    SetPersistentHealth {
+        /// Service.
+        service: ServiceKey,
+        /// Which instance.
+        instance: InstanceKey,
+        /// New health.
+        healthy: bool,
+    },
+    /// Creates service metadata; refused if the service already has metadata.
+    CreateService {
+        /// Service.
+        service: ServiceKey,
+        /// Initial metadata.
+        metadata: ServiceMetadata,
+    },
+    /// Patches service metadata, creating it (with `ephemeral`) when absent.
+    UpdateService {
+        /// Service.
+        service: ServiceKey,
+        /// Ephemeral flag for metadata created by this update.
+        ephemeral: bool,
+        /// New protect threshold.
+        protect_threshold: Option<f32>,
+        /// New metadata map (replaces the old one).
+        metadata: Option<std::collections::BTreeMap<String, String>>,
+        /// New selector.
+        selector: Option<serde_json::Value>,
+    },
+    /// Deletes service metadata and overrides; refused while persistent instances remain.
+    DeleteService {
+        /// Service.
+        service: ServiceKey,
+    },
+    /// Sets the metadata of one cluster of a service.
+    UpdateCluster {
+        /// Service.
+        service: ServiceKey,
+        /// Ephemeral flag for service metadata created by this update.
+        ephemeral: bool,
+        /// Cluster name.
+        cluster: String,
+        /// New cluster metadata.
+        metadata: ClusterMetadata,
+    },
+    /// Merges an update-API override into an instance's overrides.
+    UpdateInstanceOverride {
+        /// Service.
+        service: ServiceKey,
+        /// Which instance.
+        instance: InstanceKey,
+        /// Fields to set.
+        patch: InstanceOverride,
+    },
+    /// Removes an empty service's persistent leftovers (overrides) when it has no metadata.
+    RemoveEmptyPersistentService {
+        /// Service.
+        service: ServiceKey,
+    },
+}
+
+impl NamingCommand {
+    /// Whether the command changes Raft-owned data.
+    pub fn is_persistent(&self) -> bool {
+        !matches!(
+            self,
+            Self::PublishEphemeral { .. }
+                | Self::UnpublishEphemeral { .. }
+                | Self::SetEphemeralHealth { .. }
+                | Self::RemoveClient { .. }
+                | Self::RemoveEmptyService { .. }
+        )
+    }
+}
+
+/// A command refused by the state when applied. Serializable: it is the Raft response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ApplyError {
+    /// `CreateService` on a service that already has metadata.
+    #[error("specified service {0} already exists!")]
+    ServiceAlreadyExists(String),
+    /// `DeleteService` while persistent instances remain.
+    #[error("Service {0} is not empty, can't be delete. Please unregister instance first")]
+    ServiceNotEmpty(String),
+}
+
+/// What applying a command yields.
+pub type CommandResult = Result<(), ApplyError>;

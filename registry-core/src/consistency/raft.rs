@@ -1,0 +1,1 @@
+//! Raft for persistent data (to be written).

@@ -1,0 +1,25 @@
+//! registry-core: a Nacos-compatible service registry and configuration center.
+//!
+//! ```text
+//!  clients: Nacos SDKs (HTTP v1/v2) · v1 UDP subscribers
+//!    │                                          ▲ UDP push (ack, retry)
+//!    ▼                                          │
+//!  api/        http (axum: v1, v2, console health)   udp push
+//!    │ decode → validate → call a domain service → encode
+//!    ▼
+//!  naming/     NamingService: rules, queries, beats; Commands to write      push/ ◄── ChangeEvents
+//!    │ Command                                                                 ▲
+//!    ▼                                                                         │
+//!  consistency/  persistent → Raft (openraft, redb) · ephemeral → local        │
+//!                apply.rs: THE single writer ──► state/ ──────────────────────┘
+//!    │
+//!  storage/    redb tables (imported only by consistency/)
+//!  model/      plain data, imported by everyone
+//! ```
+//!
+//! Layout: one module per layer, imports only point down (or to `model`).
+
+pub mod consistency;
+pub mod model;
+pub mod state;
+pub mod storage;

@@ -1,0 +1,16 @@
+//! Change notifications emitted by the single writer (`consistency::apply`) and read by the
+//! push engine and listeners. They travel up the layers over a channel, so they live here.
+
+use super::key::ServiceKey;
+
+/// Something readers may need to react to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeEvent {
+    /// The instance list or metadata of a service changed; `revision` is its new revision.
+    ServiceChanged {
+        /// Which service.
+        key: ServiceKey,
+        /// Revision after the change.
+        revision: u64,
+    },
+}

@@ -1,0 +1,240 @@
+//! The naming index: namespace → group → service → cluster → instances.
+//!
+//! Two halves with different owners:
+//! - [`NamingData`], the mutable truth, behind one `Mutex` that only the single writer
+//!   (`consistency::apply`) takes. Every write finishes by republishing the views it touched.
+//! - The views: one immutable [`ServiceView`] per service behind an `Arc`, in a sharded map.
+//!   A reader clones the `Arc` (a shard read lock held for a few instructions) and then works on
+//!   a value that never changes under it; a writer swaps the whole view, with a new revision.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::model::{ChangeEvent, ClientId, Instance, InstanceKey, InstanceOverride, ServiceKey, ServiceMetadata};
+
+/// Everything known about one service, as the writer sees it.
+#[derive(Debug, Clone)]
+pub struct ServiceRecord {
+    /// Service metadata, if the service was created or updated through the API (persistent).
+    pub metadata: Option<ServiceMetadata>,
+    /// Ephemeral publications: each client publishes a list of instances (AP, not persisted).
+    pub ephemeral: BTreeMap<ClientId, Vec<Instance>>,
+    /// Persistent publications: one instance per `ip:port#false` client (persisted through Raft).
+    pub persistent: BTreeMap<ClientId, Instance>,
+    /// Update-API overrides by `ip:port:cluster` (persisted through Raft).
+    pub overrides: BTreeMap<InstanceKey, InstanceOverride>,
+    /// Revision of the last change (node-local, increasing over the whole index).
+    pub revision: u64,
+    /// When the last change happened; drives the empty-service cleaner.
+    pub last_changed: Instant,
+}
+
+impl ServiceRecord {
+    fn new(revision: u64) -> Self {
+        Self {
+            metadata: None,
+            ephemeral: BTreeMap::new(),
+            persistent: BTreeMap::new(),
+            overrides: BTreeMap::new(),
+            revision,
+            last_changed: Instant::now(),
+        }
+    }
+
+    /// True when no client publishes any instance.
+    pub fn has_no_instances(&self) -> bool {
+        self.ephemeral.values().all(Vec::is_empty) && self.persistent.is_empty()
+    }
+
+    /// True when the record holds data that Raft owns.
+    pub fn has_persistent_part(&self) -> bool {
+        self.metadata.is_some() || !self.persistent.is_empty() || !self.overrides.is_empty()
+    }
+
+    /// Whether the service is ephemeral: fixed by its metadata when it has some, else by what is
+    /// published (persistent publications make it persistent), else ephemeral.
+    pub fn is_ephemeral(&self) -> bool {
+        match &self.metadata {
+            Some(m) => m.ephemeral,
+            None => self.persistent.is_empty(),
+        }
+    }
+
+    /// The instances clients see: every publication with its override applied, sorted by
+    /// (cluster, ip, port) so that every member renders the same list.
+    fn effective_instances(&self) -> Vec<Instance> {
+        let mut out: Vec<Instance> = self
+            .ephemeral
+            .values()
+            .flatten()
+            .chain(self.persistent.values())
+            .map(|i| {
+                let mut i = i.clone();
+                if let Some(o) = self.overrides.get(&i.key()) {
+                    o.apply_to(&mut i);
+                }
+                i
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.cluster, &a.ip, a.port).cmp(&(&b.cluster, &b.ip, b.port)));
+        out
+    }
+}
+
+/// The mutable naming truth. Only the single writer holds it (see [`NamingStore::write`]).
+#[derive(Debug, Default)]
+pub struct NamingData {
+    services: HashMap<ServiceKey, ServiceRecord>,
+    /// Last revision handed out; revisions never repeat, even across service re-creation.
+    last_revision: u64,
+}
+
+impl NamingData {
+    /// The record of a service, if it exists.
+    pub fn get(&self, key: &ServiceKey) -> Option<&ServiceRecord> {
+        self.services.get(key)
+    }
+
+    /// The record of a service for mutation, created empty if absent. Marks it changed.
+    pub fn touch(&mut self, key: &ServiceKey) -> &mut ServiceRecord {
+        self.last_revision += 1;
+        let revision = self.last_revision;
+        let record = self.services.entry(key.clone()).or_insert_with(|| ServiceRecord::new(revision));
+        record.revision = revision;
+        record.last_changed = Instant::now();
+        record
+    }
+
+    /// Removes a service entirely.
+    pub fn remove(&mut self, key: &ServiceKey) -> Option<ServiceRecord> {
+        self.services.remove(key)
+    }
+
+    /// Every service key.
+    pub fn keys(&self) -> impl Iterator<Item = &ServiceKey> {
+        self.services.keys()
+    }
+
+    /// Every record.
+    pub fn records(&self) -> impl Iterator<Item = (&ServiceKey, &ServiceRecord)> {
+        self.services.iter()
+    }
+
+    /// Keys of the services an ephemeral client publishes into.
+    pub fn services_of_client(&self, client: &ClientId) -> Vec<ServiceKey> {
+        self.services.iter().filter(|(_, r)| r.ephemeral.contains_key(client)).map(|(k, _)| k.clone()).collect()
+    }
+}
+
+/// What readers see of one service: immutable, replaced as a whole on every change.
+#[derive(Debug, Clone)]
+pub struct ServiceView {
+    /// Which service.
+    pub key: ServiceKey,
+    /// Revision of this view.
+    pub revision: u64,
+    /// Whether the service is ephemeral (see [`ServiceRecord::is_ephemeral`]).
+    pub ephemeral: bool,
+    /// Service metadata, if the service has any.
+    pub metadata: Option<ServiceMetadata>,
+    /// Instances with overrides applied, in a stable order.
+    pub instances: Vec<Instance>,
+    /// When the service last changed.
+    pub last_changed: Instant,
+}
+
+impl ServiceView {
+    fn of(key: &ServiceKey, record: &ServiceRecord) -> Self {
+        Self {
+            key: key.clone(),
+            revision: record.revision,
+            ephemeral: record.is_ephemeral(),
+            metadata: record.metadata.clone(),
+            instances: record.effective_instances(),
+            last_changed: record.last_changed,
+        }
+    }
+}
+
+/// The naming index: the writer's data plus the readers' views.
+#[derive(Debug, Default)]
+pub struct NamingStore {
+    /// The truth. A plain (non-async) mutex: it is only held by the writer for the duration of
+    /// one command's mutation, never across an `.await`.
+    data: Mutex<NamingData>,
+    /// Published views by service; readers only.
+    views: DashMap<ServiceKey, Arc<ServiceView>>,
+}
+
+impl NamingStore {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs one write. `f` mutates the data and returns the keys it touched plus its result; the
+    /// views of those keys are republished before the lock is released, so a reader never sees
+    /// a view older than a write that has returned. Only `consistency::apply` calls this.
+    pub fn write<R>(&self, f: impl FnOnce(&mut NamingData) -> (Vec<ServiceKey>, R)) -> (Vec<ChangeEvent>, R) {
+        let mut data = self.data.lock();
+        let (mut touched, result) = f(&mut data);
+        touched.sort();
+        touched.dedup();
+        let mut events = Vec::with_capacity(touched.len());
+        for key in touched {
+            let revision = match data.get(&key) {
+                Some(record) => {
+                    let view = Arc::new(ServiceView::of(&key, record));
+                    let revision = view.revision;
+                    self.views.insert(key.clone(), view);
+                    revision
+                }
+                None => {
+                    if self.views.remove(&key).is_none() {
+                        continue;
+                    }
+                    data.last_revision += 1;
+                    data.last_revision
+                }
+            };
+            events.push(ChangeEvent::ServiceChanged { key, revision });
+        }
+        (events, result)
+    }
+
+    /// Reads the writer's data (for snapshots and sweeps). Holds the writer lock while `f` runs.
+    pub fn read_data<R>(&self, f: impl FnOnce(&NamingData) -> R) -> R {
+        f(&self.data.lock())
+    }
+
+    /// The current view of a service.
+    pub fn view(&self, key: &ServiceKey) -> Option<Arc<ServiceView>> {
+        self.views.get(key).map(|v| Arc::clone(v.value()))
+    }
+
+    /// Views of every service in a namespace (and group, when given), sorted by group then name.
+    pub fn views_in(&self, namespace: &str, group: Option<&str>) -> Vec<Arc<ServiceView>> {
+        let mut out: Vec<Arc<ServiceView>> = self
+            .views
+            .iter()
+            .filter(|e| e.key().namespace == namespace && group.is_none_or(|g| e.key().group == g))
+            .map(|e| Arc::clone(e.value()))
+            .collect();
+        out.sort_by(|a, b| (&a.key.group, &a.key.service).cmp(&(&b.key.group, &b.key.service)));
+        out
+    }
+
+    /// Every view (for metrics and sweeps).
+    pub fn all_views(&self) -> Vec<Arc<ServiceView>> {
+        self.views.iter().map(|e| Arc::clone(e.value())).collect()
+    }
+
+    /// Number of services.
+    pub fn service_count(&self) -> usize {
+        self.views.len()
+    }
+}

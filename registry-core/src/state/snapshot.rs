@@ -1,0 +1,52 @@
+//! The persistent part of the state as one serializable value: what a Raft snapshot holds.
+//! Ephemeral publications are not in it; they belong to their clients and die with them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::naming_index::NamingData;
+use crate::model::{ClientId, Instance, InstanceKey, InstanceOverride, ServiceKey, ServiceMetadata};
+
+/// Snapshot format version; bumped on incompatible changes.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// Everything Raft owns, in a stable order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateSnapshot {
+    /// Format version ([`SNAPSHOT_VERSION`]).
+    pub version: u32,
+    /// Persistent naming data, by service.
+    pub services: Vec<PersistentService>,
+}
+
+/// The Raft-owned part of one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersistentService {
+    /// Which service.
+    pub key: ServiceKey,
+    /// Its metadata, if any.
+    pub metadata: Option<ServiceMetadata>,
+    /// Persistent instances by owning client.
+    pub instances: BTreeMap<ClientId, Instance>,
+    /// Update-API overrides.
+    pub overrides: BTreeMap<InstanceKey, InstanceOverride>,
+}
+
+impl StateSnapshot {
+    /// Captures the persistent part of the naming data.
+    pub fn capture(naming: &NamingData) -> Self {
+        let mut services: Vec<PersistentService> = naming
+            .records()
+            .filter(|(_, r)| r.has_persistent_part())
+            .map(|(k, r)| PersistentService {
+                key: k.clone(),
+                metadata: r.metadata.clone(),
+                instances: r.persistent.clone(),
+                overrides: r.overrides.clone(),
+            })
+            .collect();
+        services.sort_by(|a, b| a.key.cmp(&b.key));
+        Self { version: SNAPSHOT_VERSION, services }
+    }
+}

@@ -1,0 +1,1 @@
+//! redb storage (to be written).
