@@ -19,7 +19,13 @@
 //!
 //! Layout: one module per layer, imports only point down (or to `model`).
 
+pub mod api;
+pub mod app;
+pub mod config;
 pub mod consistency;
 pub mod model;
+pub mod naming;
+pub mod push;
 pub mod state;
 pub mod storage;
+pub mod telemetry;

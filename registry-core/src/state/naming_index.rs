@@ -139,6 +139,8 @@ pub struct ServiceView {
     pub revision: u64,
     /// Whether the service is ephemeral (see [`ServiceRecord::is_ephemeral`]).
     pub ephemeral: bool,
+    /// Whether Raft owns part of this service (metadata, persistent instances, overrides).
+    pub has_persistent_part: bool,
     /// Service metadata, if the service has any.
     pub metadata: Option<ServiceMetadata>,
     /// Instances with overrides applied, in a stable order.
@@ -153,6 +155,7 @@ impl ServiceView {
             key: key.clone(),
             revision: record.revision,
             ephemeral: record.is_ephemeral(),
+            has_persistent_part: record.has_persistent_part(),
             metadata: record.metadata.clone(),
             instances: record.effective_instances(),
             last_changed: record.last_changed,

@@ -1,0 +1,30 @@
+//! Protocol adapters: decode → validate → call a domain service → encode. No business rules.
+//!
+//! ```text
+//!  HTTP (axum)  /nacos/v1/ns/*  /nacos/v2/ns/*  /nacos/v1/console/health/*
+//!  UDP push     v1 subscribers registered by /instance/list?udpPort=
+//! ```
+
+pub mod http;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::naming::NamingService;
+use crate::push::PushHandle;
+
+/// Answers "is this node ready to serve?" (Raft caught up, startup done).
+pub type ReadinessProbe = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// What every transport receives.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The naming domain.
+    pub naming: NamingService,
+    /// The push engine (v1 UDP subscribers).
+    pub push: PushHandle,
+    /// Readiness of the node.
+    pub ready: ReadinessProbe,
+    /// The HTTP address this node serves on (shown by introspection endpoints).
+    pub http_addr: SocketAddr,
+}

@@ -1,0 +1,43 @@
+//! The HTTP Open API (axum): Nacos v1 and v2 naming, console health.
+//!
+//! ```text
+//!  router() ─┬─ naming_v1::routes()  /nacos/v1/ns/...     plain `ok` / JSON, errors as text
+//!            ├─ naming_v2::routes()  /nacos/v2/ns/...     {code,message,data} envelope
+//!            └─ console::routes()    /nacos/v1/console/health/{liveness,readiness}
+//! ```
+//! Every handler reads parameters through [`params::Params`] (query string + form body).
+
+pub mod console;
+pub mod error;
+pub mod naming_v1;
+pub mod naming_v2;
+pub mod params;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+
+use super::ApiState;
+
+/// Tunables of the HTTP API.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest accepted request body in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 12 * 1024 * 1024 }
+    }
+}
+
+/// The whole HTTP API.
+pub fn router(state: ApiState, config: &HttpConfig) -> Router {
+    Router::new()
+        .merge(naming_v1::routes())
+        .merge(naming_v2::routes())
+        .merge(console::routes())
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .with_state(state)
+}

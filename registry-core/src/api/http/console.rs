@@ -1,0 +1,29 @@
+//! Liveness and readiness, at the paths Nacos uses (`/nacos/v1/console/health/*`), which the
+//! operator's probes and Kubernetes users already know.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::api::ApiState;
+
+/// Console health routes.
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/nacos/v1/console/health/liveness", get(liveness))
+        .route("/nacos/v1/console/health/readiness", get(readiness))
+}
+
+async fn liveness() -> impl IntoResponse {
+    (StatusCode::OK, "OK")
+}
+
+async fn readiness(State(state): State<ApiState>) -> impl IntoResponse {
+    if (state.ready)() {
+        (StatusCode::OK, "OK")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: the store has not caught up yet")
+    }
+}

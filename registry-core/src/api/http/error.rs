@@ -1,0 +1,133 @@
+//! The one place where failures become HTTP answers.
+//!
+//! v1 endpoints answer like Nacos' v1 controllers: the status is the Nacos error code (400,
+//! 404, 500, 503) and the body is the plain-text message. v2 endpoints answer with the
+//! `{code, message, data}` envelope: `code` the detailed v2 error code, `message` its abstract,
+//! `data` the detail (spec §3). Internal details are logged, not shown.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::model::NameError;
+use crate::model::instance::InstanceError;
+use crate::naming::NamingError;
+
+/// A failed request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A required parameter is absent or blank.
+    #[error("Parameter '{0}' is missing")]
+    MissingParam(&'static str),
+    /// A parameter is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request body is larger than the configured limit.
+    #[error("request body is larger than the configured limit")]
+    PayloadTooLarge,
+    /// A domain rule refused the request.
+    #[error(transparent)]
+    Naming(#[from] NamingError),
+    /// Something that should not happen; details are logged only.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<NameError> for ApiError {
+    fn from(e: NameError) -> Self {
+        Self::Naming(NamingError::Name(e))
+    }
+}
+
+impl ApiError {
+    /// HTTP status, v2 detail code and v2 abstract.
+    fn classify(&self) -> (StatusCode, u32, &'static str) {
+        use NamingError as N;
+        match self {
+            Self::MissingParam(_) => (StatusCode::BAD_REQUEST, 10000, "parameter missing"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, 20002, "parameter validate error"),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, 20002, "parameter validate error"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, 30000, "server error"),
+            Self::Naming(n) => match n {
+                N::Name(
+                    NameError::Illegal { field: "serviceName", .. } | NameError::Blank { field: "serviceName" },
+                ) => (StatusCode::BAD_REQUEST, 21000, "service name error"),
+                N::Name(_) | N::InvalidParam(_) | N::Instance(InstanceError::Name(_)) => {
+                    (StatusCode::BAD_REQUEST, 20002, "parameter validate error")
+                }
+                N::Instance(InstanceError::Weight(_)) => (StatusCode::BAD_REQUEST, 21001, "weight error"),
+                N::Instance(InstanceError::Metadata(_)) => (StatusCode::BAD_REQUEST, 21002, "instance metadata error"),
+                N::ServiceNotFound { .. } => (StatusCode::BAD_REQUEST, 21008, "service not exist"),
+                N::ServiceAlreadyExists(_) => (StatusCode::BAD_REQUEST, 21007, "service already exist"),
+                N::ServiceNotEmpty(_) => (StatusCode::BAD_REQUEST, 21009, "service delete failure"),
+                N::InstanceNotFound => (StatusCode::NOT_FOUND, 21003, "instance not found"),
+                N::KindConflict { .. } => (StatusCode::BAD_REQUEST, 21004, "instance error"),
+                N::HealthCheckRunning(_) => (StatusCode::BAD_REQUEST, 21011, "health check still running"),
+                N::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, 30000, "server error"),
+            },
+        }
+    }
+
+    fn detail(&self) -> String {
+        if let Self::Internal(detail) = self {
+            tracing::error!(%detail, "internal error answering a request");
+        }
+        self.to_string()
+    }
+
+    /// Renders the v1 form: status + plain-text message.
+    pub fn into_v1(self) -> Response {
+        let (status, _, _) = self.classify();
+        (status, [(axum::http::header::CONTENT_TYPE, "text/plain;charset=UTF-8")], self.detail()).into_response()
+    }
+
+    /// Renders the v2 form: status + `{code, message, data}`.
+    pub fn into_v2(self) -> Response {
+        let (status, code, message) = self.classify();
+        (status, Json(serde_json::json!({ "code": code, "message": message, "data": self.detail() }))).into_response()
+    }
+}
+
+impl IntoResponse for ApiError {
+    /// Without a version context (extractor rejections), the v1 form.
+    fn into_response(self) -> Response {
+        self.into_v1()
+    }
+}
+
+/// Error type of v1 handlers.
+#[derive(Debug)]
+pub struct V1(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for V1 {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for V1 {
+    fn into_response(self) -> Response {
+        self.0.into_v1()
+    }
+}
+
+/// Error type of v2 handlers.
+#[derive(Debug)]
+pub struct V2(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for V2 {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for V2 {
+    fn into_response(self) -> Response {
+        self.0.into_v2()
+    }
+}
+
+/// The v2 success envelope around `data`.
+pub fn v2_ok<T: serde::Serialize>(data: T) -> Response {
+    Json(serde_json::json!({ "code": 0, "message": "success", "data": data })).into_response()
+}

@@ -1,0 +1,498 @@
+//! Naming HTTP Open API v1 (`/nacos/v1/ns/...`, spec §4). Writes answer plain `ok`; queries
+//! answer JSON in the exact shapes 1.x and 2.x clients read.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde_json::{Value, json};
+
+use super::error::{ApiError, V1};
+use super::params::Params;
+use crate::api::ApiState;
+use crate::model::key::DEFAULT_GROUP;
+use crate::model::{ClusterMetadata, Instance, InstanceKey, InstanceOverride};
+use crate::naming::{BeatInfo, NameForm, NamingService, ServiceInfo, ServicePatch, parse_clusters};
+use crate::push::is_push_capable;
+
+type V1Result = Result<Response, V1>;
+
+/// v1 naming routes.
+pub fn routes() -> Router<ApiState> {
+    let ns = Router::new()
+        .route(
+            "/instance",
+            get(get_instance)
+                .post(register_instance)
+                .delete(deregister_instance)
+                .put(update_instance)
+                .patch(patch_instance),
+        )
+        .route("/instance/list", get(list_instances))
+        .route("/instance/beat", put(beat))
+        .route("/service", get(get_service).post(create_service).put(update_service).delete(delete_service))
+        .route("/service/list", get(list_services))
+        .route("/service/names", get(service_names).post(service_names))
+        .route("/service/subscribers", get(service_subscribers))
+        .route("/catalog/services", get(catalog_services))
+        .route("/catalog/instances", get(catalog_instances))
+        .route("/cluster", put(update_cluster))
+        .route("/health", put(update_health))
+        .route("/health/instance", put(update_health))
+        .route("/health/server", get(health_server))
+        .route("/health/checkers", get(health_checkers))
+        .route("/operator/metrics", get(metrics))
+        .route("/ops/metrics", get(metrics))
+        .route("/operator/switches", get(switches).put(update_switch))
+        .route("/operator/push/state", get(push_state))
+        .route("/operator/distro/client", get(distro_client));
+    Router::new().nest("/nacos/v1/ns", ns)
+}
+
+fn ok() -> Response {
+    "ok".into_response()
+}
+
+/// Builds an instance from v1/v2 parameters (Nacos `HttpRequestInstanceBuilder`).
+pub(crate) fn instance_from_params(p: &Params, default_ephemeral: bool) -> Result<Instance, ApiError> {
+    let ip = p.required("ip")?.to_owned();
+    let port: u16 = p.required_num("port")?;
+    let mut instance = Instance::new(ip, port, p.cluster(), p.bool_or(&["ephemeral"], default_ephemeral)?);
+    if let Some(w) = p.num::<f64>("weight")? {
+        instance.weight = w;
+    }
+    instance.healthy = p.bool_or(&["healthy"], true)?;
+    instance.enabled = p.bool_or(&["enabled", "enable"], true)?;
+    instance.metadata = p.metadata("metadata")?.unwrap_or_default();
+    if let Some(id) = p.opt("instanceId") {
+        instance.instance_id = id.to_owned();
+    }
+    Ok(instance)
+}
+
+async fn register_instance(State(s): State<ApiState>, p: Params) -> V1Result {
+    let key = p.service_key()?;
+    let instance = instance_from_params(&p, true)?;
+    s.naming.register_instance(&key, instance).await?;
+    Ok(ok())
+}
+
+async fn deregister_instance(State(s): State<ApiState>, p: Params) -> V1Result {
+    let key = p.service_key()?;
+    let ip = p.required("ip")?;
+    let port: u16 = p.required_num("port")?;
+    s.naming.deregister_instance(&key, ip, port, p.bool_or(&["ephemeral"], true)?).await?;
+    Ok(ok())
+}
+
+/// `PUT /instance`: the full override (weight, enabled, metadata) as Java clients send it.
+async fn update_instance(State(s): State<ApiState>, p: Params) -> V1Result {
+    let key = p.service_key()?;
+    let instance = instance_from_params(&p, true)?;
+    let patch = InstanceOverride {
+        weight: Some(instance.weight),
+        enabled: Some(instance.enabled),
+        metadata: Some(instance.metadata.clone()),
+    };
+    s.naming.update_instance(&key, instance.key(), patch).await?;
+    Ok(ok())
+}
+
+/// `PATCH /instance`: only the fields given.
+async fn patch_instance(State(s): State<ApiState>, p: Params) -> V1Result {
+    let key = p.service_key()?;
+    let patch = override_patch(&p)?;
+    s.naming.update_instance(&key, instance_key(&p)?, patch).await?;
+    Ok(ok())
+}
+
+pub(crate) fn instance_key(p: &Params) -> Result<InstanceKey, ApiError> {
+    Ok(InstanceKey { ip: p.required("ip")?.to_owned(), port: p.required_num("port")?, cluster: p.cluster() })
+}
+
+pub(crate) fn override_patch(p: &Params) -> Result<InstanceOverride, ApiError> {
+    let enabled = match p.opt_any(&["enabled", "enable"]) {
+        Some(_) => Some(p.bool_or(&["enabled", "enable"], true)?),
+        None => None,
+    };
+    Ok(InstanceOverride { weight: p.num("weight")?, enabled, metadata: p.metadata("metadata")? })
+}
+
+async fn get_instance(State(s): State<ApiState>, p: Params) -> V1Result {
+    let key = p.service_key()?;
+    let ip = p.required("ip")?;
+    let port: u16 = p.required_num("port")?;
+    let i = s.naming.get_instance(&key, ip, port, &p.cluster())?;
+    Ok(Json(json!({
+        "service": key.grouped_name(),
+        "ip": i.ip,
+        "port": i.port,
+        "clusterName": i.cluster,
+        "weight": i.weight,
+        "healthy": i.healthy,
+        "instanceId": i.display_id(&key),
+        "metadata": i.metadata,
+    }))
+    .into_response())
+}
+
+async fn list_instances(State(s): State<ApiState>, p: Params) -> V1Result {
+    let key = p.service_key()?;
+    let clusters = p.opt("clusters").unwrap_or_default().to_owned();
+    let healthy_only = p.bool_or(&["healthyOnly"], false)?;
+    let udp_port: u16 = p.num("udpPort")?.unwrap_or(0);
+    if udp_port > 0 && is_push_capable(&p.user_agent) {
+        let ip = match p.opt("clientIP").map(str::parse::<IpAddr>) {
+            Some(Ok(ip)) => Some(ip),
+            Some(Err(_)) => return Err(ApiError::BadRequest("clientIP is not an IP address".into()).into()),
+            None => p.remote.map(|r| r.ip()),
+        };
+        if let Some(ip) = ip {
+            s.push.subscribe_udp(&key, SocketAddr::new(ip, udp_port), &clusters, &p.user_agent, p.opt("app"));
+        }
+    }
+    let selection = s.naming.query(&key, &parse_clusters(&clusters), healthy_only);
+    let mut info = serde_json::to_value(ServiceInfo::build(&key, &clusters, &selection, NameForm::Grouped))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // 1.x servers also sent `dom`; harmless for newer clients.
+    info["dom"] = Value::String(key.grouped_name());
+    Ok(Json(info).into_response())
+}
+
+async fn beat(State(s): State<ApiState>, p: Params) -> V1Result {
+    let key = p.service_key()?;
+    let beat: Option<BeatInfo> = match p.opt("beat") {
+        Some(raw) => {
+            Some(serde_json::from_str(raw).map_err(|e| ApiError::BadRequest(format!("beat is not valid JSON: {e}")))?)
+        }
+        None => None,
+    };
+    let ip = p.opt("ip").unwrap_or_default();
+    let port: u16 = p.num("port")?.unwrap_or(0);
+    if beat.is_none() && (ip.is_empty() || port == 0) {
+        return Err(ApiError::MissingParam("ip").into());
+    }
+    let reply = s.naming.beat(&key, ip, port, &p.cluster(), beat).await?;
+    Ok(Json(json!({
+        "clientBeatInterval": reply.client_beat_interval_ms,
+        "code": reply.code,
+        "lightBeatEnabled": reply.light_beat_enabled,
+    }))
+    .into_response())
+}
+
+fn selector_param(p: &Params) -> Result<Option<Value>, ApiError> {
+    match p.opt("selector") {
+        None => Ok(None),
+        Some(raw) => {
+            let v: Value = serde_json::from_str(raw)
+                .map_err(|e| ApiError::BadRequest(format!("selector is not valid JSON: {e}")))?;
+            match v.get("type").and_then(Value::as_str) {
+                Some("none" | "label") => Ok(Some(v)),
+                _ => Err(ApiError::BadRequest("selector type must be 'none' or 'label'".into())),
+            }
+        }
+    }
+}
+
+pub(crate) fn service_create_params(p: &Params, ephemeral: bool) -> Result<crate::model::ServiceMetadata, ApiError> {
+    Ok(NamingService::new_service_metadata(
+        ephemeral,
+        p.num("protectThreshold")?.unwrap_or(0.0),
+        p.metadata("metadata")?.unwrap_or_default(),
+        selector_param(p)?,
+    ))
+}
+
+pub(crate) fn service_patch(p: &Params) -> Result<ServicePatch, ApiError> {
+    Ok(ServicePatch {
+        protect_threshold: p.num("protectThreshold")?,
+        metadata: p.metadata("metadata")?,
+        selector: selector_param(p)?,
+    })
+}
+
+/// v1 `POST /service` creates a persistent service (spec §2.4).
+async fn create_service(State(s): State<ApiState>, p: Params) -> V1Result {
+    let key = p.service_key()?;
+    s.naming.create_service(&key, service_create_params(&p, false)?).await?;
+    Ok(ok())
+}
+
+async fn update_service(State(s): State<ApiState>, p: Params) -> V1Result {
+    let key = p.service_key()?;
+    p.required("protectThreshold")?;
+    s.naming.update_service(&key, service_patch(&p)?).await?;
+    Ok(ok())
+}
+
+async fn delete_service(State(s): State<ApiState>, p: Params) -> V1Result {
+    let key = p.service_key()?;
+    s.naming.delete_service(&key).await?;
+    Ok(ok())
+}
+
+/// Cluster names of a service: those with metadata plus those instances use.
+pub(crate) fn service_clusters(view: &crate::state::ServiceView) -> Vec<(String, ClusterMetadata)> {
+    let mut out: std::collections::BTreeMap<String, ClusterMetadata> =
+        view.metadata.as_ref().map(|m| m.clusters.clone()).unwrap_or_default();
+    for i in &view.instances {
+        out.entry(i.cluster.clone()).or_default();
+    }
+    out.into_iter().collect()
+}
+
+async fn get_service(State(s): State<ApiState>, p: Params) -> V1Result {
+    let key = p.service_key()?;
+    let view = s.naming.view(&key).ok_or_else(|| crate::naming::NamingError::ServiceNotFound {
+        namespace: key.namespace.clone(),
+        service: key.grouped_name(),
+    })?;
+    let metadata = view.metadata.clone().unwrap_or_else(|| crate::model::ServiceMetadata::new(view.ephemeral));
+    let clusters: Vec<Value> = service_clusters(&view)
+        .into_iter()
+        .map(|(name, c)| json!({ "name": name, "healthChecker": c.health_checker, "metadata": c.metadata }))
+        .collect();
+    Ok(Json(json!({
+        "namespaceId": key.namespace,
+        "groupName": key.group,
+        "name": key.service,
+        "protectThreshold": metadata.protect_threshold,
+        "metadata": metadata.metadata,
+        "selector": metadata.selector,
+        "clusters": clusters,
+    }))
+    .into_response())
+}
+
+/// 1-based paging; a page past the end is empty.
+pub(crate) fn page<T: Clone>(items: &[T], page_no: usize, page_size: usize) -> Vec<T> {
+    let start = page_no.saturating_sub(1).saturating_mul(page_size);
+    items.iter().skip(start).take(page_size).cloned().collect()
+}
+
+async fn list_services(State(s): State<ApiState>, p: Params) -> V1Result {
+    let page_no: usize = p.required_num("pageNo")?;
+    let page_size: usize = p.required_num("pageSize")?;
+    let group = p.opt("groupName").unwrap_or(DEFAULT_GROUP);
+    let names: Vec<String> =
+        s.naming.list_services(p.namespace(), Some(group)).iter().map(|v| v.key.service.clone()).collect();
+    Ok(Json(json!({ "count": names.len(), "doms": page(&names, page_no, page_size) })).into_response())
+}
+
+async fn service_names(State(s): State<ApiState>, p: Params) -> V1Result {
+    let ns = p.namespace().to_owned();
+    let expr = p.opt("expr").unwrap_or_default();
+    let names: Vec<String> = s
+        .naming
+        .list_services(&ns, None)
+        .iter()
+        .map(|v| v.key.grouped_name())
+        .filter(|n| expr.is_empty() || n.contains(expr))
+        .collect();
+    let count = names.len();
+    // Nacos 2.2.3–2.4.3 emit this odd key; `services` is what older servers and docs use.
+    Ok(Json(json!({ "META-INF/services": { &ns: names.clone() }, "services": { &ns: names }, "count": count }))
+        .into_response())
+}
+
+async fn service_subscribers(State(s): State<ApiState>, p: Params) -> V1Result {
+    let key = p.service_key()?;
+    let page_no: usize = p.num("pageNo")?.unwrap_or(1);
+    let page_size: usize = p.num("pageSize")?.unwrap_or(1000);
+    let subs: Vec<Value> = s
+        .push
+        .subscribers_of(&key)
+        .into_iter()
+        .map(|sub| {
+            json!({
+                "addrStr": sub.addr.to_string(),
+                "agent": sub.agent,
+                "app": sub.app,
+                "ip": sub.addr.ip().to_string(),
+                "port": sub.addr.port(),
+                "namespaceId": key.namespace,
+                "serviceName": key.grouped_name(),
+                "cluster": sub.clusters,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "subscribers": page(&subs, page_no, page_size), "count": subs.len() })).into_response())
+}
+
+async fn catalog_services(State(s): State<ApiState>, p: Params) -> V1Result {
+    let page_no: usize = p.num("pageNo")?.unwrap_or(1);
+    let page_size: usize = p.num("pageSize")?.unwrap_or(10);
+    let group = p.opt("groupNameParam");
+    let name = p.opt("serviceNameParam").unwrap_or_default();
+    let items: Vec<Value> = s
+        .naming
+        .list_services(p.namespace(), group)
+        .iter()
+        .filter(|v| v.key.service.contains(name))
+        .map(|v| {
+            json!({
+                "name": v.key.service,
+                "groupName": v.key.group,
+                "clusterCount": service_clusters(v).len(),
+                "ipCount": v.instances.len(),
+                "healthyInstanceCount": v.instances.iter().filter(|i| i.healthy).count(),
+                "triggerFlag": "false",
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "count": items.len(), "serviceList": page(&items, page_no, page_size) })).into_response())
+}
+
+async fn catalog_instances(State(s): State<ApiState>, p: Params) -> V1Result {
+    let key = p.service_key()?;
+    let page_no: usize = p.num("pageNo")?.unwrap_or(1);
+    let page_size: usize = p.num("pageSize")?.unwrap_or(100);
+    let cluster = p.opt("clusterName");
+    let view = s.naming.view(&key);
+    let items: Vec<crate::naming::InstanceInfo> = view
+        .iter()
+        .flat_map(|v| v.instances.iter())
+        .filter(|i| cluster.is_none_or(|c| i.cluster == c))
+        .map(|i| crate::naming::InstanceInfo::of(&key, i))
+        .collect();
+    Ok(Json(json!({ "count": items.len(), "list": page(&items, page_no, page_size) })).into_response())
+}
+
+pub(crate) fn cluster_metadata(p: &Params) -> Result<ClusterMetadata, ApiError> {
+    let checker: Value = serde_json::from_str(p.required("healthChecker")?)
+        .map_err(|e| ApiError::BadRequest(format!("healthChecker is not valid JSON: {e}")))?;
+    match checker.get("type").and_then(Value::as_str).map(str::to_ascii_uppercase).as_deref() {
+        Some("TCP" | "HTTP" | "MYSQL" | "NONE") => {}
+        _ => return Err(ApiError::BadRequest("healthChecker type must be one of TCP, HTTP, MYSQL, NONE".into())),
+    }
+    Ok(ClusterMetadata {
+        health_check_port: p.required_num("checkPort")?,
+        use_instance_port: p.bool_or(&["useInstancePort4Check"], true)?,
+        health_checker: checker,
+        metadata: p.metadata("metadata")?.unwrap_or_default(),
+    })
+}
+
+async fn update_cluster(State(s): State<ApiState>, p: Params) -> V1Result {
+    let key = p.service_key()?;
+    let cluster = p.required("clusterName")?.to_owned();
+    p.required("useInstancePort4Check")?;
+    s.naming.update_cluster(&key, &cluster, cluster_metadata(&p)?).await?;
+    Ok(ok())
+}
+
+pub(crate) fn healthy_param(p: &Params) -> Result<bool, ApiError> {
+    if p.opt_any(&["healthy", "valid"]).is_none() {
+        return Err(ApiError::MissingParam("healthy"));
+    }
+    p.bool_or(&["healthy", "valid"], true)
+}
+
+async fn update_health(State(s): State<ApiState>, p: Params) -> V1Result {
+    let key = p.service_key()?;
+    let healthy = healthy_param(&p)?;
+    s.naming.update_health(&key, instance_key(&p)?, healthy).await?;
+    Ok(ok())
+}
+
+async fn health_server(State(s): State<ApiState>) -> V1Result {
+    let msg = format!(
+        "Hello! I am Nacos-Naming and healthy! total services: {}, local port:{}",
+        s.naming.counts().services,
+        s.http_addr.port()
+    );
+    Ok(Json(json!({ "msg": msg })).into_response())
+}
+
+pub(crate) fn default_checkers() -> Value {
+    json!({
+        "TCP": { "type": "TCP" },
+        "HTTP": { "type": "HTTP", "path": "", "headers": "", "expectedResponseCode": 200 },
+        "MYSQL": { "type": "MYSQL", "user": "", "pwd": "", "cmd": "" },
+        "NONE": { "type": "NONE" },
+    })
+}
+
+async fn health_checkers() -> V1Result {
+    Ok(Json(default_checkers()).into_response())
+}
+
+pub(crate) fn metrics_body(s: &ApiState, only_status: bool) -> Value {
+    let status = if (s.ready)() { "UP" } else { "STARTING" };
+    if only_status {
+        return json!({ "status": status });
+    }
+    let c = s.naming.counts();
+    json!({
+        "status": status,
+        "serviceCount": c.services,
+        "instanceCount": c.instances,
+        "subscribeCount": s.push.subscriber_count(),
+        "responsibleInstanceCount": c.instances,
+        "clientCount": c.beat_clients,
+        "connectionBasedClientCount": 0,
+        "ephemeralIpPortClientCount": c.beat_clients,
+        "persistentIpPortClientCount": 0,
+        "responsibleClientCount": c.beat_clients,
+        "cpu": 0.0,
+        "load": 0.0,
+        "mem": 0.0,
+    })
+}
+
+async fn metrics(State(s): State<ApiState>, p: Params) -> V1Result {
+    Ok(Json(metrics_body(&s, p.bool_or(&["onlyStatus"], true)?)).into_response())
+}
+
+pub(crate) fn switches_body(s: &ApiState) -> Value {
+    let cfg = s.naming.config();
+    json!({
+        "name": "00-00---000-NACOS_SWITCH_DOMAIN-000---00-00",
+        "defaultPushCacheMillis": crate::naming::service_info::DEFAULT_CACHE_MILLIS,
+        "clientBeatInterval": cfg.client_beat_interval_ms,
+        "lightBeatEnabled": cfg.light_beat_enabled,
+        "defaultInstanceEphemeral": true,
+        "pushEnabled": true,
+        "healthCheckEnabled": true,
+        "distroEnabled": false,
+        "enableStandalone": true,
+        "checkTimes": 3,
+    })
+}
+
+async fn switches(State(s): State<ApiState>) -> V1Result {
+    Ok(Json(switches_body(&s)).into_response())
+}
+
+/// Switches are configuration here (flags, env, file), not runtime state; say so clearly.
+async fn update_switch(p: Params) -> V1Result {
+    let entry = p.required("entry")?;
+    Err(ApiError::BadRequest(format!(
+        "switch '{entry}' cannot be changed at runtime on this server; set it in the server configuration"
+    ))
+    .into())
+}
+
+async fn push_state(State(s): State<ApiState>) -> V1Result {
+    let stats = s.push.stats();
+    let total = stats.sent;
+    let ratio = if total == 0 { 1.0 } else { stats.acked as f64 / total as f64 };
+    Ok(Json(json!({
+        "succeed": stats.acked,
+        "failed": stats.failed,
+        "total": total,
+        "ratio": ratio,
+    }))
+    .into_response())
+}
+
+/// Standalone: this node is responsible for every client.
+async fn distro_client(State(s): State<ApiState>, p: Params) -> V1Result {
+    p.required("ip")?;
+    p.required("port")?;
+    Ok(Json(json!({ "responsibleServer": s.http_addr.to_string() })).into_response())
+}

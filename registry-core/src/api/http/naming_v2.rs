@@ -1,0 +1,233 @@
+//! Naming HTTP Open API v2 (`/nacos/v2/ns/...`, spec §6): the same operations as v1 with the
+//! `{code, message, data}` envelope. Service names are bare with a separate `groupName`.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde_json::{Value, json};
+
+use super::error::{ApiError, V2, v2_ok};
+use super::naming_v1::{
+    healthy_param, instance_from_params, instance_key, metrics_body, override_patch, page, service_clusters,
+    service_create_params, service_patch, switches_body,
+};
+use super::params::Params;
+use crate::api::ApiState;
+use crate::model::InstanceOverride;
+use crate::model::key::DEFAULT_GROUP;
+use crate::naming::{BeatInfo, InstanceInfo, NameForm, NamingError, ServiceInfo, parse_clusters};
+
+type V2Result = Result<Response, V2>;
+type P = Result<Params, ApiError>;
+
+/// Largest page of `/service/list`.
+const MAX_PAGE_SIZE: usize = 500;
+
+/// v2 naming routes.
+pub fn routes() -> Router<ApiState> {
+    let ns = Router::new()
+        .route(
+            "/instance",
+            get(get_instance)
+                .post(register_instance)
+                .delete(deregister_instance)
+                .put(update_instance)
+                .patch(patch_instance),
+        )
+        .route("/instance/list", get(list_instances))
+        .route("/instance/beat", put(beat))
+        .route("/service", get(get_service).post(create_service).put(update_service).delete(delete_service))
+        .route("/service/list", get(list_services))
+        .route("/health/instance", put(update_health))
+        .route("/operator/metrics", get(metrics))
+        .route("/ops/metrics", get(metrics))
+        .route("/operator/switches", get(switches))
+        .route("/catalog/instances", get(catalog_instances));
+    Router::new().nest("/nacos/v2/ns", ns)
+}
+
+async fn register_instance(State(s): State<ApiState>, p: P) -> V2Result {
+    let p = p?;
+    let key = p.service_key()?;
+    s.naming.register_instance(&key, instance_from_params(&p, true)?).await?;
+    Ok(v2_ok("ok"))
+}
+
+async fn deregister_instance(State(s): State<ApiState>, p: P) -> V2Result {
+    let p = p?;
+    let key = p.service_key()?;
+    let ip = p.required("ip")?;
+    let port: u16 = p.required_num("port")?;
+    s.naming.deregister_instance(&key, ip, port, p.bool_or(&["ephemeral"], true)?).await?;
+    Ok(v2_ok("ok"))
+}
+
+async fn update_instance(State(s): State<ApiState>, p: P) -> V2Result {
+    let p = p?;
+    let key = p.service_key()?;
+    let i = instance_from_params(&p, true)?;
+    let patch =
+        InstanceOverride { weight: Some(i.weight), enabled: Some(i.enabled), metadata: Some(i.metadata.clone()) };
+    s.naming.update_instance(&key, i.key(), patch).await?;
+    Ok(v2_ok("ok"))
+}
+
+async fn patch_instance(State(s): State<ApiState>, p: P) -> V2Result {
+    let p = p?;
+    let key = p.service_key()?;
+    s.naming.update_instance(&key, instance_key(&p)?, override_patch(&p)?).await?;
+    Ok("ok".into_response())
+}
+
+async fn get_instance(State(s): State<ApiState>, p: P) -> V2Result {
+    let p = p?;
+    let key = p.service_key()?;
+    let ip = p.required("ip")?;
+    let port: u16 = p.required_num("port")?;
+    let i = s.naming.get_instance(&key, ip, port, &p.cluster())?;
+    Ok(v2_ok(json!({
+        "serviceName": key.grouped_name(),
+        "ip": i.ip,
+        "port": i.port,
+        "clusterName": i.cluster,
+        "weight": i.weight,
+        "healthy": i.healthy,
+        "instanceId": i.display_id(&key),
+        "metadata": i.metadata,
+    })))
+}
+
+async fn list_instances(State(s): State<ApiState>, p: P) -> V2Result {
+    let p = p?;
+    let key = p.service_key()?;
+    let clusters = p.opt_any(&["clusterName", "clusters"]).unwrap_or_default().to_owned();
+    let healthy_only = p.bool_or(&["healthyOnly"], false)?;
+    let udp_port: u16 = p.num("port")?.unwrap_or(0);
+    if udp_port > 0 && crate::push::is_push_capable(&p.user_agent) {
+        let ip = p.opt("ip").and_then(|ip| ip.parse().ok()).or(p.remote.map(|r| r.ip()));
+        if let Some(ip) = ip {
+            s.push.subscribe_udp(&key, std::net::SocketAddr::new(ip, udp_port), &clusters, &p.user_agent, p.opt("app"));
+        }
+    }
+    let selection = s.naming.query(&key, &parse_clusters(&clusters), healthy_only);
+    Ok(v2_ok(ServiceInfo::build(&key, &clusters, &selection, NameForm::Grouped)))
+}
+
+/// The beat answer is the raw object, not wrapped (as Nacos does).
+async fn beat(State(s): State<ApiState>, p: P) -> V2Result {
+    let p = p?;
+    let key = p.service_key()?;
+    let beat: Option<BeatInfo> = match p.opt("beat") {
+        Some(raw) => {
+            Some(serde_json::from_str(raw).map_err(|e| ApiError::BadRequest(format!("beat is not valid JSON: {e}")))?)
+        }
+        None => None,
+    };
+    let ip = p.opt("ip").unwrap_or_default();
+    let port: u16 = p.num("port")?.unwrap_or(0);
+    if beat.is_none() && (ip.is_empty() || port == 0) {
+        return Err(ApiError::MissingParam("ip").into());
+    }
+    let reply = s.naming.beat(&key, ip, port, &p.cluster(), beat).await?;
+    Ok(Json(json!({
+        "clientBeatInterval": reply.client_beat_interval_ms,
+        "code": reply.code,
+        "lightBeatEnabled": reply.light_beat_enabled,
+    }))
+    .into_response())
+}
+
+/// v2 `POST /service`: `ephemeral` defaults to false.
+async fn create_service(State(s): State<ApiState>, p: P) -> V2Result {
+    let p = p?;
+    let key = p.service_key()?;
+    let ephemeral = p.bool_or(&["ephemeral"], false)?;
+    s.naming.create_service(&key, service_create_params(&p, ephemeral)?).await?;
+    Ok(v2_ok("ok"))
+}
+
+async fn update_service(State(s): State<ApiState>, p: P) -> V2Result {
+    let p = p?;
+    let key = p.service_key()?;
+    s.naming.update_service(&key, service_patch(&p)?).await?;
+    Ok(v2_ok("ok"))
+}
+
+async fn delete_service(State(s): State<ApiState>, p: P) -> V2Result {
+    let p = p?;
+    let key = p.service_key()?;
+    s.naming.delete_service(&key).await?;
+    Ok(v2_ok("ok"))
+}
+
+async fn get_service(State(s): State<ApiState>, p: P) -> V2Result {
+    let p = p?;
+    let key = p.service_key()?;
+    let view = s.naming.view(&key).ok_or_else(|| NamingError::ServiceNotFound {
+        namespace: key.namespace.clone(),
+        service: key.grouped_name(),
+    })?;
+    let metadata = view.metadata.clone().unwrap_or_else(|| crate::model::ServiceMetadata::new(view.ephemeral));
+    let cluster_map: serde_json::Map<String, Value> = service_clusters(&view)
+        .into_iter()
+        .map(|(name, c)| {
+            let v = json!({ "clusterName": name, "healthChecker": c.health_checker, "metadata": c.metadata });
+            (name, v)
+        })
+        .collect();
+    Ok(v2_ok(json!({
+        "namespace": key.namespace,
+        "serviceName": key.service,
+        "groupName": key.group,
+        "clusterMap": cluster_map,
+        "metadata": metadata.metadata,
+        "protectThreshold": metadata.protect_threshold,
+        "selector": metadata.selector,
+        "ephemeral": view.ephemeral,
+    })))
+}
+
+async fn list_services(State(s): State<ApiState>, p: P) -> V2Result {
+    let p = p?;
+    let page_no: usize = p.num("pageNo")?.unwrap_or(1);
+    let page_size: usize = p.num::<usize>("pageSize")?.unwrap_or(20).min(MAX_PAGE_SIZE);
+    let group = p.opt("groupName").unwrap_or(DEFAULT_GROUP);
+    let names: Vec<String> =
+        s.naming.list_services(p.namespace(), Some(group)).iter().map(|v| v.key.service.clone()).collect();
+    Ok(v2_ok(json!({ "count": names.len(), "services": page(&names, page_no, page_size) })))
+}
+
+async fn update_health(State(s): State<ApiState>, p: P) -> V2Result {
+    let p = p?;
+    let key = p.service_key()?;
+    let healthy = healthy_param(&p)?;
+    s.naming.update_health(&key, instance_key(&p)?, healthy).await?;
+    Ok(v2_ok("ok"))
+}
+
+async fn metrics(State(s): State<ApiState>, p: P) -> V2Result {
+    let p = p?;
+    Ok(v2_ok(metrics_body(&s, p.bool_or(&["onlyStatus"], true)?)))
+}
+
+async fn switches(State(s): State<ApiState>) -> V2Result {
+    Ok(v2_ok(switches_body(&s)))
+}
+
+async fn catalog_instances(State(s): State<ApiState>, p: P) -> V2Result {
+    let p = p?;
+    let key = p.service_key()?;
+    let page_no: usize = p.num("pageNo")?.unwrap_or(1);
+    let page_size: usize = p.num("pageSize")?.unwrap_or(100);
+    let cluster = p.opt("clusterName");
+    let view = s.naming.view(&key);
+    let items: Vec<InstanceInfo> = view
+        .iter()
+        .flat_map(|v| v.instances.iter())
+        .filter(|i| cluster.is_none_or(|c| i.cluster == c))
+        .map(|i| InstanceInfo::of(&key, i))
+        .collect();
+    Ok(v2_ok(json!({ "count": items.len(), "list": page(&items, page_no, page_size) })))
+}

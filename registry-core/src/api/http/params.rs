@@ -1,0 +1,261 @@
+//! Request parameters the way Nacos (Spring `getParameter`) reads them: from the query string
+//! AND from an `application/x-www-form-urlencoded` body, for every method (spec §3). Query
+//! values win over body values of the same name, as Spring returns the first one.
+//!
+//! Decoding is strict: a parameter that is not valid UTF-8 after percent-decoding is refused
+//! with 400 rather than silently mangled.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, Request};
+use axum::http::header;
+
+use super::error::ApiError;
+use crate::model::ServiceKey;
+use crate::model::key::{DEFAULT_CLUSTER, DEFAULT_NAMESPACE};
+
+/// Parameters of one request plus the caller facts handlers need.
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    values: HashMap<String, String>,
+    /// `User-Agent` header, empty when absent.
+    pub user_agent: String,
+    /// Peer address, when the server was started with connect info.
+    pub remote: Option<SocketAddr>,
+    /// Lower-cased request headers the handlers read (tags, timeouts).
+    pub headers: axum::http::HeaderMap,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let mut values = HashMap::new();
+        if let Some(q) = req.uri().query() {
+            decode_into(q.as_bytes(), &mut values)?;
+        }
+        let user_agent =
+            req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|ct| ct.is_empty() || ct.to_ascii_lowercase().contains("x-www-form-urlencoded"));
+        let remote = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(format!("cannot read request body: {e}"))
+            }
+        })?;
+        if is_form && !body.is_empty() {
+            decode_into(&body, &mut values)?;
+        }
+        Ok(Self { values, user_agent, remote, headers })
+    }
+}
+
+/// Decodes `a=b&c=d` into `out`, keeping values already present.
+fn decode_into(raw: &[u8], out: &mut HashMap<String, String>) -> Result<(), ApiError> {
+    for pair in raw.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let (k, v) = match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let k = percent_decode(k)?;
+        let v = percent_decode(v)?;
+        out.entry(k).or_insert(v);
+    }
+    Ok(())
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XY` a byte; malformed
+/// escapes are kept literally (as Java's lenient decoders do); the result must be UTF-8.
+pub fn percent_decode(raw: &[u8]) -> Result<String, ApiError> {
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => bytes.push(b' '),
+            b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
+                (Some(h), Some(l)) => {
+                    bytes.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => bytes.push(b'%'),
+            },
+            b => bytes.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError::BadRequest("request parameter is not valid UTF-8".into()))
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Nacos' loose booleans: `true/t/yes/y/on/1` and `false/f/no/n/off/0`, any case.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "yes" | "y" | "on" | "1" => Some(true),
+        "false" | "f" | "no" | "n" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+impl Params {
+    /// Builds parameters from pairs (tests, internal callers).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self { values: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(), ..Self::default() }
+    }
+
+    /// A parameter, trimmed; `None` when absent or blank.
+    pub fn opt(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    /// The first present of several alias names.
+    pub fn opt_any(&self, names: &[&str]) -> Option<&str> {
+        names.iter().find_map(|n| self.opt(n))
+    }
+
+    /// A required parameter.
+    pub fn required(&self, name: &'static str) -> Result<&str, ApiError> {
+        self.opt(name).ok_or(ApiError::MissingParam(name))
+    }
+
+    /// A loose boolean; `default` when absent; 400 when unparseable.
+    pub fn bool_or(&self, names: &[&'static str], default: bool) -> Result<bool, ApiError> {
+        for name in names {
+            if let Some(v) = self.opt(name) {
+                return parse_bool(v)
+                    .ok_or_else(|| ApiError::BadRequest(format!("parameter '{name}' is not a boolean: '{v}'")));
+            }
+        }
+        Ok(default)
+    }
+
+    /// A parsed number; `None` when absent; 400 when unparseable.
+    pub fn num<T: std::str::FromStr>(&self, name: &'static str) -> Result<Option<T>, ApiError> {
+        match self.opt(name) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::BadRequest(format!("parameter '{name}' is not a valid number: '{v}'"))),
+        }
+    }
+
+    /// A required parsed number.
+    pub fn required_num<T: std::str::FromStr>(&self, name: &'static str) -> Result<T, ApiError> {
+        self.num(name)?.ok_or(ApiError::MissingParam(name))
+    }
+
+    /// The naming namespace (`namespaceId`, default `public`).
+    pub fn namespace(&self) -> &str {
+        self.opt("namespaceId").unwrap_or(DEFAULT_NAMESPACE)
+    }
+
+    /// The service key from `serviceName` (grouped or bare) + `groupName` + `namespaceId`,
+    /// as the v1 grouped-name filter composes it.
+    pub fn service_key(&self) -> Result<ServiceKey, ApiError> {
+        let name = self.required("serviceName")?;
+        Ok(ServiceKey::from_grouped(self.namespace(), name, self.opt("groupName"))?)
+    }
+
+    /// The cluster from `clusterName` or its legacy alias `cluster`, default `DEFAULT`.
+    pub fn cluster(&self) -> String {
+        self.opt_any(&["clusterName", "cluster"]).unwrap_or(DEFAULT_CLUSTER).to_owned()
+    }
+
+    /// Metadata as a JSON object string, or the legacy `k1=v1,k2=v2` form. `None` when absent.
+    pub fn metadata(&self, name: &'static str) -> Result<Option<BTreeMap<String, String>>, ApiError> {
+        self.opt(name).map(parse_metadata).transpose()
+    }
+}
+
+/// Parses instance/service metadata: a JSON object (non-string values are stringified), or
+/// `k1=v1,k2=v2`. Anything else is refused.
+pub fn parse_metadata(raw: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    let raw = raw.trim();
+    if raw.starts_with('{') {
+        let value: serde_json::Value =
+            serde_json::from_str(raw).map_err(|e| ApiError::BadRequest(format!("metadata is not valid JSON: {e}")))?;
+        let serde_json::Value::Object(map) = value else {
+            return Err(ApiError::BadRequest("metadata must be a JSON object".into()));
+        };
+        return Ok(map
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, v)
+            })
+            .collect());
+    }
+    let mut out = BTreeMap::new();
+    for pair in raw.split(',').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| ApiError::BadRequest(format!("metadata entry '{pair}' is neither JSON nor k=v")))?;
+        out.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_wins_over_body_and_plus_is_space() {
+        let mut m = HashMap::new();
+        decode_into(b"a=1&b=x+y%21", &mut m).unwrap();
+        decode_into(b"a=2&c=3", &mut m).unwrap();
+        assert_eq!(m["a"], "1");
+        assert_eq!(m["b"], "x y!");
+        assert_eq!(m["c"], "3");
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_and_bad_escapes_kept() {
+        assert!(percent_decode(b"%ff%fe").is_err());
+        assert_eq!(percent_decode(b"100%").unwrap(), "100%");
+        assert_eq!(percent_decode(b"%zz").unwrap(), "%zz");
+        assert_eq!(percent_decode(b"%e4%b8%ad").unwrap(), "中");
+    }
+
+    #[test]
+    fn loose_booleans() {
+        for t in ["True", "t", "YES", "y", "on", "1"] {
+            assert_eq!(parse_bool(t), Some(true));
+        }
+        for f in ["False", "f", "no", "N", "off", "0"] {
+            assert_eq!(parse_bool(f), Some(false));
+        }
+        assert_eq!(parse_bool("maybe"), None);
+    }
+
+    #[test]
+    fn metadata_accepts_json_and_pairs() {
+        let m = parse_metadata(r#"{"a":"1","n":2}"#).unwrap();
+        assert_eq!((m["a"].as_str(), m["n"].as_str()), ("1", "2"));
+        let m = parse_metadata("a=1, b=2").unwrap();
+        assert_eq!(m["b"], "2");
+        assert!(parse_metadata("{broken").is_err());
+        assert!(parse_metadata("novalue").is_err());
+        assert!(parse_metadata("[1]").is_err());
+    }
+}

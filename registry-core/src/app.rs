@@ -1,0 +1,164 @@
+//! Build-then-run: [`App::bind`] opens the store, starts Raft, binds every listener (port 0
+//! allowed) and exposes the bound addresses; [`App::run`] serves until the shutdown future
+//! resolves, then drains in-flight requests (bounded by the grace period) and stops Raft.
+//! Every acknowledged write is already durable (Raft fsyncs before acknowledging), so a
+//! shutdown, graceful or not, loses none of them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{ApiState, http};
+use crate::config::Config;
+use crate::consistency::{Applier, Consistency, RaftNode, raft::RaftError};
+use crate::naming::{NamingService, cleaner, health};
+use crate::push::{self, PushHandle};
+use crate::state::NamingStore;
+
+/// How long startup waits for the Raft store to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why the server could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Raft store failed.
+    #[error(transparent)]
+    Raft(#[from] RaftError),
+    /// The store did not become ready in time.
+    #[error("the store did not become ready within {0:?}")]
+    NotReady(Duration),
+    /// A listener could not be bound.
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// Address tried.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("http server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A bound, not yet serving, server.
+pub struct App {
+    config: Config,
+    http_listener: TcpListener,
+    udp_push_addr: SocketAddr,
+    state: ApiState,
+    raft: RaftNode,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl App {
+    /// Opens the store, starts Raft, binds the HTTP listener and the UDP push socket.
+    pub async fn bind(config: Config) -> Result<Self, AppError> {
+        let data_dir = config.server.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| AppError::DataDir { path: data_dir.clone(), source })?;
+
+        let store = Arc::new(NamingStore::new());
+        let applier = Arc::new(Applier::new(Arc::clone(&store)));
+        let raft = RaftNode::start(config.raft_config(), &data_dir, Arc::clone(&applier)).await?;
+        if !raft.wait_ready(READY_TIMEOUT).await {
+            return Err(AppError::NotReady(READY_TIMEOUT));
+        }
+        let consistency = Consistency::new(Arc::clone(&applier), raft.clone());
+        let naming = NamingService::new(Arc::clone(&store), consistency, config.naming.clone());
+
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+
+        let udp_addr = SocketAddr::new(config.server.bind, 0);
+        let udp = UdpSocket::bind(udp_addr).await.map_err(|source| AppError::Bind {
+            what: "udp push",
+            addr: udp_addr,
+            source,
+        })?;
+        let udp_push_addr =
+            udp.local_addr().map_err(|source| AppError::Bind { what: "udp push", addr: udp_addr, source })?;
+        let push: PushHandle = push::engine::spawn(
+            Arc::clone(&store),
+            applier.subscribe(),
+            udp,
+            config.push.clone(),
+            shutdown.child_token(),
+        );
+
+        let http_addr = SocketAddr::new(config.server.bind, config.server.http_port);
+        let http_listener = TcpListener::bind(http_addr).await.map_err(|source| AppError::Bind {
+            what: "http",
+            addr: http_addr,
+            source,
+        })?;
+        let http_addr =
+            http_listener.local_addr().map_err(|source| AppError::Bind { what: "http", addr: http_addr, source })?;
+
+        let ready_raft = raft.clone();
+        let state = ApiState { naming, push, ready: Arc::new(move || ready_raft.is_ready()), http_addr };
+        Ok(Self { config, http_listener, udp_push_addr, state, raft, shutdown, tasks })
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.state.http_addr
+    }
+
+    /// The local address UDP pushes are sent from (acks come back here).
+    pub fn udp_push_addr(&self) -> SocketAddr {
+        self.udp_push_addr
+    }
+
+    /// Serves until `signal` resolves, then shuts down gracefully.
+    pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
+        let Self { config, http_listener, state, raft, shutdown, tasks, .. } = self;
+        tasks.spawn(health::run_sweeper(state.naming.clone(), shutdown.child_token()));
+        tasks.spawn(cleaner::run_cleaner(state.naming.clone(), shutdown.child_token()));
+
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            signal.await;
+            trigger.cancel();
+        });
+
+        let router = http::router(state, &config.http);
+        let stop = shutdown.clone();
+        let serve = axum::serve(http_listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { stop.cancelled().await });
+        let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+        let served = tokio::select! {
+            r = serve => r.map_err(AppError::Serve),
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "in-flight requests did not finish within the grace period");
+                Ok(())
+            }
+        };
+        shutdown.cancel();
+        tasks.close();
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+            tracing::warn!("background tasks did not stop within the grace period");
+        }
+        if let Err(e) = raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown reported an error");
+        }
+        tracing::info!("stopped");
+        served
+    }
+}

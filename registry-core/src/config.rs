@@ -1,0 +1,259 @@
+//! One typed configuration tree, assembled from (lowest to highest precedence) defaults, an
+//! optional TOML file (`--config`), `NACOS_*` environment variables and command-line flags.
+//! Each subsystem owns its section's struct; this module only assembles and validates.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::api::http::HttpConfig;
+use crate::consistency::RaftConfig;
+use crate::naming::NamingConfig;
+use crate::push::PushConfig;
+
+/// Default HTTP port (Nacos' 8848).
+pub const DEFAULT_HTTP_PORT: u16 = 8848;
+/// gRPC (SDK) port = HTTP port + this.
+pub const GRPC_PORT_OFFSET: u16 = 1000;
+/// Cluster (member-to-member) port = HTTP port + this.
+pub const CLUSTER_PORT_OFFSET: u16 = 1001;
+
+/// Command line of the `registry` binary. Every flag has a `NACOS_*` environment equivalent.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "registry", version, about = "Nacos-compatible service registry and configuration center")]
+pub struct Cli {
+    /// Address every listener binds to.
+    #[arg(long, env = "NACOS_BIND")]
+    pub bind: Option<IpAddr>,
+    /// HTTP port (Open API v1/v2, console health). 0 binds an ephemeral port.
+    #[arg(long, env = "NACOS_HTTP_PORT")]
+    pub http_port: Option<u16>,
+    /// gRPC (SDK) port; default HTTP port + 1000.
+    #[arg(long, env = "NACOS_GRPC_PORT")]
+    pub grpc_port: Option<u16>,
+    /// Cluster (member-to-member) port; default HTTP port + 1001.
+    #[arg(long, env = "NACOS_CLUSTER_PORT")]
+    pub cluster_port: Option<u16>,
+    /// Directory of the durable store.
+    #[arg(long, env = "NACOS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Stable id of this member (1 in standalone mode).
+    #[arg(long, env = "NACOS_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// TOML configuration file.
+    #[arg(long, env = "NACOS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log filter (`info`, `debug`, `registry_core=debug,info`, ...); `RUST_LOG` wins if set.
+    #[arg(long, env = "NACOS_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The `[server]` section: where this node listens and keeps its data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address every listener binds to.
+    pub bind: IpAddr,
+    /// HTTP port.
+    pub http_port: u16,
+    /// gRPC port (`None`: HTTP + 1000).
+    pub grpc_port: Option<u16>,
+    /// Cluster port (`None`: HTTP + 1001).
+    pub cluster_port: Option<u16>,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Stable member id.
+    pub node_id: u64,
+    /// Longest wait for in-flight requests on shutdown (ms).
+    pub shutdown_grace_ms: u64,
+    /// Log filter.
+    pub log_level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            http_port: DEFAULT_HTTP_PORT,
+            grpc_port: None,
+            cluster_port: None,
+            data_dir: PathBuf::from("data"),
+            node_id: 1,
+            shutdown_grace_ms: 10_000,
+            log_level: "info".into(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The gRPC port in force (HTTP + 1000 unless set; 0 stays 0).
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc_port.unwrap_or_else(|| offset(self.http_port, GRPC_PORT_OFFSET))
+    }
+
+    /// The cluster port in force (HTTP + 1001 unless set; 0 stays 0).
+    pub fn cluster_port(&self) -> u16 {
+        self.cluster_port.unwrap_or_else(|| offset(self.http_port, CLUSTER_PORT_OFFSET))
+    }
+}
+
+fn offset(port: u16, by: u16) -> u16 {
+    if port == 0 { 0 } else { port.saturating_add(by) }
+}
+
+/// The `[raft]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftSection {
+    /// Take a snapshot after this many log entries.
+    pub snapshot_after_logs: u64,
+    /// Log entries kept behind a snapshot (for lagging followers).
+    pub keep_logs_after_snapshot: u64,
+}
+
+impl Default for RaftSection {
+    fn default() -> Self {
+        let d = RaftConfig::default();
+        Self { snapshot_after_logs: d.snapshot_after_logs, keep_logs_after_snapshot: d.keep_logs_after_snapshot }
+    }
+}
+
+/// The root of the configuration tree.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and data.
+    pub server: ServerConfig,
+    /// Naming domain.
+    pub naming: NamingConfig,
+    /// Push engine.
+    pub push: PushConfig,
+    /// HTTP API.
+    pub http: HttpConfig,
+    /// Raft.
+    pub raft: RaftSection,
+}
+
+impl Config {
+    /// Defaults, then the file named by `cli.config`, then the flags/env in `cli`; validated.
+    pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
+        let mut config = match &cli.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        let s = &mut config.server;
+        if let Some(v) = cli.bind {
+            s.bind = v;
+        }
+        if let Some(v) = cli.http_port {
+            s.http_port = v;
+        }
+        if let Some(v) = cli.grpc_port {
+            s.grpc_port = Some(v);
+        }
+        if let Some(v) = cli.cluster_port {
+            s.cluster_port = Some(v);
+        }
+        if let Some(v) = &cli.data_dir {
+            s.data_dir.clone_from(v);
+        }
+        if let Some(v) = cli.node_id {
+            s.node_id = v;
+        }
+        if let Some(v) = &cli.log_level {
+            s.log_level.clone_from(v);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a TOML file (unknown keys are errors).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })
+    }
+
+    /// Checks ranges that would make the server misbehave.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.server.node_id == 0 {
+            return invalid("server.node_id must be at least 1");
+        }
+        if self.naming.beat_check_interval_ms == 0 || self.naming.empty_service_clean_interval_ms == 0 {
+            return invalid("naming check intervals must be positive");
+        }
+        if self.push.udp_ack_timeout_ms == 0 {
+            return invalid("push.udp_ack_timeout_ms must be positive");
+        }
+        if self.http.max_body_bytes < 1024 {
+            return invalid("http.max_body_bytes must be at least 1024");
+        }
+        if self.raft.snapshot_after_logs == 0 {
+            return invalid("raft.snapshot_after_logs must be positive");
+        }
+        Ok(())
+    }
+
+    /// The Raft settings for this node.
+    pub fn raft_config(&self) -> RaftConfig {
+        RaftConfig {
+            node_id: self.server.node_id,
+            advertise_addr: format!("{}:{}", self.server.bind, self.server.cluster_port()),
+            snapshot_after_logs: self.raft.snapshot_after_logs,
+            keep_logs_after_snapshot: self.raft.keep_logs_after_snapshot,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_derive_from_http_port() {
+        let c = Config::load(&Cli { http_port: Some(18848), ..Cli::default() }).unwrap();
+        assert_eq!((c.server.grpc_port(), c.server.cluster_port()), (19848, 19849));
+        let c = Config::load(&Cli { http_port: Some(0), ..Cli::default() }).unwrap();
+        assert_eq!((c.server.grpc_port(), c.server.cluster_port()), (0, 0));
+    }
+
+    #[test]
+    fn flags_override_file_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        std::fs::write(&path, "[server]\nhttp_port = 1\nnode_id = 3\n[naming]\nbeat_check_interval_ms = 500\n")
+            .unwrap();
+        let c = Config::load(&Cli { config: Some(path.clone()), http_port: Some(2), ..Cli::default() }).unwrap();
+        assert_eq!((c.server.http_port, c.server.node_id, c.naming.beat_check_interval_ms), (2, 3, 500));
+        std::fs::write(&path, "[server]\nhttp_prot = 1\n").unwrap();
+        assert!(matches!(Config::load(&Cli { config: Some(path), ..Cli::default() }), Err(ConfigError::Parse { .. })));
+    }
+}

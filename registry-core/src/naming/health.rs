@@ -1,0 +1,199 @@
+//! v1 heartbeat liveness (spec §13.1): every HTTP-registered ephemeral instance must beat;
+//! without beats for its heartbeat timeout (15 s) it turns unhealthy, for its delete timeout
+//! (30 s) it is removed. Both timeouts come from the instance's preserved metadata keys.
+//!
+//! The tracker lives here, beside the index, so beats never touch the single writer unless the
+//! health actually flips. The sweeper is a thin loop around the pure [`verdict`].
+
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::NamingService;
+use crate::consistency::NamingCommand;
+use crate::model::{ClientId, InstanceKey, ServiceKey};
+
+/// What the tracker knows of one heartbeat client's instance in one service.
+#[derive(Debug, Clone)]
+struct BeatState {
+    instance: InstanceKey,
+    last_beat: Instant,
+    healthy: bool,
+}
+
+/// Last beat per (service, `ip:port#true` client). Sharded map: beats from many clients update
+/// their own entries without contending on one lock.
+#[derive(Debug, Default)]
+pub struct BeatTracker {
+    entries: DashMap<(ServiceKey, ClientId), BeatState>,
+}
+
+/// What a beat found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BeatOutcome {
+    /// Known and healthy: the beat was recorded.
+    Alive,
+    /// Known and unhealthy: the beat was recorded and the instance must be marked healthy.
+    Recovered(InstanceKey),
+    /// Not known here.
+    Unknown,
+}
+
+impl BeatTracker {
+    /// Starts tracking an instance just registered (counts as a beat).
+    pub fn track(&self, service: &ServiceKey, client: &ClientId, instance: InstanceKey, healthy: bool) {
+        self.entries
+            .insert((service.clone(), client.clone()), BeatState { instance, last_beat: Instant::now(), healthy });
+    }
+
+    /// Stops tracking (deregistered or expired).
+    pub fn untrack(&self, service: &ServiceKey, client: &ClientId) {
+        self.entries.remove(&(service.clone(), client.clone()));
+    }
+
+    /// Records a beat.
+    pub fn beat(&self, service: &ServiceKey, client: &ClientId) -> BeatOutcome {
+        let Some(mut state) = self.entries.get_mut(&(service.clone(), client.clone())) else {
+            return BeatOutcome::Unknown;
+        };
+        state.last_beat = Instant::now();
+        if state.healthy {
+            BeatOutcome::Alive
+        } else {
+            state.healthy = true;
+            BeatOutcome::Recovered(state.instance.clone())
+        }
+    }
+
+    /// Number of tracked instances.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn snapshot(&self) -> Vec<((ServiceKey, ClientId), BeatState)> {
+        self.entries.iter().map(|e| (e.key().clone(), e.value().clone())).collect()
+    }
+
+    fn set_healthy(&self, service: &ServiceKey, client: &ClientId, healthy: bool) {
+        if let Some(mut s) = self.entries.get_mut(&(service.clone(), client.clone())) {
+            s.healthy = healthy;
+        }
+    }
+}
+
+/// What the sweeper does with one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Beating in time (or already unhealthy and not yet expired).
+    Keep,
+    /// Silent past the heartbeat timeout: mark unhealthy and push.
+    MarkUnhealthy,
+    /// Silent past the delete timeout: remove.
+    Remove,
+}
+
+/// Decides an instance's fate from how long it has been silent.
+pub fn verdict(silent_ms: u64, healthy: bool, heart_beat_timeout_ms: u64, ip_delete_timeout_ms: u64) -> Verdict {
+    if silent_ms > ip_delete_timeout_ms {
+        Verdict::Remove
+    } else if healthy && silent_ms > heart_beat_timeout_ms {
+        Verdict::MarkUnhealthy
+    } else {
+        Verdict::Keep
+    }
+}
+
+/// One pass over every tracked instance. Returns how many instances changed.
+pub async fn sweep(naming: &NamingService) -> usize {
+    let tracker = naming.beats();
+    let now = Instant::now();
+    let mut changed = 0;
+    for ((service, client), state) in tracker.snapshot() {
+        let Some(view) = naming.view(&service) else {
+            tracker.untrack(&service, &client);
+            continue;
+        };
+        let Some(instance) = view.instances.iter().find(|i| i.key() == state.instance) else {
+            tracker.untrack(&service, &client);
+            continue;
+        };
+        let silent = u64::try_from(now.saturating_duration_since(state.last_beat).as_millis()).unwrap_or(u64::MAX);
+        let cmd = match verdict(
+            silent,
+            state.healthy,
+            instance.heart_beat_timeout_ms(),
+            instance.ip_delete_timeout_ms(),
+        ) {
+            Verdict::Keep => continue,
+            Verdict::MarkUnhealthy => {
+                tracing::info!(%service, %client, silent_ms = silent, "heartbeat timeout: instance marked unhealthy");
+                tracker.set_healthy(&service, &client, false);
+                NamingCommand::SetEphemeralHealth {
+                    service: service.clone(),
+                    client: client.clone(),
+                    instance: state.instance.clone(),
+                    healthy: false,
+                }
+            }
+            Verdict::Remove => {
+                tracing::info!(%service, %client, silent_ms = silent, "heartbeat expired: instance removed");
+                tracker.untrack(&service, &client);
+                NamingCommand::UnpublishEphemeral { service: service.clone(), client: client.clone() }
+            }
+        };
+        match naming.submit(cmd).await {
+            Ok(()) => changed += 1,
+            Err(e) => tracing::warn!(%service, %client, error = %e, "heartbeat sweep could not apply"),
+        }
+    }
+    changed
+}
+
+/// Runs [`sweep`] every `beat_check_interval_ms` until cancelled.
+pub async fn run_sweeper(naming: NamingService, shutdown: CancellationToken) {
+    let period = Duration::from_millis(naming.config().beat_check_interval_ms.max(1));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => { sweep(&naming).await; }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_follows_the_5_15_30_contract() {
+        assert_eq!(verdict(4_000, true, 15_000, 30_000), Verdict::Keep);
+        assert_eq!(verdict(15_000, true, 15_000, 30_000), Verdict::Keep);
+        assert_eq!(verdict(15_001, true, 15_000, 30_000), Verdict::MarkUnhealthy);
+        assert_eq!(verdict(20_000, false, 15_000, 30_000), Verdict::Keep);
+        assert_eq!(verdict(30_001, false, 15_000, 30_000), Verdict::Remove);
+        assert_eq!(verdict(30_001, true, 15_000, 30_000), Verdict::Remove);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tracker_reports_recovery_once() {
+        let t = BeatTracker::default();
+        let s = ServiceKey::new("public", "DEFAULT_GROUP", "s").unwrap();
+        let c = ClientId::ip_port("1.1.1.1", 80, true);
+        assert_eq!(t.beat(&s, &c), BeatOutcome::Unknown);
+        let k = InstanceKey { ip: "1.1.1.1".into(), port: 80, cluster: "DEFAULT".into() };
+        t.track(&s, &c, k.clone(), true);
+        assert_eq!(t.beat(&s, &c), BeatOutcome::Alive);
+        t.set_healthy(&s, &c, false);
+        assert_eq!(t.beat(&s, &c), BeatOutcome::Recovered(k));
+        assert_eq!(t.beat(&s, &c), BeatOutcome::Alive);
+    }
+}

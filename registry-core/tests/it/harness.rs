@@ -1,0 +1,202 @@
+//! Starts and stops real `registry` processes. Every wait is bounded; a server that does not
+//! report `ready` in time fails the test with its output attached.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to start. `IT_PATIENCE` multiplies every deadline (slow CI).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Multiplier for deadlines, from `IT_PATIENCE` (default 1).
+pub fn patience() -> u32 {
+    std::env::var("IT_PATIENCE").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
+}
+
+/// A running server process.
+pub struct Server {
+    child: Option<Child>,
+    /// Bound HTTP address.
+    pub http: SocketAddr,
+    /// Local address UDP pushes come from.
+    pub udp_push: SocketAddr,
+    data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    output: Arc<Mutex<Vec<String>>>,
+    config: Option<String>,
+}
+
+impl Server {
+    /// A server on a fresh temporary data directory with default settings.
+    pub fn start() -> Self {
+        Self::start_with_config(None)
+    }
+
+    /// A server on a fresh data directory with a TOML config file.
+    pub fn start_with_config(config: Option<&str>) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut s = Self::spawn(&dir, config.map(str::to_owned));
+        s._temp = Some(temp);
+        s
+    }
+
+    /// Restarts on the same data directory (after `kill9` or `terminate`).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server before restarting it");
+        let temp = self._temp.take();
+        let mut fresh = Self::spawn(&self.data_dir.clone(), self.config.clone());
+        fresh._temp = temp;
+        *self = fresh;
+    }
+
+    fn spawn(data_dir: &Path, config: Option<String>) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_registry"));
+        cmd.args(["--bind", "127.0.0.1", "--http-port", "0", "--data-dir"])
+            .arg(data_dir.join("data"))
+            .env("RUST_LOG", "info")
+            .env_remove("NACOS_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(toml) = &config {
+            let path = data_dir.join("registry.toml");
+            std::fs::write(&path, toml).expect("write config");
+            cmd.arg("--config").arg(path);
+        }
+        let mut child = cmd.spawn().expect("spawn registry");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        for stream in [Box::new(stdout) as Box<dyn std::io::Read + Send>, Box::new(stderr)] {
+            let out = Arc::clone(&output);
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    out.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + START_TIMEOUT * patience();
+        let (mut http, mut udp) = (None, None);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(a) = addr_after(&line, "listening on http ") {
+                        http = Some(a);
+                    }
+                    if let Some(a) = addr_after(&line, "listening on udp-push ") {
+                        udp = Some(a);
+                    }
+                    if line.trim_end().ends_with(" ready") {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let out = output.lock().unwrap().join("\n");
+                    panic!("registry did not become ready in time; output:\n{out}");
+                }
+            }
+        }
+        Self {
+            child: Some(child),
+            http: http.expect("http address logged"),
+            udp_push: udp.expect("udp address logged"),
+            data_dir: data_dir.to_path_buf(),
+            _temp: None,
+            output,
+            config,
+        }
+    }
+
+    /// `http://addr` + path.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for exit (bounded); returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else { return false };
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30) * patience();
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the server printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- registry output ----\n{}\n-------------------------", self.output());
+        }
+    }
+}
+
+fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Polls `check` until it returns `Some`, at most `timeout` × patience.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout * patience();
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An HTTP client for tests.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+/// A response's status and body text.
+pub async fn call(req: reqwest::RequestBuilder) -> (u16, String) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("body"))
+}
+
+/// Parses JSON or fails with the text.
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}

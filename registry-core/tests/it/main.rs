@@ -1,0 +1,12 @@
+//! Process-level integration tests: each test starts the real `registry` binary on 127.0.0.1
+//! with port 0 and a temporary data directory, and drives it over plain HTTP and UDP.
+//! One test binary (hickory's pattern): faster to link than one per file.
+
+mod harness;
+
+mod beat;
+mod durability;
+mod naming_v1;
+mod naming_v2;
+mod robustness;
+mod udp_push;
