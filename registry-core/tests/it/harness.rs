@@ -12,17 +12,17 @@ use std::time::{Duration, Instant};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Multiplier for deadlines, from `IT_PATIENCE` (default 1).
-pub fn patience() -> u32 {
+pub(crate) fn patience() -> u32 {
     std::env::var("IT_PATIENCE").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
 }
 
 /// A running server process.
-pub struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     /// Bound HTTP address.
-    pub http: SocketAddr,
+    pub(crate) http: SocketAddr,
     /// Local address UDP pushes come from.
-    pub udp_push: SocketAddr,
+    pub(crate) udp_push: SocketAddr,
     data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     output: Arc<Mutex<Vec<String>>>,
@@ -31,12 +31,12 @@ pub struct Server {
 
 impl Server {
     /// A server on a fresh temporary data directory with default settings.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_with_config(None)
     }
 
     /// A server on a fresh data directory with a TOML config file.
-    pub fn start_with_config(config: Option<&str>) -> Self {
+    pub(crate) fn start_with_config(config: Option<&str>) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let dir = temp.path().to_path_buf();
         let mut s = Self::spawn(&dir, config.map(str::to_owned));
@@ -45,7 +45,7 @@ impl Server {
     }
 
     /// Restarts on the same data directory (after `kill9` or `terminate`).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the server before restarting it");
         let temp = self._temp.take();
         let mut fresh = Self::spawn(&self.data_dir.clone(), self.config.clone());
@@ -116,12 +116,12 @@ impl Server {
     }
 
     /// `http://addr` + path.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.http, path)
     }
 
     /// SIGKILL: no chance to flush anything.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -129,7 +129,7 @@ impl Server {
     }
 
     /// SIGTERM and wait for exit (bounded); returns whether it exited successfully.
-    pub fn terminate(&mut self) -> bool {
+    pub(crate) fn terminate(&mut self) -> bool {
         let Some(mut c) = self.child.take() else { return false };
         let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(30) * patience();
@@ -147,7 +147,7 @@ impl Server {
     }
 
     /// Everything the server printed so far.
-    pub fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.output.lock().unwrap().join("\n")
     }
 }
@@ -167,7 +167,7 @@ fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
 }
 
 /// Polls `check` until it returns `Some`, at most `timeout` × patience.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+pub(crate) async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -185,18 +185,18 @@ where
 }
 
 /// An HTTP client for tests.
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
 }
 
 /// A response's status and body text.
-pub async fn call(req: reqwest::RequestBuilder) -> (u16, String) {
+pub(crate) async fn call(req: reqwest::RequestBuilder) -> (u16, String) {
     let resp = req.send().await.expect("request");
     let status = resp.status().as_u16();
     (status, resp.text().await.expect("body"))
 }
 
 /// Parses JSON or fails with the text.
-pub fn json(body: &str) -> serde_json::Value {
+pub(crate) fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
