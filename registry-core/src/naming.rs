@@ -17,6 +17,9 @@ pub mod health;
 pub mod selector;
 pub mod service_info;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
