@@ -216,9 +216,6 @@ impl Config {
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes must be at least 1024");
         }
-        if self.raft.snapshot_after_logs == 0 {
-            return invalid("raft.snapshot_after_logs must be positive");
-        }
         Ok(())
     }
 

@@ -94,7 +94,9 @@ fn apply_naming(data: &mut NamingData, cmd: &NamingCommand) -> (Vec<ServiceKey>,
     let touched = match cmd {
         C::PublishEphemeral { service, client, instances } => {
             let unchanged = data.get(service).and_then(|r| r.ephemeral.get(client)).is_some_and(|old| old == instances);
-            if unchanged && data.get(service).is_some() {
+            let nothing_to_remove =
+                instances.is_empty() && !data.get(service).is_some_and(|r| r.ephemeral.contains_key(client));
+            if unchanged || nothing_to_remove {
                 vec![]
             } else {
                 let record = data.touch(service);

@@ -2,6 +2,9 @@
 //! with port 0 and a temporary data directory, and drives it over plain HTTP and UDP.
 //! One test binary (hickory's pattern): faster to link than one per file.
 
+// Test support code may panic on broken fixtures; that is a test failure, not a server bug.
+#![allow(clippy::unwrap_used)]
+
 mod harness;
 
 mod beat;
