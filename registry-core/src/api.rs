@@ -2,9 +2,11 @@
 //!
 //! ```text
 //!  HTTP (axum)  /nacos/v1/ns/*  /nacos/v2/ns/*  /nacos/v1/console/health/*
+//!  gRPC (tonic) /Request/request  /BiRequestStream/requestBiStream   (HTTP port + 1000)
 //!  UDP push     v1 subscribers registered by /instance/list?udpPort=
 //! ```
 
+pub mod grpc;
 pub mod http;
 
 use std::net::SocketAddr;
@@ -27,4 +29,6 @@ pub struct ApiState {
     pub ready: ReadinessProbe,
     /// The HTTP address this node serves on (shown by introspection endpoints).
     pub http_addr: SocketAddr,
+    /// gRPC connections (shown by the admin endpoint).
+    pub connections: Arc<grpc::connection::Connections>,
 }

@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::grpc::{self, GrpcState, connection::Connections};
 use crate::api::{ApiState, http};
 use crate::config::Config;
 use crate::consistency::{Applier, Consistency, RaftNode, raft::RaftError};
@@ -61,6 +62,8 @@ pub enum AppError {
 pub struct App {
     config: Config,
     http_listener: TcpListener,
+    grpc_listener: TcpListener,
+    grpc_state: GrpcState,
     udp_push_addr: SocketAddr,
     state: ApiState,
     raft: RaftNode,
@@ -103,22 +106,34 @@ impl App {
         );
 
         let http_addr = SocketAddr::new(config.server.bind, config.server.http_port);
-        let http_listener = TcpListener::bind(http_addr).await.map_err(|source| AppError::Bind {
-            what: "http",
-            addr: http_addr,
-            source,
-        })?;
+        let http_listener = bind_tcp("http", http_addr).await?;
         let http_addr =
             http_listener.local_addr().map_err(|source| AppError::Bind { what: "http", addr: http_addr, source })?;
+        // With an ephemeral HTTP port the gRPC port is ephemeral too (its own port 0).
+        let grpc_listener = bind_tcp("grpc", SocketAddr::new(config.server.bind, config.server.grpc_port())).await?;
 
         let ready_raft = raft.clone();
-        let state = ApiState { naming, push, ready: Arc::new(move || ready_raft.is_ready()), http_addr };
-        Ok(Self { config, http_listener, udp_push_addr, state, raft, shutdown, tasks })
+        let ready: crate::api::ReadinessProbe = Arc::new(move || ready_raft.is_ready());
+        let connections: Arc<Connections> = grpc::connections(naming.clone(), push.clone(), shutdown.child_token());
+        let grpc_state = GrpcState {
+            naming: naming.clone(),
+            push: push.clone(),
+            connections: Arc::clone(&connections),
+            ready: Arc::clone(&ready),
+            config: Arc::new(config.grpc.clone()),
+        };
+        let state = ApiState { naming, push, ready, http_addr, connections };
+        Ok(Self { config, http_listener, grpc_listener, grpc_state, udp_push_addr, state, raft, shutdown, tasks })
     }
 
     /// The bound HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
         self.state.http_addr
+    }
+
+    /// The bound gRPC (SDK channel) address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_listener.local_addr().unwrap_or_else(|_| SocketAddr::new(self.config.server.bind, 0))
     }
 
     /// The local address UDP pushes are sent from (acks come back here).
@@ -128,7 +143,13 @@ impl App {
 
     /// Serves until `signal` resolves, then shuts down gracefully.
     pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
-        let Self { config, http_listener, state, raft, shutdown, tasks, .. } = self;
+        let Self { config, http_listener, grpc_listener, grpc_state, state, raft, shutdown, tasks, .. } = self;
+        let grpc_stop = shutdown.child_token();
+        tasks.spawn(async move {
+            if let Err(e) = grpc::serve(grpc_listener, grpc_state, grpc_stop).await {
+                tracing::error!(error = %e, "grpc server failed");
+            }
+        });
         tasks.spawn(health::run_sweeper(state.naming.clone(), shutdown.child_token()));
         tasks.spawn(cleaner::run_cleaner(state.naming.clone(), shutdown.child_token()));
 
@@ -161,4 +182,8 @@ impl App {
         tracing::info!("stopped");
         served
     }
+}
+
+async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr).await.map_err(|source| AppError::Bind { what, addr, source })
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::api::grpc::GrpcConfig;
 use crate::api::http::HttpConfig;
 use crate::consistency::RaftConfig;
 use crate::naming::NamingConfig;
@@ -158,6 +159,8 @@ pub struct Config {
     pub push: PushConfig,
     /// HTTP API.
     pub http: HttpConfig,
+    /// gRPC SDK channel.
+    pub grpc: GrpcConfig,
     /// Raft.
     pub raft: RaftSection,
 }
@@ -212,6 +215,9 @@ impl Config {
         }
         if self.push.udp_ack_timeout_ms == 0 {
             return invalid("push.udp_ack_timeout_ms must be positive");
+        }
+        if self.grpc.detect_interval_ms == 0 || self.grpc.outbound_queue == 0 {
+            return invalid("grpc.detect_interval_ms and grpc.outbound_queue must be positive");
         }
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes must be at least 1024");

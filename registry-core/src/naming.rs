@@ -254,6 +254,40 @@ impl NamingService {
         }
     }
 
+    /// Replaces what a connection publishes into a service (gRPC `InstanceRequest` register and
+    /// `BatchInstanceRequest`): one publication per (connection, service), spec §2.4.
+    pub async fn publish_for_connection(
+        &self,
+        key: &ServiceKey,
+        connection: &str,
+        instances: Vec<Instance>,
+    ) -> Result<(), NamingError> {
+        for i in &instances {
+            i.validate()?;
+        }
+        if let Some(view) = self.store.view(key) {
+            check_kind(&view, true)?;
+        }
+        let instances = instances.into_iter().map(|i| Instance { ephemeral: true, ..i }).collect();
+        self.submit(NamingCommand::PublishEphemeral {
+            service: key.clone(),
+            client: ClientId(connection.to_owned()),
+            instances,
+        })
+        .await
+    }
+
+    /// Withdraws a connection's publication from a service (gRPC deregister ignores the body).
+    pub async fn unpublish_for_connection(&self, key: &ServiceKey, connection: &str) -> Result<(), NamingError> {
+        self.submit(NamingCommand::UnpublishEphemeral { service: key.clone(), client: ClientId(connection.to_owned()) })
+            .await
+    }
+
+    /// A connection is gone: everything it published disappears at once (spec §13.2).
+    pub async fn connection_closed(&self, connection: &str) -> Result<(), NamingError> {
+        self.submit(NamingCommand::RemoveClient { client: ClientId(connection.to_owned()) }).await
+    }
+
     /// Sets update-API overrides for an instance (v1/v2 `PUT` and `PATCH /instance`). The
     /// service must exist; the instance need not (Nacos keeps the override for it).
     pub async fn update_instance(

@@ -3,24 +3,30 @@
 //! ```text
 //!  apply.rs ── ChangeEvent (broadcast) ──► engine (one task)
 //!                                           │ debounce per service (a few ms)
-//!                                           │ render ServiceInfo once per (service, clusters)
-//!                                           ▼
-//!                                     UDP datagrams to v1 subscribers ── ack ──► pending table
-//!                                           ▲ retry after the ack timeout, then give up
+//!                                           │ render ServiceInfo once per (service, clusters, form)
+//!                                           ├──► gRPC subscribers: NotifySubscriberRequest on the
+//!                                           │    connection's bounded queue; full queue = slow
+//!                                           │    subscriber → connection closed (client redoes)
+//!                                           └──► v1 UDP subscribers: datagram
+//!  acks (stream responses, UDP push-ack) ──► pending tables; resend with backoff, then give up
 //! ```
 //! Transports register subscribers through [`PushHandle`]; they never see the engine.
 
+pub mod conn_subscribers;
 pub mod engine;
+pub mod stats;
 pub mod subscribers;
 pub mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
 use crate::model::ServiceKey;
+use conn_subscribers::ConnSubscribers;
+pub use conn_subscribers::{PushSink, SinkError};
+pub use stats::{PushStats, PushStatsSnapshot};
 pub use subscribers::SubscriberInfo;
 use subscribers::UdpSubscribers;
 pub use udp::is_push_capable;
@@ -31,6 +37,11 @@ pub use udp::is_push_capable;
 pub struct PushConfig {
     /// How long changes to one service are gathered into one push (ms).
     pub debounce_ms: u64,
+    /// How long a gRPC push waits for its ack before it is resent (ms). Nacos: 5 000.
+    pub grpc_ack_timeout_ms: u64,
+    /// Resends of an unacknowledged gRPC push (with doubling delay) before the connection is
+    /// closed so that its client reconnects and resubscribes.
+    pub grpc_max_retries: u32,
     /// How long a UDP push waits for its ack before it is resent (ms). Nacos: 10 000.
     pub udp_ack_timeout_ms: u64,
     /// How many times an unacknowledged UDP push is resent. Nacos: 1.
@@ -45,6 +56,8 @@ impl Default for PushConfig {
     fn default() -> Self {
         Self {
             debounce_ms: 5,
+            grpc_ack_timeout_ms: 5_000,
+            grpc_max_retries: 5,
             udp_ack_timeout_ms: 10_000,
             udp_max_retries: 1,
             udp_subscriber_ttl_ms: 30_000,
@@ -53,75 +66,76 @@ impl Default for PushConfig {
     }
 }
 
-/// Push counters, for `/operator/push/state` and metrics.
-#[derive(Debug, Default)]
-pub struct PushStats {
-    sent: AtomicU64,
-    acked: AtomicU64,
-    retried: AtomicU64,
-    failed: AtomicU64,
-}
-
-/// A copy of the counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PushStatsSnapshot {
-    /// Pushes sent (first attempts).
-    pub sent: u64,
-    /// Pushes acknowledged.
-    pub acked: u64,
-    /// Resends.
-    pub retried: u64,
-    /// Pushes given up on.
-    pub failed: u64,
-}
-
-impl PushStats {
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Reads the counters.
-    pub fn snapshot(&self) -> PushStatsSnapshot {
-        PushStatsSnapshot {
-            sent: self.sent.load(Ordering::Relaxed),
-            acked: self.acked.load(Ordering::Relaxed),
-            retried: self.retried.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
-        }
-    }
+/// Messages from transports to the engine.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// A UDP subscriber appeared: push the current state to it.
+    NewUdp(ServiceKey, SocketAddr),
+    /// A connection subscribed: push the current state to it.
+    NewConn(ServiceKey, String),
+    /// A connection acknowledged the push with this request id.
+    Ack(String, String),
 }
 
 /// What transports use to register subscribers. Cheap to clone.
 #[derive(Clone)]
 pub struct PushHandle {
-    subscribers: Arc<UdpSubscribers>,
+    udp: Arc<UdpSubscribers>,
+    conns: Arc<ConnSubscribers>,
     stats: Arc<PushStats>,
-    /// New subscribers, so the engine pushes the current state to them.
-    new_subscriber: mpsc::UnboundedSender<(ServiceKey, SocketAddr)>,
+    control: mpsc::UnboundedSender<Control>,
 }
 
 impl PushHandle {
     /// Records (or refreshes) a v1 UDP subscriber of `key`. The first registration of an
     /// address triggers a push of the current state to it.
     pub fn subscribe_udp(&self, key: &ServiceKey, addr: SocketAddr, clusters: &str, agent: &str, app: Option<&str>) {
-        if self.subscribers.upsert(key, addr, clusters, agent, app) {
+        if self.udp.upsert(key, addr, clusters, agent, app) {
             // The engine ends only at shutdown; a lost wake-up then is harmless.
-            let _ = self.new_subscriber.send((key.clone(), addr));
+            let _ = self.control.send(Control::NewUdp(key.clone(), addr));
         }
     }
 
-    /// Subscribers of one service.
-    pub fn subscribers_of(&self, key: &ServiceKey) -> Vec<SubscriberInfo> {
-        self.subscribers.of(key)
+    /// Subscribes a connection to `key` (one subscription per service per connection; a new
+    /// one replaces the old clusters filter). The current state is pushed to it shortly after.
+    pub fn subscribe_conn(&self, key: &ServiceKey, clusters: &str, sink: Arc<dyn PushSink>) {
+        let id = sink.id().to_owned();
+        self.conns.subscribe(key, clusters, sink);
+        let _ = self.control.send(Control::NewConn(key.clone(), id));
     }
 
-    /// Number of (service, subscriber) pairs.
+    /// Removes a connection's subscription to `key`.
+    pub fn unsubscribe_conn(&self, key: &ServiceKey, conn_id: &str) {
+        self.conns.unsubscribe(key, conn_id);
+    }
+
+    /// Drops every subscription of a closed connection.
+    pub fn connection_closed(&self, conn_id: &str) {
+        self.conns.remove_connection(conn_id);
+    }
+
+    /// A connection acknowledged a push.
+    pub fn ack(&self, conn_id: &str, request_id: &str) {
+        let _ = self.control.send(Control::Ack(conn_id.to_owned(), request_id.to_owned()));
+    }
+
+    /// UDP subscribers of one service.
+    pub fn subscribers_of(&self, key: &ServiceKey) -> Vec<SubscriberInfo> {
+        self.udp.of(key)
+    }
+
+    /// Number of (service, subscriber) pairs, UDP and gRPC.
     pub fn subscriber_count(&self) -> usize {
-        self.subscribers.len()
+        self.udp.len() + self.conns.len()
     }
 
     /// Push counters.
     pub fn stats(&self) -> PushStatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// The live counters (metrics rendering).
+    pub fn stats_ref(&self) -> &PushStats {
+        &self.stats
     }
 }

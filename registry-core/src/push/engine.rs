@@ -1,28 +1,41 @@
 //! The push actor: the only reader of change events. It gathers changes per service for a few
-//! milliseconds, renders each (service, clusters) view once, sends it to every subscriber,
-//! and tracks acknowledgements with a bounded pending table.
+//! milliseconds, renders each (service, clusters, name form) view once per flush, sends it to
+//! every subscriber, and tracks acknowledgements with bounded pending tables.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::conn_subscribers::{ConnSubscribers, ConnSubscription, SinkError};
 use super::subscribers::UdpSubscribers;
 use super::udp::{encode_push, parse_ack};
-use super::{PushConfig, PushHandle, PushStats};
+use super::{Control, PushConfig, PushHandle, PushStats};
 use crate::model::{ChangeEvent, ServiceKey};
 use crate::naming::{NameForm, ServiceInfo, parse_clusters, select};
 use crate::state::NamingStore;
 
+/// The gRPC message type of a naming push.
+const NOTIFY_SUBSCRIBER: &str = "NotifySubscriberRequest";
+
 /// An unacknowledged datagram.
-struct Pending {
+struct PendingUdp {
     packet: Arc<Vec<u8>>,
     deadline: Instant,
     retries_left: u32,
+}
+
+/// An unacknowledged gRPC push.
+struct PendingGrpc {
+    key: ServiceKey,
+    deadline: Instant,
+    attempt: u32,
+    changed_at: Instant,
 }
 
 /// Starts the engine on an already-bound UDP socket; returns the handle transports use.
@@ -33,51 +46,67 @@ pub fn spawn(
     config: PushConfig,
     shutdown: CancellationToken,
 ) -> PushHandle {
-    let (new_subscriber, new_rx) = mpsc::unbounded_channel();
+    let (control, control_rx) = mpsc::unbounded_channel();
     let handle = PushHandle {
-        subscribers: Arc::new(UdpSubscribers::default()),
+        udp: Arc::new(UdpSubscribers::default()),
+        conns: Arc::new(ConnSubscribers::default()),
         stats: Arc::new(PushStats::default()),
-        new_subscriber,
+        control,
     };
     let engine = Engine {
         store,
-        subscribers: Arc::clone(&handle.subscribers),
+        udp: Arc::clone(&handle.udp),
+        conns: Arc::clone(&handle.conns),
         stats: Arc::clone(&handle.stats),
         socket,
         config,
-        pending: HashMap::new(),
+        pending_udp: HashMap::new(),
+        pending_grpc: HashMap::new(),
+        latest_grpc: HashMap::new(),
         epoch: Instant::now(),
         last_ref_time: 0,
+        next_request_id: AtomicU64::new(1),
     };
-    tokio::spawn(engine.run(events, new_rx, shutdown));
+    tokio::spawn(engine.run(events, control_rx, shutdown));
     handle
 }
 
 struct Engine {
     store: Arc<NamingStore>,
-    subscribers: Arc<UdpSubscribers>,
+    udp: Arc<UdpSubscribers>,
+    conns: Arc<ConnSubscribers>,
     stats: Arc<PushStats>,
     socket: UdpSocket,
     config: PushConfig,
     /// Keyed by (subscriber, lastRefTime), the pair the client echoes in its ack.
-    pending: HashMap<(SocketAddr, u64), Pending>,
+    pending_udp: HashMap<(SocketAddr, u64), PendingUdp>,
+    /// Keyed by (connection, requestId), the pair the client echoes in its response.
+    pending_grpc: HashMap<(String, String), PendingGrpc>,
+    /// The request id of the newest push per (connection, service): an older unacknowledged
+    /// push is superseded by a newer one, never resent after it.
+    latest_grpc: HashMap<(String, ServiceKey), String>,
     epoch: Instant,
     last_ref_time: u64,
+    next_request_id: AtomicU64,
 }
+
+/// Per-flush cache of encoded views: (service, clusters, form) → ServiceInfo JSON.
+type Rendered = HashMap<(ServiceKey, String, bool), Arc<String>>;
 
 impl Engine {
     async fn run(
         mut self,
         mut events: broadcast::Receiver<ChangeEvent>,
-        mut new_subscribers: mpsc::UnboundedReceiver<(ServiceKey, SocketAddr)>,
+        mut control: mpsc::UnboundedReceiver<Control>,
         shutdown: CancellationToken,
     ) {
         let debounce = Duration::from_millis(self.config.debounce_ms);
-        let tick = Duration::from_millis((self.config.udp_ack_timeout_ms / 4).clamp(10, 1_000));
-        let mut ticker = tokio::time::interval(tick);
+        let ack_floor = self.config.udp_ack_timeout_ms.min(self.config.grpc_ack_timeout_ms);
+        let mut ticker = tokio::time::interval(Duration::from_millis((ack_floor / 4).clamp(10, 1_000)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut dirty: HashSet<ServiceKey> = HashSet::new();
-        let mut targeted: Vec<(ServiceKey, SocketAddr)> = Vec::new();
+        let mut dirty: HashMap<ServiceKey, Instant> = HashMap::new();
+        let mut new_udp: Vec<(ServiceKey, SocketAddr)> = Vec::new();
+        let mut new_conn: HashSet<(ServiceKey, String)> = HashSet::new();
         let mut flush_at: Option<Instant> = None;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -91,27 +120,48 @@ impl Engine {
                 () = shutdown.cancelled() => return,
                 ev = events.recv() => match ev {
                     Ok(ChangeEvent::ServiceChanged { key, .. }) => {
-                        dirty.insert(key);
-                        flush_at.get_or_insert_with(|| Instant::now() + debounce);
+                        let now = Instant::now();
+                        dirty.entry(key).or_insert(now);
+                        flush_at.get_or_insert(now + debounce);
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "push engine lagged; re-pushing every subscribed service");
-                        dirty.extend(self.subscribers.services());
-                        flush_at.get_or_insert_with(|| Instant::now() + debounce);
+                        let now = Instant::now();
+                        for key in self.udp.services().into_iter().chain(self.conns.services()) {
+                            dirty.entry(key).or_insert(now);
+                        }
+                        flush_at.get_or_insert(now + debounce);
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                Some(sub) = new_subscribers.recv() => {
-                    targeted.push(sub);
-                    flush_at.get_or_insert_with(|| Instant::now() + debounce);
-                }
+                Some(msg) = control.recv() => match msg {
+                    Control::NewUdp(key, addr) => {
+                        new_udp.push((key, addr));
+                        flush_at.get_or_insert(Instant::now() + debounce);
+                    }
+                    Control::NewConn(key, conn) => {
+                        new_conn.insert((key, conn));
+                        flush_at.get_or_insert(Instant::now() + debounce);
+                    }
+                    Control::Ack(conn, request_id) => self.on_grpc_ack(conn, request_id),
+                },
                 () = flush => {
                     flush_at = None;
-                    for key in std::mem::take(&mut dirty) {
-                        self.push_service(&key, None).await;
+                    let mut rendered = Rendered::new();
+                    for (key, changed_at) in std::mem::take(&mut dirty) {
+                        for sub in self.conns.of(&key) {
+                            self.push_grpc(&key, &sub, changed_at, 0, &mut rendered);
+                        }
+                        self.push_udp(&key, None, &mut rendered).await;
                     }
-                    for (key, addr) in std::mem::take(&mut targeted) {
-                        self.push_service(&key, Some(addr)).await;
+                    let now = Instant::now();
+                    for (key, conn) in std::mem::take(&mut new_conn) {
+                        if let Some(sub) = self.conns.get(&key, &conn) {
+                            self.push_grpc(&key, &sub, now, 0, &mut rendered);
+                        }
+                    }
+                    for (key, addr) in std::mem::take(&mut new_udp) {
+                        self.push_udp(&key, Some(addr), &mut rendered).await;
                     }
                 }
                 received = self.socket.recv_from(&mut buf) => match received {
@@ -119,44 +169,130 @@ impl Engine {
                     Err(e) => tracing::debug!(error = %e, "udp receive failed"),
                 },
                 _ = ticker.tick() => {
-                    self.retry_due().await;
-                    self.subscribers.expire(Duration::from_millis(self.config.udp_subscriber_ttl_ms));
+                    self.retry_udp().await;
+                    self.retry_grpc();
+                    self.udp.expire(Duration::from_millis(self.config.udp_subscriber_ttl_ms));
                 }
             }
         }
     }
 
-    /// Pushes the current view of `key` to its subscribers (or only to `only`).
-    async fn push_service(&mut self, key: &ServiceKey, only: Option<SocketAddr>) {
-        let subs = match only {
-            Some(addr) => self.subscribers.get(key, addr).into_iter().collect(),
-            None => self.subscribers.of(key),
-        };
-        if subs.is_empty() {
-            return;
+    /// The encoded ServiceInfo of `key` for a clusters filter and name form, rendered once per flush.
+    fn render(&self, key: &ServiceKey, clusters: &str, form: NameForm, cache: &mut Rendered) -> Option<Arc<String>> {
+        let slot = (key.clone(), clusters.to_owned(), form == NameForm::Bare);
+        if let Some(hit) = cache.get(&slot) {
+            return Some(Arc::clone(hit));
         }
         let view = self.store.view(key);
-        // Render once per distinct clusters filter, share the bytes among subscribers.
-        let mut rendered: HashMap<String, ServiceInfo> = HashMap::new();
+        let selection = select(view.as_deref(), &parse_clusters(clusters), false);
+        let info = ServiceInfo::build(key, clusters, &selection, form);
+        match serde_json::to_string(&info) {
+            Ok(json) => {
+                let json = Arc::new(json);
+                cache.insert(slot, Arc::clone(&json));
+                Some(json)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode push");
+                None
+            }
+        }
+    }
+
+    fn push_grpc(
+        &mut self,
+        key: &ServiceKey,
+        sub: &ConnSubscription,
+        changed_at: Instant,
+        attempt: u32,
+        cache: &mut Rendered,
+    ) {
+        let Some(info) = self.render(key, &sub.clusters, NameForm::Bare, cache) else { return };
+        let request_id = self.next_request_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_string();
+        let body = format!(r#"{{"headers":{{}},"module":"naming","requestId":"{request_id}","serviceInfo":{info}}}"#);
+        let conn = sub.sink.id().to_owned();
+        match sub.sink.try_send(NOTIFY_SUBSCRIBER, body.into_bytes()) {
+            Ok(()) => {
+                PushStats::add(if attempt == 0 { &self.stats.sent } else { &self.stats.retried }, 1);
+                if let Some(old) = self.latest_grpc.insert((conn.clone(), key.clone()), request_id.clone()) {
+                    self.pending_grpc.remove(&(conn.clone(), old));
+                }
+                if self.pending_grpc.len() < self.config.max_pending_acks {
+                    let timeout =
+                        Duration::from_millis(self.config.grpc_ack_timeout_ms.saturating_mul(1 << attempt.min(10)));
+                    self.pending_grpc.insert(
+                        (conn, request_id),
+                        PendingGrpc { key: key.clone(), deadline: Instant::now() + timeout, attempt, changed_at },
+                    );
+                }
+            }
+            Err(SinkError::Full) => {
+                PushStats::add(&self.stats.dropped_slow, 1);
+                tracing::warn!(%conn, service = %key, "subscriber is not reading its pushes; closing its connection");
+                sub.sink.close("push queue full: the client is not reading");
+                self.forget_connection(&conn);
+            }
+            Err(SinkError::Closed) => self.forget_connection(&conn),
+        }
+    }
+
+    fn forget_connection(&mut self, conn: &str) {
+        self.conns.remove_connection(conn);
+        self.pending_grpc.retain(|(c, _), _| c != conn);
+        self.latest_grpc.retain(|(c, _), _| c != conn);
+    }
+
+    fn on_grpc_ack(&mut self, conn: String, request_id: String) {
+        if let Some(p) = self.pending_grpc.remove(&(conn.clone(), request_id)) {
+            self.latest_grpc.remove(&(conn, p.key));
+            PushStats::add(&self.stats.acked, 1);
+            let micros = u64::try_from(p.changed_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.stats.observe_latency(micros);
+        }
+    }
+
+    fn retry_grpc(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(String, String)> =
+            self.pending_grpc.iter().filter(|(_, p)| p.deadline <= now).map(|(k, _)| k.clone()).collect();
+        let mut cache = Rendered::new();
+        for k in due {
+            let Some(p) = self.pending_grpc.remove(&k) else { continue };
+            let (conn, _) = k;
+            let Some(sub) = self.conns.get(&p.key, &conn) else { continue };
+            if p.attempt >= self.config.grpc_max_retries {
+                PushStats::add(&self.stats.failed, 1);
+                tracing::warn!(%conn, service = %p.key, "push never acknowledged; closing the connection");
+                sub.sink.close("pushes not acknowledged");
+                self.forget_connection(&conn);
+                continue;
+            }
+            self.push_grpc(&p.key, &sub, p.changed_at, p.attempt + 1, &mut cache);
+        }
+    }
+
+    /// Pushes the current view of `key` to its UDP subscribers (or only to `only`).
+    async fn push_udp(&mut self, key: &ServiceKey, only: Option<SocketAddr>, cache: &mut Rendered) {
+        let subs = match only {
+            Some(addr) => self.udp.get(key, addr).into_iter().collect(),
+            None => self.udp.of(key),
+        };
         for sub in subs {
-            let info = rendered.entry(sub.clusters.clone()).or_insert_with(|| {
-                let selection = select(view.as_deref(), &parse_clusters(&sub.clusters), false);
-                ServiceInfo::build(key, &sub.clusters, &selection, NameForm::Grouped)
-            });
+            let Some(info) = self.render(key, &sub.clusters, NameForm::Grouped, cache) else { continue };
             let last_ref_time = self.next_ref_time();
-            let packet = match encode_push(info, last_ref_time) {
+            let packet = match encode_push(&info, last_ref_time) {
                 Ok(p) => Arc::new(p),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot encode push");
                     continue;
                 }
             };
-            self.send(sub.addr, &packet).await;
+            self.send_udp(sub.addr, &packet).await;
             PushStats::add(&self.stats.sent, 1);
-            if self.pending.len() < self.config.max_pending_acks {
-                self.pending.insert(
+            if self.pending_udp.len() < self.config.max_pending_acks {
+                self.pending_udp.insert(
                     (sub.addr, last_ref_time),
-                    Pending {
+                    PendingUdp {
                         packet,
                         deadline: Instant::now() + Duration::from_millis(self.config.udp_ack_timeout_ms),
                         retries_left: self.config.udp_max_retries,
@@ -174,7 +310,7 @@ impl Engine {
         self.last_ref_time
     }
 
-    async fn send(&self, addr: SocketAddr, packet: &[u8]) {
+    async fn send_udp(&self, addr: SocketAddr, packet: &[u8]) {
         if let Err(e) = self.socket.send_to(packet, addr).await {
             tracing::debug!(%addr, error = %e, "udp push send failed");
         }
@@ -182,18 +318,18 @@ impl Engine {
 
     fn on_datagram(&mut self, datagram: &[u8], from: SocketAddr) {
         if let Some(stamp) = parse_ack(datagram)
-            && self.pending.remove(&(from, stamp)).is_some()
+            && self.pending_udp.remove(&(from, stamp)).is_some()
         {
             PushStats::add(&self.stats.acked, 1);
         }
     }
 
-    async fn retry_due(&mut self) {
+    async fn retry_udp(&mut self) {
         let now = Instant::now();
         let due: Vec<(SocketAddr, u64)> =
-            self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(k, _)| *k).collect();
+            self.pending_udp.iter().filter(|(_, p)| p.deadline <= now).map(|(k, _)| *k).collect();
         for k in due {
-            let Some(mut p) = self.pending.remove(&k) else { continue };
+            let Some(mut p) = self.pending_udp.remove(&k) else { continue };
             if p.retries_left == 0 {
                 PushStats::add(&self.stats.failed, 1);
                 tracing::debug!(addr = %k.0, "udp push not acknowledged; giving up");
@@ -201,9 +337,9 @@ impl Engine {
             }
             p.retries_left -= 1;
             p.deadline = now + Duration::from_millis(self.config.udp_ack_timeout_ms);
-            self.send(k.0, &p.packet).await;
+            self.send_udp(k.0, &p.packet).await;
             PushStats::add(&self.stats.retried, 1);
-            self.pending.insert(k, p);
+            self.pending_udp.insert(k, p);
         }
     }
 }

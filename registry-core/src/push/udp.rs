@@ -6,8 +6,6 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde::Deserialize;
 
-use crate::naming::ServiceInfo;
-
 /// Datagrams at least this long are gzip-compressed, as Nacos does.
 pub const GZIP_THRESHOLD: usize = 1024;
 
@@ -46,8 +44,9 @@ fn parse_version(raw: &str) -> Option<[u32; 3]> {
 
 /// Encodes a push datagram `{"type":"dom","data":"<ServiceInfo JSON>","lastRefTime":n}`,
 /// gzip-compressed when it reaches [`GZIP_THRESHOLD`].
-pub fn encode_push(info: &ServiceInfo, last_ref_time: u64) -> Result<Vec<u8>, serde_json::Error> {
-    let data = serde_json::to_string(info)?;
+/// `info_json` is the already-encoded ServiceInfo (grouped name), shared between subscribers.
+pub fn encode_push(info_json: &str, last_ref_time: u64) -> Result<Vec<u8>, serde_json::Error> {
+    let data = info_json;
     let packet = serde_json::to_vec(&serde_json::json!({ "type": "dom", "data": data, "lastRefTime": last_ref_time }))?;
     if packet.len() < GZIP_THRESHOLD {
         return Ok(packet);
@@ -88,7 +87,7 @@ mod tests {
 
     use super::*;
     use crate::model::{Instance, ServiceKey};
-    use crate::naming::{NameForm, Selection};
+    use crate::naming::{NameForm, Selection, ServiceInfo};
 
     #[test]
     fn push_capability_follows_user_agent_and_version() {
@@ -114,7 +113,9 @@ mod tests {
         let key = ServiceKey::new("public", "DEFAULT_GROUP", "s").unwrap();
         let small =
             Selection { hosts: vec![Instance::new("1.1.1.1", 80, "DEFAULT", true)], reach_protection_threshold: false };
-        let p = encode_push(&ServiceInfo::build(&key, "", &small, NameForm::Grouped), 7).unwrap();
+        let p =
+            encode_push(&serde_json::to_string(&ServiceInfo::build(&key, "", &small, NameForm::Grouped)).unwrap(), 7)
+                .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&p).unwrap();
         assert_eq!(v["type"], "dom");
         let inner: serde_json::Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
@@ -122,7 +123,8 @@ mod tests {
 
         let many: Vec<Instance> = (0..40).map(|i| Instance::new(format!("10.0.0.{i}"), 80, "DEFAULT", true)).collect();
         let big = Selection { hosts: many, reach_protection_threshold: false };
-        let p = encode_push(&ServiceInfo::build(&key, "", &big, NameForm::Grouped), 8).unwrap();
+        let p = encode_push(&serde_json::to_string(&ServiceInfo::build(&key, "", &big, NameForm::Grouped)).unwrap(), 8)
+            .unwrap();
         assert_eq!(&p[..2], &[0x1f, 0x8b]);
         let mut out = String::new();
         flate2::read::GzDecoder::new(&p[..]).read_to_string(&mut out).unwrap();

@@ -21,6 +21,8 @@ pub(crate) struct Server {
     child: Option<Child>,
     /// Bound HTTP address.
     pub(crate) http: SocketAddr,
+    /// Bound gRPC (SDK channel) address.
+    pub(crate) grpc: SocketAddr,
     /// Local address UDP pushes come from.
     pub(crate) udp_push: SocketAddr,
     data_dir: PathBuf,
@@ -44,18 +46,34 @@ impl Server {
         s
     }
 
-    /// Restarts on the same data directory (after `kill9` or `terminate`).
+    /// Restarts on the same data directory (after `kill9` or `terminate`), on new ports.
     pub(crate) fn restart(&mut self) {
+        self.restart_on(None);
+    }
+
+    /// Restarts on the same data directory and the same HTTP and gRPC ports, so that clients
+    /// configured with the old addresses reconnect.
+    pub(crate) fn restart_same_ports(&mut self) {
+        self.restart_on(Some((self.http.port(), self.grpc.port())));
+    }
+
+    fn restart_on(&mut self, ports: Option<(u16, u16)>) {
         assert!(self.child.is_none(), "stop the server before restarting it");
         let temp = self._temp.take();
-        let mut fresh = Self::spawn(&self.data_dir.clone(), self.config.clone());
+        let mut fresh = Self::spawn_on(&self.data_dir.clone(), self.config.clone(), ports);
         fresh._temp = temp;
         *self = fresh;
     }
 
     fn spawn(data_dir: &Path, config: Option<String>) -> Self {
+        Self::spawn_on(data_dir, config, None)
+    }
+
+    fn spawn_on(data_dir: &Path, config: Option<String>, ports: Option<(u16, u16)>) -> Self {
+        let (http_port, grpc_port) = ports.unwrap_or((0, 0));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_registry"));
-        cmd.args(["--bind", "127.0.0.1", "--http-port", "0", "--data-dir"])
+        cmd.args(["--bind", "127.0.0.1", "--http-port", &http_port.to_string(), "--grpc-port", &grpc_port.to_string()])
+            .arg("--data-dir")
             .arg(data_dir.join("data"))
             .env("RUST_LOG", "info")
             .env_remove("NACOS_CONFIG")
@@ -82,13 +100,16 @@ impl Server {
             });
         }
         let deadline = Instant::now() + START_TIMEOUT * patience();
-        let (mut http, mut udp) = (None, None);
+        let (mut http, mut grpc, mut udp) = (None, None, None);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(a) = addr_after(&line, "listening on http ") {
                         http = Some(a);
+                    }
+                    if let Some(a) = addr_after(&line, "listening on grpc ") {
+                        grpc = Some(a);
                     }
                     if let Some(a) = addr_after(&line, "listening on udp-push ") {
                         udp = Some(a);
@@ -107,6 +128,7 @@ impl Server {
         Self {
             child: Some(child),
             http: http.expect("http address logged"),
+            grpc: grpc.expect("grpc address logged"),
             udp_push: udp.expect("udp address logged"),
             data_dir: data_dir.to_path_buf(),
             _temp: None,
@@ -118,6 +140,11 @@ impl Server {
     /// `http://addr` + path.
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.http, path)
+    }
+
+    /// The server's process id (for signals such as SIGSTOP in fault tests).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no chance to flush anything.

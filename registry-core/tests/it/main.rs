@@ -9,6 +9,8 @@ mod harness;
 
 mod beat;
 mod durability;
+mod grpc_raw;
+mod grpc_sdk;
 mod naming_v1;
 mod naming_v2;
 mod robustness;

@@ -1,0 +1,12 @@
+//! Compiles the `.proto` files with `protox` (a protobuf compiler written in Rust), so builds
+//! need no `protoc` on the machine.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["nacos_grpc_service.proto"];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let descriptors = protox::compile(files, ["."])?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! Generated protobuf types and tonic stubs of the Nacos gRPC channel (`nacos_grpc_service.proto`).
+//!
+//! The proto has no package, so the generated items live at the crate root of the included
+//! file: [`nacos::Payload`], [`nacos::Metadata`], the `request_server` / `bi_request_stream_server`
+//! modules for the server and the matching `*_client` modules for tests and tools.
+
+/// The Nacos SDK channel.
+#[allow(missing_docs, unreachable_pub, non_camel_case_types, clippy::all, clippy::pedantic, clippy::nursery)]
+pub mod nacos {
+    include!(concat!(env!("OUT_DIR"), "/_.rs"));
+}
+
+pub use prost_types::Any;
