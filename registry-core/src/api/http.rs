@@ -3,10 +3,12 @@
 //! ```text
 //!  router() ─┬─ naming_v1::routes()  /nacos/v1/ns/...     plain `ok` / JSON, errors as text
 //!            ├─ naming_v2::routes()  /nacos/v2/ns/...     {code,message,data} envelope
-//!            └─ console::routes()    /nacos/v1/console/health/{liveness,readiness}
+//!            ├─ console::routes()    /nacos/v1/console/health/{liveness,readiness}
+//!            └─ admin::routes()      /nacos/v2/core/loader/current (connections), /metrics
 //! ```
 //! Every handler reads parameters through [`params::Params`] (query string + form body).
 
+pub mod admin;
 pub mod console;
 pub mod error;
 pub mod naming_v1;
@@ -38,6 +40,7 @@ pub fn router(state: ApiState, config: &HttpConfig) -> Router {
         .merge(naming_v1::routes())
         .merge(naming_v2::routes())
         .merge(console::routes())
+        .merge(admin::routes())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
 }

@@ -108,6 +108,9 @@ impl Engine {
         let mut new_udp: Vec<(ServiceKey, SocketAddr)> = Vec::new();
         let mut new_conn: HashSet<(ServiceKey, String)> = HashSet::new();
         let mut flush_at: Option<Instant> = None;
+        // Leading-edge debounce: a change after a quiet period is pushed at once; changes that
+        // follow within `debounce` of the last flush are gathered into the next one.
+        let mut last_flush = Instant::now().checked_sub(debounce).unwrap_or_else(Instant::now);
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let flush = async {
@@ -122,7 +125,7 @@ impl Engine {
                     Ok(ChangeEvent::ServiceChanged { key, .. }) => {
                         let now = Instant::now();
                         dirty.entry(key).or_insert(now);
-                        flush_at.get_or_insert(now + debounce);
+                        flush_at.get_or_insert(now.max(last_flush + debounce));
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "push engine lagged; re-pushing every subscribed service");
@@ -130,23 +133,24 @@ impl Engine {
                         for key in self.udp.services().into_iter().chain(self.conns.services()) {
                             dirty.entry(key).or_insert(now);
                         }
-                        flush_at.get_or_insert(now + debounce);
+                        flush_at.get_or_insert(now.max(last_flush + debounce));
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 Some(msg) = control.recv() => match msg {
                     Control::NewUdp(key, addr) => {
                         new_udp.push((key, addr));
-                        flush_at.get_or_insert(Instant::now() + debounce);
+                        flush_at.get_or_insert(Instant::now().max(last_flush + debounce));
                     }
                     Control::NewConn(key, conn) => {
                         new_conn.insert((key, conn));
-                        flush_at.get_or_insert(Instant::now() + debounce);
+                        flush_at.get_or_insert(Instant::now().max(last_flush + debounce));
                     }
                     Control::Ack(conn, request_id) => self.on_grpc_ack(conn, request_id),
                 },
                 () = flush => {
                     flush_at = None;
+                    last_flush = Instant::now();
                     let mut rendered = Rendered::new();
                     for (key, changed_at) in std::mem::take(&mut dirty) {
                         for sub in self.conns.of(&key) {
