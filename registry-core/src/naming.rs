@@ -153,11 +153,12 @@ pub const BEAT_OK: u32 = 10200;
 /// A beat's result code: the instance is unknown and the beat carried no body.
 pub const BEAT_NOT_FOUND: u32 = 20404;
 
-/// Changes to service metadata (`None` = keep).
+/// New service settings from an update (`None` = keep). The HTTP APIs send every field, as
+/// Nacos rebuilds the settings from the request and keeps only the kind and the clusters.
 #[derive(Debug, Clone, Default)]
 pub struct ServicePatch {
     /// Protect threshold.
-    pub protect_threshold: Option<f32>,
+    pub protect_threshold: Option<f64>,
     /// Service metadata map.
     pub metadata: Option<BTreeMap<String, String>>,
     /// Selector JSON.
@@ -309,8 +310,9 @@ impl NamingService {
     }
 
     /// One instance, as shown to clients (overrides applied, disabled included).
+    /// An unknown service is "no matched ip" (404) too, as in Nacos.
     pub fn get_instance(&self, key: &ServiceKey, ip: &str, port: u16, cluster: &str) -> Result<Instance, NamingError> {
-        let view = self.store.view(key).ok_or_else(|| Self::not_found(key))?;
+        let view = self.store.view(key).ok_or(NamingError::InstanceNotFound)?;
         view.instances
             .iter()
             .find(|i| i.ip == ip && i.port == port && i.cluster == cluster)
@@ -479,6 +481,13 @@ impl NamingService {
         self.store.views_in(namespace, group)
     }
 
+    /// Every service view of every namespace.
+    pub fn list_all_services(&self) -> Vec<Arc<ServiceView>> {
+        let mut views = self.store.all_views();
+        views.sort_by(|a, b| a.key.cmp(&b.key));
+        views
+    }
+
     /// Counts for metrics.
     pub fn counts(&self) -> NamingCounts {
         let views = self.store.all_views();
@@ -492,7 +501,7 @@ impl NamingService {
     /// A metadata value for a new service, with defaults.
     pub fn new_service_metadata(
         ephemeral: bool,
-        protect_threshold: f32,
+        protect_threshold: f64,
         metadata: BTreeMap<String, String>,
         selector: Option<serde_json::Value>,
     ) -> ServiceMetadata {
@@ -505,7 +514,7 @@ impl NamingService {
     }
 }
 
-fn validate_threshold(t: f32) -> Result<(), NamingError> {
+fn validate_threshold(t: f64) -> Result<(), NamingError> {
     if !(0.0..=1.0).contains(&t) {
         return Err(NamingError::InvalidParam(format!("protectThreshold must be between 0 and 1, got {t}")));
     }

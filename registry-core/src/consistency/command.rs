@@ -102,7 +102,7 @@ pub enum NamingCommand {
         /// Ephemeral flag for metadata created by this update.
         ephemeral: bool,
         /// New protect threshold.
-        protect_threshold: Option<f32>,
+        protect_threshold: Option<f64>,
         /// New metadata map (replaces the old one).
         metadata: Option<std::collections::BTreeMap<String, String>>,
         /// New selector.

@@ -11,7 +11,7 @@ pub struct ServiceMetadata {
     /// Whether the service holds ephemeral instances; fixed at creation.
     pub ephemeral: bool,
     /// When healthy/total ≤ this, queries return every instance as healthy.
-    pub protect_threshold: f32,
+    pub protect_threshold: f64,
     /// Free-form service metadata (Nacos `extendData`).
     pub metadata: BTreeMap<String, String>,
     /// Selector as the client sent it (`{"type":"none"}` by default).

@@ -44,7 +44,7 @@ pub fn select(view: Option<&ServiceView>, clusters: &[String], healthy_only: boo
         return Selection { hosts, reach_protection_threshold: false };
     };
     let threshold = metadata.protect_threshold.max(0.0);
-    if hosts.is_empty() || (healthy_count as f32 / hosts.len() as f32) > threshold {
+    if hosts.is_empty() || (healthy_count as f64 / hosts.len() as f64) > threshold {
         return Selection { hosts, reach_protection_threshold: false };
     }
     for h in &mut hosts {
@@ -60,7 +60,7 @@ mod tests {
     use super::*;
     use crate::model::{ServiceKey, ServiceMetadata};
 
-    fn view(instances: Vec<Instance>, threshold: Option<f32>) -> ServiceView {
+    fn view(instances: Vec<Instance>, threshold: Option<f64>) -> ServiceView {
         ServiceView {
             key: ServiceKey::new("public", "DEFAULT_GROUP", "s").unwrap(),
             revision: 1,

@@ -207,11 +207,13 @@ pub(crate) fn service_create_params(p: &Params, ephemeral: bool) -> Result<crate
     ))
 }
 
+/// `PUT /service`: Nacos rebuilds the settings from the request, so absent metadata means `{}`
+/// and an absent selector means `none`; only the kind and the clusters are kept.
 pub(crate) fn service_patch(p: &Params) -> Result<ServicePatch, ApiError> {
     Ok(ServicePatch {
-        protect_threshold: p.num("protectThreshold")?,
-        metadata: p.metadata("metadata")?,
-        selector: selector_param(p)?,
+        protect_threshold: Some(p.num("protectThreshold")?.unwrap_or(0.0)),
+        metadata: Some(p.metadata("metadata")?.unwrap_or_default()),
+        selector: Some(selector_param(p)?.unwrap_or_else(crate::model::service::default_selector)),
     })
 }
 
@@ -283,20 +285,20 @@ async fn list_services(State(s): State<ApiState>, p: Params) -> V1Result {
     Ok(Json(json!({ "count": names.len(), "doms": page(&names, page_no, page_size) })).into_response())
 }
 
+/// Grouped service names by namespace; without `namespaceId`, every namespace (as Nacos).
 async fn service_names(State(s): State<ApiState>, p: Params) -> V1Result {
-    let ns = p.namespace().to_owned();
     let expr = p.opt("expr").unwrap_or_default();
-    let names: Vec<String> = s
-        .naming
-        .list_services(&ns, None)
-        .iter()
-        .map(|v| v.key.grouped_name())
-        .filter(|n| expr.is_empty() || n.contains(expr))
-        .collect();
-    let count = names.len();
+    let views = match p.opt("namespaceId") {
+        Some(ns) => s.naming.list_services(ns, None),
+        None => s.naming.list_all_services(),
+    };
+    let mut by_ns: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for v in views.iter().filter(|v| expr.is_empty() || v.key.grouped_name().contains(expr)) {
+        by_ns.entry(v.key.namespace.clone()).or_default().push(v.key.grouped_name());
+    }
+    let count: usize = by_ns.values().map(Vec::len).sum();
     // Nacos 2.2.3–2.4.3 emit this odd key; `services` is what older servers and docs use.
-    Ok(Json(json!({ "META-INF/services": { &ns: names.clone() }, "services": { &ns: names }, "count": count }))
-        .into_response())
+    Ok(Json(json!({ "META-INF/services": by_ns.clone(), "services": by_ns, "count": count })).into_response())
 }
 
 async fn service_subscribers(State(s): State<ApiState>, p: Params) -> V1Result {
