@@ -115,6 +115,8 @@ impl Engine {
         loop {
             let flush = async {
                 match flush_at {
+                    // The timer wheel has 1 ms granularity: a due flush must not wait a tick.
+                    Some(at) if at <= Instant::now() => {}
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }

@@ -14,30 +14,46 @@ use crate::model::ServiceKey;
 use crate::model::key::DEFAULT_NAMESPACE;
 use crate::naming::{NameForm, NamingError, ServiceInfo, parse_clusters};
 
+/// A refused request: becomes an `ErrorResponse` with this code and message.
+struct Reject {
+    code: i32,
+    message: String,
+}
+
+impl Reject {
+    fn new(code: i32, message: &str) -> Self {
+        Self { code, message: message.to_owned() }
+    }
+
+    fn into_payload(self) -> Payload {
+        error_response(self.code, &self.message)
+    }
+}
+
 /// Nacos' INVALID_PARAM.
 const INVALID_PARAM: i32 = 400;
 /// Nacos' SERVER_ERROR.
 const SERVER_ERROR: i32 = 500;
 
-fn key_of(base: &NamingBase) -> Result<ServiceKey, Payload> {
+fn key_of(base: &NamingBase) -> Result<ServiceKey, Reject> {
     let service = base.service_name.as_deref().unwrap_or_default();
     let namespace = base.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(DEFAULT_NAMESPACE);
     ServiceKey::from_grouped(namespace, service, base.group_name.as_deref())
-        .map_err(|e| error_response(INVALID_PARAM, &e.to_string()))
+        .map_err(|e| Reject::new(INVALID_PARAM, &e.to_string()))
 }
 
-fn naming_error(e: &NamingError) -> Payload {
+fn naming_error(e: &NamingError) -> Reject {
     let code = match e {
         NamingError::Unavailable(_) => SERVER_ERROR,
         NamingError::InstanceNotFound => 404,
         _ => INVALID_PARAM,
     };
-    error_response(code, &e.to_string())
+    Reject::new(code, &e.to_string())
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Payload> {
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reject> {
     serde_json::from_slice(body)
-        .map_err(|e| error_response(super::messages::ERR_BAD_GATEWAY, &format!("malformed request body: {e}")))
+        .map_err(|e| Reject::new(super::messages::ERR_BAD_GATEWAY, &format!("malformed request body: {e}")))
 }
 
 /// Handles a naming request of type `kind`; `None` when the type is not a naming type.
@@ -51,18 +67,18 @@ pub async fn handle(state: &GrpcState, conn: &std::sync::Arc<Connection>, kind: 
         "ServiceListRequest" => list(state, body),
         _ => return None,
     };
-    Some(r.unwrap_or_else(|e| e))
+    Some(r.unwrap_or_else(Reject::into_payload))
 }
 
-async fn instance(state: &GrpcState, conn: &Connection, body: &[u8], ephemeral: bool) -> Result<Payload, Payload> {
+async fn instance(state: &GrpcState, conn: &Connection, body: &[u8], ephemeral: bool) -> Result<Payload, Reject> {
     let req: InstanceRequest = parse(body)?;
     let key = key_of(&req.base)?;
     let kind = req.kind.unwrap_or_default();
     let naming = &state.naming;
     match (kind.as_str(), ephemeral) {
         ("registerInstance", _) => {
-            let wire = req.instance.ok_or_else(|| error_response(INVALID_PARAM, "instance is required"))?;
-            let instance = wire.into_instance(ephemeral).map_err(|e| error_response(INVALID_PARAM, &e))?;
+            let wire = req.instance.ok_or_else(|| Reject::new(INVALID_PARAM, "instance is required"))?;
+            let instance = wire.into_instance(ephemeral).map_err(|e| Reject::new(INVALID_PARAM, &e))?;
             let result = if ephemeral {
                 naming.publish_for_connection(&key, &conn.meta.connection_id, vec![instance]).await
             } else {
@@ -74,30 +90,30 @@ async fn instance(state: &GrpcState, conn: &Connection, body: &[u8], ephemeral: 
             naming.unpublish_for_connection(&key, &conn.meta.connection_id).await.map_err(|e| naming_error(&e))?;
         }
         ("deregisterInstance", false) => {
-            let wire = req.instance.ok_or_else(|| error_response(INVALID_PARAM, "instance is required"))?;
-            let i = wire.into_instance(false).map_err(|e| error_response(INVALID_PARAM, &e))?;
+            let wire = req.instance.ok_or_else(|| Reject::new(INVALID_PARAM, "instance is required"))?;
+            let i = wire.into_instance(false).map_err(|e| Reject::new(INVALID_PARAM, &e))?;
             naming.deregister_instance(&key, &i.ip, i.port, false).await.map_err(|e| naming_error(&e))?;
         }
         (other, _) => {
-            return Err(error_response(INVALID_PARAM, &format!("Unsupported request type {other}")));
+            return Err(Reject::new(INVALID_PARAM, &format!("Unsupported request type {other}")));
         }
     }
     Ok(ok_response("InstanceResponse", json!({ "type": kind }), None))
 }
 
-async fn batch(state: &GrpcState, conn: &Connection, body: &[u8]) -> Result<Payload, Payload> {
+async fn batch(state: &GrpcState, conn: &Connection, body: &[u8]) -> Result<Payload, Reject> {
     let req: BatchInstanceRequest = parse(body)?;
     let key = key_of(&req.base)?;
     let kind = req.kind.unwrap_or_default();
     if kind != "batchRegisterInstance" {
-        return Err(error_response(INVALID_PARAM, &format!("Unsupported request type {kind}")));
+        return Err(Reject::new(INVALID_PARAM, &format!("Unsupported request type {kind}")));
     }
     let instances = req
         .instances
         .into_iter()
         .map(|w| w.into_instance(true))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| error_response(INVALID_PARAM, &e))?;
+        .map_err(|e| Reject::new(INVALID_PARAM, &e))?;
     state
         .naming
         .publish_for_connection(&key, &conn.meta.connection_id, instances)
@@ -111,7 +127,7 @@ fn service_info(state: &GrpcState, key: &ServiceKey, clusters: &str, healthy_onl
     serde_json::to_value(ServiceInfo::build(key, clusters, &selection, NameForm::Bare)).unwrap_or_default()
 }
 
-fn query(state: &GrpcState, body: &[u8]) -> Result<Payload, Payload> {
+fn query(state: &GrpcState, body: &[u8]) -> Result<Payload, Reject> {
     let req: ServiceQueryRequest = parse(body)?;
     let key = key_of(&req.base)?;
     let clusters = req.cluster.unwrap_or_default();
@@ -119,7 +135,7 @@ fn query(state: &GrpcState, body: &[u8]) -> Result<Payload, Payload> {
     Ok(ok_response("QueryServiceResponse", json!({ "serviceInfo": info }), None))
 }
 
-fn subscribe(state: &GrpcState, conn: &std::sync::Arc<Connection>, body: &[u8]) -> Result<Payload, Payload> {
+fn subscribe(state: &GrpcState, conn: &std::sync::Arc<Connection>, body: &[u8]) -> Result<Payload, Reject> {
     let req: SubscribeServiceRequest = parse(body)?;
     let key = key_of(&req.base)?;
     let clusters = req.clusters.unwrap_or_default();
@@ -133,7 +149,7 @@ fn subscribe(state: &GrpcState, conn: &std::sync::Arc<Connection>, body: &[u8]) 
     Ok(ok_response("SubscribeServiceResponse", json!({ "serviceInfo": info, "message": "success" }), None))
 }
 
-fn list(state: &GrpcState, body: &[u8]) -> Result<Payload, Payload> {
+fn list(state: &GrpcState, body: &[u8]) -> Result<Payload, Reject> {
     let req: ServiceListRequest = parse(body)?;
     let namespace = req.base.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(DEFAULT_NAMESPACE);
     let group = req.base.group_name.as_deref().filter(|g| !g.is_empty()).unwrap_or(crate::model::key::DEFAULT_GROUP);
