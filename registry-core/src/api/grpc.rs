@@ -243,12 +243,19 @@ pub async fn serve(
         }
     });
     let max = state.config.max_message_bytes;
+    let conns_for_reset = Arc::clone(&state.connections);
     let result = tonic::transport::Server::builder()
         // Java clients ping every 6 min; accept that and probe idle peers ourselves.
         .http2_keepalive_interval(None)
         .add_service(RequestServer::new(state.clone()).max_decoding_message_size(max).max_encoding_message_size(max))
         .add_service(BiRequestStreamServer::new(state).max_decoding_message_size(max).max_encoding_message_size(max))
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.cancelled().await;
+            let reset = conns_for_reset.reset_all();
+            tracing::info!(connections = reset, "asked gRPC clients to reconnect elsewhere");
+            // Give the resets a moment to be written before the streams end.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        })
         .await;
     detect.abort();
     result

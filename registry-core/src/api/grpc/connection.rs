@@ -263,6 +263,19 @@ impl Connections {
         self.by_id.is_empty()
     }
 
+    /// Asks every client to reconnect (`ConnectResetRequest`), e.g. before this node stops, so
+    /// that clients move to another member at once instead of waiting for a failed health check.
+    pub fn reset_all(&self) -> usize {
+        let mut sent = 0;
+        for c in &self.by_id {
+            let body = serde_json::json!({ "headers": {}, "module": "internal", "requestId": self.next_request_id() });
+            if c.send(payload("ConnectResetRequest", &body)).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
     /// One detection pass (spec §9.7): probes connections idle for `idle_ms`, ends those whose
     /// probe went unanswered for `timeout_ms`. Returns how many were ended.
     pub fn detect(&self, idle_ms: u64, timeout_ms: u64) -> usize {
