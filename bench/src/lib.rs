@@ -2,6 +2,7 @@
 //! channel today) and reports latencies. It refuses non-loopback targets, and every run is
 //! bounded in count and time.
 
+pub mod disconnect;
 pub mod grpc;
 pub mod push_latency;
 pub mod report;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use nacos_bench::{check_loopback, push_latency, report};
+use nacos_bench::{check_loopback, disconnect, push_latency, report};
 
 #[derive(Parser)]
 #[command(name = "nacos-bench", about = "Load tool for Nacos-compatible servers (loopback only)")]
@@ -33,6 +33,15 @@ enum Scenario {
         #[arg(long, default_value_t = 120)]
         deadline_s: u64,
     },
+    /// Client connection closed → subscriber sees its instance removed.
+    Disconnect {
+        /// gRPC address of the server.
+        #[arg(long)]
+        grpc: SocketAddr,
+        /// Clients registered then disconnected, one after the other.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
 }
 
 #[tokio::main]
@@ -49,6 +58,12 @@ async fn main() -> anyhow::Result<()> {
             };
             let r = tokio::time::timeout(cfg.deadline + Duration::from_secs(30), push_latency::run(&cfg)).await??;
             println!("{}", report::latency_row(&subscribers.to_string(), &r.histogram, r.expected));
+        }
+        Scenario::Disconnect { grpc, rounds } => {
+            check_loopback(&grpc).map_err(anyhow::Error::msg)?;
+            let cfg = disconnect::Disconnect { grpc, rounds, push_timeout: Duration::from_secs(60) };
+            let h = tokio::time::timeout(Duration::from_secs(600), disconnect::run(&cfg)).await??;
+            println!("{}", report::latency_row(&rounds.to_string(), &h, rounds as u64));
         }
     }
     Ok(())

@@ -154,20 +154,26 @@ impl Engine {
                     flush_at = None;
                     last_flush = Instant::now();
                     let mut rendered = Rendered::new();
-                    for (key, changed_at) in std::mem::take(&mut dirty) {
-                        for sub in self.conns.of(&key) {
-                            self.push_grpc(&key, &sub, changed_at, 0, &mut rendered);
+                    let changed = std::mem::take(&mut dirty);
+                    for (key, changed_at) in &changed {
+                        for sub in self.conns.of(key) {
+                            self.push_grpc(key, &sub, *changed_at, 0, &mut rendered);
                         }
-                        self.push_udp(&key, None, &mut rendered).await;
+                        self.push_udp(key, None, &mut rendered).await;
                     }
+                    // New subscribers of a service pushed just above already have its state.
                     let now = Instant::now();
                     for (key, conn) in std::mem::take(&mut new_conn) {
-                        if let Some(sub) = self.conns.get(&key, &conn) {
+                        if !changed.contains_key(&key)
+                            && let Some(sub) = self.conns.get(&key, &conn)
+                        {
                             self.push_grpc(&key, &sub, now, 0, &mut rendered);
                         }
                     }
                     for (key, addr) in std::mem::take(&mut new_udp) {
-                        self.push_udp(&key, Some(addr), &mut rendered).await;
+                        if !changed.contains_key(&key) {
+                            self.push_udp(&key, Some(addr), &mut rendered).await;
+                        }
                     }
                 }
                 received = self.socket.recv_from(&mut buf) => match received {

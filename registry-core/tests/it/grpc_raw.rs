@@ -1,1 +1,608 @@
-//! (being written)
+//! The SDK gRPC channel driven message by message with the generated tonic client, independent
+//! of any SDK: handshake and connection identity (spec §9.4, §16.2–§16.4), error responses and
+//! robustness, naming requests and pushes (§10, §13.5), connection liveness (§9.7, §13.2) and a
+//! stalled subscriber's bounded cost.
+//!
+//! Unary calls and the bi-stream of one simulated client share ONE tonic `Channel`, i.e. one
+//! HTTP/2 connection: the server identifies a client by its TCP transport.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use registry_proto::Any;
+use registry_proto::nacos::bi_request_stream_client::BiRequestStreamClient;
+use registry_proto::nacos::request_client::RequestClient;
+use registry_proto::nacos::{Metadata, Payload};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status, Streaming};
+
+use crate::harness::{Server, call, client, eventually, json, patience};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// `secs` seconds, stretched by `IT_PATIENCE`.
+fn wait(secs: u64) -> Duration {
+    Duration::from_secs(secs) * patience()
+}
+
+/// One HTTP/2 connection to the server's gRPC port.
+async fn connect(server: &Server) -> Channel {
+    connect_with(server, |e| e).await
+}
+
+/// One HTTP/2 connection, with endpoint settings adjusted by `tune`.
+async fn connect_with(server: &Server, tune: impl FnOnce(Endpoint) -> Endpoint) -> Channel {
+    let endpoint =
+        Endpoint::from_shared(format!("http://{}", server.grpc)).expect("endpoint uri").connect_timeout(wait(10));
+    timeout(wait(15), tune(endpoint).connect()).await.expect("connected in time").expect("grpc connect")
+}
+
+/// A payload: `metadata.type` = `kind`, JSON body in `Any.value` with an empty `type_url`.
+fn payload(kind: &str, body: &Value) -> Payload {
+    raw_payload(kind, serde_json::to_vec(body).expect("json"))
+}
+
+/// A payload with arbitrary body bytes.
+fn raw_payload(kind: &str, body: Vec<u8>) -> Payload {
+    Payload {
+        metadata: Some(Metadata { r#type: kind.to_owned(), headers: Default::default(), client_ip: String::new() }),
+        body: Some(Any { type_url: String::new(), value: body }),
+    }
+}
+
+/// The type and JSON body of a payload.
+fn decode(p: &Payload) -> (String, Value) {
+    let kind = p.metadata.as_ref().map(|m| m.r#type.clone()).unwrap_or_default();
+    let body = p.body.as_ref().map(|b| b.value.as_slice()).unwrap_or_default();
+    let value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(body)
+            .unwrap_or_else(|e| panic!("{kind} body is not JSON ({e}): {}", String::from_utf8_lossy(body)))
+    };
+    (kind, value)
+}
+
+/// A unary `/Request/request` call; the transport status on failure.
+async fn try_unary(channel: &Channel, request: Payload) -> Result<(String, Value), Status> {
+    let mut client = RequestClient::new(channel.clone());
+    let response = timeout(wait(20), client.request(request)).await.expect("unary call answered in time")?;
+    Ok(decode(response.get_ref()))
+}
+
+/// A unary call that must get a payload back (typed response or `ErrorResponse`).
+async fn unary(channel: &Channel, kind: &str, body: Value) -> (String, Value) {
+    try_unary(channel, payload(kind, &body))
+        .await
+        .unwrap_or_else(|s| panic!("{kind} failed with a transport status instead of a payload: {s:?}"))
+}
+
+/// Asserts the success triple every response carries (spec §9.3).
+fn assert_success(kind: &str, body: &Value) {
+    assert_eq!(
+        (&body["resultCode"], &body["errorCode"], &body["success"]),
+        (&json!(200), &json!(0), &json!(true)),
+        "{kind} is not a success: {body}"
+    );
+}
+
+/// Asserts an `ErrorResponse` with `errorCode` = `code`.
+fn assert_error(kind: &str, body: &Value, code: i64) {
+    assert_eq!(kind, "ErrorResponse", "expected an ErrorResponse, got {kind}: {body}");
+    assert_eq!(body["errorCode"], json!(code), "{body}");
+    assert_eq!(body["success"], json!(false), "{body}");
+    assert_ne!(body["resultCode"], json!(200), "{body}");
+}
+
+/// The setup a naming SDK sends, negotiating abilities.
+fn setup_body() -> Value {
+    json!({ "clientVersion": "raw-test", "labels": { "source": "sdk", "module": "naming" }, "abilityTable": {} })
+}
+
+/// The simulated client's side of `/BiRequestStream/requestBiStream`.
+struct RawStream {
+    /// Client → server messages (kept open for the stream's life).
+    tx: mpsc::Sender<Payload>,
+    /// Server → client messages.
+    inbound: Streaming<Payload>,
+}
+
+/// Opens the bi-stream on `channel` and sends `setup` as its first message.
+async fn open_stream(channel: &Channel, setup: Value) -> RawStream {
+    open_stream_with(channel, payload("ConnectionSetupRequest", &setup)).await
+}
+
+/// Opens the bi-stream on `channel` with `first` as its first message.
+async fn open_stream_with(channel: &Channel, first: Payload) -> RawStream {
+    let (tx, rx) = mpsc::channel(64);
+    tx.send(first).await.expect("queue the first message");
+    let mut client = BiRequestStreamClient::new(channel.clone());
+    let response = timeout(wait(15), client.request_bi_stream(ReceiverStream::new(rx)))
+        .await
+        .expect("bi-stream opened in time")
+        .expect("bi-stream opened");
+    RawStream { tx, inbound: response.into_inner() }
+}
+
+/// A channel with a registered connection (stream open, setup sent).
+async fn registered(server: &Server) -> (Channel, RawStream) {
+    let channel = connect(server).await;
+    let stream = open_stream(&channel, setup_body()).await;
+    (channel, stream)
+}
+
+impl RawStream {
+    /// The next message, `None` when nothing arrives within `within`; panics if the stream ends.
+    async fn recv(&mut self, within: Duration) -> Option<(String, Value)> {
+        match timeout(within, self.inbound.message()).await {
+            Err(_) => None,
+            Ok(Ok(Some(p))) => Some(decode(&p)),
+            Ok(Ok(None)) => panic!("the server ended the stream"),
+            Ok(Err(status)) => panic!("the stream failed: {status:?}"),
+        }
+    }
+
+    /// Sends a client → server message on the stream.
+    async fn send(&self, kind: &str, body: &Value) {
+        self.tx.send(payload(kind, body)).await.expect("stream still open");
+    }
+
+    /// Reads `NotifySubscriberRequest`s, acknowledging each, until one whose `serviceInfo`
+    /// satisfies `want`; returns that push.
+    async fn push_matching(&mut self, within: Duration, want: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some((kind, body)) = self.recv(left).await else {
+                panic!("no matching push within {within:?}; pushes seen: {seen:#?}")
+            };
+            if kind != "NotifySubscriberRequest" {
+                continue;
+            }
+            let id = body["requestId"].clone();
+            self.send("NotifySubscriberResponse", &json!({ "requestId": id, "resultCode": 200, "errorCode": 0 })).await;
+            if want(&body["serviceInfo"]) {
+                return body;
+            }
+            seen.push(body);
+        }
+    }
+}
+
+/// Sorted IPs of a ServiceInfo's `hosts` (which must be present).
+fn ips(info: &Value) -> Vec<String> {
+    let hosts = info["hosts"].as_array().unwrap_or_else(|| panic!("serviceInfo without a hosts array: {info}"));
+    let mut ips: Vec<String> = hosts.iter().map(|h| h["ip"].as_str().unwrap_or_default().to_owned()).collect();
+    ips.sort();
+    ips
+}
+
+/// An `InstanceRequest` body for the default namespace and group.
+fn instance_request(service: &str, kind: &str, ip: &str, metadata: Value) -> Value {
+    json!({
+        "namespace": "public", "serviceName": service, "groupName": "DEFAULT_GROUP", "type": kind,
+        "module": "naming", "headers": {},
+        "instance": {
+            "ip": ip, "port": 80, "weight": 1.0, "healthy": true, "enabled": true, "ephemeral": true,
+            "clusterName": "DEFAULT", "metadata": metadata
+        }
+    })
+}
+
+fn register(service: &str, ip: &str) -> Value {
+    instance_request(service, "registerInstance", ip, json!({}))
+}
+
+fn deregister(service: &str, ip: &str) -> Value {
+    instance_request(service, "deregisterInstance", ip, json!({}))
+}
+
+/// Registers and asserts the typed success response echoing the operation.
+async fn must_instance(channel: &Channel, body: Value) {
+    let op = body["type"].clone();
+    let (kind, resp) = unary(channel, "InstanceRequest", body).await;
+    assert_eq!(kind, "InstanceResponse", "{resp}");
+    assert_success(&kind, &resp);
+    assert_eq!(resp["type"], op, "InstanceResponse must echo the operation: {resp}");
+}
+
+fn naming_base(service: &str) -> Value {
+    json!({ "namespace": "public", "serviceName": service, "groupName": "DEFAULT_GROUP", "module": "naming", "headers": {} })
+}
+
+/// `ServiceQueryRequest` on `channel`; the typed response.
+async fn query(channel: &Channel, service: &str) -> (String, Value) {
+    let mut body = naming_base(service);
+    body["cluster"] = json!("");
+    body["healthyOnly"] = json!(false);
+    unary(channel, "ServiceQueryRequest", body).await
+}
+
+/// Sorted IPs the HTTP v1 view shows for `service` (default group).
+async fn http_ips(server: &Server, service: &str) -> Vec<String> {
+    let (status, body) =
+        call(client().get(server.url("/nacos/v1/ns/instance/list")).query(&[("serviceName", service)])).await;
+    assert_eq!(status, 200, "{body}");
+    ips(&json(&body))
+}
+
+/// `HealthCheckRequest` on `channel` gets `HealthCheckResponse`.
+async fn assert_healthy_connection(channel: &Channel) {
+    let (kind, body) = unary(channel, "HealthCheckRequest", json!({ "module": "internal", "headers": {} })).await;
+    assert_eq!(kind, "HealthCheckResponse", "{body}");
+    assert_success(&kind, &body);
+}
+
+async fn assert_liveness(server: &Server) {
+    let (status, body) = call(client().get(server.url("/nacos/v1/console/health/liveness"))).await;
+    assert_eq!(status, 200, "liveness: {body}");
+}
+
+/// The server's resident set size in KiB.
+fn rss_kib(server: &Server) -> u64 {
+    let pid = server.pid().expect("server running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handshake
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_check_answers_before_setup_with_the_transports_connection_id() {
+    let server = Server::start();
+    let channel = connect(&server).await;
+    let (kind, body) = unary(&channel, "ServerCheckRequest", json!({ "module": "internal", "headers": {} })).await;
+    assert_eq!(kind, "ServerCheckResponse", "{body}");
+    assert_success(&kind, &body);
+    let id = body["connectionId"].as_str().unwrap_or_default().to_owned();
+    assert!(!id.is_empty(), "connectionId missing: {body}");
+    assert_eq!(body["supportAbilityNegotiation"], json!(true), "{body}");
+
+    // The id belongs to the transport: same channel, same id; another connection, another id.
+    let (_, again) = unary(&channel, "ServerCheckRequest", json!({})).await;
+    assert_eq!(again["connectionId"], json!(id), "same HTTP/2 connection, same id");
+    let other = connect(&server).await;
+    let (_, third) = unary(&other, "ServerCheckRequest", json!({})).await;
+    assert_ne!(third["connectionId"], json!(id), "a new TCP connection gets a new id: {third}");
+
+    // It still answers after the connection registered.
+    let _stream = open_stream(&channel, setup_body()).await;
+    let (kind, after) = unary(&channel, "ServerCheckRequest", json!({})).await;
+    assert_eq!(kind, "ServerCheckResponse", "{after}");
+    assert_eq!(after["connectionId"], json!(id));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn naming_request_before_setup_is_301_and_after_setup_is_answered() {
+    let server = Server::start();
+    let channel = connect(&server).await;
+    let (kind, body) = query(&channel, "raw-query").await;
+    assert_error(&kind, &body, 301);
+
+    let _stream = open_stream(&channel, setup_body()).await;
+    let (kind, body) = query(&channel, "raw-query").await;
+    assert_eq!(kind, "QueryServiceResponse", "{body}");
+    assert_success(&kind, &body);
+    let info = &body["serviceInfo"];
+    assert_eq!(info["hosts"], json!([]), "hosts must be present and empty: {body}");
+    assert_eq!(info["name"], json!("raw-query"), "gRPC ServiceInfo name is bare: {body}");
+    assert_eq!(info["groupName"], json!("DEFAULT_GROUP"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn setup_with_ability_table_is_answered_by_setup_ack_on_the_stream() {
+    let server = Server::start();
+    let channel = connect(&server).await;
+    let (_, check) = unary(&channel, "ServerCheckRequest", json!({})).await;
+    assert_eq!(check["supportAbilityNegotiation"], json!(true), "{check}");
+    let mut stream = open_stream(&channel, setup_body()).await;
+    // Java/Python clients abandon the connection if this does not arrive within 5 s (spec §16.3).
+    let (kind, body) = stream.recv(Duration::from_secs(5)).await.expect("a message within 5 s of the setup");
+    assert_eq!(kind, "SetupAckRequest", "the first server message must be the SetupAck: {body}");
+    assert!(body["abilityTable"].is_object(), "SetupAckRequest carries an abilityTable: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_not_starting_with_setup_gets_an_error_and_stays_unregistered() {
+    let server = Server::start();
+    let channel = connect(&server).await;
+    // The stream must open with ConnectionSetupRequest; here it opens with something else.
+    let first = payload("HealthCheckRequest", &json!({ "module": "internal", "headers": {} }));
+    let mut stream = open_stream_with(&channel, first).await;
+    let (kind, body) = stream.recv(wait(5)).await.expect("an answer to a stream without setup");
+    assert_error(&kind, &body, 301);
+    let (kind, body) = query(&channel, "raw-unregistered").await;
+    assert_error(&kind, &body, 301);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_error_responses_and_the_connection_survives() {
+    let server = Server::start();
+    let channel = connect(&server).await;
+
+    // Handler lookup comes before the registration check (spec §9.4 step 6).
+    let (kind, body) = unary(&channel, "NoSuchRequest", json!({})).await;
+    assert_error(&kind, &body, 302);
+
+    let _stream = open_stream(&channel, setup_body()).await;
+    assert_healthy_connection(&channel).await;
+
+    let (kind, body) = unary(&channel, "NoSuchRequest", json!({})).await;
+    assert_error(&kind, &body, 302);
+    assert_healthy_connection(&channel).await;
+
+    let malformed = raw_payload("InstanceRequest", b"{\"serviceName\": \"x\", \"instance\": {".to_vec());
+    let (kind, body) = try_unary(&channel, malformed).await.expect("malformed body answered with a payload");
+    assert_error(&kind, &body, 502);
+    assert_healthy_connection(&channel).await;
+
+    let not_utf8 = raw_payload("ServiceQueryRequest", vec![0xff, 0xfe, 0x00, 0x7b]);
+    let (kind, body) = try_unary(&channel, not_utf8).await.expect("garbage body answered with a payload");
+    assert_error(&kind, &body, 502);
+    assert_healthy_connection(&channel).await;
+
+    let no_metadata = Payload { metadata: None, body: Some(Any { type_url: String::new(), value: b"{}".to_vec() }) };
+    let (kind, body) = try_unary(&channel, no_metadata).await.expect("metadata-less payload answered with a payload");
+    assert_eq!(kind, "ErrorResponse", "{body}");
+    assert_eq!(body["success"], json!(false), "{body}");
+    assert_ne!(body["errorCode"], json!(0), "{body}");
+    assert_healthy_connection(&channel).await;
+
+    let empty = Payload::default();
+    let (kind, body) = try_unary(&channel, empty).await.expect("empty payload answered with a payload");
+    assert_eq!(kind, "ErrorResponse", "{body}");
+    assert_healthy_connection(&channel).await;
+
+    assert_liveness(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_message_is_refused_with_a_status_and_the_server_survives() {
+    let server = Server::start();
+    let (channel, _stream) = registered(&server).await;
+    let pad = "x".repeat(11 * 1024 * 1024);
+    let big = instance_request("raw-big", "registerInstance", "10.9.9.9", json!({ "pad": pad }));
+    let result = try_unary(&channel, payload("InstanceRequest", &big)).await;
+    let status = result.expect_err("an 11 MiB message must be refused (limit 10 MiB)");
+    eprintln!("oversized request refused with {:?}: {}", status.code(), status.message());
+    assert!(
+        matches!(status.code(), Code::ResourceExhausted | Code::OutOfRange),
+        "expected ResourceExhausted/OutOfRange, got {status:?}"
+    );
+
+    let fresh = connect(&server).await;
+    let (kind, body) = unary(&fresh, "ServerCheckRequest", json!({})).await;
+    assert_eq!(kind, "ServerCheckResponse", "{body}");
+    assert_liveness(&server).await;
+    assert!(http_ips(&server, "raw-big").await.is_empty(), "the refused registration must not be applied");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Naming over raw gRPC
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn register_replaces_per_connection_and_subscribers_get_acked_pushes_until_disconnect() {
+    let server = Server::start();
+    let (a, a_stream) = registered(&server).await;
+
+    must_instance(&a, register("raw", "10.0.0.1")).await;
+    assert_eq!(http_ips(&server, "raw").await, ["10.0.0.1"]);
+
+    // One publication per (connection, service): a second register replaces the first.
+    must_instance(&a, register("raw", "10.0.0.2")).await;
+    let (kind, body) = query(&a, "raw").await;
+    assert_eq!(kind, "QueryServiceResponse", "{body}");
+    assert_eq!(ips(&body["serviceInfo"]), ["10.0.0.2"], "{body}");
+    assert_eq!(http_ips(&server, "raw").await, ["10.0.0.2"]);
+
+    // A second connection subscribes: it gets the current list, then pushes.
+    let (b, mut b_stream) = registered(&server).await;
+    let mut sub = naming_base("raw");
+    sub["subscribe"] = json!(true);
+    sub["clusters"] = json!("");
+    let (kind, body) = unary(&b, "SubscribeServiceRequest", sub).await;
+    assert_eq!(kind, "SubscribeServiceResponse", "{body}");
+    assert_success(&kind, &body);
+    assert_eq!(body["serviceInfo"]["name"], json!("raw"), "{body}");
+    assert_eq!(body["serviceInfo"]["groupName"], json!("DEFAULT_GROUP"), "{body}");
+    assert_eq!(ips(&body["serviceInfo"]), ["10.0.0.2"], "{body}");
+
+    let push = b_stream.push_matching(wait(10), |i| ips(i) == ["10.0.0.2"]).await;
+    assert!(push["requestId"].as_str().is_some_and(|s| !s.is_empty()), "push needs a requestId: {push}");
+    assert_eq!(push["serviceInfo"]["name"], json!("raw"), "pushed name must be bare: {push}");
+    assert_eq!(push["serviceInfo"]["groupName"], json!("DEFAULT_GROUP"), "{push}");
+
+    must_instance(&a, register("raw", "10.0.0.3")).await;
+    let push = b_stream.push_matching(wait(10), |i| ips(i) == ["10.0.0.3"]).await;
+    assert_eq!(push["serviceInfo"]["name"], json!("raw"), "{push}");
+
+    must_instance(&a, deregister("raw", "10.0.0.3")).await;
+    let push = b_stream.push_matching(wait(10), |i| ips(i).is_empty()).await;
+    assert_eq!(push["serviceInfo"]["hosts"], json!([]), "an empty push still carries hosts: {push}");
+
+    must_instance(&a, register("raw", "10.0.0.4")).await;
+    b_stream.push_matching(wait(10), |i| ips(i) == ["10.0.0.4"]).await;
+
+    // The acks reached the push engine: each of the four pushes above was the newest for the
+    // service when acknowledged (an older push superseded in the same flush is not counted).
+    let acked = 4;
+    let ack_url = server.url("/nacos/v1/ns/operator/push/state");
+    let state = eventually(wait(10), || async {
+        let (status, body) = call(client().get(&ack_url)).await;
+        let v = json(&body);
+        (status == 200 && v["succeed"].as_u64().unwrap_or(0) >= acked && v["failed"] == json!(0)).then_some(v)
+    })
+    .await;
+    assert!(state.is_some(), "push/state never counted our {acked} acks: {}", call(client().get(&ack_url)).await.1);
+
+    // Closing the first client's connection removes its instance and pushes the empty list.
+    drop(a_stream);
+    drop(a);
+    let push = b_stream.push_matching(wait(15), |i| ips(i).is_empty()).await;
+    assert_eq!(push["serviceInfo"]["hosts"], json!([]), "{push}");
+    assert!(http_ips(&server, "raw").await.is_empty());
+    assert!(server.output().contains("connection closed"), "the server should log the closed connection");
+    assert_healthy_connection(&b).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Liveness
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_detection_keeps_answering_connections_and_drops_silent_ones() {
+    let server = Server::start_with_config(Some(
+        "[grpc]\nidle_detect_after_ms = 500\ndetect_interval_ms = 100\ndetect_timeout_ms = 500\n",
+    ));
+    let (alive, alive_stream) = registered(&server).await;
+    let (silent, silent_stream) = registered(&server).await;
+    must_instance(&alive, register("detect", "10.0.1.1")).await;
+    must_instance(&silent, register("detect", "10.0.1.2")).await;
+
+    // The answering client replies to every probe on its stream, echoing the requestId.
+    let probes_answered = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::clone(&probes_answered);
+    let answerer = tokio::spawn(async move {
+        let mut s = alive_stream;
+        while let Ok(Some(p)) = s.inbound.message().await {
+            let (kind, body) = decode(&p);
+            if kind == "ClientDetectionRequest" {
+                let reply =
+                    json!({ "requestId": body["requestId"], "resultCode": 200, "errorCode": 0, "success": true });
+                if s.tx.send(payload("ClientDetectionResponse", &reply)).await.is_err() {
+                    break;
+                }
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        s
+    });
+    // The silent client reads its stream but never sends anything.
+    let silent_seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&silent_seen);
+    let reader = tokio::spawn(async move {
+        let mut s = silent_stream;
+        while let Ok(Some(p)) = s.inbound.message().await {
+            seen.lock().unwrap().push(decode(&p).0);
+        }
+        s
+    });
+
+    let gone =
+        eventually(wait(10), || async { (http_ips(&server, "detect").await == ["10.0.1.1"]).then_some(()) }).await;
+    assert!(
+        gone.is_some(),
+        "the silent connection's instance was not removed: {:?}",
+        http_ips(&server, "detect").await
+    );
+    assert!(
+        silent_seen.lock().unwrap().iter().any(|k| k == "ClientDetectionRequest"),
+        "the silent client should have been probed: {:?}",
+        silent_seen.lock().unwrap()
+    );
+
+    // The answering client keeps its instance for several seconds of probing.
+    let start = Instant::now();
+    let probes_before = probes_answered.load(Ordering::Relaxed);
+    while start.elapsed() < Duration::from_secs(4) {
+        assert_eq!(http_ips(&server, "detect").await, ["10.0.1.1"], "the answering client lost its instance");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let probes = probes_answered.load(Ordering::Relaxed) - probes_before;
+    assert!(probes >= 3, "the answering client should have been probed repeatedly (answered {probes})");
+    assert_healthy_connection(&alive).await;
+
+    // The evicted connection learns it on its next request (spec §9.6: HealthCheck → 301).
+    let (kind, body) = unary(&silent, "HealthCheckRequest", json!({})).await;
+    assert_error(&kind, &body, 301);
+    assert!(server.output().contains("client detection failed"), "eviction reason should be logged");
+
+    answerer.abort();
+    reader.abort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backpressure
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_subscriber_is_disconnected_and_server_memory_stays_bounded() {
+    let server = Server::start_with_config(Some("[grpc]\noutbound_queue = 16\n\n[push]\ndebounce_ms = 0\n"));
+    let service = "flood";
+
+    // The stalled client: a small HTTP/2 window, subscribes, then never polls its stream.
+    let stalled = connect_with(&server, |e| e.initial_stream_window_size(65_535)).await;
+    let stalled_stream = open_stream(&stalled, setup_body()).await;
+    let mut sub = naming_base(service);
+    sub["subscribe"] = json!(true);
+    let (kind, body) = unary(&stalled, "SubscribeServiceRequest", sub).await;
+    assert_eq!(kind, "SubscribeServiceResponse", "{body}");
+
+    let (writer, _writer_stream) = registered(&server).await;
+    let baseline = rss_kib(&server);
+
+    // ~2 000 changes, each register carrying 64 KiB of metadata: pushes are large
+    // enough (~64 MiB in all) that an unbounded per-connection queue would show in the RSS.
+    let pad = "p".repeat(64 * 1024);
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut peak = baseline;
+    for i in 0..1_000u32 {
+        let ip = format!("10.1.{}.{}", i / 250, i % 250 + 1);
+        let t = Instant::now();
+        must_instance(&writer, instance_request(service, "registerInstance", &ip, json!({ "pad": pad }))).await;
+        must_instance(&writer, deregister(service, &ip)).await;
+        slowest = slowest.max(t.elapsed());
+        if i % 50 == 0 {
+            peak = peak.max(rss_kib(&server));
+        }
+    }
+    let flood = started.elapsed();
+    eprintln!("flood of 2000 changes took {flood:?}, slowest register+deregister {slowest:?}");
+    assert!(slowest < wait(5), "a register+deregister pair took {slowest:?} during the flood");
+
+    // The server noticed the stalled subscriber and closed its connection.
+    let noticed =
+        eventually(wait(15), || async { server.output().contains("not reading its pushes").then_some(()) }).await;
+    assert!(noticed.is_some(), "the server never closed the stalled subscriber's connection");
+    let (kind, body) = unary(&stalled, "HealthCheckRequest", json!({})).await;
+    assert_error(&kind, &body, 301);
+
+    // Still responsive: liveness, new connections, and a new subscriber gets the current state.
+    assert_liveness(&server).await;
+    assert_healthy_connection(&writer).await;
+    must_instance(&writer, register(service, "10.2.0.1")).await;
+    let (fresh, mut fresh_stream) = registered(&server).await;
+    let mut sub = naming_base(service);
+    sub["subscribe"] = json!(true);
+    let (kind, body) = unary(&fresh, "SubscribeServiceRequest", sub).await;
+    assert_eq!(kind, "SubscribeServiceResponse", "{body}");
+    assert_eq!(ips(&body["serviceInfo"]), ["10.2.0.1"], "{body}");
+    fresh_stream.push_matching(wait(10), |i| ips(i) == ["10.2.0.1"]).await;
+
+    let after = rss_kib(&server);
+    let peak = peak.max(after);
+    let grown_mib = peak.saturating_sub(baseline) / 1024;
+    eprintln!("server RSS {baseline} KiB, peak {peak} KiB, after {after} KiB (+{grown_mib} MiB at peak)");
+    assert!(grown_mib < 50, "server RSS grew by {grown_mib} MiB ({baseline} -> peak {peak} KiB)");
+    drop(stalled_stream);
+}

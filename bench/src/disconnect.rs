@@ -1,0 +1,76 @@
+//! Disconnect → removal: a client connection registers an instance; a subscriber sees it; the
+//! client's TCP connection is then closed abruptly (as when its process is killed) and the
+//! subscriber measures the time until the push without the instance arrives.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+use crate::grpc::{Conn, open, payload};
+
+/// Parameters of one run.
+#[derive(Debug, Clone)]
+pub struct Disconnect {
+    /// gRPC address of the server.
+    pub grpc: SocketAddr,
+    /// How many clients are registered and then disconnected, one after the other.
+    pub rounds: usize,
+    /// Longest wait for one push.
+    pub push_timeout: Duration,
+}
+
+/// Waits for a push whose host count is `want`, acking every push; `None` on timeout.
+async fn wait_hosts(sub: &mut Conn, want: usize, timeout: Duration) -> anyhow::Result<Option<Instant>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let next = tokio::time::timeout_at(deadline, sub.from_server.message()).await;
+        let Ok(msg) = next else { return Ok(None) };
+        let Some(p) = msg? else { anyhow::bail!("subscriber stream ended") };
+        let arrived = Instant::now();
+        let (kind, body) = open(&p);
+        if kind != "NotifySubscriberRequest" {
+            continue;
+        }
+        let ack = json!({ "requestId": body["requestId"], "resultCode": 200, "errorCode": 0, "success": true });
+        sub.to_server.send(payload("NotifySubscriberResponse", &ack)).await?;
+        if body["serviceInfo"]["hosts"].as_array().map(Vec::len) == Some(want) {
+            return Ok(Some(arrived));
+        }
+    }
+}
+
+/// Runs the scenario; the histogram is in microseconds.
+pub async fn run(cfg: &Disconnect) -> anyhow::Result<Histogram<u64>> {
+    let service = format!("bench-disconnect-{}", std::process::id());
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let mut sub = Conn::connect(cfg.grpc).await?;
+    let subscribe = json!({ "namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": service,
+                            "subscribe": true, "clusters": "" });
+    let (kind, _) = sub.call("SubscribeServiceRequest", &subscribe).await?;
+    anyhow::ensure!(kind == "SubscribeServiceResponse", "subscribe answered {kind}");
+    for round in 0..cfg.rounds {
+        let mut client = Conn::connect(cfg.grpc).await?;
+        let instance: Value = json!({ "ip": "127.0.0.1", "port": 30_000 + round, "weight": 1.0, "healthy": true,
+                                      "enabled": true, "ephemeral": true, "clusterName": "DEFAULT", "metadata": {} });
+        let (kind, _) = client
+            .call(
+                "InstanceRequest",
+                &json!({ "namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": service,
+                         "type": "registerInstance", "instance": instance }),
+            )
+            .await?;
+        anyhow::ensure!(kind == "InstanceResponse", "register answered {kind}");
+        anyhow::ensure!(wait_hosts(&mut sub, 1, cfg.push_timeout).await?.is_some(), "registration never pushed");
+        let t0 = Instant::now();
+        drop(client);
+        match wait_hosts(&mut sub, 0, cfg.push_timeout).await? {
+            Some(arrived) => {
+                let _ = hist.record((arrived.duration_since(t0).as_micros() as u64).max(1));
+            }
+            None => anyhow::bail!("removal never pushed within {:?}", cfg.push_timeout),
+        }
+    }
+    Ok(hist)
+}
