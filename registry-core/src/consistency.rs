@@ -23,7 +23,7 @@ pub mod raft;
 use std::sync::Arc;
 
 pub use apply::Applier;
-pub use command::{ApplyError, Command, CommandResult, NamingCommand};
+pub use command::{ApplyError, Command, CommandResult, ConfigCommand, NamingCommand};
 pub use raft::{RaftConfig, RaftNode};
 
 /// Why a submitted command did not take effect.

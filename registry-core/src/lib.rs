@@ -22,6 +22,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod configs;
 pub mod consistency;
 pub mod model;
 pub mod naming;

@@ -114,6 +114,8 @@ impl From<SubmitError> for NamingError {
         match e {
             SubmitError::Rejected(ApplyError::ServiceAlreadyExists(s)) => Self::ServiceAlreadyExists(s),
             SubmitError::Rejected(ApplyError::ServiceNotEmpty(s)) => Self::ServiceNotEmpty(s),
+            // Config refusals never come from naming commands.
+            SubmitError::Rejected(other) => Self::InvalidParam(other.to_string()),
             SubmitError::Raft(e) => Self::Unavailable(e.to_string()),
         }
     }

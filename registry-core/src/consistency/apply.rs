@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-use super::command::{ApplyError, Command, CommandResult, NamingCommand};
-use crate::model::{ChangeEvent, ServiceKey, ServiceMetadata};
-use crate::state::{NamingData, NamingStore, StateSnapshot};
+use super::command::{ApplyError, Command, CommandResult, ConfigCommand, NamingCommand};
+use crate::model::config::{GrayVariant, md5_hex};
+use crate::model::{ChangeEvent, ConfigItem, ConfigKey, HistoryEntry, HistoryOp, ServiceKey, ServiceMetadata};
+use crate::state::{ConfigData, ConfigStore, NamingData, NamingStore, StateSnapshot};
 
 /// Capacity of the change-event broadcast. A reader that lags further than this gets
 /// `Lagged` and must resynchronise everything it follows (bounded memory by design).
@@ -19,6 +20,7 @@ pub const CHANGE_EVENT_CAPACITY: usize = 65_536;
 #[derive(Debug)]
 pub struct Applier {
     naming: Arc<NamingStore>,
+    configs: Arc<ConfigStore>,
     events: broadcast::Sender<ChangeEvent>,
 }
 
@@ -26,7 +28,12 @@ impl Applier {
     /// A writer over `naming` that announces changes on a new broadcast channel.
     pub fn new(naming: Arc<NamingStore>) -> Self {
         let (events, _) = broadcast::channel(CHANGE_EVENT_CAPACITY);
-        Self { naming, events }
+        Self { naming, configs: Arc::new(ConfigStore::new()), events }
+    }
+
+    /// The config index this writer owns.
+    pub fn configs(&self) -> &Arc<ConfigStore> {
+        &self.configs
     }
 
     /// Subscribes to change events.
@@ -43,6 +50,7 @@ impl Applier {
     pub fn apply(&self, cmd: &Command) -> CommandResult {
         let (events, result) = match cmd {
             Command::Naming(c) => self.naming.write(|data| apply_naming(data, c)),
+            Command::Config(c) => self.configs.write(|data| apply_config(data, c)),
         };
         self.announce(events);
         result
@@ -50,12 +58,13 @@ impl Applier {
 
     /// The persistent part of the state, for a Raft snapshot.
     pub fn snapshot(&self) -> StateSnapshot {
-        self.naming.read_data(StateSnapshot::capture)
+        self.naming.read_data(|naming| self.configs.read_data(|configs| StateSnapshot::capture(naming, configs)))
     }
 
     /// Replaces the persistent part of the state with `snapshot` (Raft snapshot install or
     /// restart). Ephemeral publications are kept.
-    pub fn restore(&self, snapshot: StateSnapshot) {
+    pub fn restore(&self, mut snapshot: StateSnapshot) {
+        self.restore_configs(&mut snapshot);
         let (events, ()) = self.naming.write(|data| {
             let mut touched: Vec<ServiceKey> =
                 data.records().filter(|(_, r)| r.has_persistent_part()).map(|(k, _)| k.clone()).collect();
@@ -80,10 +89,114 @@ impl Applier {
         self.announce(events);
     }
 
+    fn restore_configs(&self, snapshot: &mut StateSnapshot) {
+        let configs = std::mem::take(&mut snapshot.configs);
+        let history = std::mem::take(&mut snapshot.history);
+        let (last_history_id, last_config_id) = (snapshot.last_history_id, snapshot.last_config_id);
+        let (events, ()) = self.configs.write(|data| {
+            let mut notify: Vec<ConfigKey> = data.items.keys().cloned().collect();
+            data.items = configs.into_iter().collect();
+            notify.extend(data.items.keys().cloned());
+            data.history = history.into_iter().map(|h| (h.id, h)).collect();
+            data.last_history_id = last_history_id;
+            data.last_config_id = last_config_id;
+            (notify, vec![], ())
+        });
+        self.announce(events);
+    }
+
     fn announce(&self, events: Vec<ChangeEvent>) {
         for event in events {
             // No receiver is fine: nobody follows changes yet.
             let _ = self.events.send(event);
+        }
+    }
+}
+
+/// Applies a config command; returns (keys to notify, keys to republish, result).
+fn apply_config(data: &mut ConfigData, cmd: &ConfigCommand) -> (Vec<ConfigKey>, Vec<ConfigKey>, CommandResult) {
+    use ConfigCommand as C;
+    match cmd {
+        C::Publish { key, content, meta, cas_md5, source, at_ms } => {
+            let current = data.items.get(key);
+            if let Some(expected) = cas_md5 {
+                let actual = current.map_or("", |i| i.md5.as_str());
+                if actual != expected {
+                    return (vec![], vec![], Err(ApplyError::CasConflict));
+                }
+            }
+            let md5 = md5_hex(content);
+            let changed = current.is_none_or(|i| i.md5 != md5);
+            let op = if current.is_some() { HistoryOp::Update } else { HistoryOp::Insert };
+            data.last_config_id += 1;
+            let next_id = data.last_config_id;
+            let item = data.items.entry(key.clone()).or_insert_with(|| ConfigItem {
+                id: next_id,
+                content: String::new(),
+                md5: String::new(),
+                meta: meta.clone(),
+                create_time: *at_ms,
+                modify_time: *at_ms,
+                source: source.clone(),
+                gray: Vec::new(),
+            });
+            item.content.clone_from(content);
+            item.md5.clone_from(&md5);
+            item.meta = meta.clone();
+            item.modify_time = *at_ms;
+            item.source = source.clone();
+            data.record(HistoryEntry {
+                id: 0,
+                key: key.clone(),
+                content: content.clone(),
+                md5,
+                app_name: meta.app_name.clone(),
+                encrypted_data_key: meta.encrypted_data_key.clone(),
+                op,
+                source: source.clone(),
+                time: *at_ms,
+            });
+            let notify = if changed { vec![key.clone()] } else { vec![] };
+            (notify, vec![key.clone()], Ok(()))
+        }
+        C::Remove { key, source, at_ms } => {
+            let Some(old) = data.items.remove(key) else { return (vec![], vec![], Ok(())) };
+            data.record(HistoryEntry {
+                id: 0,
+                key: key.clone(),
+                content: old.content,
+                md5: old.md5,
+                app_name: old.meta.app_name,
+                encrypted_data_key: old.meta.encrypted_data_key,
+                op: HistoryOp::Delete,
+                source: source.clone(),
+                time: *at_ms,
+            });
+            (vec![key.clone()], vec![], Ok(()))
+        }
+        C::PublishGray { key, rule, content, encrypted_data_key, at_ms } => {
+            let Some(item) = data.items.get_mut(key) else {
+                return (vec![], vec![], Err(ApplyError::ConfigNotFound(key.group_key())));
+            };
+            item.gray.retain(|g| g.rule.kind() != rule.kind());
+            item.gray.push(GrayVariant {
+                rule: rule.clone(),
+                content: content.clone(),
+                md5: md5_hex(content),
+                encrypted_data_key: encrypted_data_key.clone(),
+                modify_time: *at_ms,
+            });
+            (vec![key.clone()], vec![], Ok(()))
+        }
+        C::StopGray { key, kind } => {
+            let Some(item) = data.items.get_mut(key) else { return (vec![], vec![], Ok(())) };
+            let before = item.gray.len();
+            item.gray.retain(|g| g.rule.kind() != *kind);
+            if item.gray.len() == before { (vec![], vec![], Ok(())) } else { (vec![key.clone()], vec![], Ok(())) }
+        }
+        C::PurgeHistory { before_ms } => {
+            data.history.retain(|_, h| h.time >= *before_ms);
+            (vec![], vec![], Ok(()))
         }
     }
 }
@@ -259,12 +372,16 @@ mod tests {
             instances: vec![Instance::new("10.0.0.1", 80, "DEFAULT", true)],
         });
         a.apply(&cmd).unwrap();
-        let ChangeEvent::ServiceChanged { revision: r1, .. } = rx.try_recv().unwrap();
+        let Ok(ChangeEvent::ServiceChanged { revision: r1, .. }) = rx.try_recv() else {
+            panic!("expected a service change")
+        };
         // Republishing the same data is not a change.
         a.apply(&cmd).unwrap();
         assert!(rx.try_recv().is_err());
         a.apply(&Command::Naming(NamingCommand::UnpublishEphemeral { service: key("s"), client })).unwrap();
-        let ChangeEvent::ServiceChanged { revision: r2, .. } = rx.try_recv().unwrap();
+        let Ok(ChangeEvent::ServiceChanged { revision: r2, .. }) = rx.try_recv() else {
+            panic!("expected a service change")
+        };
         assert!(r2 > r1);
         assert!(a.naming().view(&key("s")).unwrap().instances.is_empty());
     }

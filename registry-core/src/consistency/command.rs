@@ -3,13 +3,18 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ClientId, ClusterMetadata, Instance, InstanceKey, InstanceOverride, ServiceKey, ServiceMetadata};
+use crate::model::{
+    ClientId, ClusterMetadata, ConfigKey, ConfigMeta, GrayKind, GrayRule, Instance, InstanceKey, InstanceOverride,
+    ServiceKey, ServiceMetadata, Source,
+};
 
 /// A change to the state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// A change to the naming index.
     Naming(NamingCommand),
+    /// A change to the config index (always persistent).
+    Config(ConfigCommand),
 }
 
 impl Command {
@@ -17,8 +22,64 @@ impl Command {
     pub fn is_persistent(&self) -> bool {
         match self {
             Self::Naming(c) => c.is_persistent(),
+            Self::Config(_) => true,
         }
     }
+}
+
+/// Changes to configs. Times come from the node that accepted the write, so that every replica
+/// (and every replay) records the same history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ConfigCommand {
+    /// Creates or updates the formal content; with `cas_md5`, only if the current MD5 matches.
+    Publish {
+        /// Config.
+        key: ConfigKey,
+        /// New content.
+        content: String,
+        /// Descriptive fields.
+        meta: ConfigMeta,
+        /// Compare-and-swap guard: the MD5 the writer last saw (`""` = must not exist).
+        cas_md5: Option<String>,
+        /// Who.
+        source: Source,
+        /// When (ms since the epoch).
+        at_ms: u64,
+    },
+    /// Deletes a config and its gray variants.
+    Remove {
+        /// Config.
+        key: ConfigKey,
+        /// Who.
+        source: Source,
+        /// When.
+        at_ms: u64,
+    },
+    /// Sets the gray variant of the rule's kind.
+    PublishGray {
+        /// Config.
+        key: ConfigKey,
+        /// Who sees it.
+        rule: GrayRule,
+        /// Its content.
+        content: String,
+        /// Its encrypted data key.
+        encrypted_data_key: String,
+        /// When.
+        at_ms: u64,
+    },
+    /// Removes the gray variant of a kind.
+    StopGray {
+        /// Config.
+        key: ConfigKey,
+        /// Which kind.
+        kind: GrayKind,
+    },
+    /// Drops history older than `before_ms`.
+    PurgeHistory {
+        /// Cut-off (ms since the epoch).
+        before_ms: u64,
+    },
 }
 
 /// Changes to the naming index. Variants are grouped: the first ones are ephemeral (AP, applied
@@ -163,6 +224,12 @@ pub enum ApplyError {
     /// `DeleteService` while persistent instances remain.
     #[error("Service {0} is not empty, can't be delete. Please unregister instance first")]
     ServiceNotEmpty(String),
+    /// A compare-and-swap publish whose expected MD5 did not match.
+    #[error("Cas publish fail, server md5 may have changed.")]
+    CasConflict,
+    /// A gray publish for a config that does not exist.
+    #[error("config {0} does not exist; publish it before its gray variant")]
+    ConfigNotFound(String),
 }
 
 /// What applying a command yields.

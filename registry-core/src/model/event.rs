@@ -1,6 +1,7 @@
 //! Change notifications emitted by the single writer (`consistency::apply`) and read by the
 //! push engine and listeners. They travel up the layers over a channel, so they live here.
 
+use super::config::ConfigKey;
 use super::key::ServiceKey;
 
 /// Something readers may need to react to.
@@ -12,5 +13,10 @@ pub enum ChangeEvent {
         key: ServiceKey,
         /// Revision after the change.
         revision: u64,
+    },
+    /// A config (formal content or a gray variant) changed or was removed.
+    ConfigChanged {
+        /// Which config.
+        key: ConfigKey,
     },
 }

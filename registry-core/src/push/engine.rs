@@ -129,6 +129,7 @@ impl Engine {
                         dirty.entry(key).or_insert(now);
                         flush_at.get_or_insert(now.max(last_flush + debounce));
                     }
+                    Ok(ChangeEvent::ConfigChanged { .. }) => {}
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "push engine lagged; re-pushing every subscribed service");
                         let now = Instant::now();

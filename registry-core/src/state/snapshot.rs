@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::config_index::ConfigData;
 use super::naming_index::NamingData;
-use crate::model::{ClientId, Instance, InstanceKey, InstanceOverride, ServiceKey, ServiceMetadata};
+use crate::model::{
+    ClientId, ConfigItem, ConfigKey, HistoryEntry, Instance, InstanceKey, InstanceOverride, ServiceKey, ServiceMetadata,
+};
 
 /// Snapshot format version; bumped on incompatible changes.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -18,6 +21,18 @@ pub struct StateSnapshot {
     pub version: u32,
     /// Persistent naming data, by service.
     pub services: Vec<PersistentService>,
+    /// Configs, by key.
+    #[serde(default)]
+    pub configs: Vec<(ConfigKey, ConfigItem)>,
+    /// Config history, by id.
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+    /// Last history id handed out.
+    #[serde(default)]
+    pub last_history_id: u64,
+    /// Last config id handed out.
+    #[serde(default)]
+    pub last_config_id: u64,
 }
 
 /// The Raft-owned part of one service.
@@ -34,8 +49,8 @@ pub struct PersistentService {
 }
 
 impl StateSnapshot {
-    /// Captures the persistent part of the naming data.
-    pub fn capture(naming: &NamingData) -> Self {
+    /// Captures the persistent part of the naming data and all config data.
+    pub fn capture(naming: &NamingData, configs: &ConfigData) -> Self {
         let mut services: Vec<PersistentService> = naming
             .records()
             .filter(|(_, r)| r.has_persistent_part())
@@ -47,6 +62,16 @@ impl StateSnapshot {
             })
             .collect();
         services.sort_by(|a, b| a.key.cmp(&b.key));
-        Self { version: SNAPSHOT_VERSION, services }
+        let mut config_items: Vec<(ConfigKey, ConfigItem)> =
+            configs.items.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        config_items.sort_by(|a, b| a.0.cmp(&b.0));
+        Self {
+            version: SNAPSHOT_VERSION,
+            services,
+            configs: config_items,
+            history: configs.history.values().cloned().collect(),
+            last_history_id: configs.last_history_id,
+            last_config_id: configs.last_config_id,
+        }
     }
 }

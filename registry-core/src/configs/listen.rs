@@ -1,0 +1,106 @@
+//! Long-poll waiters: a held `/v1/cs/configs/listener` request registers interest in its keys
+//! and sleeps until one of them changes or its hold time ends. Registration happens before the
+//! MD5 comparison, and `Notify` keeps a permit, so a change between the two is never missed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::model::ConfigKey;
+
+/// Interest of held requests, by key.
+#[derive(Debug, Default)]
+pub struct ListenHub {
+    waiters: Mutex<HashMap<ConfigKey, HashMap<u64, Arc<Notify>>>>,
+    next_id: AtomicU64,
+}
+
+/// One held request's interest; dropping it unregisters.
+pub struct Watch {
+    hub: Arc<ListenHub>,
+    id: u64,
+    keys: Vec<ConfigKey>,
+    notify: Arc<Notify>,
+}
+
+impl ListenHub {
+    /// Registers interest in `keys`.
+    pub fn watch(self: &Arc<Self>, keys: Vec<ConfigKey>) -> Watch {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let notify = Arc::new(Notify::new());
+        let mut waiters = self.waiters.lock();
+        for k in &keys {
+            waiters.entry(k.clone()).or_default().insert(id, Arc::clone(&notify));
+        }
+        Watch { hub: Arc::clone(self), id, keys, notify }
+    }
+
+    /// Wakes every request waiting on `key`.
+    pub fn wake(&self, key: &ConfigKey) {
+        if let Some(ws) = self.waiters.lock().get(key) {
+            for n in ws.values() {
+                n.notify_one();
+            }
+        }
+    }
+
+    /// Wakes every waiting request (after lost events).
+    pub fn wake_all(&self) {
+        for ws in self.waiters.lock().values() {
+            for n in ws.values() {
+                n.notify_one();
+            }
+        }
+    }
+
+    /// Number of (key, request) registrations.
+    pub fn len(&self) -> usize {
+        self.waiters.lock().values().map(HashMap::len).sum()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Watch {
+    /// Resolves when one of the watched keys changed since the last call (or registration).
+    pub async fn changed(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut waiters = self.hub.waiters.lock();
+        for k in &self.keys {
+            if let Some(ws) = waiters.get_mut(k) {
+                ws.remove(&self.id);
+                if ws.is_empty() {
+                    waiters.remove(k);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wake_before_waiting_is_not_lost_and_drop_unregisters() {
+        let hub = Arc::new(ListenHub::default());
+        let k = ConfigKey::new("", "g", "d").unwrap();
+        let w = hub.watch(vec![k.clone()]);
+        hub.wake(&k);
+        tokio::time::timeout(std::time::Duration::from_secs(1), w.changed()).await.unwrap();
+        assert_eq!(hub.len(), 1);
+        drop(w);
+        assert!(hub.is_empty());
+    }
+}
