@@ -12,6 +12,7 @@ pub mod http;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::configs::ConfigService;
 use crate::naming::NamingService;
 use crate::push::PushHandle;
 
@@ -23,6 +24,8 @@ pub type ReadinessProbe = Arc<dyn Fn() -> bool + Send + Sync>;
 pub struct ApiState {
     /// The naming domain.
     pub naming: NamingService,
+    /// The config domain.
+    pub configs: ConfigService,
     /// The push engine (v1 UDP subscribers).
     pub push: PushHandle,
     /// Readiness of the node.

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::grpc::{self, GrpcState, connection::Connections};
 use crate::api::{ApiState, http};
 use crate::config::Config;
+use crate::configs::{self, ConfigService};
 use crate::consistency::{Applier, Consistency, RaftNode, raft::RaftError};
 use crate::naming::{NamingService, cleaner, health};
 use crate::push::{self, PushHandle};
@@ -84,7 +85,8 @@ impl App {
             return Err(AppError::NotReady(READY_TIMEOUT));
         }
         let consistency = Consistency::new(Arc::clone(&applier), raft.clone());
-        let naming = NamingService::new(Arc::clone(&store), consistency, config.naming.clone());
+        let naming = NamingService::new(Arc::clone(&store), consistency.clone(), config.naming.clone());
+        let configs = ConfigService::new(Arc::clone(applier.configs()), consistency, config.configs.clone());
 
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -114,15 +116,24 @@ impl App {
 
         let ready_raft = raft.clone();
         let ready: crate::api::ReadinessProbe = Arc::new(move || ready_raft.is_ready());
-        let connections: Arc<Connections> = grpc::connections(naming.clone(), push.clone(), shutdown.child_token());
+        let config_notify = configs::notify::spawn(
+            Arc::clone(configs.hub()),
+            applier.subscribe(),
+            configs.config(),
+            shutdown.child_token(),
+        );
+        let connections: Arc<Connections> =
+            grpc::connections(naming.clone(), push.clone(), config_notify.clone(), shutdown.child_token());
         let grpc_state = GrpcState {
             naming: naming.clone(),
+            configs: configs.clone(),
+            config_notify,
             push: push.clone(),
             connections: Arc::clone(&connections),
             ready: Arc::clone(&ready),
             config: Arc::new(config.grpc.clone()),
         };
-        let state = ApiState { naming, push, ready, http_addr, connections };
+        let state = ApiState { naming, configs, push, ready, http_addr, connections };
         Ok(Self { config, http_listener, grpc_listener, grpc_state, udp_push_addr, state, raft, shutdown, tasks })
     }
 
@@ -152,6 +163,7 @@ impl App {
         });
         tasks.spawn(health::run_sweeper(state.naming.clone(), shutdown.child_token()));
         tasks.spawn(cleaner::run_cleaner(state.naming.clone(), shutdown.child_token()));
+        tasks.spawn(state.configs.clone().run_history_cleaner(shutdown.child_token()));
 
         let trigger = shutdown.clone();
         tokio::spawn(async move {

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::api::grpc::GrpcConfig;
 use crate::api::http::HttpConfig;
+use crate::configs::ConfigCenterConfig;
 use crate::consistency::RaftConfig;
 use crate::naming::NamingConfig;
 use crate::push::PushConfig;
@@ -161,6 +162,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// gRPC SDK channel.
     pub grpc: GrpcConfig,
+    /// Config center.
+    pub configs: ConfigCenterConfig,
     /// Raft.
     pub raft: RaftSection,
 }

@@ -10,6 +10,7 @@
 //!  every end of a connection ─► cleanup: RemoveClient (instances) + push subscriptions dropped
 //! ```
 
+pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod messages;
@@ -29,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
 use super::ReadinessProbe;
+use crate::configs::ConfigService;
+use crate::configs::notify::ConfigNotifyHandle;
 use crate::naming::NamingService;
 use crate::push::PushHandle;
 use connection::{ConnectionMeta, Connections, TrackedIo, TransportInfo};
@@ -68,6 +71,10 @@ impl Default for GrpcConfig {
 pub struct GrpcState {
     /// Naming domain.
     pub naming: NamingService,
+    /// Config domain.
+    pub configs: ConfigService,
+    /// gRPC config listeners.
+    pub config_notify: ConfigNotifyHandle,
     /// Push engine.
     pub push: PushHandle,
     /// Registered connections.
@@ -84,7 +91,12 @@ fn server_abilities() -> serde_json::Value {
 }
 
 /// Builds the connection registry and the task that cleans up after every ended connection.
-pub fn connections(naming: NamingService, push: PushHandle, shutdown: CancellationToken) -> Arc<Connections> {
+pub fn connections(
+    naming: NamingService,
+    push: PushHandle,
+    config_notify: ConfigNotifyHandle,
+    shutdown: CancellationToken,
+) -> Arc<Connections> {
     let (closed_tx, mut closed_rx) = mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
         loop {
@@ -93,6 +105,7 @@ pub fn connections(naming: NamingService, push: PushHandle, shutdown: Cancellati
                 id = closed_rx.recv() => match id { Some(id) => id, None => return },
             };
             push.connection_closed(&id);
+            config_notify.connection_closed(&id);
             if let Err(e) = naming.connection_closed(&id).await {
                 tracing::warn!(%id, error = %e, "could not remove a closed connection's instances");
             }
@@ -200,10 +213,14 @@ impl BiRequestStream for GrpcState {
 /// Messages clients send on the stream: responses to server requests.
 fn on_stream_message(state: &GrpcState, conn_id: &str, p: &Payload) {
     let Some((kind, body)) = open(p) else { return };
-    if kind == "NotifySubscriberResponse" {
+    if kind == "NotifySubscriberResponse" || kind == "ConfigChangeNotifyResponse" {
         let common: messages::Common = serde_json::from_slice(body).unwrap_or_default();
         if let Some(id) = common.request_id {
-            state.push.ack(conn_id, &id);
+            if kind == "NotifySubscriberResponse" {
+                state.push.ack(conn_id, &id);
+            } else {
+                state.config_notify.ack(conn_id, &id);
+            }
         }
     }
     // ClientDetectionResponse and ConnectResetResponse only prove liveness (already recorded).

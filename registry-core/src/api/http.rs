@@ -3,12 +3,16 @@
 //! ```text
 //!  router() ─┬─ naming_v1::routes()  /nacos/v1/ns/...     plain `ok` / JSON, errors as text
 //!            ├─ naming_v2::routes()  /nacos/v2/ns/...     {code,message,data} envelope
+//!            ├─ config_v1::routes()  /nacos/v1/cs/...     configs, long-poll listener, history
+//!            ├─ config_v2::routes()  /nacos/v2/cs/...     configs, gray rules, history
 //!            ├─ console::routes()    /nacos/v1/console/health/{liveness,readiness}
 //!            └─ admin::routes()      /nacos/v2/core/loader/current (connections), /metrics
 //! ```
 //! Every handler reads parameters through [`params::Params`] (query string + form body).
 
 pub mod admin;
+pub mod config_v1;
+pub mod config_v2;
 pub mod console;
 pub mod error;
 pub mod naming_v1;
@@ -39,6 +43,8 @@ pub fn router(state: ApiState, config: &HttpConfig) -> Router {
     Router::new()
         .merge(naming_v1::routes())
         .merge(naming_v2::routes())
+        .merge(config_v1::routes())
+        .merge(config_v2::routes())
         .merge(console::routes())
         .merge(admin::routes())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

@@ -18,6 +18,10 @@ const HANDLED: &[&str] = &[
     "ServiceQueryRequest",
     "SubscribeServiceRequest",
     "ServiceListRequest",
+    "ConfigQueryRequest",
+    "ConfigPublishRequest",
+    "ConfigRemoveRequest",
+    "ConfigBatchListenRequest",
 ];
 
 /// Answers one unary request.
@@ -45,7 +49,10 @@ pub async fn unary(state: &GrpcState, transport: &TransportInfo, request: &Paylo
     if kind == "HealthCheckRequest" {
         return ok_response("HealthCheckResponse", json!({}), None);
     }
-    match super::naming::handle(state, &conn, kind, body).await {
+    if let Some(response) = super::naming::handle(state, &conn, kind, body).await {
+        return response;
+    }
+    match super::config::handle(state, &conn, kind, body).await {
         Some(response) => response,
         None => error_response(ERR_NO_HANDLER, &format!("RequestHandler Not Found: {kind}")),
     }

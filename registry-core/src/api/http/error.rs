@@ -9,6 +9,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::configs::ConfigError;
 use crate::model::NameError;
 use crate::model::instance::InstanceError;
 use crate::naming::NamingError;
@@ -28,6 +29,9 @@ pub enum ApiError {
     /// A domain rule refused the request.
     #[error(transparent)]
     Naming(#[from] NamingError),
+    /// A config rule refused the request.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// Something that should not happen; details are logged only.
     #[error("internal error")]
     Internal(String),
@@ -48,6 +52,18 @@ impl ApiError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, 20002, "parameter validate error"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, 20002, "parameter validate error"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, 30000, "server error"),
+            Self::Config(c) => match c {
+                ConfigError::Key(_) => (StatusCode::BAD_REQUEST, 20008, "invalid dataId"),
+                ConfigError::BlankContent | ConfigError::ContentTooLarge { .. } | ConfigError::InvalidParam(_) => {
+                    (StatusCode::BAD_REQUEST, 20002, "parameter validate error")
+                }
+                ConfigError::NotFound | ConfigError::HistoryNotFound => {
+                    (StatusCode::NOT_FOUND, 20004, "resource not found")
+                }
+                // Nacos answers a failed compare-and-swap with 500 on v1; v2 keeps the status.
+                ConfigError::CasConflict => (StatusCode::INTERNAL_SERVER_ERROR, 20005, "resource conflict"),
+                ConfigError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, 30000, "server error"),
+            },
             Self::Naming(n) => match n {
                 N::Name(
                     NameError::Illegal { field: "serviceName", .. } | NameError::Blank { field: "serviceName" },

@@ -124,6 +124,12 @@ impl Params {
         self.values.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
+    /// A parameter exactly as sent (not trimmed; may be blank). For content, where whitespace
+    /// is data.
+    pub fn values_raw(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
     /// The first present of several alias names.
     pub fn opt_any(&self, names: &[&str]) -> Option<&str> {
         names.iter().find_map(|n| self.opt(n))

@@ -1,0 +1,463 @@
+//! Config HTTP Open API v1 (`/nacos/v1/cs/...`, spec §7.1–§7.4): get/publish/delete with the
+//! Nacos headers, search, beta, the long-poll listener, history and rollback.
+//!
+//! Beyond Nacos: a label gray rule (`grayLabels` header on publish, `grayLabels=true` on delete)
+//! and the reader's labels in the `Config-Labels` header (the sidecar sends pod labels there or
+//! as gRPC connection labels), so gray release works where client IPs mean nothing.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::error::{ApiError, V1};
+use super::params::{Params, parse_metadata, percent_decode};
+use crate::api::ApiState;
+use crate::configs::{ConfigError, ConfigRead, Listening, Reader};
+use crate::model::{ConfigItem, ConfigKey, ConfigMeta, GrayKind, GrayRule, HistoryEntry, Source};
+
+type V1Result = Result<Response, V1>;
+
+/// Separates fields of a `Listening-Configs` record.
+const WORD_SEPARATOR: char = '\u{2}';
+/// Ends a `Listening-Configs` record.
+const LINE_SEPARATOR: char = '\u{1}';
+/// Most keys one long-poll may listen to.
+const MAX_LISTEN_KEYS: usize = 10_000;
+/// Header carrying the reader's labels (`k=v,k2=v2`), our extension for label gray rules.
+pub(crate) const LABELS_HEADER: &str = "Config-Labels";
+
+/// v1 config routes.
+pub fn routes() -> Router<ApiState> {
+    let cs = Router::new()
+        .route("/configs", get(get_config).post(publish).delete(delete))
+        .route("/configs/listener", post(listener))
+        .route("/history", get(history))
+        .route("/history/previous", get(history_previous))
+        .route("/history/configs", get(history_configs))
+        .route("/history/rollback", post(rollback));
+    Router::new().nest("/nacos/v1/cs", cs)
+}
+
+/// The config key from `dataId`, `group` and `tenant` (or `namespaceId`).
+pub(crate) fn config_key(p: &Params) -> Result<ConfigKey, ApiError> {
+    let data_id = p.required("dataId")?;
+    let group = p.required("group")?;
+    let tenant = p.opt_any(&["tenant", "namespaceId"]).unwrap_or_default();
+    Ok(ConfigKey::new(tenant, group, data_id).map_err(ConfigError::from)?)
+}
+
+/// The caller's IP: `X-Forwarded-For` / `X-Real-IP` first (proxies), else the peer address.
+pub(crate) fn caller_ip(p: &Params) -> String {
+    let header =
+        |name: &str| p.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+    if let Some(xff) = header("x-forwarded-for") {
+        return xff.split(',').next().unwrap_or_default().trim().to_owned();
+    }
+    if let Some(real) = header("x-real-ip") {
+        return real.to_owned();
+    }
+    p.remote.map(|r| r.ip().to_string()).unwrap_or_default()
+}
+
+/// The caller's labels from the [`LABELS_HEADER`] header.
+pub(crate) fn caller_labels(p: &Params) -> Result<BTreeMap<String, String>, ApiError> {
+    match p.headers.get(LABELS_HEADER).and_then(|v| v.to_str().ok()) {
+        Some(raw) if !raw.trim().is_empty() => parse_metadata(raw),
+        _ => Ok(BTreeMap::new()),
+    }
+}
+
+/// Who made a change: `src_user` and the caller's IP.
+pub(crate) fn source(p: &Params) -> Source {
+    Source { user: p.opt_any(&["src_user", "srcUser"]).unwrap_or_default().to_owned(), ip: caller_ip(p) }
+}
+
+pub(crate) fn content_type_of(config_type: &str) -> &'static str {
+    match config_type {
+        "json" => "application/json;charset=UTF-8",
+        "xml" => "application/xml;charset=UTF-8",
+        "html" => "text/html;charset=UTF-8",
+        _ => "text/plain;charset=UTF-8",
+    }
+}
+
+fn no_cache(headers: &mut HeaderMap) {
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert(header::EXPIRES, HeaderValue::from_static("0"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache,no-store"));
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The plain GET answer: raw content plus Nacos' headers.
+pub(crate) fn content_response(read: &ConfigRead) -> Response {
+    let config_type = if read.item.meta.config_type.is_empty() { "text" } else { read.item.meta.config_type.as_str() };
+    let mut resp = read.content.clone().into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type_of(config_type)));
+    h.insert("Config-Type", header_value(config_type));
+    h.insert("Content-MD5", header_value(&read.md5));
+    let modified = std::time::UNIX_EPOCH + std::time::Duration::from_millis(read.item.modify_time);
+    h.insert(header::LAST_MODIFIED, header_value(&httpdate::fmt_http_date(modified)));
+    if !read.encrypted_data_key.is_empty() {
+        h.insert("Encrypted-Data-Key", header_value(&read.encrypted_data_key));
+    }
+    if read.gray {
+        h.insert("isBeta", HeaderValue::from_static("true"));
+    }
+    no_cache(h);
+    resp
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain;charset=UTF-8")], "config data not exist\n")
+        .into_response()
+}
+
+pub(crate) fn all_info(key: &ConfigKey, item: &ConfigItem) -> Value {
+    json!({
+        "id": item.id.to_string(),
+        "dataId": key.data_id,
+        "group": key.group,
+        "content": item.content,
+        "md5": item.md5,
+        "encryptedDataKey": item.meta.encrypted_data_key,
+        "tenant": key.tenant,
+        "appName": item.meta.app_name,
+        "type": item.meta.config_type,
+        "createTime": item.create_time,
+        "modifyTime": item.modify_time,
+        "createUser": item.source.user,
+        "createIp": item.source.ip,
+        "desc": item.meta.desc,
+        "configTags": item.meta.tags,
+    })
+}
+
+pub(crate) fn page_item(key: &ConfigKey, item: &ConfigItem) -> Value {
+    json!({
+        "id": item.id.to_string(),
+        "dataId": key.data_id,
+        "group": key.group,
+        "content": item.content,
+        "md5": item.md5,
+        "encryptedDataKey": item.meta.encrypted_data_key,
+        "tenant": key.tenant,
+        "appName": item.meta.app_name,
+        "type": item.meta.config_type,
+    })
+}
+
+/// Nacos' `Page`: `{totalCount, pageNumber, pagesAvailable, pageItems}`.
+pub(crate) fn page_of<T: Clone + serde::Serialize>(items: &[T], page_no: usize, page_size: usize) -> Value {
+    let page_no = page_no.max(1);
+    let page_size = page_size.max(1);
+    let pages = items.len().div_ceil(page_size);
+    let slice: Vec<T> = items.iter().skip((page_no - 1).saturating_mul(page_size)).take(page_size).cloned().collect();
+    json!({ "totalCount": items.len(), "pageNumber": page_no, "pagesAvailable": pages, "pageItems": slice })
+}
+
+async fn get_config(State(s): State<ApiState>, p: Params) -> V1Result {
+    if let Some(mode) = p.opt("search") {
+        let blur = mode == "blur";
+        let tenant = p.opt_any(&["tenant", "namespaceId"]).unwrap_or_default();
+        let found = s.configs.search(
+            tenant,
+            p.opt("dataId").unwrap_or_default(),
+            p.opt("group").unwrap_or_default(),
+            p.opt("appName").unwrap_or_default(),
+            blur,
+        );
+        let items: Vec<Value> = found.iter().map(|(k, i)| page_item(k, i)).collect();
+        let page = page_of(&items, p.num("pageNo")?.unwrap_or(1), p.num("pageSize")?.unwrap_or(100));
+        return Ok(Json(page).into_response());
+    }
+    let key = config_key(&p)?;
+    if p.opt("show") == Some("all") {
+        let Some(item) = s.configs.item(&key) else { return Ok(not_found()) };
+        return Ok(Json(all_info(&key, &item)).into_response());
+    }
+    if p.bool_or(&["beta"], false)? {
+        let Some(item) = s.configs.item(&key) else { return Ok(not_found()) };
+        let beta = item.gray.iter().find(|g| g.rule.kind() == GrayKind::Beta);
+        let data = beta.map(|g| {
+            let ips = match &g.rule {
+                GrayRule::BetaIps(ips) => ips.join(","),
+                GrayRule::Labels(_) => String::new(),
+            };
+            json!({ "dataId": key.data_id, "group": key.group, "tenant": key.tenant, "content": g.content,
+                    "md5": g.md5, "betaIps": ips, "encryptedDataKey": g.encrypted_data_key })
+        });
+        return Ok(Json(json!({ "code": 200, "message": "query beta ok", "data": data })).into_response());
+    }
+    if p.opt("tag").is_some() {
+        return Err(ApiError::BadRequest(
+            "tag variants are not supported; use beta (betaIps) or label gray rules".into(),
+        )
+        .into());
+    }
+    let ip = caller_ip(&p);
+    let labels = caller_labels(&p)?;
+    match s.configs.get(&key, Reader { ip: &ip, labels: &labels }) {
+        Some(read) => Ok(content_response(&read)),
+        None => Ok(not_found()),
+    }
+}
+
+pub(crate) fn meta_from(p: &Params) -> ConfigMeta {
+    ConfigMeta {
+        config_type: p.opt("type").unwrap_or("text").to_owned(),
+        desc: p.opt("desc").unwrap_or_default().to_owned(),
+        tags: p.opt_any(&["config_tags", "configTags"]).unwrap_or_default().to_owned(),
+        app_name: p.opt("appName").unwrap_or_default().to_owned(),
+        encrypted_data_key: p.opt("encryptedDataKey").unwrap_or_default().to_owned(),
+    }
+}
+
+fn header<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
+    p.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Gray rule from the `betaIps` or `grayLabels` header (or parameter), if any.
+pub(crate) fn gray_rule(p: &Params) -> Result<Option<GrayRule>, ApiError> {
+    if let Some(ips) = header(p, "betaIps").or_else(|| p.opt("betaIps")) {
+        let ips: Vec<String> = ips.split(',').map(str::trim).filter(|i| !i.is_empty()).map(str::to_owned).collect();
+        return Ok(Some(GrayRule::BetaIps(ips)));
+    }
+    if let Some(labels) = header(p, "grayLabels").or_else(|| p.opt("grayLabels")) {
+        return Ok(Some(GrayRule::Labels(parse_metadata(labels)?)));
+    }
+    Ok(None)
+}
+
+/// Publishes; with a gray header, publishes the gray variant; with `casMd5`, compare-and-swap.
+pub(crate) async fn publish_from(s: &ApiState, p: &Params) -> Result<(), ApiError> {
+    let key = config_key(p)?;
+    if p.opt("tag").is_some() {
+        return Err(ApiError::BadRequest(
+            "tag variants are not supported; use beta (betaIps) or label gray rules".into(),
+        ));
+    }
+    let content = p.values_raw("content").ok_or(ApiError::MissingParam("content"))?.to_owned();
+    let meta = meta_from(p);
+    if let Some(rule) = gray_rule(p)? {
+        s.configs.publish_gray(key, rule, content, meta.encrypted_data_key).await?;
+        return Ok(());
+    }
+    let cas = header(p, "casMd5").or_else(|| p.opt("casMd5")).map(str::to_owned);
+    s.configs.publish(key, content, meta, cas, source(p)).await?;
+    Ok(())
+}
+
+async fn publish(State(s): State<ApiState>, p: Params) -> V1Result {
+    publish_from(&s, &p).await?;
+    Ok(Json(true).into_response())
+}
+
+async fn delete(State(s): State<ApiState>, p: Params) -> V1Result {
+    if p.opt("delType") == Some("ids") {
+        let ids: Vec<u64> = p
+            .required("ids")?
+            .split(',')
+            .map(|i| i.trim().parse::<u64>().map_err(|_| ApiError::BadRequest(format!("invalid id '{i}'"))))
+            .collect::<Result<_, _>>()?;
+        let all = s.configs.search(p.opt_any(&["tenant", "namespaceId"]).unwrap_or_default(), "", "", "", false);
+        for (key, _) in all.into_iter().filter(|(_, i)| ids.contains(&i.id)) {
+            s.configs.remove(key, source(&p)).await?;
+        }
+        return Ok(Json(json!({ "code": 200, "message": "delete ok", "data": true })).into_response());
+    }
+    let key = config_key(&p)?;
+    if p.bool_or(&["beta"], false)? {
+        s.configs.stop_gray(key, GrayKind::Beta).await?;
+        return Ok(Json(json!({ "code": 200, "message": "stop beta ok", "data": true })).into_response());
+    }
+    if p.bool_or(&["grayLabels"], false)? {
+        s.configs.stop_gray(key, GrayKind::Labels).await?;
+        return Ok(Json(json!({ "code": 200, "message": "stop gray ok", "data": true })).into_response());
+    }
+    s.configs.remove(key, source(&p)).await?;
+    Ok(Json(true).into_response())
+}
+
+/// A listened key as the client spelled it, and its canonical form.
+pub(crate) struct ListenRecord {
+    pub(crate) data_id: String,
+    pub(crate) group: String,
+    pub(crate) tenant: String,
+    pub(crate) listening: Listening,
+}
+
+/// Parses `Listening-Configs` (already decoded once by the form parser; decoded once more
+/// here, as Nacos does): records `dataId^Bgroup^Bmd5[^Btenant]^A`.
+pub(crate) fn parse_listening(raw: &str) -> Result<Vec<ListenRecord>, ApiError> {
+    let decoded = percent_decode(raw.as_bytes())?;
+    let mut out = Vec::new();
+    for record in decoded.split(LINE_SEPARATOR).filter(|r| !r.is_empty()) {
+        let fields: Vec<&str> = record.split(WORD_SEPARATOR).collect();
+        let (data_id, group, md5, tenant) = match fields.as_slice() {
+            [d, g, m] => (*d, *g, *m, ""),
+            [d, g, m, t] => (*d, *g, *m, *t),
+            f if f.len() > 4 => return Err(ApiError::BadRequest("invalid protocol,too much key".into())),
+            _ => return Err(ApiError::BadRequest("invalid protocol: a record needs dataId, group and md5".into())),
+        };
+        let key = ConfigKey::new(tenant, group, data_id).map_err(ConfigError::from)?;
+        out.push(ListenRecord {
+            data_id: data_id.to_owned(),
+            group: group.to_owned(),
+            tenant: tenant.to_owned(),
+            listening: Listening { key, md5: md5.to_owned() },
+        });
+        if out.len() > MAX_LISTEN_KEYS {
+            return Err(ApiError::BadRequest(format!("too many keys: at most {MAX_LISTEN_KEYS} per request")));
+        }
+    }
+    Ok(out)
+}
+
+/// Java `URLEncoder` (UTF-8): unreserved `A-Za-z0-9.-*_` kept, space as `+`, the rest `%XX`.
+pub(crate) fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'*' | b'_' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The long-poll answer body: URL-encoded `dataId^Bgroup[^Btenant]^A` records and a line break.
+pub(crate) fn changed_body(records: &[ListenRecord], changed: &[usize]) -> String {
+    if changed.is_empty() {
+        return String::new();
+    }
+    let mut raw = String::new();
+    for &i in changed {
+        let r = &records[i];
+        raw.push_str(&r.data_id);
+        raw.push(WORD_SEPARATOR);
+        raw.push_str(&r.group);
+        if !r.tenant.is_empty() {
+            raw.push(WORD_SEPARATOR);
+            raw.push_str(&r.tenant);
+        }
+        raw.push(LINE_SEPARATOR);
+    }
+    format!("{}\n", url_encode(&raw))
+}
+
+async fn listener(State(s): State<ApiState>, p: Params) -> V1Result {
+    let raw = p.values_raw("Listening-Configs").ok_or(ApiError::MissingParam("Listening-Configs"))?;
+    let records = parse_listening(raw)?;
+    let entries: Vec<Listening> = records.iter().map(|r| r.listening.clone()).collect();
+    let ip = caller_ip(&p);
+    let labels = caller_labels(&p)?;
+    let reader = Reader { ip: &ip, labels: &labels };
+    let timeout = header(&p, "Long-Pulling-Timeout").map(|v| {
+        v.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("Long-Pulling-Timeout '{v}' is not a number")))
+    });
+    let changed = match timeout {
+        None => s.configs.changed(&entries, reader),
+        Some(t) => {
+            let no_hangup =
+                header(&p, "Long-Pulling-Timeout-No-Hangup").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            s.configs.long_poll(&entries, reader, s.configs.hold_time(t?), no_hangup).await
+        }
+    };
+    let mut resp = changed_body(&records, &changed).into_response();
+    no_cache(resp.headers_mut());
+    Ok(resp)
+}
+
+pub(crate) fn history_info(h: &HistoryEntry, last_id: Option<u64>) -> Value {
+    json!({
+        "id": h.id.to_string(),
+        "lastId": last_id.map_or(-1, |i| i as i64),
+        "dataId": h.key.data_id,
+        "group": h.key.group,
+        "tenant": h.key.tenant,
+        "appName": h.app_name,
+        "md5": h.md5,
+        "content": h.content,
+        "srcIp": h.source.ip,
+        "srcUser": h.source.user,
+        "opType": h.op.code(),
+        "createdTime": h.time,
+        "lastModifiedTime": h.time,
+        "encryptedDataKey": h.encrypted_data_key,
+    })
+}
+
+async fn history(State(s): State<ApiState>, p: Params) -> V1Result {
+    if let Some(nid) = p.num::<u64>("nid")? {
+        let key = config_key(&p)?;
+        let entry = s.configs.history_entry(nid).filter(|h| h.key == key).ok_or(ConfigError::HistoryNotFound)?;
+        return Ok(Json(history_info(&entry, None)).into_response());
+    }
+    let key = config_key(&p)?;
+    let entries: Vec<Value> = s.configs.history(&key).iter().map(|h| history_info(h, None)).collect();
+    let page_size = p.num::<usize>("pageSize")?.unwrap_or(100).min(500);
+    Ok(Json(page_of(&entries, p.num("pageNo")?.unwrap_or(1), page_size)).into_response())
+}
+
+async fn history_previous(State(s): State<ApiState>, p: Params) -> V1Result {
+    let id: u64 = p.required_num("id")?;
+    let prev = s.configs.history_previous(id).ok_or(ConfigError::HistoryNotFound)?;
+    Ok(Json(history_info(&prev, None)).into_response())
+}
+
+async fn history_configs(State(s): State<ApiState>, p: Params) -> V1Result {
+    let tenant = p.opt_any(&["tenant", "namespaceId"]).unwrap_or_default();
+    let list: Vec<Value> = s
+        .configs
+        .history_configs(tenant)
+        .into_iter()
+        .map(|k| json!({ "dataId": k.data_id, "group": k.group, "tenant": k.tenant }))
+        .collect();
+    Ok(Json(list).into_response())
+}
+
+/// Beyond Nacos' API (its console republishes by hand): republish a history entry.
+async fn rollback(State(s): State<ApiState>, p: Params) -> V1Result {
+    let nid: u64 = p.required_num("nid")?;
+    s.configs.rollback(nid, source(&p)).await?;
+    Ok(Json(true).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_configs_parse_with_and_without_tenant() {
+        let raw = "a\u{2}G\u{2}abc\u{1}b\u{2}G\u{2}\u{2}dev\u{1}";
+        let recs = parse_listening(&url_encode(raw)).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!((recs[0].tenant.as_str(), recs[0].listening.md5.as_str()), ("", "abc"));
+        assert_eq!((recs[1].tenant.as_str(), recs[1].listening.key.tenant.as_str()), ("dev", "dev"));
+        assert!(parse_listening("a\u{2}b\u{2}c\u{2}d\u{2}e\u{1}").is_err());
+        assert!(parse_listening("onlyone\u{1}").is_err());
+    }
+
+    #[test]
+    fn changed_body_is_url_encoded_records_with_a_line_break() {
+        let recs = parse_listening("a\u{2}G\u{2}x\u{1}b\u{2}G\u{2}y\u{2}dev\u{1}").unwrap();
+        assert_eq!(changed_body(&recs, &[0, 1]), "a%02G%01b%02G%02dev%01\n");
+        assert_eq!(changed_body(&recs, &[]), "");
+    }
+
+    #[test]
+    fn url_encode_matches_java() {
+        assert_eq!(url_encode("a b+c*~"), "a+b%2Bc*%7E");
+    }
+}
