@@ -9,6 +9,7 @@
 //!     └─► gRPC listeners: ConfigChangeNotifyRequest (acked, resent, then connection closed)
 //! ```
 
+pub mod archive;
 pub mod listen;
 pub mod notify;
 

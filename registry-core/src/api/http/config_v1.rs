@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::error::{ApiError, V1};
 use super::params::{Params, parse_metadata, percent_decode};
 use crate::api::ApiState;
-use crate::configs::{ConfigError, ConfigRead, Listening, Reader};
+use crate::configs::{ConfigError, ConfigRead, Listening, Reader, archive};
 use crate::model::{ConfigItem, ConfigKey, ConfigMeta, GrayKind, GrayRule, HistoryEntry, Source};
 
 type V1Result = Result<Response, V1>;
@@ -165,7 +165,111 @@ pub(crate) fn page_of<T: Clone + serde::Serialize>(items: &[T], page_no: usize, 
     json!({ "totalCount": items.len(), "pageNumber": page_no, "pagesAvailable": pages, "pageItems": slice })
 }
 
+/// `GET ?export=true` / `?exportV2=true`: a zip of a namespace's configs (optionally one group,
+/// one app, or the given `ids`), in Nacos' v2 export format.
+fn export(s: &ApiState, p: &Params) -> V1Result {
+    let tenant = p.opt_any(&["tenant", "namespaceId"]).unwrap_or_default();
+    let ids: Option<Vec<u64>> = p.opt("ids").map(|raw| raw.split(',').filter_map(|i| i.trim().parse().ok()).collect());
+    let configs: Vec<_> = s
+        .configs
+        .search(
+            tenant,
+            p.opt("dataId").unwrap_or_default(),
+            p.opt("group").unwrap_or_default(),
+            p.opt("appName").unwrap_or_default(),
+            false,
+        )
+        .into_iter()
+        .filter(|(_, i)| ids.as_ref().is_none_or(|ids| ids.contains(&i.id)))
+        .collect();
+    let bytes = archive::export(&configs).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let name = format!("nacos_config_export_{}.zip", crate::naming::service_info::now_millis());
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment;filename={name}")),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// `POST ?import=true`: publishes every config of an uploaded zip (multipart field `file`, or
+/// the raw zip as the body) into the namespace. `policy`: `ABORT` (default: stop at the first
+/// config that exists), `SKIP` (keep existing ones) or `OVERWRITE`.
+async fn import(s: &ApiState, p: &Params) -> V1Result {
+    let tenant = p.opt_any(&["namespace", "tenant", "namespaceId"]).unwrap_or_default().to_owned();
+    let policy = p.opt("policy").unwrap_or("ABORT").to_ascii_uppercase();
+    if !matches!(policy.as_str(), "ABORT" | "SKIP" | "OVERWRITE") {
+        return Err(ApiError::BadRequest(format!("unknown policy '{policy}' (ABORT | SKIP | OVERWRITE)")).into());
+    }
+    let zip = upload(p).await?;
+    let entries = archive::import(&zip).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let (mut succ, mut skipped, mut failed) = (0usize, Vec::new(), Vec::new());
+    for e in entries {
+        let pair = json!({ "dataId": e.data_id, "group": e.group });
+        let key = match ConfigKey::new(&tenant, &e.group, &e.data_id) {
+            Ok(k) => k,
+            Err(_) => {
+                failed.push(pair);
+                continue;
+            }
+        };
+        if s.configs.item(&key).is_some() {
+            match policy.as_str() {
+                "ABORT" => {
+                    failed.push(pair);
+                    break;
+                }
+                "SKIP" => {
+                    skipped.push(pair);
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        let meta =
+            ConfigMeta { config_type: e.config_type, desc: e.desc, app_name: e.app_name, ..ConfigMeta::default() };
+        match s.configs.publish(key, e.content, meta, None, source(p)).await {
+            Ok(()) => succ += 1,
+            Err(ConfigError::Unavailable(m)) => return Err(ApiError::from(ConfigError::Unavailable(m)).into()),
+            Err(_) => failed.push(pair),
+        }
+    }
+    Ok(Json(json!({
+        "code": 200,
+        "message": "import ok",
+        "data": { "succCount": succ, "skipCount": skipped.len(), "failData": failed, "skipData": skipped },
+    }))
+    .into_response())
+}
+
+/// The uploaded bytes: multipart field `file`, or the raw body.
+async fn upload(p: &Params) -> Result<bytes::Bytes, ApiError> {
+    let content_type = p.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let Ok(boundary) = multer::parse_boundary(content_type) else {
+        if p.body.is_empty() {
+            return Err(ApiError::MissingParam("file"));
+        }
+        return Ok(p.body.clone());
+    };
+    let body = p.body.clone();
+    let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    while let Some(field) =
+        multipart.next_field().await.map_err(|e| ApiError::BadRequest(format!("bad multipart body: {e}")))?
+    {
+        if field.name() == Some("file") {
+            return field.bytes().await.map_err(|e| ApiError::BadRequest(format!("bad multipart body: {e}")));
+        }
+    }
+    Err(ApiError::MissingParam("file"))
+}
+
 async fn get_config(State(s): State<ApiState>, p: Params) -> V1Result {
+    if p.bool_or(&["export"], false)? || p.bool_or(&["exportV2"], false)? {
+        return export(&s, &p);
+    }
     if let Some(mode) = p.opt("search") {
         let blur = mode == "blur";
         let tenant = p.opt_any(&["tenant", "namespaceId"]).unwrap_or_default();
@@ -258,6 +362,9 @@ pub(crate) async fn publish_from(s: &ApiState, p: &Params) -> Result<(), ApiErro
 }
 
 async fn publish(State(s): State<ApiState>, p: Params) -> V1Result {
+    if p.bool_or(&["import"], false)? {
+        return import(&s, &p).await;
+    }
     publish_from(&s, &p).await?;
     Ok(Json(true).into_response())
 }

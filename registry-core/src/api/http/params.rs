@@ -24,8 +24,10 @@ pub struct Params {
     pub user_agent: String,
     /// Peer address, when the server was started with connect info.
     pub remote: Option<SocketAddr>,
-    /// Lower-cased request headers the handlers read (tags, timeouts).
+    /// Request headers (tags, timeouts, labels).
     pub headers: axum::http::HeaderMap,
+    /// The body when it was not a form (uploads such as config imports).
+    pub body: Bytes,
 }
 
 impl<S: Send + Sync> FromRequest<S> for Params {
@@ -55,7 +57,8 @@ impl<S: Send + Sync> FromRequest<S> for Params {
         if is_form && !body.is_empty() {
             decode_into(&body, &mut values)?;
         }
-        Ok(Self { values, user_agent, remote, headers })
+        let body = if is_form { Bytes::new() } else { body };
+        Ok(Self { values, user_agent, remote, headers, body })
     }
 }
 
