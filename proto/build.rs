@@ -2,7 +2,7 @@
 //! need no `protoc` on the machine.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["nacos_grpc_service.proto"];
+    let files = ["nacos_grpc_service.proto", "cluster.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

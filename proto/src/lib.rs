@@ -10,4 +10,10 @@ pub mod nacos {
     include!(concat!(env!("OUT_DIR"), "/_.rs"));
 }
 
+/// Member-to-member RPCs (`cluster.proto`): Raft messages and write forwarding.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic, clippy::nursery)]
+pub mod cluster {
+    include!(concat!(env!("OUT_DIR"), "/registry.cluster.rs"));
+}
+
 pub use prost_types::Any;

@@ -65,6 +65,7 @@ pub struct App {
     http_listener: TcpListener,
     grpc_listener: TcpListener,
     grpc_state: GrpcState,
+    cluster_addr: SocketAddr,
     udp_push_addr: SocketAddr,
     state: ApiState,
     raft: RaftNode,
@@ -81,15 +82,25 @@ impl App {
         let store = Arc::new(NamingStore::new());
         let applier = Arc::new(Applier::new(Arc::clone(&store)));
         let raft = RaftNode::start(config.raft_config(), &data_dir, Arc::clone(&applier)).await?;
-        if !raft.wait_ready(READY_TIMEOUT).await {
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        // Members must answer each other before any of them can elect a leader: the cluster
+        // port serves from here on, and only a standalone node waits for its store at startup
+        // (members report readiness through the readiness endpoint instead).
+        let cluster_listener =
+            bind_tcp("cluster", SocketAddr::new(config.server.bind, config.server.cluster_port())).await?;
+        let cluster_addr = cluster_listener.local_addr().map_err(|source| AppError::Bind {
+            what: "cluster",
+            addr: SocketAddr::new(config.server.bind, config.server.cluster_port()),
+            source,
+        })?;
+        tasks.spawn(serve_cluster(cluster_listener, raft.cluster_service(), shutdown.child_token()));
+        if config.server.members.is_empty() && !raft.wait_ready(READY_TIMEOUT).await {
             return Err(AppError::NotReady(READY_TIMEOUT));
         }
         let consistency = Consistency::new(Arc::clone(&applier), raft.clone());
         let naming = NamingService::new(Arc::clone(&store), consistency.clone(), config.naming.clone());
         let configs = ConfigService::new(Arc::clone(applier.configs()), consistency, config.configs.clone());
-
-        let shutdown = CancellationToken::new();
-        let tasks = TaskTracker::new();
 
         let udp_addr = SocketAddr::new(config.server.bind, 0);
         let udp = UdpSocket::bind(udp_addr).await.map_err(|source| AppError::Bind {
@@ -134,7 +145,18 @@ impl App {
             config: Arc::new(config.grpc.clone()),
         };
         let state = ApiState { naming, configs, push, ready, http_addr, connections };
-        Ok(Self { config, http_listener, grpc_listener, grpc_state, udp_push_addr, state, raft, shutdown, tasks })
+        Ok(Self {
+            config,
+            http_listener,
+            grpc_listener,
+            grpc_state,
+            cluster_addr,
+            udp_push_addr,
+            state,
+            raft,
+            shutdown,
+            tasks,
+        })
     }
 
     /// The bound HTTP address.
@@ -147,6 +169,11 @@ impl App {
         self.grpc_listener.local_addr().unwrap_or_else(|_| SocketAddr::new(self.config.server.bind, 0))
     }
 
+    /// The bound cluster (member-to-member) address.
+    pub fn cluster_addr(&self) -> SocketAddr {
+        self.cluster_addr
+    }
+
     /// The local address UDP pushes are sent from (acks come back here).
     pub fn udp_push_addr(&self) -> SocketAddr {
         self.udp_push_addr
@@ -155,6 +182,7 @@ impl App {
     /// Serves until `signal` resolves, then shuts down gracefully.
     pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
         let Self { config, http_listener, grpc_listener, grpc_state, state, raft, shutdown, tasks, .. } = self;
+
         let grpc_stop = shutdown.child_token();
         tasks.spawn(async move {
             if let Err(e) = grpc::serve(grpc_listener, grpc_state, grpc_stop).await {
@@ -198,4 +226,23 @@ impl App {
 
 async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
     TcpListener::bind(addr).await.map_err(|source| AppError::Bind { what, addr, source })
+}
+
+/// Serves the cluster service (Raft messages, forwarded writes) until cancelled.
+async fn serve_cluster(
+    listener: TcpListener,
+    service: crate::consistency::raft::ClusterService,
+    shutdown: CancellationToken,
+) {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let service = registry_proto::cluster::cluster_server::ClusterServer::new(service)
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024);
+    let served = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "cluster server failed");
+    }
 }

@@ -44,6 +44,10 @@ pub struct Cli {
     /// Stable id of this member (1 in standalone mode).
     #[arg(long, env = "NACOS_NODE_ID")]
     pub node_id: Option<u64>,
+    /// Initial cluster members: their HTTP addresses in node-id order (`host:port,...`); the
+    /// cluster port of each is its HTTP port + 1001. Absent: standalone.
+    #[arg(long, env = "NACOS_MEMBERS", value_delimiter = ',')]
+    pub members: Option<Vec<String>>,
     /// TOML configuration file.
     #[arg(long, env = "NACOS_CONFIG")]
     pub config: Option<PathBuf>,
@@ -94,6 +98,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Stable member id.
     pub node_id: u64,
+    /// Initial members' HTTP addresses in node-id order (empty: standalone).
+    pub members: Vec<String>,
     /// Longest wait for in-flight requests on shutdown (ms).
     pub shutdown_grace_ms: u64,
     /// Log filter.
@@ -109,6 +115,7 @@ impl Default for ServerConfig {
             cluster_port: None,
             data_dir: PathBuf::from("data"),
             node_id: 1,
+            members: Vec::new(),
             shutdown_grace_ms: 10_000,
             log_level: "info".into(),
         }
@@ -194,6 +201,9 @@ impl Config {
         if let Some(v) = cli.node_id {
             s.node_id = v;
         }
+        if let Some(v) = &cli.members {
+            s.members = v.iter().map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect();
+        }
         if let Some(v) = &cli.log_level {
             s.log_level.clone_from(v);
         }
@@ -213,6 +223,16 @@ impl Config {
         if self.server.node_id == 0 {
             return invalid("server.node_id must be at least 1");
         }
+        if !self.server.members.is_empty() {
+            let n = self.server.members.len() as u64;
+            if self.server.node_id > n {
+                return Err(ConfigError::Invalid(format!(
+                    "server.node_id {} is not among the {n} members (ids are 1..={n} in --members order)",
+                    self.server.node_id
+                )));
+            }
+            self.member_cluster_addrs()?;
+        }
         if self.naming.beat_check_interval_ms == 0 || self.naming.empty_service_clean_interval_ms == 0 {
             return invalid("naming check intervals must be positive");
         }
@@ -228,13 +248,39 @@ impl Config {
         Ok(())
     }
 
+    /// Cluster addresses of the initial members by node id: `host:(http port + 1001)`.
+    pub fn member_cluster_addrs(&self) -> Result<std::collections::BTreeMap<u64, String>, ConfigError> {
+        self.server
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let (host, port) = m
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+                    .filter(|(h, _)| !h.is_empty())
+                    .ok_or_else(|| ConfigError::Invalid(format!("member '{m}' is not host:port")))?;
+                let cluster = port
+                    .checked_add(CLUSTER_PORT_OFFSET)
+                    .ok_or_else(|| ConfigError::Invalid(format!("member '{m}': port + 1001 overflows")))?;
+                Ok((i as u64 + 1, format!("{host}:{cluster}")))
+            })
+            .collect()
+    }
+
     /// The Raft settings for this node.
     pub fn raft_config(&self) -> RaftConfig {
+        let members = self.member_cluster_addrs().unwrap_or_default();
+        let advertise_addr = members
+            .get(&self.server.node_id)
+            .cloned()
+            .unwrap_or_else(|| format!("{}:{}", self.server.bind, self.server.cluster_port()));
         RaftConfig {
             node_id: self.server.node_id,
-            advertise_addr: format!("{}:{}", self.server.bind, self.server.cluster_port()),
+            advertise_addr,
             snapshot_after_logs: self.raft.snapshot_after_logs,
             keep_logs_after_snapshot: self.raft.keep_logs_after_snapshot,
+            members,
         }
     }
 }
@@ -249,6 +295,24 @@ mod tests {
         assert_eq!((c.server.grpc_port(), c.server.cluster_port()), (19848, 19849));
         let c = Config::load(&Cli { http_port: Some(0), ..Cli::default() }).unwrap();
         assert_eq!((c.server.grpc_port(), c.server.cluster_port()), (0, 0));
+    }
+
+    #[test]
+    fn members_give_cluster_addresses_by_node_id() {
+        let cli = Cli {
+            node_id: Some(2),
+            members: Some(vec!["127.0.0.1:18848".into(), "127.0.0.1:28848".into(), "127.0.0.1:38848".into()]),
+            ..Cli::default()
+        };
+        let c = Config::load(&cli).unwrap();
+        let r = c.raft_config();
+        assert_eq!(r.members.len(), 3);
+        assert_eq!(r.members[&3], "127.0.0.1:39849");
+        assert_eq!(r.advertise_addr, "127.0.0.1:29849");
+        let bad = Cli { node_id: Some(4), ..cli.clone() };
+        assert!(Config::load(&bad).is_err());
+        let garbage = Cli { members: Some(vec!["nohost".into()]), node_id: Some(1), ..Cli::default() };
+        assert!(Config::load(&garbage).is_err());
     }
 
     #[test]

@@ -368,7 +368,9 @@ impl ConfigService {
 
     /// Drops history past the retention, periodically, until cancelled.
     pub async fn run_history_cleaner(self, shutdown: CancellationToken) {
-        let mut ticker = tokio::time::interval(Duration::from_millis(self.config.history_clean_interval_ms.max(1)));
+        let period = Duration::from_millis(self.config.history_clean_interval_ms.max(1));
+        // The first pass waits a full period: right after start there may be no leader yet.
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let retention_ms = self.config.history_retention_days.saturating_mul(86_400_000);
         loop {

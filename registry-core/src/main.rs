@@ -15,6 +15,7 @@ async fn main() -> anyhow::Result<()> {
     let app = App::bind(config).await.context("startup")?;
     tracing::info!("listening on http {}", app.http_addr());
     tracing::info!("listening on grpc {}", app.grpc_addr());
+    tracing::info!("listening on cluster {}", app.cluster_addr());
     tracing::info!("listening on udp-push {}", app.udp_push_addr());
     tracing::info!("ready");
     app.run(shutdown_signal()).await.context("serving")?;

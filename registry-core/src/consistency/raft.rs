@@ -15,6 +15,7 @@
 
 mod log_store;
 mod network;
+mod service;
 mod state_machine;
 
 #[cfg(test)]
@@ -32,7 +33,8 @@ use super::apply::Applier;
 use super::command::{Command, CommandResult};
 use crate::storage::{Db, StorageError};
 use log_store::LogStore;
-use network::StandaloneNetwork;
+use network::{GrpcNetwork, cluster_client, stamped};
+pub use service::ClusterService;
 pub use state_machine::SnapshotError;
 use state_machine::StateMachine;
 
@@ -58,6 +60,8 @@ const ELECTION_TIMEOUT_MIN_MS: u64 = 300;
 const ELECTION_TIMEOUT_MAX_MS: u64 = 600;
 /// How long `shutdown` waits for openraft's background tasks to release the database.
 const DB_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a forwarded write.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Raft settings of this node.
 #[derive(Debug, Clone)]
@@ -70,6 +74,9 @@ pub struct RaftConfig {
     pub snapshot_after_logs: u64,
     /// Logs kept after a snapshot, so slightly lagging followers can catch up without one.
     pub keep_logs_after_snapshot: u64,
+    /// The initial members by node id → cluster address, this node included; empty for a
+    /// standalone node. Only the lowest id bootstraps the cluster, once, on empty storage.
+    pub members: BTreeMap<NodeId, String>,
 }
 
 impl Default for RaftConfig {
@@ -79,6 +86,7 @@ impl Default for RaftConfig {
             advertise_addr: "127.0.0.1:9849".to_owned(),
             snapshot_after_logs: 10_000,
             keep_logs_after_snapshot: 1_000,
+            members: BTreeMap::new(),
         }
     }
 }
@@ -136,6 +144,9 @@ pub enum RaftError {
     /// openraft's core task failed while shutting down.
     #[error("raft shutdown failed")]
     Shutdown(#[source] tokio::task::JoinError),
+    /// The write could not be forwarded to the leader, or the leader refused it.
+    #[error("forwarding the write to the leader failed: {0}")]
+    Forward(String),
 }
 
 /// A running Raft node. Cheap to clone; clones share the node.
@@ -147,6 +158,10 @@ pub struct RaftNode {
     ready_floor: Option<u64>,
     /// The store, held by openraft's tasks; `shutdown` waits until they let go of it.
     db: Weak<Db>,
+    /// This node's id.
+    me: NodeId,
+    /// The configured initial members.
+    initial: std::collections::BTreeSet<NodeId>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -169,17 +184,29 @@ impl RaftNode {
         let weak_db = Arc::downgrade(&db);
         drop(db);
 
-        let raft = openraft::Raft::new(config.node_id, raft_config, StandaloneNetwork, log_store, state_machine)
+        let network = GrpcNetwork { me: config.node_id };
+        let raft = openraft::Raft::new(config.node_id, raft_config, network, log_store, state_machine)
             .await
             .map_err(|e| RaftError::Fatal(Box::new(e)))?;
-        if pristine {
+        let bootstraps = config.members.keys().next().is_none_or(|lowest| *lowest == config.node_id);
+        if pristine && bootstraps {
+            let members: BTreeMap<NodeId, BasicNode> = if config.members.is_empty() {
+                BTreeMap::from([(config.node_id, BasicNode::new(&config.advertise_addr))])
+            } else {
+                config.members.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect()
+            };
             tracing::info!(
                 node_id = config.node_id,
+                members = members.len(),
                 path = %db_path.display(),
-                "initialising a new single-node raft cluster"
+                "initialising a new raft cluster"
             );
-            let members = BTreeMap::from([(config.node_id, BasicNode::new(&config.advertise_addr))]);
             raft.initialize(members).await.map_err(|e| RaftError::Init(Box::new(e)))?;
+        } else if pristine {
+            tracing::info!(
+                node_id = config.node_id,
+                "empty store: waiting for the lowest member to bootstrap the cluster"
+            );
         } else {
             tracing::info!(
                 node_id = config.node_id,
@@ -188,15 +215,21 @@ impl RaftNode {
                 "raft restarted on existing data"
             );
         }
-        Ok(Self { raft, ready_floor, db: weak_db })
+        let initial = config.members.keys().copied().collect();
+        Ok(Self { raft, ready_floor, db: weak_db, me: config.node_id, initial })
     }
 
-    /// Commits `cmd` through Raft and returns the state machine's answer once applied.
+    /// Commits `cmd` through Raft and returns the state machine's answer once applied. On a
+    /// member that is not the leader, the command is forwarded to the leader and the answer
+    /// comes back once the leader applied it.
     pub async fn write(&self, cmd: Command) -> Result<CommandResult, RaftError> {
-        match self.raft.client_write(cmd).await {
+        match self.raft.client_write(cmd.clone()).await {
             Ok(response) => Ok(response.data),
             Err(openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(RaftError::NotLeader { leader_id: f.leader_id, leader_addr: f.leader_node.map(|n| n.addr) })
+                match f.leader_node.as_ref().map(|n| n.addr.clone()) {
+                    Some(addr) if f.leader_id != Some(self.me) => self.forward(&addr, &cmd).await,
+                    _ => Err(RaftError::NotLeader { leader_id: f.leader_id, leader_addr: None }),
+                }
             }
             Err(openraft::error::RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 Err(RaftError::Membership(e))
@@ -253,6 +286,24 @@ impl RaftNode {
     /// The underlying openraft handle, for metrics and later cluster work.
     pub fn raft(&self) -> &openraft::Raft<TypeConfig> {
         &self.raft
+    }
+
+    /// Sends a command to the leader's cluster service.
+    async fn forward(&self, leader_addr: &str, cmd: &Command) -> Result<CommandResult, RaftError> {
+        let unavailable = |why: String| RaftError::Forward(why);
+        let channel = network::channel_to(leader_addr).map_err(|e| unavailable(e.to_string()))?;
+        let command_json = serde_json::to_vec(cmd).map_err(|e| unavailable(e.to_string()))?;
+        let mut request = stamped(self.me, registry_proto::cluster::ForwardRequest { command_json });
+        request.set_timeout(FORWARD_TIMEOUT);
+        let reply = cluster_client(channel).forward(request).await.map_err(|s| unavailable(s.to_string()))?;
+        let result: Result<CommandResult, String> =
+            serde_json::from_slice(&reply.into_inner().result_json).map_err(|e| unavailable(e.to_string()))?;
+        result.map_err(unavailable)
+    }
+
+    /// The service other members call on this node's cluster port.
+    pub fn cluster_service(&self) -> ClusterService {
+        ClusterService::new(self.raft.clone(), self.me, self.initial.clone())
     }
 
     fn ready_in(&self, m: &RaftMetrics<NodeId, BasicNode>) -> bool {

@@ -208,12 +208,9 @@ async fn import(s: &ApiState, p: &Params) -> V1Result {
     let (mut succ, mut skipped, mut failed) = (0usize, Vec::new(), Vec::new());
     for e in entries {
         let pair = json!({ "dataId": e.data_id, "group": e.group });
-        let key = match ConfigKey::new(&tenant, &e.group, &e.data_id) {
-            Ok(k) => k,
-            Err(_) => {
-                failed.push(pair);
-                continue;
-            }
+        let Ok(key) = ConfigKey::new(&tenant, &e.group, &e.data_id) else {
+            failed.push(pair);
+            continue;
         };
         if s.configs.item(&key).is_some() {
             match policy.as_str() {

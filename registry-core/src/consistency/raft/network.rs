@@ -1,74 +1,171 @@
-//! The Raft network of a standalone node: there are no peers, so there is nothing to call.
+//! The Raft network: tonic clients to the other members' cluster port (`cluster.proto`).
 //!
-//! A single-voter cluster never sends an RPC (it elects itself and commits alone); this exists
-//! only because openraft requires a network. Should openraft ever try to reach another node,
-//! every RPC fails as `Unreachable`. A later issue replaces this with a tonic client on the
-//! cluster port.
+//! Messages are openraft's serde types as JSON. Every request carries this member's node id in
+//! the `x-registry-node` header; the receiving member checks it against the sender the message
+//! claims (see `service.rs`). A standalone node never calls it: it is the only voter.
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
 use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
+use registry_proto::cluster::RaftRequest;
+use registry_proto::cluster::cluster_client::ClusterClient;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
 
 use super::{NodeId, TypeConfig};
 
-/// Why every RPC of a standalone node fails.
+/// Header naming the sending member.
+pub(crate) const NODE_HEADER: &str = "x-registry-node";
+/// Largest cluster message (snapshot chunks are far smaller).
+pub(crate) const MAX_CLUSTER_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// Why a peer could not be reached or answered garbage.
 #[derive(Debug, thiserror::Error)]
-#[error("standalone node has no peers: cannot reach node {target}")]
-struct NoPeers {
-    target: NodeId,
+pub(crate) enum PeerError {
+    /// The address is not a valid endpoint.
+    #[error("invalid peer address {0}")]
+    Address(String),
+    /// The RPC failed in transport.
+    #[error("rpc to node {target} failed: {status}")]
+    Rpc {
+        /// Peer.
+        target: NodeId,
+        /// gRPC status.
+        status: tonic::Status,
+    },
+    /// The answer could not be decoded.
+    #[error("undecodable answer from node {target}: {source}")]
+    Decode {
+        /// Peer.
+        target: NodeId,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
-/// Builds [`NoPeer`] clients.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct StandaloneNetwork;
+/// Opens a lazily connected channel to a member's cluster address.
+pub(crate) fn channel_to(addr: &str) -> Result<Channel, PeerError> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|_| PeerError::Address(addr.to_owned()))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2))
+        .connect_lazy())
+}
 
-impl RaftNetworkFactory<TypeConfig> for StandaloneNetwork {
-    type Network = NoPeer;
+/// A client to one member's cluster service, stamped with our id.
+pub(crate) fn cluster_client(channel: Channel) -> ClusterClient<Channel> {
+    ClusterClient::new(channel)
+        .max_decoding_message_size(MAX_CLUSTER_MESSAGE)
+        .max_encoding_message_size(MAX_CLUSTER_MESSAGE)
+}
 
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Self::Network {
-        NoPeer { target }
+/// Adds the sender header to a request.
+pub(crate) fn stamped<T>(me: NodeId, body: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(body);
+    if let Ok(v) = me.to_string().parse() {
+        req.metadata_mut().insert(NODE_HEADER, v);
+    }
+    req
+}
+
+/// Builds [`Peer`] clients.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GrpcNetwork {
+    /// This member's id, sent with every RPC.
+    pub(crate) me: NodeId,
+}
+
+impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        Peer { me: self.me, target, channel: channel_to(&node.addr) }
     }
 }
 
-/// A "client" for a peer that cannot exist in standalone mode.
-#[derive(Debug)]
-pub(crate) struct NoPeer {
+/// A client for one peer.
+pub(crate) struct Peer {
+    me: NodeId,
     target: NodeId,
+    channel: Result<Channel, PeerError>,
 }
 
-impl NoPeer {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
-        RPCError::Unreachable(Unreachable::new(&NoPeers { target: self.target }))
+/// Which RPC.
+#[derive(Clone, Copy)]
+enum Rpc {
+    Vote,
+    Append,
+    Snapshot,
+}
+
+impl Peer {
+    /// Sends `req` and decodes `Result<Resp, E>`.
+    async fn call<Req, Resp, E>(
+        &self,
+        rpc: Rpc,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let channel = match &self.channel {
+            Ok(c) => c.clone(),
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
+        };
+        let json = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut client = cluster_client(channel);
+        let mut request = stamped(self.me, RaftRequest { json });
+        request.set_timeout(timeout);
+        let reply = match rpc {
+            Rpc::Vote => client.vote(request).await,
+            Rpc::Append => client.append_entries(request).await,
+            Rpc::Snapshot => client.install_snapshot(request).await,
+        };
+        let reply = reply.map_err(|status| {
+            let e = PeerError::Rpc { target: self.target, status };
+            RPCError::Unreachable(Unreachable::new(&e))
+        })?;
+        let decoded: Result<Resp, E> = serde_json::from_slice(&reply.into_inner().json).map_err(|source| {
+            RPCError::Network(NetworkError::new(&PeerError::Decode { target: self.target, source }))
+        })?;
+        decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
 
-impl RaftNetwork<TypeConfig> for NoPeer {
+impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
     {
-        Err(self.unreachable())
+        self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
     }
 }

@@ -1,0 +1,115 @@
+//! The cluster service: receives Raft messages and forwarded writes from other members.
+//!
+//! Every request must name its sender (`x-registry-node`) and the sender must be a member of
+//! the current Raft membership (or of the configured initial members); Raft messages must come
+//! from the member they claim (the candidate of a vote, the leader of an append or snapshot).
+//! Anything else is refused and logged; the node keeps running.
+
+use std::collections::BTreeSet;
+
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use registry_proto::cluster::cluster_server::Cluster;
+use registry_proto::cluster::{ForwardReply, ForwardRequest, RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest};
+use tonic::{Request, Response, Status};
+
+use super::network::NODE_HEADER;
+use super::{NodeId, TypeConfig};
+use crate::consistency::command::Command;
+
+/// The tonic service over a Raft handle.
+#[derive(Clone)]
+pub struct ClusterService {
+    raft: openraft::Raft<TypeConfig>,
+    me: NodeId,
+    /// Members configured at start (`--members`); accepted before the membership is known.
+    initial: BTreeSet<NodeId>,
+}
+
+impl ClusterService {
+    /// A service for `raft`, accepting the initial members as senders too.
+    pub(crate) fn new(raft: openraft::Raft<TypeConfig>, me: NodeId, initial: BTreeSet<NodeId>) -> Self {
+        Self { raft, me, initial }
+    }
+
+    /// The sender id from the header, if it is a known member.
+    fn sender<T>(&self, req: &Request<T>) -> Result<NodeId, Status> {
+        let id: NodeId =
+            req.metadata().get(NODE_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).ok_or_else(
+                || {
+                    tracing::warn!(peer = ?req.remote_addr(), "cluster request without a valid sender id refused");
+                    Status::unauthenticated("missing or invalid x-registry-node header")
+                },
+            )?;
+        let known = self.initial.contains(&id)
+            || self.raft.metrics().borrow().membership_config.membership().nodes().any(|(n, _)| *n == id);
+        if !known || id == self.me {
+            tracing::warn!(peer = ?req.remote_addr(), sender = id, "cluster request from an unknown member refused");
+            return Err(Status::permission_denied(format!("node {id} is not a member of this cluster")));
+        }
+        Ok(id)
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(sender: NodeId, json: &[u8]) -> Result<T, Status> {
+        serde_json::from_slice(json).map_err(|e| {
+            tracing::warn!(sender, error = %e, "undecodable cluster message refused");
+            Status::invalid_argument(format!("undecodable message: {e}"))
+        })
+    }
+
+    fn claims(sender: NodeId, claimed: Option<NodeId>) -> Result<(), Status> {
+        if claimed != Some(sender) {
+            tracing::warn!(sender, ?claimed, "cluster message claiming another member refused");
+            return Err(Status::permission_denied(format!("node {sender} sent a message on behalf of {claimed:?}")));
+        }
+        Ok(())
+    }
+
+    fn reply<T: serde::Serialize>(result: &T) -> Result<Response<RaftReply>, Status> {
+        let json = serde_json::to_vec(result).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(RaftReply { json }))
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let sender = self.sender(&request)?;
+        let rpc: VoteRequest<NodeId> = Self::decode(sender, &request.get_ref().json)?;
+        Self::claims(sender, rpc.vote.leader_id().voted_for())?;
+        Self::reply(&self.raft.vote(rpc).await)
+    }
+
+    async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let sender = self.sender(&request)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = Self::decode(sender, &request.get_ref().json)?;
+        Self::claims(sender, rpc.vote.leader_id().voted_for())?;
+        Self::reply(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let sender = self.sender(&request)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> = Self::decode(sender, &request.get_ref().json)?;
+        Self::claims(sender, rpc.vote.leader_id().voted_for())?;
+        Self::reply(&self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
+        let sender = self.sender(&request)?;
+        let cmd: Command = Self::decode(sender, &request.get_ref().command_json)?;
+        let result: Result<crate::consistency::CommandResult, String> = match self.raft.client_write(cmd).await {
+            Ok(r) => Ok(r.data),
+            Err(e) => Err(e.to_string()),
+        };
+        let result_json = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ForwardReply { result_json }))
+    }
+
+    async fn read_index(&self, request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {
+        self.sender(&request)?;
+        let m = self.raft.metrics().borrow().clone();
+        Ok(Response::new(ReadIndexReply {
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            is_leader: m.current_leader == Some(self.me),
+        }))
+    }
+}
