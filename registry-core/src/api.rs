@@ -32,6 +32,8 @@ pub struct ApiState {
     pub ready: ReadinessProbe,
     /// The HTTP address this node serves on (shown by introspection endpoints).
     pub http_addr: SocketAddr,
+    /// The Raft node (cluster admin endpoints).
+    pub raft: crate::consistency::RaftNode,
     /// gRPC connections (shown by the admin endpoint).
     pub connections: Arc<grpc::connection::Connections>,
 }

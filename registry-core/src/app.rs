@@ -144,7 +144,7 @@ impl App {
             ready: Arc::clone(&ready),
             config: Arc::new(config.grpc.clone()),
         };
-        let state = ApiState { naming, configs, push, ready, http_addr, connections };
+        let state = ApiState { naming, configs, push, ready, http_addr, connections, raft: raft.clone() };
         Ok(Self {
             config,
             http_listener,

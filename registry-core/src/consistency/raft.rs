@@ -21,7 +21,7 @@ mod state_machine;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -149,6 +149,38 @@ pub enum RaftError {
     Forward(String),
 }
 
+/// One member as this node sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Node id.
+    pub id: NodeId,
+    /// Cluster address.
+    pub address: String,
+    /// `leader`, `follower` or `learner`.
+    pub role: &'static str,
+}
+
+/// This node's view of the cluster.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RaftStatus {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// Current leader, if known.
+    pub leader: Option<NodeId>,
+    /// Current term.
+    pub term: u64,
+    /// Last applied log index.
+    pub last_applied: u64,
+    /// Last log index.
+    pub last_log: u64,
+    /// Members of the current membership.
+    pub members: Vec<MemberStatus>,
+    /// Whether this node is ready (see `is_ready`).
+    pub ready: bool,
+}
+
 /// A running Raft node. Cheap to clone; clones share the node.
 #[derive(Clone)]
 pub struct RaftNode {
@@ -161,7 +193,7 @@ pub struct RaftNode {
     /// This node's id.
     me: NodeId,
     /// The configured initial members.
-    initial: std::collections::BTreeSet<NodeId>,
+    initial: BTreeSet<NodeId>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -299,6 +331,36 @@ impl RaftNode {
         let result: Result<CommandResult, String> =
             serde_json::from_slice(&reply.into_inner().result_json).map_err(|e| unavailable(e.to_string()))?;
         result.map_err(unavailable)
+    }
+
+    /// What this node knows of the cluster, for the admin endpoints.
+    pub fn status(&self) -> RaftStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| MemberStatus {
+                id: *id,
+                address: node.addr.clone(),
+                role: if Some(*id) == m.current_leader {
+                    "leader"
+                } else if voters.contains(id) {
+                    "follower"
+                } else {
+                    "learner"
+                },
+            })
+            .collect();
+        RaftStatus {
+            node_id: self.me,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_applied: m.last_applied.map_or(0, |l| l.index),
+            last_log: m.last_log_index.unwrap_or(0),
+            members,
+            ready: self.ready_in(&m),
+        }
     }
 
     /// The service other members call on this node's cluster port.

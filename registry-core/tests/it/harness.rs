@@ -11,6 +11,25 @@ use std::time::{Duration, Instant};
 /// How long a server may take to start. `IT_PATIENCE` multiplies every deadline (slow CI).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `n` HTTP ports such that each port, +1000 and +1001 were free a moment ago (a later bind can
+/// still lose a race; tests keep clusters small and short).
+pub(crate) fn free_member_ports(n: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let Ok(l) = std::net::TcpListener::bind("127.0.0.1:0") else { continue };
+        let Ok(addr) = l.local_addr() else { continue };
+        let p = addr.port();
+        if p > 64_000 || out.contains(&p) {
+            continue;
+        }
+        let others = [p + 1000, p + 1001].iter().all(|q| std::net::TcpListener::bind(("127.0.0.1", *q)).is_ok());
+        if others && !out.iter().any(|o: &u16| o.abs_diff(p) <= 1001 + 1) {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// Multiplier for deadlines, from `IT_PATIENCE` (default 1).
 pub(crate) fn patience() -> u32 {
     std::env::var("IT_PATIENCE").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
@@ -29,6 +48,8 @@ pub(crate) struct Server {
     _temp: Option<tempfile::TempDir>,
     output: Arc<Mutex<Vec<String>>>,
     config: Option<String>,
+    /// Extra command-line arguments (cluster members), kept across restarts.
+    extra: Vec<String>,
 }
 
 impl Server {
@@ -60,16 +81,45 @@ impl Server {
     fn restart_on(&mut self, ports: Option<(u16, u16)>) {
         assert!(self.child.is_none(), "stop the server before restarting it");
         let temp = self._temp.take();
-        let mut fresh = Self::spawn_on(&self.data_dir.clone(), self.config.clone(), ports);
+        let mut fresh = Self::spawn_on(&self.data_dir.clone(), self.config.clone(), ports, self.extra.clone());
         fresh._temp = temp;
         *self = fresh;
     }
 
     fn spawn(data_dir: &Path, config: Option<String>) -> Self {
-        Self::spawn_on(data_dir, config, None)
+        Self::spawn_on(data_dir, config, None, Vec::new())
     }
 
-    fn spawn_on(data_dir: &Path, config: Option<String>, ports: Option<(u16, u16)>) -> Self {
+    fn spawn_on(data_dir: &Path, config: Option<String>, ports: Option<(u16, u16)>, extra: Vec<String>) -> Self {
+        Self::try_spawn_on(data_dir, config, ports, extra)
+            .unwrap_or_else(|output| panic!("registry did not become ready in time; output:\n{output}"))
+    }
+
+    /// Like `start_member`, but a member that cannot start (a port taken meanwhile) is an
+    /// error carrying its output instead of a panic, so the caller can pick other ports.
+    pub(crate) fn try_start_member(node_id: usize, http_ports: &[u16], config: Option<&str>) -> Result<Self, String> {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let members: Vec<String> = http_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let http = http_ports[node_id - 1];
+        let extra = vec![
+            "--node-id".to_owned(),
+            node_id.to_string(),
+            "--members".to_owned(),
+            members.join(","),
+            "--cluster-port".to_owned(),
+            (http + 1001).to_string(),
+        ];
+        let mut s = Self::try_spawn_on(temp.path(), config.map(str::to_owned), Some((http, http + 1000)), extra)?;
+        s._temp = Some(temp);
+        Ok(s)
+    }
+
+    fn try_spawn_on(
+        data_dir: &Path,
+        config: Option<String>,
+        ports: Option<(u16, u16)>,
+        extra: Vec<String>,
+    ) -> Result<Self, String> {
         let (http_port, grpc_port) = ports.unwrap_or((0, 0));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_registry"));
         cmd.args(["--bind", "127.0.0.1", "--http-port", &http_port.to_string(), "--grpc-port", &grpc_port.to_string()])
@@ -79,6 +129,7 @@ impl Server {
             .env_remove("NACOS_CONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        cmd.args(&extra);
         if let Some(toml) = &config {
             let path = data_dir.join("registry.toml");
             std::fs::write(&path, toml).expect("write config");
@@ -120,12 +171,12 @@ impl Server {
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    let out = output.lock().unwrap().join("\n");
-                    panic!("registry did not become ready in time; output:\n{out}");
+                    let _ = child.wait();
+                    return Err(output.lock().unwrap().join("\n"));
                 }
             }
         }
-        Self {
+        Ok(Self {
             child: Some(child),
             http: http.expect("http address logged"),
             grpc: grpc.expect("grpc address logged"),
@@ -134,7 +185,8 @@ impl Server {
             _temp: None,
             output,
             config,
-        }
+            extra,
+        })
     }
 
     /// `http://addr` + path.

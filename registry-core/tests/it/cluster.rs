@@ -1,0 +1,253 @@
+//! Raft clusters of real `registry` processes on 127.0.0.1: replication through every member,
+//! leader failover without losing acknowledged writes, a paused follower catching up, snapshot
+//! install for a member that fell behind, and refusal of bad peer input.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{Server, call, client, eventually, free_member_ports, json};
+
+struct Cluster {
+    members: Vec<Server>,
+}
+
+impl Cluster {
+    /// Starts `n` members; if a port was taken meanwhile (other tests run in parallel), tries
+    /// again on other ports.
+    fn start(n: usize, config: Option<&str>) -> Self {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let ports = free_member_ports(n);
+            let started: Result<Vec<Server>, String> =
+                (1..=n).map(|id| Server::try_start_member(id, &ports, config)).collect();
+            match started {
+                Ok(members) => return Self { members },
+                Err(output) => last_error = output,
+            }
+        }
+        panic!("could not start a {n}-member cluster; last output:\n{last_error}");
+    }
+
+    async fn raft(server: &Server) -> Option<Value> {
+        let resp = client().get(server.url("/nacos/v2/core/cluster/raft")).send().await.ok()?;
+        let body: Value = resp.json().await.ok()?;
+        Some(body["data"].clone())
+    }
+
+    /// Index of the member that every live member agrees is the leader.
+    async fn leader(&self, alive: &[usize]) -> usize {
+        eventually(Duration::from_secs(30), || async {
+            let mut leaders = Vec::new();
+            for &i in alive {
+                leaders.push(Self::raft(&self.members[i]).await?["leader"].as_u64()?);
+            }
+            let first = *leaders.first()?;
+            leaders.iter().all(|l| *l == first).then_some(first as usize - 1)
+        })
+        .await
+        .expect("the live members agree on a leader")
+    }
+}
+
+async fn register(server: &Server, service: &str, ip: &str) -> bool {
+    let req = client().post(server.url("/nacos/v1/ns/instance")).timeout(Duration::from_secs(5)).form(&[
+        ("serviceName", service),
+        ("ip", ip),
+        ("port", "80"),
+        ("ephemeral", "false"),
+    ]);
+    matches!(req.send().await, Ok(r) if r.status() == 200)
+}
+
+async fn ips(server: &Server, service: &str) -> Vec<String> {
+    let (_, body) =
+        call(client().get(server.url("/nacos/v1/ns/instance/list")).query(&[("serviceName", service)])).await;
+    let mut ips: Vec<String> = json(&body)["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["ip"].as_str().map(str::to_owned))
+        .collect();
+    ips.sort();
+    ips
+}
+
+async fn all_have(server: &Server, service: &str, want: &[String]) -> bool {
+    let have = ips(server, service).await;
+    want.iter().all(|w| have.contains(w))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_through_every_member_reach_every_member() {
+    let cluster = Cluster::start(3, None);
+    cluster.leader(&[0, 1, 2]).await;
+    let mut want = Vec::new();
+    for (i, m) in cluster.members.iter().enumerate() {
+        let ip = format!("10.0.0.{}", i + 1);
+        assert!(register(m, "everywhere", &ip).await, "write through member {} failed:\n{}", i + 1, m.output());
+        want.push(ip);
+        let (status, body) = call(client().post(m.url("/nacos/v1/cs/configs")).form(&[
+            ("dataId", format!("cfg-{i}").as_str()),
+            ("group", "DEFAULT_GROUP"),
+            ("content", "v"),
+        ]))
+        .await;
+        assert_eq!((status, body.as_str()), (200, "true"));
+    }
+    want.sort();
+    for m in &cluster.members {
+        eventually(Duration::from_secs(10), || async { all_have(m, "everywhere", &want).await.then_some(()) })
+            .await
+            .expect("every member has every write");
+        for i in 0..3 {
+            let (status, _) = call(
+                client()
+                    .get(m.url("/nacos/v1/cs/configs"))
+                    .query(&[("dataId", format!("cfg-{i}").as_str()), ("group", "DEFAULT_GROUP")]),
+            )
+            .await;
+            assert_eq!(status, 200);
+        }
+    }
+    let (_, nodes) = call(client().get(cluster.members[0].url("/nacos/v1/core/cluster/nodes"))).await;
+    let nodes = json(&nodes);
+    assert_eq!(nodes["data"].as_array().map(Vec::len), Some(3));
+    assert_eq!(nodes["data"].as_array().unwrap().iter().filter(|n| n["extendInfo"]["raftRole"] == "leader").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_leader_mid_stream_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start(3, None);
+    let leader = cluster.leader(&[0, 1, 2]).await;
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for k in 0..120u32 {
+        if k == 40 {
+            cluster.members[leader].kill9();
+        }
+        // Writes go to the followers (forwarded to whoever leads). Like a real client, a
+        // refused write is retried (bounded); only acknowledged writes count.
+        let target = &cluster.members[others[k as usize % 2]];
+        let ip = format!("10.1.{}.{}", k / 250, k % 250);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if register(target, "failover", &ip).await {
+                acked.push(ip);
+                break;
+            }
+            refused += 1;
+            if tokio::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(acked.len(), 120, "writes not acknowledged within 10 s of retries ({refused} refusals)");
+    let new_leader = cluster.leader(&others).await;
+    assert_ne!(new_leader, leader);
+    for &i in &others {
+        let m = &cluster.members[i];
+        eventually(Duration::from_secs(15), || async { all_have(m, "failover", &acked).await.then_some(()) })
+            .await
+            .unwrap_or_else(|| panic!("member {} lost acknowledged writes", i + 1));
+    }
+    // The old leader comes back as a follower and catches up.
+    cluster.members[leader].restart_same_ports();
+    let m = &cluster.members[leader];
+    eventually(Duration::from_secs(20), || async { all_have(m, "failover", &acked).await.then_some(()) })
+        .await
+        .expect("the restarted old leader caught up");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_follower_catches_up_after_sigcont() {
+    let cluster = Cluster::start(3, None);
+    let leader = cluster.leader(&[0, 1, 2]).await;
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let pid = cluster.members[follower].pid().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let mut acked = Vec::new();
+    for k in 0..30u32 {
+        let ip = format!("10.2.0.{k}");
+        assert!(register(&cluster.members[leader], "paused", &ip).await);
+        acked.push(ip);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let m = &cluster.members[follower];
+    eventually(Duration::from_secs(20), || async { all_have(m, "paused", &acked).await.then_some(()) })
+        .await
+        .expect("the resumed follower caught up");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_far_behind_is_caught_up_by_a_snapshot() {
+    // Snapshots every 10 entries, 2 kept: a member that misses 100 entries needs a snapshot.
+    let config = "[raft]\nsnapshot_after_logs = 10\nkeep_logs_after_snapshot = 2\n";
+    let mut cluster = Cluster::start(3, Some(config));
+    let leader = cluster.leader(&[0, 1, 2]).await;
+    let behind = (0..3).find(|i| *i != leader).unwrap();
+    cluster.members[behind].kill9();
+    let mut acked = Vec::new();
+    for k in 0..100u32 {
+        let ip = format!("10.3.0.{k}");
+        assert!(register(&cluster.members[leader], "snap", &ip).await);
+        acked.push(ip);
+    }
+    cluster.members[behind].restart_same_ports();
+    let m = &cluster.members[behind];
+    eventually(Duration::from_secs(30), || async { all_have(m, "snap", &acked).await.then_some(()) })
+        .await
+        .expect("the member that was down caught up");
+    assert!(
+        m.output().contains("snapshot") || cluster.members[leader].output().to_lowercase().contains("snapshot"),
+        "expected a snapshot transfer in the logs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_peer_input_is_refused_and_the_cluster_stays_up() {
+    use registry_proto::cluster::RaftRequest;
+    use registry_proto::cluster::cluster_client::ClusterClient;
+
+    let cluster = Cluster::start(3, None);
+    let leader = cluster.leader(&[0, 1, 2]).await;
+    let target = &cluster.members[(leader + 1) % 3];
+    let cluster_addr = format!("127.0.0.1:{}", target.http.port() + 1001);
+
+    // Garbage bytes on the cluster port.
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&cluster_addr).unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\n\r\n\x00\x01\x02garbage");
+    }
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{cluster_addr}")).unwrap().connect().await.unwrap();
+    let mut c = ClusterClient::new(channel);
+    // No sender id.
+    let r = c.vote(RaftRequest { json: b"{}".to_vec() }).await;
+    assert_eq!(r.unwrap_err().code(), tonic::Code::Unauthenticated);
+    // An unknown member.
+    let mut req = tonic::Request::new(RaftRequest { json: b"{}".to_vec() });
+    req.metadata_mut().insert("x-registry-node", "99".parse().unwrap());
+    assert_eq!(c.vote(req).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    // A known member claiming to vote for another one.
+    let other = (leader + 2) % 3 + 1;
+    let forged = format!(
+        r#"{{"vote":{{"leader_id":{{"term":99,"node_id":{}}},"committed":false}},"last_log_id":null}}"#,
+        leader + 1
+    );
+    let mut req = tonic::Request::new(RaftRequest { json: forged.into_bytes() });
+    req.metadata_mut().insert("x-registry-node", other.to_string().parse().unwrap());
+    assert_eq!(c.vote(req).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    // Undecodable JSON from a known member.
+    let mut req = tonic::Request::new(RaftRequest { json: b"not json".to_vec() });
+    req.metadata_mut().insert("x-registry-node", other.to_string().parse().unwrap());
+    assert_eq!(c.append_entries(req).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+
+    assert!(target.output().contains("refused"), "refusals are logged");
+    assert_eq!(cluster.leader(&[0, 1, 2]).await, leader, "the cluster kept its leader");
+    assert!(register(target, "still-up", "10.4.0.1").await);
+}
