@@ -144,6 +144,9 @@ pub enum RaftError {
     /// openraft's core task failed while shutting down.
     #[error("raft shutdown failed")]
     Shutdown(#[source] tokio::task::JoinError),
+    /// A membership change was refused by a safety rule.
+    #[error("{0}")]
+    Refused(String),
     /// The write could not be forwarded to the leader, or the leader refused it.
     #[error("forwarding the write to the leader failed: {0}")]
     Forward(String),
@@ -360,6 +363,123 @@ impl RaftNode {
             last_log: m.last_log_index.unwrap_or(0),
             members,
             ready: self.ready_in(&m),
+        }
+    }
+
+    /// Adds a member as a learner (it receives the log but does not vote); returns once the
+    /// membership change is committed. Only on the leader.
+    pub async fn add_learner(&self, id: NodeId, cluster_addr: &str) -> Result<(), RaftError> {
+        self.ensure_leader()?;
+        if self.status().members.iter().any(|m| m.id == id) {
+            return Err(RaftError::Refused(format!("node {id} is already a member")));
+        }
+        self.raft.add_learner(id, BasicNode::new(cluster_addr), false).await.map_err(Self::membership_error)?;
+        Ok(())
+    }
+
+    /// Promotes a learner to voter, refused while it lags more than `max_lag` entries behind the
+    /// leader's log. Only on the leader.
+    pub async fn promote(&self, id: NodeId, max_lag: u64) -> Result<(), RaftError> {
+        self.ensure_leader()?;
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        if membership.voter_ids().any(|v| v == id) {
+            return Err(RaftError::Refused(format!("node {id} is already a voter")));
+        }
+        if !membership.learner_ids().any(|l| l == id) {
+            return Err(RaftError::Refused(format!("node {id} is not a learner; add it first")));
+        }
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map_or(0, |l| l.index);
+        if last.saturating_sub(matched) > max_lag {
+            return Err(RaftError::Refused(format!(
+                "node {id} is {} entries behind (at most {max_lag} allowed); promote it once it caught up",
+                last.saturating_sub(matched)
+            )));
+        }
+        self.raft
+            .change_membership(openraft::ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(Self::membership_error)?;
+        Ok(())
+    }
+
+    /// Removes a member (voter or learner). Refused when the voters that would remain do not
+    /// include a reachable quorum (each is asked over the cluster port, bounded). Only on the
+    /// leader.
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), RaftError> {
+        self.ensure_leader()?;
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if !membership.nodes().any(|(n, _)| *n == id) {
+            return Err(RaftError::Refused(format!("node {id} is not a member")));
+        }
+        if !voters.contains(&id) {
+            self.raft
+                .change_membership(openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await
+                .map_err(Self::membership_error)?;
+            return Ok(());
+        }
+        let remaining: Vec<(NodeId, String)> = membership
+            .nodes()
+            .filter(|(n, _)| voters.contains(n) && **n != id)
+            .map(|(n, node)| (*n, node.addr.clone()))
+            .collect();
+        if remaining.is_empty() {
+            return Err(RaftError::Refused("cannot remove the last voter".into()));
+        }
+        let mut reachable = 0;
+        for (n, addr) in &remaining {
+            if *n == self.me || self.probe(addr).await {
+                reachable += 1;
+            }
+        }
+        let quorum = remaining.len() / 2 + 1;
+        if reachable < quorum {
+            return Err(RaftError::Refused(format!(
+                "removing node {id} would leave {reachable} reachable of {} voters, fewer than a quorum of {quorum}",
+                remaining.len()
+            )));
+        }
+        self.raft
+            .change_membership(openraft::ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+            .await
+            .map_err(Self::membership_error)?;
+        Ok(())
+    }
+
+    /// Whether a member answers on its cluster port within a second.
+    async fn probe(&self, addr: &str) -> bool {
+        let Ok(channel) = network::channel_to(addr) else { return false };
+        let mut req = stamped(self.me, registry_proto::cluster::ReadIndexRequest {});
+        req.set_timeout(Duration::from_secs(1));
+        tokio::time::timeout(Duration::from_secs(2), cluster_client(channel).read_index(req))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    fn ensure_leader(&self) -> Result<(), RaftError> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader == Some(self.me) {
+            return Ok(());
+        }
+        let leader_addr = m.current_leader.and_then(|l| {
+            m.membership_config.membership().nodes().find(|(n, _)| **n == l).map(|(_, node)| node.addr.clone())
+        });
+        Err(RaftError::NotLeader { leader_id: m.current_leader, leader_addr })
+    }
+
+    fn membership_error(e: openraft::error::RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> RaftError {
+        match e {
+            openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                RaftError::NotLeader { leader_id: f.leader_id, leader_addr: f.leader_node.map(|n| n.addr) }
+            }
+            openraft::error::RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                RaftError::Membership(e)
+            }
+            openraft::error::RaftError::Fatal(f) => RaftError::Fatal(Box::new(f)),
         }
     }
 

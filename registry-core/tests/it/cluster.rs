@@ -251,3 +251,103 @@ async fn bad_peer_input_is_refused_and_the_cluster_stays_up() {
     assert_eq!(cluster.leader(&[0, 1, 2]).await, leader, "the cluster kept its leader");
     assert!(register(target, "still-up", "10.4.0.1").await);
 }
+
+async fn admin(server: &Server, method: reqwest::Method, path: &str, form: &[(&str, String)]) -> (u16, String) {
+    call(client().request(method, server.url(path)).form(form)).await
+}
+
+async fn voters(server: &Server) -> usize {
+    Cluster::raft(server)
+        .await
+        .and_then(|r| r["members"].as_array().map(|m| m.iter().filter(|x| x["role"] != "learner").count()))
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grows_to_five_and_shrinks_to_three_through_the_admin_api_without_losing_writes() {
+    let ports = free_member_ports(5);
+    let mut members: Vec<Server> = (1..=3).map(|id| Server::start_member(id, &ports[..3], None)).collect();
+    let mut cluster = Cluster { members: Vec::new() };
+    cluster.members.append(&mut members);
+    let leader = cluster.leader(&[0, 1, 2]).await;
+    let mut acked = Vec::new();
+    let write = |k: u32| format!("10.5.0.{k}");
+    for k in 0..10 {
+        let ip = write(k);
+        assert!(register(&cluster.members[leader], "grow", &ip).await);
+        acked.push(ip);
+    }
+    for id in 4..=5usize {
+        cluster.members.push(Server::start_member(id, &ports, None));
+        let l = &cluster.members[leader];
+        let form = [("nodeId", id.to_string()), ("address", format!("127.0.0.1:{}", ports[id - 1]))];
+        let (status, body) = admin(l, reqwest::Method::POST, "/nacos/v2/core/cluster/members", &form).await;
+        assert_eq!(status, 200, "add learner {id}: {body}");
+        let promoted = eventually(Duration::from_secs(20), || async {
+            let form = [("nodeId", id.to_string())];
+            let (status, _) = admin(l, reqwest::Method::POST, "/nacos/v2/core/cluster/members/promote", &form).await;
+            (status == 200).then_some(())
+        })
+        .await;
+        assert!(promoted.is_some(), "node {id} promoted once caught up");
+    }
+    assert_eq!(voters(&cluster.members[leader]).await, 5);
+    for k in 10..20 {
+        let ip = write(k);
+        assert!(register(&cluster.members[(k as usize) % 5], "grow", &ip).await);
+        acked.push(ip);
+    }
+    for m in &cluster.members {
+        eventually(Duration::from_secs(20), || async { all_have(m, "grow", &acked).await.then_some(()) })
+            .await
+            .expect("all five members have every write");
+    }
+    for id in [5usize, 4] {
+        let (status, body) = admin(
+            &cluster.members[leader],
+            reqwest::Method::DELETE,
+            "/nacos/v2/core/cluster/members",
+            &[("nodeId", id.to_string())],
+        )
+        .await;
+        assert_eq!(status, 200, "remove {id}: {body}");
+    }
+    assert_eq!(voters(&cluster.members[leader]).await, 3);
+    for k in 20..30 {
+        let ip = write(k);
+        assert!(register(&cluster.members[(k as usize) % 3], "grow", &ip).await);
+        acked.push(ip);
+    }
+    for m in &cluster.members[..3] {
+        eventually(Duration::from_secs(20), || async { all_have(m, "grow", &acked).await.then_some(()) })
+            .await
+            .expect("the three remaining members have every write");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_a_member_that_would_leave_no_reachable_quorum_is_refused() {
+    let mut cluster = Cluster::start(3, None);
+    let leader = cluster.leader(&[0, 1, 2]).await;
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    cluster.members[others[0]].kill9();
+    // Removing the healthy follower would leave the leader and a dead member: no quorum.
+    let victim = (others[1] + 1).to_string();
+    let (status, body) = admin(
+        &cluster.members[leader],
+        reqwest::Method::DELETE,
+        "/nacos/v2/core/cluster/members",
+        &[("nodeId", victim)],
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("quorum"), "{body}");
+    assert_eq!(voters(&cluster.members[leader]).await, 3);
+    // Removing the dead one is safe and allowed.
+    let dead = (others[0] + 1).to_string();
+    let (status, body) =
+        admin(&cluster.members[leader], reqwest::Method::DELETE, "/nacos/v2/core/cluster/members", &[("nodeId", dead)])
+            .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(register(&cluster.members[leader], "after-removal", "10.6.0.1").await);
+}

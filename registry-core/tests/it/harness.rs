@@ -95,6 +95,13 @@ impl Server {
             .unwrap_or_else(|output| panic!("registry did not become ready in time; output:\n{output}"))
     }
 
+    /// Starts member `node_id` (1-based) of a cluster whose members' HTTP ports are `http_ports`
+    /// (gRPC and cluster ports follow at +1000 and +1001), on a fresh data directory.
+    pub(crate) fn start_member(node_id: usize, http_ports: &[u16], config: Option<&str>) -> Self {
+        Self::try_start_member(node_id, http_ports, config)
+            .unwrap_or_else(|output| panic!("member {node_id} did not become ready; output:\n{output}"))
+    }
+
     /// Like `start_member`, but a member that cannot start (a port taken meanwhile) is an
     /// error carrying its output instead of a panic, so the caller can pick other ports.
     pub(crate) fn try_start_member(node_id: usize, http_ports: &[u16], config: Option<&str>) -> Result<Self, String> {

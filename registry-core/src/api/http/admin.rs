@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use serde_json::{Map, Value};
 
 use super::error::v2_ok;
+use super::params::Params;
 use crate::api::ApiState;
 
 /// Admin routes.
@@ -22,6 +23,8 @@ pub fn routes() -> Router<ApiState> {
         .route("/nacos/v1/core/cluster/nodes", get(cluster_nodes))
         .route("/nacos/v2/core/cluster/node/list", get(cluster_nodes))
         .route("/nacos/v1/core/cluster/self", get(cluster_self))
+        .route("/nacos/v2/core/cluster/members", axum::routing::post(add_member).delete(remove_member))
+        .route("/nacos/v2/core/cluster/members/promote", axum::routing::post(promote_member))
 }
 
 /// Every registered gRPC connection with what its client told us (id, IPs, version, labels,
@@ -101,4 +104,58 @@ async fn cluster_self(State(s): State<ApiState>) -> Response {
         },
     }))
     .into_response()
+}
+
+/// Largest lag (log entries) at which a learner may be promoted.
+const PROMOTE_MAX_LAG: u64 = 100;
+
+fn membership_answer(result: Result<(), crate::consistency::raft::RaftError>) -> Response {
+    use crate::consistency::raft::RaftError;
+    use axum::http::StatusCode;
+    match result {
+        Ok(()) => v2_ok("ok"),
+        Err(RaftError::NotLeader { leader_id, leader_addr }) => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({ "code": 23000, "message": "not the leader",
+                "data": { "leaderId": leader_id, "leaderClusterAddress": leader_addr } })),
+        )
+            .into_response(),
+        Err(e @ (RaftError::Refused(_) | RaftError::Membership(_))) => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({ "code": 23000, "message": "membership change refused", "data": e.to_string() })),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "code": 30000, "message": "server error", "data": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+fn node_id(p: &Params) -> Result<u64, super::error::ApiError> {
+    p.required_num("nodeId")
+}
+
+/// Adds a learner: `nodeId` and `address` (its HTTP `host:port`; the cluster port is +1001).
+async fn add_member(State(s): State<ApiState>, p: Params) -> Result<Response, super::error::V2> {
+    let id = node_id(&p)?;
+    let address = p.required("address")?;
+    let (host, port) = address
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?.checked_add(1001)?)))
+        .ok_or_else(|| super::error::ApiError::BadRequest(format!("address '{address}' is not host:port")))?;
+    Ok(membership_answer(s.raft.add_learner(id, &format!("{host}:{port}")).await))
+}
+
+/// Promotes a learner that has caught up.
+async fn promote_member(State(s): State<ApiState>, p: Params) -> Result<Response, super::error::V2> {
+    let id = node_id(&p)?;
+    Ok(membership_answer(s.raft.promote(id, PROMOTE_MAX_LAG).await))
+}
+
+/// Removes a member, refused when it would leave no reachable quorum.
+async fn remove_member(State(s): State<ApiState>, p: Params) -> Result<Response, super::error::V2> {
+    let id = node_id(&p)?;
+    Ok(membership_answer(s.raft.remove_member(id).await))
 }
