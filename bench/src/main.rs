@@ -75,6 +75,15 @@ enum Scenario {
         #[arg(long, default_value_t = 30)]
         interval_ms: u64,
     },
+    /// Time until the first successful durable write (after a leader was killed).
+    FirstWrite {
+        /// HTTP address of a surviving member.
+        #[arg(long)]
+        http: SocketAddr,
+        /// Longest wait (s).
+        #[arg(long, default_value_t = 30)]
+        timeout_s: u64,
+    },
     /// Client connection closed → subscriber sees its instance removed.
     Disconnect {
         /// gRPC address of the server.
@@ -220,6 +229,30 @@ async fn main() -> anyhow::Result<()> {
             };
             let (h, expected) = tokio::time::timeout(Duration::from_secs(300), config_notify::run(&cfg)).await??;
             println!("{}", report::latency_row(&listeners.to_string(), &h, expected));
+        }
+        Scenario::FirstWrite { http, timeout_s } => {
+            check_loopback(&http).map_err(anyhow::Error::msg)?;
+            let c = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+            let start = std::time::Instant::now();
+            let url = format!("http://{http}/nacos/v1/cs/configs");
+            let mut attempts = 0u32;
+            loop {
+                attempts += 1;
+                let r = c
+                    .post(&url)
+                    .form(&[("dataId", "bench-failover"), ("group", "DEFAULT_GROUP"), ("content", "x")])
+                    .send()
+                    .await;
+                if matches!(r, Ok(ref r) if r.status().is_success()) {
+                    println!("{} {attempts}", start.elapsed().as_millis());
+                    break;
+                }
+                anyhow::ensure!(
+                    start.elapsed() < Duration::from_secs(timeout_s),
+                    "no successful write within {timeout_s} s"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
         Scenario::Disconnect { grpc, rounds } => {
             check_loopback(&grpc).map_err(anyhow::Error::msg)?;

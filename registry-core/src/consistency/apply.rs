@@ -119,15 +119,26 @@ fn apply_config(data: &mut ConfigData, cmd: &ConfigCommand) -> (Vec<ConfigKey>, 
     match cmd {
         C::Publish { key, content, meta, cas_md5, source, at_ms } => {
             let current = data.items.get(key);
-            if let Some(expected) = cas_md5 {
-                let actual = current.map_or("", |i| i.md5.as_str());
-                if actual != expected {
-                    return (vec![], vec![], Err(ApplyError::CasConflict));
-                }
+            // As Nacos' insert-or-update CAS: the guard applies to an existing config only.
+            if let (Some(expected), Some(item)) = (cas_md5, current)
+                && item.md5 != *expected
+            {
+                return (vec![], vec![], Err(ApplyError::CasConflict));
             }
             let md5 = md5_hex(content);
             let changed = current.is_none_or(|i| i.md5 != md5);
             let op = if current.is_some() { HistoryOp::Update } else { HistoryOp::Insert };
+            // Like Nacos, an update's history entry keeps the content it replaced (so rolling
+            // back to it undoes that update); an insert's keeps the new content.
+            let (recorded_content, recorded_md5, recorded_app, recorded_edk) = match current {
+                Some(old) => (
+                    old.content.clone(),
+                    old.md5.clone(),
+                    old.meta.app_name.clone(),
+                    old.meta.encrypted_data_key.clone(),
+                ),
+                None => (content.clone(), md5.clone(), meta.app_name.clone(), meta.encrypted_data_key.clone()),
+            };
             data.last_config_id += 1;
             let next_id = data.last_config_id;
             let item = data.items.entry(key.clone()).or_insert_with(|| ConfigItem {
@@ -141,17 +152,17 @@ fn apply_config(data: &mut ConfigData, cmd: &ConfigCommand) -> (Vec<ConfigKey>, 
                 gray: Vec::new(),
             });
             item.content.clone_from(content);
-            item.md5.clone_from(&md5);
+            item.md5 = md5;
             item.meta = meta.clone();
             item.modify_time = *at_ms;
             item.source = source.clone();
             data.record(HistoryEntry {
                 id: 0,
                 key: key.clone(),
-                content: content.clone(),
-                md5,
-                app_name: meta.app_name.clone(),
-                encrypted_data_key: meta.encrypted_data_key.clone(),
+                content: recorded_content,
+                md5: recorded_md5,
+                app_name: recorded_app,
+                encrypted_data_key: recorded_edk,
                 op,
                 source: source.clone(),
                 time: *at_ms,

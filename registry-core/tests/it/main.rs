@@ -8,6 +8,10 @@
 mod harness;
 
 mod beat;
+mod cluster;
+mod config_archive;
+mod config_http;
+mod config_sdk;
 mod durability;
 mod grpc_raw;
 mod grpc_sdk;

@@ -27,6 +27,8 @@ type V1Result = Result<Response, V1>;
 const WORD_SEPARATOR: char = '\u{2}';
 /// Ends a `Listening-Configs` record.
 const LINE_SEPARATOR: char = '\u{1}';
+/// Longest hold of a long-poll, whatever the client asks (ms).
+const MAX_LONG_POLL_MS: u64 = 5 * 60 * 1000;
 /// Most keys one long-poll may listen to.
 const MAX_LISTEN_KEYS: usize = 10_000;
 /// Header carrying the reader's labels (`k=v,k2=v2`), our extension for label gray rules.
@@ -277,7 +279,15 @@ async fn get_config(State(s): State<ApiState>, p: Params) -> V1Result {
             p.opt("appName").unwrap_or_default(),
             blur,
         );
-        let items: Vec<Value> = found.iter().map(|(k, i)| page_item(k, i)).collect();
+        let wanted_tags: Vec<&str> = p
+            .opt_any(&["config_tags", "configTags"])
+            .map(|t| t.split(',').map(str::trim).filter(|t| !t.is_empty()).collect())
+            .unwrap_or_default();
+        let items: Vec<Value> = found
+            .iter()
+            .filter(|(_, i)| wanted_tags.is_empty() || i.meta.tags.split(',').any(|t| wanted_tags.contains(&t.trim())))
+            .map(|(k, i)| page_item(k, i))
+            .collect();
         let page = page_of(&items, p.num("pageNo")?.unwrap_or(1), p.num("pageSize")?.unwrap_or(100));
         return Ok(Json(page).into_response());
     }
@@ -467,8 +477,11 @@ async fn listener(State(s): State<ApiState>, p: Params) -> V1Result {
     let ip = caller_ip(&p);
     let labels = caller_labels(&p)?;
     let reader = Reader { ip: &ip, labels: &labels };
+    // Negative timeouts hold for the minimum, as in Nacos; absurd ones are capped.
     let timeout = header(&p, "Long-Pulling-Timeout").map(|v| {
-        v.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("Long-Pulling-Timeout '{v}' is not a number")))
+        v.parse::<i64>()
+            .map(|t| u64::try_from(t).unwrap_or(0).min(MAX_LONG_POLL_MS))
+            .map_err(|_| ApiError::BadRequest(format!("Long-Pulling-Timeout '{v}' is not a number")))
     });
     let changed = match timeout {
         None => s.configs.changed(&entries, reader),
