@@ -201,6 +201,12 @@ impl App {
 
         let router = http::router(state, &config.http);
         let stop = shutdown.clone();
+        use axum::serve::ListenerExt as _;
+        let http_listener = http_listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on an http connection");
+            }
+        });
         let serve = axum::serve(http_listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { stop.cancelled().await });
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
@@ -234,7 +240,15 @@ async fn serve_cluster(
     service: crate::consistency::raft::ClusterService,
     shutdown: CancellationToken,
 ) {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    use futures_util::StreamExt as _;
+    // Small request/response pairs: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a cluster connection");
+            }
+        })
+    });
     let service = registry_proto::cluster::cluster_server::ClusterServer::new(service)
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);

@@ -197,6 +197,8 @@ pub struct RaftNode {
     me: NodeId,
     /// The configured initial members.
     initial: BTreeSet<NodeId>,
+    /// Channel to the leader for forwarded writes, by leader address.
+    forward_channel: Arc<parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -251,7 +253,7 @@ impl RaftNode {
             );
         }
         let initial = config.members.keys().copied().collect();
-        Ok(Self { raft, ready_floor, db: weak_db, me: config.node_id, initial })
+        Ok(Self { raft, ready_floor, db: weak_db, me: config.node_id, initial, forward_channel: Arc::default() })
     }
 
     /// Commits `cmd` through Raft and returns the state machine's answer once applied. On a
@@ -326,7 +328,7 @@ impl RaftNode {
     /// Sends a command to the leader's cluster service.
     async fn forward(&self, leader_addr: &str, cmd: &Command) -> Result<CommandResult, RaftError> {
         let unavailable = |why: String| RaftError::Forward(why);
-        let channel = network::channel_to(leader_addr).map_err(|e| unavailable(e.to_string()))?;
+        let channel = self.leader_channel(leader_addr).map_err(|e| unavailable(e.to_string()))?;
         let command_json = serde_json::to_vec(cmd).map_err(|e| unavailable(e.to_string()))?;
         let mut request = stamped(self.me, registry_proto::cluster::ForwardRequest { command_json });
         request.set_timeout(FORWARD_TIMEOUT);
@@ -481,6 +483,19 @@ impl RaftNode {
             }
             openraft::error::RaftError::Fatal(f) => RaftError::Fatal(Box::new(f)),
         }
+    }
+
+    /// A channel to the leader, reused across forwarded writes (one HTTP/2 connection).
+    fn leader_channel(&self, addr: &str) -> Result<tonic::transport::Channel, network::PeerError> {
+        let mut cached = self.forward_channel.lock();
+        if let Some((a, c)) = cached.as_ref()
+            && a == addr
+        {
+            return Ok(c.clone());
+        }
+        let c = network::channel_to(addr)?;
+        *cached = Some((addr.to_owned(), c.clone()));
+        Ok(c)
     }
 
     /// The service other members call on this node's cluster port.
