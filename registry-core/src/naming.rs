@@ -178,6 +178,13 @@ pub struct NamingCounts {
     pub beat_clients: usize,
 }
 
+/// Encoded query answers by (service, clusters, healthy-only, bare name, with `dom`), each valid
+/// for one revision of its service: a hot service is encoded once per change, not per query.
+type QueryCache = dashmap::DashMap<(ServiceKey, String, bool, bool, bool), (u64, bytes::Bytes)>;
+
+/// Most cached answers kept; past it the cache starts over (bounded memory).
+const QUERY_CACHE_LIMIT: usize = 100_000;
+
 /// The naming domain service. Cheap to clone.
 #[derive(Clone)]
 pub struct NamingService {
@@ -185,12 +192,19 @@ pub struct NamingService {
     consistency: Consistency,
     beats: Arc<BeatTracker>,
     config: Arc<NamingConfig>,
+    cache: Arc<QueryCache>,
 }
 
 impl NamingService {
     /// A service over the index and the write router.
     pub fn new(store: Arc<NamingStore>, consistency: Consistency, config: NamingConfig) -> Self {
-        Self { store, consistency, beats: Arc::new(BeatTracker::default()), config: Arc::new(config) }
+        Self {
+            store,
+            consistency,
+            beats: Arc::new(BeatTracker::default()),
+            config: Arc::new(config),
+            cache: Arc::new(QueryCache::default()),
+        }
     }
 
     /// The configuration in force.
@@ -318,13 +332,55 @@ impl NamingService {
         view.instances
             .iter()
             .find(|i| i.ip == ip && i.port == port && i.cluster == cluster)
-            .cloned()
+            .map(|i| Instance::clone(i))
             .ok_or(NamingError::InstanceNotFound)
     }
 
     /// Selects instances for a query (spec §2.5). A missing service yields an empty selection.
     pub fn query(&self, key: &ServiceKey, clusters: &[String], healthy_only: bool) -> Selection {
         select(self.store.view(key).as_deref(), clusters, healthy_only)
+    }
+
+    /// The JSON ServiceInfo of a query, encoded once per revision of the service and shared.
+    /// With `with_dom`, the 1.x `dom` field (the grouped name) is added, as v1 list answers have it.
+    pub fn query_json(
+        &self,
+        key: &ServiceKey,
+        clusters: &str,
+        healthy_only: bool,
+        form: NameForm,
+        with_dom: bool,
+    ) -> bytes::Bytes {
+        #[derive(serde::Serialize)]
+        struct WithDom<'a> {
+            #[serde(flatten)]
+            info: &'a ServiceInfo,
+            dom: String,
+        }
+        let view = self.store.view(key);
+        let slot = (key.clone(), clusters.to_owned(), healthy_only, form == NameForm::Bare, with_dom);
+        if let Some(rev) = view.as_ref().map(|v| v.revision)
+            && let Some(hit) = self.cache.get(&slot)
+            && hit.0 == rev
+        {
+            return hit.1.clone();
+        }
+        let selection = select(view.as_deref(), &parse_clusters(clusters), healthy_only);
+        let info = ServiceInfo::build(key, clusters, &selection, form);
+        let encoded = if with_dom {
+            serde_json::to_vec(&WithDom { info: &info, dom: key.grouped_name() })
+        } else {
+            serde_json::to_vec(&info)
+        };
+        // Serializing plain data cannot fail; an empty body would be a bug worth seeing.
+        let bytes = bytes::Bytes::from(encoded.unwrap_or_default());
+        if let Some(view) = view {
+            if self.cache.len() >= QUERY_CACHE_LIMIT {
+                self.cache.clear();
+            }
+            self.cache.insert(slot, (view.revision, bytes.clone()));
+        }
+        bytes
     }
 
     /// Handles a v1 heartbeat (spec §4.2).

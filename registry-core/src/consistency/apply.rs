@@ -80,7 +80,7 @@ impl Applier {
             for service in snapshot.services {
                 let record = data.touch(&service.key);
                 record.metadata = service.metadata;
-                record.persistent = service.instances;
+                record.persistent = service.instances.into_iter().map(|(c, i)| (c, Arc::new(i))).collect();
                 record.overrides = service.overrides;
                 touched.push(service.key);
             }
@@ -217,7 +217,10 @@ fn apply_naming(data: &mut NamingData, cmd: &NamingCommand) -> (Vec<ServiceKey>,
     use NamingCommand as C;
     let touched = match cmd {
         C::PublishEphemeral { service, client, instances } => {
-            let unchanged = data.get(service).and_then(|r| r.ephemeral.get(client)).is_some_and(|old| old == instances);
+            let unchanged = data
+                .get(service)
+                .and_then(|r| r.ephemeral.get(client))
+                .is_some_and(|old| old.iter().map(|i| &**i).eq(instances.iter()));
             let nothing_to_remove =
                 instances.is_empty() && !data.get(service).is_some_and(|r| r.ephemeral.contains_key(client));
             if unchanged || nothing_to_remove {
@@ -227,7 +230,7 @@ fn apply_naming(data: &mut NamingData, cmd: &NamingCommand) -> (Vec<ServiceKey>,
                 if instances.is_empty() {
                     record.ephemeral.remove(client);
                 } else {
-                    record.ephemeral.insert(client.clone(), instances.clone());
+                    record.ephemeral.insert(client.clone(), instances.iter().cloned().map(Arc::new).collect());
                 }
                 vec![service.clone()]
             }
@@ -248,7 +251,7 @@ fn apply_naming(data: &mut NamingData, cmd: &NamingCommand) -> (Vec<ServiceKey>,
             if differs {
                 if let Some(list) = data.touch(service).ephemeral.get_mut(client) {
                     for i in list.iter_mut().filter(|i| i.key() == *instance) {
-                        i.healthy = *healthy;
+                        Arc::make_mut(i).healthy = *healthy;
                     }
                 }
                 vec![service.clone()]
@@ -271,7 +274,7 @@ fn apply_naming(data: &mut NamingData, cmd: &NamingCommand) -> (Vec<ServiceKey>,
             _ => vec![],
         },
         C::PublishPersistent { service, client, instance } => {
-            data.touch(service).persistent.insert(client.clone(), instance.clone());
+            data.touch(service).persistent.insert(client.clone(), Arc::new(instance.clone()));
             vec![service.clone()]
         }
         C::UnpublishPersistent { service, client } => {
@@ -288,7 +291,7 @@ fn apply_naming(data: &mut NamingData, cmd: &NamingCommand) -> (Vec<ServiceKey>,
                 .is_some_and(|r| r.persistent.values().any(|i| i.key() == *instance && i.healthy != *healthy));
             if differs {
                 for i in data.touch(service).persistent.values_mut().filter(|i| i.key() == *instance) {
-                    i.healthy = *healthy;
+                    Arc::make_mut(i).healthy = *healthy;
                 }
                 vec![service.clone()]
             } else {

@@ -1,14 +1,16 @@
 //! Which instances a query or a push returns (spec §2.5): cluster filter, enabled-only,
 //! healthy-only, and the protect threshold. Pure functions over a service view.
 
+use std::sync::Arc;
+
 use crate::model::Instance;
 use crate::state::ServiceView;
 
 /// The instances chosen for one caller.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Selection {
-    /// Hosts to return, in the view's stable order.
-    pub hosts: Vec<Instance>,
+    /// Hosts to return, in the view's stable order (shared with the view).
+    pub hosts: Vec<Arc<Instance>>,
     /// True when the protect threshold fired and unhealthy hosts were returned as healthy.
     pub reach_protection_threshold: bool,
 }
@@ -28,7 +30,7 @@ pub fn select(view: Option<&ServiceView>, clusters: &[String], healthy_only: boo
         return Selection { hosts: Vec::new(), reach_protection_threshold: false };
     };
     let mut healthy_count = 0usize;
-    let mut hosts: Vec<Instance> = Vec::new();
+    let mut hosts: Vec<Arc<Instance>> = Vec::new();
     for i in &view.instances {
         if !i.enabled || !(clusters.is_empty() || clusters.contains(&i.cluster)) {
             continue;
@@ -37,7 +39,7 @@ pub fn select(view: Option<&ServiceView>, clusters: &[String], healthy_only: boo
             healthy_count += 1;
         }
         if !healthy_only || i.healthy {
-            hosts.push(i.clone());
+            hosts.push(Arc::clone(i));
         }
     }
     let Some(metadata) = &view.metadata else {
@@ -48,7 +50,9 @@ pub fn select(view: Option<&ServiceView>, clusters: &[String], healthy_only: boo
         return Selection { hosts, reach_protection_threshold: false };
     }
     for h in &mut hosts {
-        h.healthy = true;
+        if !h.healthy {
+            Arc::make_mut(h).healthy = true;
+        }
     }
     Selection { hosts, reach_protection_threshold: true }
 }
@@ -71,7 +75,7 @@ mod tests {
                 m.protect_threshold = t;
                 m
             }),
-            instances,
+            instances: instances.into_iter().map(Arc::new).collect(),
             last_changed: Instant::now(),
         }
     }

@@ -111,8 +111,10 @@ mod tests {
     #[test]
     fn large_pushes_are_gzipped_small_ones_plain() {
         let key = ServiceKey::new("public", "DEFAULT_GROUP", "s").unwrap();
-        let small =
-            Selection { hosts: vec![Instance::new("1.1.1.1", 80, "DEFAULT", true)], reach_protection_threshold: false };
+        let small = Selection {
+            hosts: vec![Instance::new("1.1.1.1", 80, "DEFAULT", true).into()],
+            reach_protection_threshold: false,
+        };
         let p =
             encode_push(&serde_json::to_string(&ServiceInfo::build(&key, "", &small, NameForm::Grouped)).unwrap(), 7)
                 .unwrap();
@@ -122,7 +124,7 @@ mod tests {
         assert_eq!(inner["name"], "DEFAULT_GROUP@@s");
 
         let many: Vec<Instance> = (0..40).map(|i| Instance::new(format!("10.0.0.{i}"), 80, "DEFAULT", true)).collect();
-        let big = Selection { hosts: many, reach_protection_threshold: false };
+        let big = Selection { hosts: many.into_iter().map(Into::into).collect(), reach_protection_threshold: false };
         let p = encode_push(&serde_json::to_string(&ServiceInfo::build(&key, "", &big, NameForm::Grouped)).unwrap(), 8)
             .unwrap();
         assert_eq!(&p[..2], &[0x1f, 0x8b]);

@@ -22,9 +22,11 @@ pub struct ServiceRecord {
     /// Service metadata, if the service was created or updated through the API (persistent).
     pub metadata: Option<ServiceMetadata>,
     /// Ephemeral publications: each client publishes a list of instances (AP, not persisted).
-    pub ephemeral: BTreeMap<ClientId, Vec<Instance>>,
+    /// Instances are shared (`Arc`) with the views, so republishing a view copies pointers,
+    /// not instances.
+    pub ephemeral: BTreeMap<ClientId, Vec<Arc<Instance>>>,
     /// Persistent publications: one instance per `ip:port#false` client (persisted through Raft).
-    pub persistent: BTreeMap<ClientId, Instance>,
+    pub persistent: BTreeMap<ClientId, Arc<Instance>>,
     /// Update-API overrides by `ip:port:cluster` (persisted through Raft).
     pub overrides: BTreeMap<InstanceKey, InstanceOverride>,
     /// Revision of the last change (node-local, increasing over the whole index).
@@ -66,18 +68,24 @@ impl ServiceRecord {
 
     /// The instances clients see: every publication with its override applied, sorted by
     /// (cluster, ip, port) so that every member renders the same list.
-    fn effective_instances(&self) -> Vec<Instance> {
-        let mut out: Vec<Instance> = self
+    fn effective_instances(&self) -> Vec<Arc<Instance>> {
+        let mut out: Vec<Arc<Instance>> = self
             .ephemeral
             .values()
             .flatten()
             .chain(self.persistent.values())
             .map(|i| {
-                let mut i = i.clone();
-                if let Some(o) = self.overrides.get(&i.key()) {
-                    o.apply_to(&mut i);
+                if self.overrides.is_empty() {
+                    return Arc::clone(i);
                 }
-                i
+                match self.overrides.get(&i.key()) {
+                    Some(o) => {
+                        let mut copy = Instance::clone(i);
+                        o.apply_to(&mut copy);
+                        Arc::new(copy)
+                    }
+                    None => Arc::clone(i),
+                }
             })
             .collect();
         out.sort_by(|a, b| (&a.cluster, &a.ip, a.port).cmp(&(&b.cluster, &b.ip, b.port)));
@@ -144,7 +152,7 @@ pub struct ServiceView {
     /// Service metadata, if the service has any.
     pub metadata: Option<ServiceMetadata>,
     /// Instances with overrides applied, in a stable order.
-    pub instances: Vec<Instance>,
+    pub instances: Vec<Arc<Instance>>,
     /// When the service last changed.
     pub last_changed: Instant,
 }

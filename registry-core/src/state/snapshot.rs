@@ -57,7 +57,7 @@ impl StateSnapshot {
             .map(|(k, r)| PersistentService {
                 key: k.clone(),
                 metadata: r.metadata.clone(),
-                instances: r.persistent.clone(),
+                instances: r.persistent.iter().map(|(c, i)| (c.clone(), Instance::clone(i))).collect(),
                 overrides: r.overrides.clone(),
             })
             .collect();

@@ -15,7 +15,7 @@ use super::params::Params;
 use crate::api::ApiState;
 use crate::model::key::DEFAULT_GROUP;
 use crate::model::{ClusterMetadata, Instance, InstanceKey, InstanceOverride};
-use crate::naming::{BeatInfo, NameForm, NamingService, ServiceInfo, ServicePatch, parse_clusters};
+use crate::naming::{BeatInfo, NameForm, NamingService, ServicePatch};
 use crate::push::is_push_capable;
 
 type V1Result = Result<Response, V1>;
@@ -154,12 +154,9 @@ async fn list_instances(State(s): State<ApiState>, p: Params) -> V1Result {
             s.push.subscribe_udp(&key, SocketAddr::new(ip, udp_port), &clusters, &p.user_agent, p.opt("app"));
         }
     }
-    let selection = s.naming.query(&key, &parse_clusters(&clusters), healthy_only);
-    let mut info = serde_json::to_value(ServiceInfo::build(&key, &clusters, &selection, NameForm::Grouped))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
     // 1.x servers also sent `dom`; harmless for newer clients.
-    info["dom"] = Value::String(key.grouped_name());
-    Ok(Json(info).into_response())
+    let body = s.naming.query_json(&key, &clusters, healthy_only, NameForm::Grouped, true);
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn beat(State(s): State<ApiState>, p: Params) -> V1Result {
