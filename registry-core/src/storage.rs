@@ -164,6 +164,22 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Like [`Db::write`] without waiting for the disk: the changes become durable with the next
+    /// durable commit. For hints that may be lost without harm (Raft's committed index: after a
+    /// crash the leader re-establishes it).
+    pub(crate) fn write_lazy<R>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<R, StorageError>,
+    ) -> Result<R, StorageError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        let out = f(&txn)?;
+        txn.commit()?;
+        Ok(out)
+    }
+}
+
 /// Encodes `value` as JSON; `what` names it in the error.
 pub(crate) fn encode<T: Serialize>(what: impl FnOnce() -> String, value: &T) -> Result<Vec<u8>, StorageError> {
     serde_json::to_vec(value).map_err(|source| StorageError::Encode { what: what(), source })

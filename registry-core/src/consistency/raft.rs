@@ -216,7 +216,14 @@ impl RaftNode {
         let log_store = LogStore::new(db.clone());
         let state_machine = StateMachine::open(db.clone(), applier)?;
         let pristine = log_store.is_pristine()? && state_machine.last_applied().is_none();
-        let ready_floor = log_store.committed()?.map(|c| c.index);
+        // Ready once applied this far again. A standalone node commits every entry of its own
+        // log (they are all its own), so it waits for the last one; a member waits for the
+        // committed index it saved (its log's tail may be truncated by a new leader).
+        let ready_floor = if config.members.len() <= 1 {
+            log_store.last_log_index()?.max(log_store.committed()?.map(|c| c.index))
+        } else {
+            log_store.committed()?.map(|c| c.index)
+        };
         let db_path = db.path().to_path_buf();
         let weak_db = Arc::downgrade(&db);
         drop(db);

@@ -43,6 +43,11 @@ impl LogStore {
     }
 
     /// The last committed log id saved by openraft, if any.
+    /// Index of the last entry in the log (or of the last purged one), if any.
+    pub(crate) fn last_log_index(&self) -> Result<Option<u64>, StorageError> {
+        Ok(self.log_state()?.last_log_id.map(|l| l.index))
+    }
+
     pub(crate) fn committed(&self) -> Result<Option<LogId<NodeId>>, StorageError> {
         Ok(self.read_state::<Option<LogId<NodeId>>>(COMMITTED_KEY)?.flatten())
     }
@@ -146,8 +151,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     /// Saved so that a restarted node re-applies the log up to here before serving (the state
     /// machine itself lives in memory and is rebuilt from the snapshot plus the log).
+    /// The committed index is a hint (openraft re-derives it from a quorum), so it is written
+    /// without its own fsync: one fsync per append is what a durable write costs.
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> RaftStorageResult<()> {
-        self.write_state(COMMITTED_KEY, &committed).map_err(|e| StorageIOError::write(&e).into())
+        let bytes = encode(|| "raft state committed".to_owned(), &committed).map_err(|e| StorageIOError::write(&e))?;
+        self.db
+            .write_lazy(|txn| {
+                txn.open_table(RAFT_STATE)?.insert(COMMITTED_KEY, bytes.as_slice())?;
+                Ok(())
+            })
+            .map_err(|e| StorageIOError::write(&e).into())
     }
 
     async fn read_committed(&mut self) -> RaftStorageResult<Option<LogId<NodeId>>> {
