@@ -239,14 +239,15 @@ impl NamingService {
         }
         let client = ClientId::ip_port(&instance.ip, instance.port, instance.ephemeral);
         if instance.ephemeral {
-            let (ikey, healthy) = (instance.key(), instance.healthy);
-            self.submit(NamingCommand::PublishEphemeral {
-                service: key.clone(),
-                client: client.clone(),
-                instances: vec![instance],
-            })
-            .await?;
-            self.beats.track(key, &client, ikey, healthy);
+            self.beats.track(key, &client, &instance);
+            let tracked = client.clone();
+            if let Err(e) = self
+                .submit(NamingCommand::PublishEphemeral { service: key.clone(), client, instances: vec![instance] })
+                .await
+            {
+                self.beats.untrack(key, &tracked);
+                return Err(e);
+            }
             Ok(())
         } else {
             self.submit(NamingCommand::PublishPersistent { service: key.clone(), client, instance }).await

@@ -21,6 +21,10 @@ struct BeatState {
     instance: InstanceKey,
     last_beat: Instant,
     healthy: bool,
+    /// Unhealthy after this much silence (ms), from the instance's metadata at registration.
+    timeout_ms: u64,
+    /// Removed after this much silence (ms).
+    delete_ms: u64,
 }
 
 /// Last beat per (service, `ip:port#true` client). Sharded map: beats from many clients update
@@ -42,10 +46,17 @@ pub enum BeatOutcome {
 }
 
 impl BeatTracker {
-    /// Starts tracking an instance just registered (counts as a beat).
-    pub fn track(&self, service: &ServiceKey, client: &ClientId, instance: InstanceKey, healthy: bool) {
-        self.entries
-            .insert((service.clone(), client.clone()), BeatState { instance, last_beat: Instant::now(), healthy });
+    /// Starts tracking an instance just registered (counts as a beat). Its timeouts are taken
+    /// from its metadata now, so a sweep never has to look instances up.
+    pub fn track(&self, service: &ServiceKey, client: &ClientId, instance: &crate::model::Instance) {
+        let state = BeatState {
+            instance: instance.key(),
+            last_beat: Instant::now(),
+            healthy: instance.healthy,
+            timeout_ms: instance.heart_beat_timeout_ms(),
+            delete_ms: instance.ip_delete_timeout_ms(),
+        };
+        self.entries.insert((service.clone(), client.clone()), state);
     }
 
     /// Stops tracking (deregistered or expired).
@@ -77,10 +88,25 @@ impl BeatTracker {
         self.entries.is_empty()
     }
 
-    fn snapshot(&self) -> Vec<((ServiceKey, ClientId), BeatState)> {
-        self.entries.iter().map(|e| (e.key().clone(), e.value().clone())).collect()
+    /// What each silent instance needs, decided in one pass over the map (no copies of the
+    /// healthy majority); unhealthy marks are recorded in the tracker at once.
+    fn due(&self, now: Instant) -> Vec<(ServiceKey, ClientId, InstanceKey, Verdict, u64)> {
+        let mut out = Vec::new();
+        for mut e in self.entries.iter_mut() {
+            let silent = u64::try_from(now.saturating_duration_since(e.last_beat).as_millis()).unwrap_or(u64::MAX);
+            let v = verdict(silent, e.healthy, e.timeout_ms, e.delete_ms);
+            if v == Verdict::MarkUnhealthy {
+                e.healthy = false;
+            }
+            if v != Verdict::Keep {
+                let (service, client) = e.key().clone();
+                out.push((service, client, e.instance.clone(), v, silent));
+            }
+        }
+        out
     }
 
+    #[cfg(test)]
     fn set_healthy(&self, service: &ServiceKey, client: &ClientId, healthy: bool) {
         if let Some(mut s) = self.entries.get_mut(&(service.clone(), client.clone())) {
             s.healthy = healthy;
@@ -113,32 +139,16 @@ pub fn verdict(silent_ms: u64, healthy: bool, heart_beat_timeout_ms: u64, ip_del
 /// One pass over every tracked instance. Returns how many instances changed.
 pub async fn sweep(naming: &NamingService) -> usize {
     let tracker = naming.beats();
-    let now = Instant::now();
     let mut changed = 0;
-    for ((service, client), state) in tracker.snapshot() {
-        let Some(view) = naming.view(&service) else {
-            tracker.untrack(&service, &client);
-            continue;
-        };
-        let Some(instance) = view.instances.iter().find(|i| i.key() == state.instance) else {
-            tracker.untrack(&service, &client);
-            continue;
-        };
-        let silent = u64::try_from(now.saturating_duration_since(state.last_beat).as_millis()).unwrap_or(u64::MAX);
-        let cmd = match verdict(
-            silent,
-            state.healthy,
-            instance.heart_beat_timeout_ms(),
-            instance.ip_delete_timeout_ms(),
-        ) {
+    for (service, client, instance, v, silent) in tracker.due(Instant::now()) {
+        let cmd = match v {
             Verdict::Keep => continue,
             Verdict::MarkUnhealthy => {
                 tracing::info!(%service, %client, silent_ms = silent, "heartbeat timeout: instance marked unhealthy");
-                tracker.set_healthy(&service, &client, false);
                 NamingCommand::SetEphemeralHealth {
                     service: service.clone(),
                     client: client.clone(),
-                    instance: state.instance.clone(),
+                    instance,
                     healthy: false,
                 }
             }
@@ -190,7 +200,7 @@ mod tests {
         let c = ClientId::ip_port("1.1.1.1", 80, true);
         assert_eq!(t.beat(&s, &c), BeatOutcome::Unknown);
         let k = InstanceKey { ip: "1.1.1.1".into(), port: 80, cluster: "DEFAULT".into() };
-        t.track(&s, &c, k.clone(), true);
+        t.track(&s, &c, &crate::model::Instance::new("1.1.1.1", 80, "DEFAULT", true));
         assert_eq!(t.beat(&s, &c), BeatOutcome::Alive);
         t.set_healthy(&s, &c, false);
         assert_eq!(t.beat(&s, &c), BeatOutcome::Recovered(k));
