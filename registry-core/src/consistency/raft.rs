@@ -152,6 +152,41 @@ pub enum RaftError {
     Forward(String),
 }
 
+/// After a restart, keeps telling the leader this member's address until the membership has it
+/// (a pod that comes back with a new IP rejoins as itself). Bounded: gives up after ten minutes.
+fn spawn_rejoin(raft: openraft::Raft<TypeConfig>, me: NodeId, address: String) {
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let m = raft.metrics().borrow().clone();
+            if m.running_state.is_err() {
+                return;
+            }
+            let membership = m.membership_config.membership();
+            let mine = membership.nodes().find(|(n, _)| **n == me).map(|(_, n)| n.addr.clone());
+            if mine.as_deref() == Some(address.as_str()) {
+                return;
+            }
+            // The leader cannot reach us at our old address, so we may not know who leads: ask
+            // everyone; only the leader accepts.
+            let targets: Vec<String> = match m.current_leader.filter(|l| *l != me) {
+                Some(l) => membership.nodes().filter(|(n, _)| **n == l).map(|(_, n)| n.addr.clone()).collect(),
+                None => membership.nodes().filter(|(n, _)| **n != me).map(|(_, n)| n.addr.clone()).collect(),
+            };
+            for target in targets {
+                let Ok(channel) = network::channel_to(&target) else { continue };
+                let mut req = stamped(me, registry_proto::cluster::RejoinRequest { address: address.clone() });
+                req.set_timeout(Duration::from_secs(5));
+                match cluster_client(channel).rejoin(req).await {
+                    Ok(_) => tracing::info!(node = me, %address, leader = %target, "announced this member's address"),
+                    Err(status) => tracing::debug!(node = me, %status, "rejoin announcement not accepted"),
+                }
+            }
+        }
+    });
+}
+
 /// One member as this node sees it.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -260,6 +295,9 @@ impl RaftNode {
             );
         }
         let initial = config.members.keys().copied().collect();
+        if !config.members.is_empty() && !pristine {
+            spawn_rejoin(raft.clone(), config.node_id, config.advertise_addr.clone());
+        }
         Ok(Self { raft, ready_floor, db: weak_db, me: config.node_id, initial, forward_channel: Arc::default() })
     }
 

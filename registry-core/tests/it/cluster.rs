@@ -351,3 +351,40 @@ async fn removing_a_member_that_would_leave_no_reachable_quorum_is_refused() {
     assert_eq!(status, 200, "{body}");
     assert!(register(&cluster.members[leader], "after-removal", "10.6.0.1").await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_restarted_on_a_new_address_rejoins_as_itself_and_catches_up() {
+    let ports = free_member_ports(4);
+    let mut cluster = Cluster { members: (1..=3).map(|id| Server::start_member(id, &ports[..3], None)).collect() };
+    let leader = cluster.leader(&[0, 1, 2]).await;
+    let moved = (leader + 1) % 3;
+    let mut acked = Vec::new();
+    for k in 0..5u32 {
+        let ip = format!("10.7.0.{k}");
+        assert!(register(&cluster.members[leader], "moved", &ip).await);
+        acked.push(ip);
+    }
+    cluster.members[moved].kill9();
+    for k in 5..15u32 {
+        let ip = format!("10.7.0.{k}");
+        assert!(register(&cluster.members[leader], "moved", &ip).await);
+        acked.push(ip);
+    }
+    // Same node id and data, new ports (as a pod that comes back with a new IP).
+    let mut new_ports = ports[..3].to_vec();
+    new_ports[moved] = ports[3];
+    cluster.members[moved].restart_as_member(moved + 1, &new_ports);
+    let m = &cluster.members[moved];
+    eventually(Duration::from_secs(30), || async { all_have(m, "moved", &acked).await.then_some(()) })
+        .await
+        .expect("the moved member caught up under its new address");
+    let status = eventually(Duration::from_secs(10), || async {
+        let s = Cluster::raft(&cluster.members[leader]).await?;
+        let addr =
+            s["members"].as_array()?.iter().find(|x| x["id"] == (moved + 1) as u64)?["address"].as_str()?.to_owned();
+        (addr == format!("127.0.0.1:{}", ports[3] + 1001)).then_some(s)
+    })
+    .await;
+    assert!(status.is_some(), "the membership records the member's new address under the same id");
+    assert_eq!(voters(&cluster.members[leader]).await, 3, "no member was added or lost");
+}

@@ -78,6 +78,26 @@ impl Server {
         self.restart_on(Some((self.http.port(), self.grpc.port())));
     }
 
+    /// Restarts on the same data directory as member `node_id` of a cluster whose members' HTTP
+    /// ports are now `http_ports` (this member's own entry may have moved).
+    pub(crate) fn restart_as_member(&mut self, node_id: usize, http_ports: &[u16]) {
+        assert!(self.child.is_none(), "stop the server before restarting it");
+        let members: Vec<String> = http_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let http = http_ports[node_id - 1];
+        let extra = vec![
+            "--node-id".to_owned(),
+            node_id.to_string(),
+            "--members".to_owned(),
+            members.join(","),
+            "--cluster-port".to_owned(),
+            (http + 1001).to_string(),
+        ];
+        let temp = self._temp.take();
+        let mut fresh = Self::spawn_on(&self.data_dir.clone(), self.config.clone(), Some((http, http + 1000)), extra);
+        fresh._temp = temp;
+        *self = fresh;
+    }
+
     fn restart_on(&mut self, ports: Option<(u16, u16)>) {
         assert!(self.child.is_none(), "stop the server before restarting it");
         let temp = self._temp.take();

@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use registry_proto::cluster::cluster_server::Cluster;
-use registry_proto::cluster::{ForwardReply, ForwardRequest, RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest};
+use registry_proto::cluster::{
+    ForwardReply, ForwardRequest, RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest, RejoinReply, RejoinRequest,
+};
 use tonic::{Request, Response, Status};
 
 use super::network::NODE_HEADER;
@@ -102,6 +104,35 @@ impl Cluster for ClusterService {
         };
         let result_json = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ForwardReply { result_json }))
+    }
+
+    /// On the leader: records the sender's new cluster address in the membership (its id is
+    /// its identity; only the member itself may move itself).
+    async fn rejoin(&self, request: Request<RejoinRequest>) -> Result<Response<RejoinReply>, Status> {
+        let sender = self.sender(&request)?;
+        let address = request.get_ref().address.trim().to_owned();
+        if address.is_empty() {
+            return Err(Status::invalid_argument("empty address"));
+        }
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.me) {
+            return Err(Status::failed_precondition("not the leader"));
+        }
+        let current =
+            m.membership_config.membership().nodes().find(|(n, _)| **n == sender).map(|(_, n)| n.addr.clone());
+        if current.as_deref() == Some(address.as_str()) {
+            return Ok(Response::new(RejoinReply { updated: false }));
+        }
+        if current.is_none() {
+            return Err(Status::permission_denied(format!("node {sender} is not in the membership")));
+        }
+        tracing::info!(node = sender, from = ?current, to = %address, "member moved: updating its address");
+        let nodes = std::collections::BTreeMap::from([(sender, openraft::BasicNode::new(&address))]);
+        self.raft
+            .change_membership(openraft::ChangeMembers::SetNodes(nodes), true)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(RejoinReply { updated: true }))
     }
 
     async fn read_index(&self, request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {
