@@ -30,6 +30,21 @@ pub(crate) fn free_member_ports(n: usize) -> Vec<u16> {
     out
 }
 
+/// This member's HTTP port and the flags that make it member `node_id` of `http_ports`.
+fn member_args(node_id: usize, http_ports: &[u16]) -> (u16, Vec<String>) {
+    let members: Vec<String> = http_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let http = http_ports[node_id - 1];
+    let extra = vec![
+        "--node-id".to_owned(),
+        node_id.to_string(),
+        "--members".to_owned(),
+        members.join(","),
+        "--cluster-port".to_owned(),
+        (http + 1001).to_string(),
+    ];
+    (http, extra)
+}
+
 /// Multiplier for deadlines, from `IT_PATIENCE` (default 1).
 pub(crate) fn patience() -> u32 {
     std::env::var("IT_PATIENCE").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
@@ -82,16 +97,7 @@ impl Server {
     /// ports are now `http_ports` (this member's own entry may have moved).
     pub(crate) fn restart_as_member(&mut self, node_id: usize, http_ports: &[u16]) {
         assert!(self.child.is_none(), "stop the server before restarting it");
-        let members: Vec<String> = http_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let http = http_ports[node_id - 1];
-        let extra = vec![
-            "--node-id".to_owned(),
-            node_id.to_string(),
-            "--members".to_owned(),
-            members.join(","),
-            "--cluster-port".to_owned(),
-            (http + 1001).to_string(),
-        ];
+        let (http, extra) = member_args(node_id, http_ports);
         let temp = self._temp.take();
         let mut fresh = Self::spawn_on(&self.data_dir.clone(), self.config.clone(), Some((http, http + 1000)), extra);
         fresh._temp = temp;
@@ -126,16 +132,7 @@ impl Server {
     /// error carrying its output instead of a panic, so the caller can pick other ports.
     pub(crate) fn try_start_member(node_id: usize, http_ports: &[u16], config: Option<&str>) -> Result<Self, String> {
         let temp = tempfile::tempdir().expect("temp dir");
-        let members: Vec<String> = http_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let http = http_ports[node_id - 1];
-        let extra = vec![
-            "--node-id".to_owned(),
-            node_id.to_string(),
-            "--members".to_owned(),
-            members.join(","),
-            "--cluster-port".to_owned(),
-            (http + 1001).to_string(),
-        ];
+        let (http, extra) = member_args(node_id, http_ports);
         let mut s = Self::try_spawn_on(temp.path(), config.map(str::to_owned), Some((http, http + 1000)), extra)?;
         s._temp = Some(temp);
         Ok(s)

@@ -535,13 +535,16 @@ async fn history_previous(State(s): State<ApiState>, p: Params) -> V1Result {
 
 async fn history_configs(State(s): State<ApiState>, p: Params) -> V1Result {
     let tenant = p.opt_any(&["tenant", "namespaceId"]).unwrap_or_default();
-    let list: Vec<Value> = s
-        .configs
+    Ok(Json(history_config_list(&s, tenant)).into_response())
+}
+
+/// Configs of a namespace that have history, as `[{dataId, group, tenant}]`.
+pub(crate) fn history_config_list(s: &ApiState, tenant: &str) -> Vec<Value> {
+    s.configs
         .history_configs(tenant)
         .into_iter()
         .map(|k| json!({ "dataId": k.data_id, "group": k.group, "tenant": k.tenant }))
-        .collect();
-    Ok(Json(list).into_response())
+        .collect()
 }
 
 /// Beyond Nacos' API (its console republishes by hand): republish a history entry.

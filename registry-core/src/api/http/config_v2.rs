@@ -5,9 +5,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::config_v1::{caller_ip, caller_labels, config_key, gray_rule, history_info, page_of, publish_from, source};
+use super::config_v1::{
+    caller_ip, caller_labels, config_key, gray_rule, history_config_list, history_info, page_of, publish_from, source,
+};
 use super::error::{ApiError, V2, v2_ok};
 use super::params::Params;
 use crate::api::ApiState;
@@ -101,14 +103,7 @@ async fn history_previous(State(s): State<ApiState>, p: P) -> V2Result {
 
 async fn history_configs(State(s): State<ApiState>, p: P) -> V2Result {
     let p = p?;
-    let tenant = p.opt_any(&["namespaceId", "tenant"]).unwrap_or_default();
-    let list: Vec<Value> = s
-        .configs
-        .history_configs(tenant)
-        .into_iter()
-        .map(|k| json!({ "dataId": k.data_id, "group": k.group, "tenant": k.tenant }))
-        .collect();
-    Ok(v2_ok(list))
+    Ok(v2_ok(history_config_list(&s, p.opt_any(&["namespaceId", "tenant"]).unwrap_or_default())))
 }
 
 async fn rollback(State(s): State<ApiState>, p: P) -> V2Result {

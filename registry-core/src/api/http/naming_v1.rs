@@ -160,6 +160,11 @@ async fn list_instances(State(s): State<ApiState>, p: Params) -> V1Result {
 }
 
 async fn beat(State(s): State<ApiState>, p: Params) -> V1Result {
+    Ok(beat_reply(&s, &p).await?)
+}
+
+/// A beat (v1 and v2 answer the same raw object): `{clientBeatInterval, code, lightBeatEnabled}`.
+pub(crate) async fn beat_reply(s: &ApiState, p: &Params) -> Result<Response, ApiError> {
     let key = p.service_key()?;
     let beat: Option<BeatInfo> = match p.opt("beat") {
         Some(raw) => {
@@ -170,7 +175,7 @@ async fn beat(State(s): State<ApiState>, p: Params) -> V1Result {
     let ip = p.opt("ip").unwrap_or_default();
     let port: u16 = p.num("port")?.unwrap_or(0);
     if beat.is_none() && (ip.is_empty() || port == 0) {
-        return Err(ApiError::MissingParam("ip").into());
+        return Err(ApiError::MissingParam("ip"));
     }
     let reply = s.naming.beat(&key, ip, port, &p.cluster(), beat).await?;
     Ok(Json(json!({

@@ -1,7 +1,6 @@
 //! Naming HTTP Open API v2 (`/nacos/v2/ns/...`, spec §6): the same operations as v1 with the
 //! `{code, message, data}` envelope. Service names are bare with a separate `groupName`.
 
-use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -10,14 +9,14 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, V2, v2_ok};
 use super::naming_v1::{
-    healthy_param, instance_from_params, instance_key, metrics_body, override_patch, page, service_clusters,
-    service_create_params, service_patch, switches_body,
+    beat_reply, healthy_param, instance_from_params, instance_key, metrics_body, override_patch, page,
+    service_clusters, service_create_params, service_patch, switches_body,
 };
 use super::params::Params;
 use crate::api::ApiState;
 use crate::model::InstanceOverride;
 use crate::model::key::DEFAULT_GROUP;
-use crate::naming::{BeatInfo, InstanceInfo, NameForm, NamingError, ServiceInfo, parse_clusters};
+use crate::naming::{InstanceInfo, NameForm, NamingError, ServiceInfo, parse_clusters};
 
 type V2Result = Result<Response, V2>;
 type P = Result<Params, ApiError>;
@@ -117,26 +116,7 @@ async fn list_instances(State(s): State<ApiState>, p: P) -> V2Result {
 
 /// The beat answer is the raw object, not wrapped (as Nacos does).
 async fn beat(State(s): State<ApiState>, p: P) -> V2Result {
-    let p = p?;
-    let key = p.service_key()?;
-    let beat: Option<BeatInfo> = match p.opt("beat") {
-        Some(raw) => {
-            Some(serde_json::from_str(raw).map_err(|e| ApiError::BadRequest(format!("beat is not valid JSON: {e}")))?)
-        }
-        None => None,
-    };
-    let ip = p.opt("ip").unwrap_or_default();
-    let port: u16 = p.num("port")?.unwrap_or(0);
-    if beat.is_none() && (ip.is_empty() || port == 0) {
-        return Err(ApiError::MissingParam("ip").into());
-    }
-    let reply = s.naming.beat(&key, ip, port, &p.cluster(), beat).await?;
-    Ok(Json(json!({
-        "clientBeatInterval": reply.client_beat_interval_ms,
-        "code": reply.code,
-        "lightBeatEnabled": reply.light_beat_enabled,
-    }))
-    .into_response())
+    Ok(beat_reply(&s, &p?).await?)
 }
 
 /// v2 `POST /service`: `ephemeral` defaults to false.
