@@ -11,19 +11,20 @@ use std::time::{Duration, Instant};
 /// How long a server may take to start. `IT_PATIENCE` multiplies every deadline (slow CI).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `n` HTTP ports such that each port, +1000 and +1001 were free a moment ago (a later bind can
-/// still lose a race; tests keep clusters small and short).
+/// `n` HTTP ports such that each port, +1000 and +1001 were free a moment ago (a parallel test
+/// can still take one first; `Cluster::start` retries on other ports).
 pub(crate) fn free_member_ports(n: usize) -> Vec<u16> {
-    let mut out = Vec::new();
+    // Below the kernel's ephemeral range (32768+): a port that outgoing connections can never
+    // take, so a member restarted on its old ports finds them free.
+    let mut seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let mut out: Vec<u16> = Vec::new();
     while out.len() < n {
-        let Ok(l) = std::net::TcpListener::bind("127.0.0.1:0") else { continue };
-        let Ok(addr) = l.local_addr() else { continue };
-        let p = addr.port();
-        if p > 64_000 || out.contains(&p) {
-            continue;
-        }
-        let others = [p + 1000, p + 1001].iter().all(|q| std::net::TcpListener::bind(("127.0.0.1", *q)).is_ok());
-        if others && !out.iter().any(|o: &u16| o.abs_diff(p) <= 1001 + 1) {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let p = 10_000 + ((seed >> 33) % 21_000) as u16;
+        let clear = out.iter().all(|o| o.abs_diff(p) > 1002);
+        let free = [p, p + 1000, p + 1001].iter().all(|q| std::net::TcpListener::bind(("127.0.0.1", *q)).is_ok());
+        if clear && free {
             out.push(p);
         }
     }
