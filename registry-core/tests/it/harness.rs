@@ -58,6 +58,8 @@ pub(crate) struct Server {
     pub(crate) http: SocketAddr,
     /// Bound gRPC (SDK channel) address.
     pub(crate) grpc: SocketAddr,
+    /// Bound cluster (member-to-member) address.
+    pub(crate) cluster: SocketAddr,
     /// Local address UDP pushes come from.
     pub(crate) udp_push: SocketAddr,
     data_dir: PathBuf,
@@ -91,7 +93,14 @@ impl Server {
     /// Restarts on the same data directory and the same HTTP and gRPC ports, so that clients
     /// configured with the old addresses reconnect.
     pub(crate) fn restart_same_ports(&mut self) {
-        self.restart_on(Some((self.http.port(), self.grpc.port())));
+        let extra = if self.extra.is_empty() {
+            // The cluster port was ephemeral too: keep it, or it would default to HTTP + 1001,
+            // a port nobody reserved.
+            vec!["--cluster-port".to_owned(), self.cluster.port().to_string()]
+        } else {
+            self.extra.clone()
+        };
+        self.restart_on_with(Some((self.http.port(), self.grpc.port())), extra);
     }
 
     /// Restarts on the same data directory as member `node_id` of a cluster whose members' HTTP
@@ -106,9 +115,14 @@ impl Server {
     }
 
     fn restart_on(&mut self, ports: Option<(u16, u16)>) {
+        let extra = self.extra.clone();
+        self.restart_on_with(ports, extra);
+    }
+
+    fn restart_on_with(&mut self, ports: Option<(u16, u16)>, extra: Vec<String>) {
         assert!(self.child.is_none(), "stop the server before restarting it");
         let temp = self._temp.take();
-        let mut fresh = Self::spawn_on(&self.data_dir.clone(), self.config.clone(), ports, self.extra.clone());
+        let mut fresh = Self::spawn_on(&self.data_dir.clone(), self.config.clone(), ports, extra);
         fresh._temp = temp;
         *self = fresh;
     }
@@ -176,7 +190,7 @@ impl Server {
             });
         }
         let deadline = Instant::now() + START_TIMEOUT * patience();
-        let (mut http, mut grpc, mut udp) = (None, None, None);
+        let (mut http, mut grpc, mut cluster, mut udp) = (None, None, None, None);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
@@ -186,6 +200,9 @@ impl Server {
                     }
                     if let Some(a) = addr_after(&line, "listening on grpc ") {
                         grpc = Some(a);
+                    }
+                    if let Some(a) = addr_after(&line, "listening on cluster ") {
+                        cluster = Some(a);
                     }
                     if let Some(a) = addr_after(&line, "listening on udp-push ") {
                         udp = Some(a);
@@ -205,6 +222,7 @@ impl Server {
             child: Some(child),
             http: http.expect("http address logged"),
             grpc: grpc.expect("grpc address logged"),
+            cluster: cluster.expect("cluster address logged"),
             udp_push: udp.expect("udp address logged"),
             data_dir: data_dir.to_path_buf(),
             _temp: None,
