@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::grpc::{Conn, open, payload};
 
@@ -46,22 +46,10 @@ pub async fn run(cfg: &Disconnect) -> anyhow::Result<Histogram<u64>> {
     let service = format!("bench-disconnect-{}", std::process::id());
     let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut sub = Conn::connect(cfg.grpc).await?;
-    let subscribe = json!({ "namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": service,
-                            "subscribe": true, "clusters": "" });
-    let (kind, _) = sub.call("SubscribeServiceRequest", &subscribe).await?;
-    anyhow::ensure!(kind == "SubscribeServiceResponse", "subscribe answered {kind}");
+    sub.subscribe(&service).await?;
     for round in 0..cfg.rounds {
         let mut client = Conn::connect(cfg.grpc).await?;
-        let instance: Value = json!({ "ip": "127.0.0.1", "port": 30_000 + round, "weight": 1.0, "healthy": true,
-                                      "enabled": true, "ephemeral": true, "clusterName": "DEFAULT", "metadata": {} });
-        let (kind, _) = client
-            .call(
-                "InstanceRequest",
-                &json!({ "namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": service,
-                         "type": "registerInstance", "instance": instance }),
-            )
-            .await?;
-        anyhow::ensure!(kind == "InstanceResponse", "register answered {kind}");
+        client.register(&service, 30_000 + round as u64).await?;
         anyhow::ensure!(wait_hosts(&mut sub, 1, cfg.push_timeout).await?.is_some(), "registration never pushed");
         let t0 = Instant::now();
         drop(client);

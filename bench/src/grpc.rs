@@ -68,6 +68,26 @@ impl Conn {
         anyhow::bail!("connection to {addr} never became registered")
     }
 
+    /// Registers (or replaces) this connection's instance `127.0.0.1:port` in `service`.
+    pub async fn register(&mut self, service: &str, port: u64) -> anyhow::Result<()> {
+        let instance = json!({ "ip": "127.0.0.1", "port": port, "weight": 1.0, "healthy": true,
+                               "enabled": true, "ephemeral": true, "clusterName": "DEFAULT", "metadata": {} });
+        let request = json!({ "namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": service,
+                              "type": "registerInstance", "instance": instance });
+        let (kind, _) = self.call("InstanceRequest", &request).await?;
+        anyhow::ensure!(kind == "InstanceResponse", "register answered {kind}");
+        Ok(())
+    }
+
+    /// Subscribes this connection to `service`.
+    pub async fn subscribe(&mut self, service: &str) -> anyhow::Result<()> {
+        let request = json!({ "namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": service,
+                              "subscribe": true, "clusters": "" });
+        let (kind, _) = self.call("SubscribeServiceRequest", &request).await?;
+        anyhow::ensure!(kind == "SubscribeServiceResponse", "subscribe answered {kind}");
+        Ok(())
+    }
+
     /// One unary request.
     pub async fn call(&mut self, kind: &str, body: &Value) -> anyhow::Result<(String, Value)> {
         let response = self.unary.request(payload(kind, body)).await?.into_inner();

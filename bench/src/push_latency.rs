@@ -49,13 +49,7 @@ pub async fn run(cfg: &PushLatency) -> anyhow::Result<PushResult> {
     let mut tasks = Vec::with_capacity(cfg.subscribers);
     for _ in 0..cfg.subscribers {
         let mut conn = Conn::connect(cfg.grpc).await?;
-        let (kind, _) = conn
-            .call(
-                "SubscribeServiceRequest",
-                &json!({ "namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": service, "subscribe": true, "clusters": "" }),
-            )
-            .await?;
-        anyhow::ensure!(kind == "SubscribeServiceResponse", "subscribe answered {kind}");
+        conn.subscribe(&service).await?;
         let sent_at = Arc::clone(&sent_at);
         let hist = Arc::clone(&hist);
         let changes = cfg.changes;
@@ -96,17 +90,8 @@ pub async fn run(cfg: &PushLatency) -> anyhow::Result<PushResult> {
         if start.elapsed() > cfg.deadline {
             break;
         }
-        let instance = json!({ "ip": "127.0.0.1", "port": BASE_PORT + i as u64, "weight": 1.0, "healthy": true,
-                               "enabled": true, "ephemeral": true, "clusterName": "DEFAULT", "metadata": {} });
         sent_at[i].store((start.elapsed().as_nanos() as u64).max(1), Ordering::Release);
-        let (kind, _) = writer
-            .call(
-                "InstanceRequest",
-                &json!({ "namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": service,
-                         "type": "registerInstance", "instance": instance }),
-            )
-            .await?;
-        anyhow::ensure!(kind == "InstanceResponse", "register answered {kind}");
+        writer.register(&service, BASE_PORT + i as u64).await?;
         tokio::time::sleep(cfg.interval).await;
     }
     let grace = Duration::from_secs(5);

@@ -124,24 +124,16 @@ fn not_found() -> Response {
         .into_response()
 }
 
+/// `show=all`: the page item plus times, author, description and tags.
 pub(crate) fn all_info(key: &ConfigKey, item: &ConfigItem) -> Value {
-    json!({
-        "id": item.id.to_string(),
-        "dataId": key.data_id,
-        "group": key.group,
-        "content": item.content,
-        "md5": item.md5,
-        "encryptedDataKey": item.meta.encrypted_data_key,
-        "tenant": key.tenant,
-        "appName": item.meta.app_name,
-        "type": item.meta.config_type,
-        "createTime": item.create_time,
-        "modifyTime": item.modify_time,
-        "createUser": item.source.user,
-        "createIp": item.source.ip,
-        "desc": item.meta.desc,
-        "configTags": item.meta.tags,
-    })
+    let mut v = page_item(key, item);
+    v["createTime"] = json!(item.create_time);
+    v["modifyTime"] = json!(item.modify_time);
+    v["createUser"] = json!(item.source.user);
+    v["createIp"] = json!(item.source.ip);
+    v["desc"] = json!(item.meta.desc);
+    v["configTags"] = json!(item.meta.tags);
+    v
 }
 
 pub(crate) fn page_item(key: &ConfigKey, item: &ConfigItem) -> Value {
