@@ -95,7 +95,7 @@ impl App {
             source,
         })?;
         tasks.spawn(serve_cluster(cluster_listener, raft.cluster_service(), shutdown.child_token()));
-        if config.server.members.is_empty() && !raft.wait_ready(READY_TIMEOUT).await {
+        if !config.server.clustered() && !raft.wait_ready(READY_TIMEOUT).await {
             return Err(AppError::NotReady(READY_TIMEOUT));
         }
         let consistency = Consistency::new(Arc::clone(&applier), raft.clone());

@@ -41,9 +41,22 @@ pub struct Cli {
     /// Directory of the durable store.
     #[arg(long, env = "NACOS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Stable id of this member (1 in standalone mode).
+    /// Stable id of this member. Default: 1 standalone; in a cluster, the StatefulSet ordinal
+    /// of the hostname plus one (`registry-2` is member 3).
     #[arg(long, env = "NACOS_NODE_ID")]
     pub node_id: Option<u64>,
+    /// This machine's host name (a StatefulSet pod's is `<set>-<ordinal>`); default: the
+    /// kernel's host name.
+    #[arg(long, env = "HOSTNAME")]
+    pub hostname: Option<String>,
+    /// Peer discovery by DNS: the StatefulSet's headless Service (`registry-headless.ns.svc.
+    /// cluster.local`). Member k is then `<set>-<k-1>.<NAME>`, on this member's ports.
+    #[arg(long, env = "NACOS_PEER_DNS")]
+    pub peer_dns: Option<String>,
+    /// With `--peer-dns`: how many members form the first voter set (members 1..=N), once, on
+    /// empty stores. Members beyond it join through the admin API (the operator adds them).
+    #[arg(long, env = "NACOS_BOOTSTRAP_EXPECT")]
+    pub bootstrap_expect: Option<u64>,
     /// Initial cluster members: their HTTP addresses in node-id order (`host:port,...`); the
     /// cluster port of each is its HTTP port + 1001. Absent: standalone.
     #[arg(long, env = "NACOS_MEMBERS", value_delimiter = ',')]
@@ -96,10 +109,14 @@ pub struct ServerConfig {
     pub cluster_port: Option<u16>,
     /// Data directory.
     pub data_dir: PathBuf,
-    /// Stable member id.
-    pub node_id: u64,
+    /// Stable member id (`None`: derived, see [`Cli::node_id`]; resolved by [`Config::load`]).
+    pub node_id: Option<u64>,
+    /// This machine's host name (`None`: the kernel's).
+    pub hostname: Option<String>,
     /// Initial members' HTTP addresses in node-id order (empty: standalone).
     pub members: Vec<String>,
+    /// Headless Service name whose per-pod records address the members (see [`Cli::peer_dns`]).
+    pub peer_dns: Option<String>,
     /// Longest wait for in-flight requests on shutdown (ms).
     pub shutdown_grace_ms: u64,
     /// Log filter.
@@ -114,8 +131,10 @@ impl Default for ServerConfig {
             grpc_port: None,
             cluster_port: None,
             data_dir: PathBuf::from("data"),
-            node_id: 1,
+            node_id: None,
+            hostname: None,
             members: Vec::new(),
+            peer_dns: None,
             shutdown_grace_ms: 10_000,
             log_level: "info".into(),
         }
@@ -123,6 +142,16 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// This member's id (1 until [`Config::load`] resolved it).
+    pub fn node_id(&self) -> u64 {
+        self.node_id.unwrap_or(1)
+    }
+
+    /// Whether this node is one member of a cluster (static list or DNS) rather than standalone.
+    pub fn clustered(&self) -> bool {
+        !self.members.is_empty() || self.peer_dns.is_some()
+    }
+
     /// The gRPC port in force (HTTP + 1000 unless set; 0 stays 0).
     pub fn grpc_port(&self) -> u16 {
         self.grpc_port.unwrap_or_else(|| offset(self.http_port, GRPC_PORT_OFFSET))
@@ -132,6 +161,16 @@ impl ServerConfig {
     pub fn cluster_port(&self) -> u16 {
         self.cluster_port.unwrap_or_else(|| offset(self.http_port, CLUSTER_PORT_OFFSET))
     }
+}
+
+/// Splits a StatefulSet pod's host name `<set>-<ordinal>` (the first DNS label only).
+fn statefulset_ordinal(hostname: &str) -> Option<(&str, u64)> {
+    let label = hostname.split('.').next()?;
+    let (set, ordinal) = label.rsplit_once('-')?;
+    if set.is_empty() || ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((set, ordinal.parse().ok()?))
 }
 
 fn offset(port: u16, by: u16) -> u16 {
@@ -146,12 +185,18 @@ pub struct RaftSection {
     pub snapshot_after_logs: u64,
     /// Log entries kept behind a snapshot (for lagging followers).
     pub keep_logs_after_snapshot: u64,
+    /// With peer DNS: members 1..=N form the first voter set (see [`Cli::bootstrap_expect`]).
+    pub bootstrap_expect: u64,
 }
 
 impl Default for RaftSection {
     fn default() -> Self {
         let d = RaftConfig::default();
-        Self { snapshot_after_logs: d.snapshot_after_logs, keep_logs_after_snapshot: d.keep_logs_after_snapshot }
+        Self {
+            snapshot_after_logs: d.snapshot_after_logs,
+            keep_logs_after_snapshot: d.keep_logs_after_snapshot,
+            bootstrap_expect: 1,
+        }
     }
 }
 
@@ -199,7 +244,13 @@ impl Config {
             s.data_dir.clone_from(v);
         }
         if let Some(v) = cli.node_id {
-            s.node_id = v;
+            s.node_id = Some(v);
+        }
+        if let Some(v) = &cli.hostname {
+            s.hostname = Some(v.clone());
+        }
+        if let Some(v) = &cli.peer_dns {
+            s.peer_dns = Some(v.trim().trim_end_matches('.').to_owned()).filter(|v| !v.is_empty());
         }
         if let Some(v) = &cli.members {
             s.members = v.iter().map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect();
@@ -207,6 +258,10 @@ impl Config {
         if let Some(v) = &cli.log_level {
             s.log_level.clone_from(v);
         }
+        if let Some(v) = cli.bootstrap_expect {
+            config.raft.bootstrap_expect = v;
+        }
+        config.resolve_node_id()?;
         config.validate()?;
         Ok(config)
     }
@@ -217,22 +272,59 @@ impl Config {
         toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })
     }
 
+    /// Settles `server.node_id`: as configured, else (clustered) the hostname's StatefulSet
+    /// ordinal + 1, else 1. Standalone nodes never derive it: a renamed machine must not change
+    /// the id its store was initialised with.
+    fn resolve_node_id(&mut self) -> Result<(), ConfigError> {
+        if self.server.node_id.is_some() {
+            return Ok(());
+        }
+        if !self.server.clustered() {
+            self.server.node_id = Some(1);
+            return Ok(());
+        }
+        let hostname = self.hostname()?;
+        let (_, ordinal) = statefulset_ordinal(&hostname).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "no --node-id given and host name '{hostname}' has no StatefulSet ordinal (<name>-<n>)"
+            ))
+        })?;
+        self.server.node_id = Some(ordinal + 1);
+        Ok(())
+    }
+
+    /// The host name in force: configured, else the kernel's.
+    fn hostname(&self) -> Result<String, ConfigError> {
+        if let Some(h) = &self.server.hostname {
+            return Ok(h.clone());
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .map_err(|e| ConfigError::Invalid(format!("cannot read the host name: {e}; pass --hostname")))
+    }
+
     /// Checks ranges that would make the server misbehave.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
-        if self.server.node_id == 0 {
+        if self.server.node_id() == 0 {
             return invalid("server.node_id must be at least 1");
+        }
+        if !self.server.members.is_empty() && self.server.peer_dns.is_some() {
+            return invalid("--members and --peer-dns are two membership sources: give one");
         }
         if !self.server.members.is_empty() {
             let n = self.server.members.len() as u64;
-            if self.server.node_id > n {
+            if self.server.node_id() > n {
                 return Err(ConfigError::Invalid(format!(
                     "server.node_id {} is not among the {n} members (ids are 1..={n} in --members order)",
-                    self.server.node_id
+                    self.server.node_id()
                 )));
             }
-            self.member_cluster_addrs()?;
         }
+        if self.raft.bootstrap_expect == 0 {
+            return invalid("raft.bootstrap_expect must be at least 1");
+        }
+        self.member_cluster_addrs()?;
         if self.naming.beat_check_interval_ms == 0 || self.naming.empty_service_clean_interval_ms == 0 {
             return invalid("naming check intervals must be positive");
         }
@@ -248,8 +340,13 @@ impl Config {
         Ok(())
     }
 
-    /// Cluster addresses of the initial members by node id: `host:(http port + 1001)`.
+    /// Cluster addresses of the initial members by node id: from `--members`, `host:(http port +
+    /// 1001)`; from peer DNS, members 1..=bootstrap_expect at their per-pod names on this
+    /// member's cluster port; empty standalone.
     pub fn member_cluster_addrs(&self) -> Result<std::collections::BTreeMap<u64, String>, ConfigError> {
+        if self.server.peer_dns.is_some() {
+            return (1..=self.raft.bootstrap_expect).map(|id| Ok((id, self.peer_dns_addr(id)?))).collect();
+        }
         self.server
             .members
             .iter()
@@ -268,19 +365,34 @@ impl Config {
             .collect()
     }
 
+    /// Member `id`'s cluster address under peer DNS: `<set>-<id-1>.<peer dns>:<cluster port>`,
+    /// the StatefulSet name taken from this member's host name. A DNS name, never a pod IP: it
+    /// survives rescheduling, and connections resolve it afresh whenever they (re)connect.
+    fn peer_dns_addr(&self, id: u64) -> Result<String, ConfigError> {
+        let domain = self.server.peer_dns.as_deref().unwrap_or_default();
+        let hostname = self.hostname()?;
+        let (set, _) = statefulset_ordinal(&hostname).ok_or_else(|| {
+            ConfigError::Invalid(format!("--peer-dns needs a StatefulSet host name (<name>-<n>), not '{hostname}'"))
+        })?;
+        let ordinal = id.checked_sub(1).ok_or_else(|| ConfigError::Invalid("node id 0".into()))?;
+        Ok(format!("{set}-{ordinal}.{domain}:{}", self.server.cluster_port()))
+    }
+
     /// The Raft settings for this node.
     pub fn raft_config(&self) -> RaftConfig {
         let members = self.member_cluster_addrs().unwrap_or_default();
         let advertise_addr = members
-            .get(&self.server.node_id)
+            .get(&self.server.node_id())
             .cloned()
+            .or_else(|| self.server.peer_dns.as_ref().and_then(|_| self.peer_dns_addr(self.server.node_id()).ok()))
             .unwrap_or_else(|| format!("{}:{}", self.server.bind, self.server.cluster_port()));
         RaftConfig {
-            node_id: self.server.node_id,
+            node_id: self.server.node_id(),
             advertise_addr,
             snapshot_after_logs: self.raft.snapshot_after_logs,
             keep_logs_after_snapshot: self.raft.keep_logs_after_snapshot,
             members,
+            standalone: !self.server.clustered(),
         }
     }
 }
@@ -316,13 +428,72 @@ mod tests {
     }
 
     #[test]
+    fn node_id_comes_from_the_statefulset_ordinal_only_in_a_cluster() {
+        let dns = |host: &str| Cli {
+            hostname: Some(host.into()),
+            peer_dns: Some("registry-headless.prod.svc.cluster.local".into()),
+            ..Cli::default()
+        };
+        assert_eq!(Config::load(&dns("registry-0")).unwrap().server.node_id(), 1);
+        assert_eq!(Config::load(&dns("my-registry-12.registry-headless")).unwrap().server.node_id(), 13);
+        let unnumbered = Config::load(&dns("registry")).unwrap_err().to_string();
+        assert!(unnumbered.contains("no StatefulSet ordinal"), "{unnumbered}");
+        assert!(Config::load(&dns("registry-x1")).is_err());
+        // An explicit id wins over the host name.
+        let explicit = Cli { node_id: Some(7), ..dns("registry-0") };
+        assert_eq!(Config::load(&explicit).unwrap().server.node_id(), 7);
+        // Standalone: always 1, whatever the machine is called.
+        let standalone = Cli { hostname: Some("web-3".into()), ..Cli::default() };
+        assert_eq!(Config::load(&standalone).unwrap().server.node_id(), 1);
+        // A static list derives it too.
+        let listed = Cli {
+            hostname: Some("registry-1".into()),
+            members: Some(vec!["a:8848".into(), "b:8848".into(), "c:8848".into()]),
+            ..Cli::default()
+        };
+        assert_eq!(Config::load(&listed).unwrap().server.node_id(), 2);
+    }
+
+    #[test]
+    fn peer_dns_addresses_members_by_per_pod_names() {
+        let cli = Cli {
+            hostname: Some("nacos-2".into()),
+            peer_dns: Some("nacos-headless.ns.svc.cluster.local.".into()),
+            http_port: Some(8848),
+            bootstrap_expect: Some(3),
+            ..Cli::default()
+        };
+        let r = Config::load(&cli).unwrap().raft_config();
+        assert_eq!(r.node_id, 3);
+        assert!(!r.standalone);
+        assert_eq!(
+            r.members.into_iter().collect::<Vec<_>>(),
+            vec![
+                (1, "nacos-0.nacos-headless.ns.svc.cluster.local:9849".to_owned()),
+                (2, "nacos-1.nacos-headless.ns.svc.cluster.local:9849".to_owned()),
+                (3, "nacos-2.nacos-headless.ns.svc.cluster.local:9849".to_owned()),
+            ]
+        );
+        assert_eq!(r.advertise_addr, "nacos-2.nacos-headless.ns.svc.cluster.local:9849");
+        // Beyond the bootstrap set: not an initial member, still addressed by its name.
+        let later = Cli { hostname: Some("nacos-4".into()), ..cli.clone() };
+        let r = Config::load(&later).unwrap().raft_config();
+        assert_eq!((r.node_id, r.members.len()), (5, 3));
+        assert_eq!(r.advertise_addr, "nacos-4.nacos-headless.ns.svc.cluster.local:9849");
+        // Two membership sources, or an empty bootstrap set, are refused.
+        let both = Cli { members: Some(vec!["a:1".into()]), node_id: Some(1), ..cli.clone() };
+        assert!(Config::load(&both).is_err());
+        assert!(Config::load(&Cli { bootstrap_expect: Some(0), ..cli }).is_err());
+    }
+
+    #[test]
     fn flags_override_file_and_unknown_keys_fail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.toml");
         std::fs::write(&path, "[server]\nhttp_port = 1\nnode_id = 3\n[naming]\nbeat_check_interval_ms = 500\n")
             .unwrap();
         let c = Config::load(&Cli { config: Some(path.clone()), http_port: Some(2), ..Cli::default() }).unwrap();
-        assert_eq!((c.server.http_port, c.server.node_id, c.naming.beat_check_interval_ms), (2, 3, 500));
+        assert_eq!((c.server.http_port, c.server.node_id(), c.naming.beat_check_interval_ms), (2, 3, 500));
         std::fs::write(&path, "[server]\nhttp_prot = 1\n").unwrap();
         assert!(matches!(Config::load(&Cli { config: Some(path), ..Cli::default() }), Err(ConfigError::Parse { .. })));
     }

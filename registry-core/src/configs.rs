@@ -26,6 +26,9 @@ use crate::naming::service_info::now_millis;
 use crate::state::ConfigStore;
 use listen::ListenHub;
 
+/// Longest wait of a linearizable read for this member to catch up with the leader.
+const LINEARIZABLE_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Tunables of the config center.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -232,6 +235,18 @@ impl ConfigService {
     /// Stops a gray variant.
     pub async fn stop_gray(&self, key: ConfigKey, kind: GrayKind) -> Result<(), ConfigError> {
         self.submit(ConfigCommand::StopGray { key, kind }).await
+    }
+
+    /// A linearizable read barrier for callers that ask for one (`consistency=linearizable`):
+    /// returns once this member has applied every write committed before the call (Raft
+    /// ReadIndex through the leader), so the read that follows sees every acknowledged publish.
+    /// Plain reads skip it and are served from local state at once.
+    pub async fn read_barrier(&self) -> Result<(), ConfigError> {
+        self.consistency
+            .raft()
+            .linearizable_barrier(LINEARIZABLE_READ_TIMEOUT)
+            .await
+            .map_err(|e| ConfigError::Unavailable(e.to_string()))
     }
 
     /// The stored item.

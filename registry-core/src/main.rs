@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(&cli).context("configuration")?;
     registry_core::telemetry::init(&config.server.log_level);
-    tracing::info!(data_dir = %config.server.data_dir.display(), node_id = config.server.node_id, "starting");
+    tracing::info!(data_dir = %config.server.data_dir.display(), node_id = config.server.node_id(), "starting");
     let app = App::bind(config).await.context("startup")?;
     tracing::info!("listening on http {}", app.http_addr());
     tracing::info!("listening on grpc {}", app.grpc_addr());

@@ -62,6 +62,8 @@ const ELECTION_TIMEOUT_MAX_MS: u64 = 600;
 const DB_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for a forwarded write.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the leader's read index.
+const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Raft settings of this node.
 #[derive(Debug, Clone)]
@@ -77,6 +79,9 @@ pub struct RaftConfig {
     /// The initial members by node id → cluster address, this node included; empty for a
     /// standalone node. Only the lowest id bootstraps the cluster, once, on empty storage.
     pub members: BTreeMap<NodeId, String>,
+    /// A standalone node is its cluster's only voter forever; a member (static list or peer
+    /// DNS) may share its log with others, even when it bootstraps alone.
+    pub standalone: bool,
 }
 
 impl Default for RaftConfig {
@@ -87,6 +92,7 @@ impl Default for RaftConfig {
             snapshot_after_logs: 10_000,
             keep_logs_after_snapshot: 1_000,
             members: BTreeMap::new(),
+            standalone: true,
         }
     }
 }
@@ -150,6 +156,10 @@ pub enum RaftError {
     /// The write could not be forwarded to the leader, or the leader refused it.
     #[error("forwarding the write to the leader failed: {0}")]
     Forward(String),
+    /// No read index could be had from a leader (no leader, leadership not confirmed, or it did
+    /// not answer), or this member did not apply up to it in time.
+    #[error("linearizable read not possible now: {0}")]
+    ReadIndex(String),
 }
 
 /// After a restart, keeps telling the leader this member's address until the membership has it
@@ -254,7 +264,7 @@ impl RaftNode {
         // Ready once applied this far again. A standalone node commits every entry of its own
         // log (they are all its own), so it waits for the last one; a member waits for the
         // committed index it saved (its log's tail may be truncated by a new leader).
-        let ready_floor = if config.members.len() <= 1 {
+        let ready_floor = if config.standalone {
             log_store.last_log_index()?.max(log_store.committed()?.map(|c| c.index))
         } else {
             log_store.committed()?.map(|c| c.index)
@@ -320,10 +330,75 @@ impl RaftNode {
         }
     }
 
-    /// True when this node knows a leader and has applied everything committed.
+    /// True when this node knows a leader and has replayed what its own store had committed:
+    /// the cheap, local check (gRPC server checks, startup). The readiness endpoint asks
+    /// [`Self::caught_up`], which also compares with the leader.
     pub fn is_ready(&self) -> bool {
         let metrics = self.raft.metrics();
         self.ready_in(&metrics.borrow())
+    }
+
+    /// The leader's read index: its commit index at the time of asking, after it confirmed its
+    /// leadership with a quorum. Asked of the leader over the cluster port when this member is
+    /// not the leader.
+    pub async fn read_index(&self) -> Result<u64, RaftError> {
+        let m = self.raft.metrics().borrow().clone();
+        let Some(leader) = m.current_leader else {
+            return Err(RaftError::ReadIndex("no leader known".into()));
+        };
+        if leader == self.me {
+            let (read_log_id, _) =
+                self.raft.get_read_log_id().await.map_err(|e| RaftError::ReadIndex(e.to_string()))?;
+            return Ok(read_log_id.map_or(0, |l| l.index));
+        }
+        let addr = m
+            .membership_config
+            .membership()
+            .nodes()
+            .find(|(n, _)| **n == leader)
+            .map(|(_, node)| node.addr.clone())
+            .ok_or_else(|| RaftError::ReadIndex(format!("leader {leader} has no address")))?;
+        let channel = self.leader_channel(&addr).map_err(|e| RaftError::ReadIndex(e.to_string()))?;
+        let mut request = stamped(self.me, registry_proto::cluster::ReadIndexRequest {});
+        request.set_timeout(READ_INDEX_TIMEOUT);
+        let reply = cluster_client(channel)
+            .read_index(request)
+            .await
+            .map_err(|s| RaftError::ReadIndex(format!("leader {leader}: {}", s.message())))?
+            .into_inner();
+        if !reply.is_leader {
+            return Err(RaftError::ReadIndex(format!("node {leader} is no longer the leader")));
+        }
+        Ok(reply.read_index)
+    }
+
+    /// A linearizable read barrier: returns once this member has applied everything committed
+    /// before the call (ReadIndex, then a bounded wait for the local state machine), so a read
+    /// of local state after it sees every write acknowledged before the call.
+    pub async fn linearizable_barrier(&self, timeout: Duration) -> Result<(), RaftError> {
+        let index = self.read_index().await?;
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map(|_| ())
+            .map_err(|e| RaftError::ReadIndex(format!("not applied up to {index}: {e}")))
+    }
+
+    /// Readiness that tells the truth: this member knows a leader, has replayed its own store,
+    /// and has applied up to the leader's commit index as of now (a member that was stopped or
+    /// partitioned is not ready until it really caught up).
+    pub async fn caught_up(&self) -> bool {
+        if !self.is_ready() {
+            return false;
+        }
+        match self.read_index().await {
+            Ok(index) => self.raft.metrics().borrow().last_applied.map_or(0, |l| l.index) >= index,
+            Err(e) => {
+                tracing::debug!(error = %e, "readiness: no read index from the leader");
+                false
+            }
+        }
     }
 
     /// Waits (bounded by `timeout`) until `is_ready()`; returns whether it became ready.

@@ -388,3 +388,90 @@ async fn a_member_restarted_on_a_new_address_rejoins_as_itself_and_catches_up() 
     assert!(status.is_some(), "the membership records the member's new address under the same id");
     assert_eq!(voters(&cluster.members[leader]).await, 3, "no member was added or lost");
 }
+
+fn signal(server: &Server, signal: &str) {
+    let pid = server.pid().expect("the member runs").to_string();
+    assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
+}
+
+async fn publish(server: &Server, data_id: &str, content: &str) -> bool {
+    let req = client().post(server.url("/nacos/v1/cs/configs")).timeout(Duration::from_secs(5)).form(&[
+        ("dataId", data_id),
+        ("group", "DEFAULT_GROUP"),
+        ("content", content),
+    ]);
+    matches!(req.send().await, Ok(r) if r.status() == 200)
+}
+
+/// A v1 config read on `server`, `consistency` as given (`None`: the default, local).
+async fn read_config(server: &Server, data_id: &str, consistency: Option<&str>) -> (u16, String) {
+    let mut query = vec![("dataId", data_id), ("group", "DEFAULT_GROUP")];
+    query.extend(consistency.map(|c| ("consistency", c)));
+    call(client().get(server.url("/nacos/v1/cs/configs")).query(&query)).await
+}
+
+async fn readiness(server: &Server) -> u16 {
+    call(client().get(server.url("/nacos/v1/console/health/readiness"))).await.0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_follower_is_ready_only_once_it_caught_up_with_the_leader() {
+    let cluster = Cluster::start(3, None);
+    let leader = cluster.leader(&[0, 1, 2]).await;
+    let follower = &cluster.members[(leader + 1) % 3];
+    assert_eq!(readiness(follower).await, 200, "a caught-up follower is ready");
+    signal(follower, "-STOP");
+    for k in 0..200u32 {
+        assert!(publish(&cluster.members[leader], "ready-probe", &format!("v{k}")).await);
+    }
+    signal(follower, "-CONT");
+    // From the moment it resumes: whenever it says ready, a plain local read on it already
+    // shows the last write acknowledged before the readiness call.
+    let mut ready_seen = 0;
+    for k in 200..400u32 {
+        let content = format!("v{k}");
+        assert!(publish(&cluster.members[leader], "ready-probe", &content).await);
+        if readiness(follower).await == 200 {
+            ready_seen += 1;
+            let (status, body) = read_config(follower, "ready-probe", None).await;
+            assert_eq!((status, body.as_str()), (200, content.as_str()), "ready but stale after write {k}");
+        }
+        if ready_seen >= 20 {
+            break;
+        }
+    }
+    assert!(ready_seen >= 20, "the resumed follower became ready ({ready_seen} ready answers)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn linearizable_config_reads_on_a_follower_see_every_acknowledged_publish() {
+    let mut cluster = Cluster::start(3, None);
+    let leader = cluster.leader(&[0, 1, 2]).await;
+    let follower = (leader + 1) % 3;
+    for k in 0..30u32 {
+        let content = format!("v{k}");
+        assert!(publish(&cluster.members[leader], "linear", &content).await);
+        let (status, body) = read_config(&cluster.members[follower], "linear", Some("linearizable")).await;
+        assert_eq!((status, body.as_str()), (200, content.as_str()), "linearizable read after write {k}");
+    }
+    // A follower that missed writes while paused serves them to a linearizable read at once.
+    signal(&cluster.members[follower], "-STOP");
+    assert!(publish(&cluster.members[leader], "linear", "while-paused").await);
+    signal(&cluster.members[follower], "-CONT");
+    let (status, body) = read_config(&cluster.members[follower], "linear", Some("linearizable")).await;
+    assert_eq!((status, body.as_str()), (200, "while-paused"));
+
+    let (status, body) = read_config(&cluster.members[follower], "linear", Some("eventual-ish")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("consistency"), "{body}");
+
+    // Without a quorum no read index exists: a linearizable read is refused, a local one served.
+    let others: Vec<usize> = (0..3).filter(|i| *i != follower).collect();
+    for i in others {
+        cluster.members[i].kill9();
+    }
+    let (status, body) = read_config(&cluster.members[follower], "linear", Some("linearizable")).await;
+    assert_eq!(status, 503, "{body}");
+    let (status, body) = read_config(&cluster.members[follower], "linear", None).await;
+    assert_eq!((status, body.as_str()), (200, "while-paused"));
+}

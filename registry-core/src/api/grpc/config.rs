@@ -28,6 +28,8 @@ struct ConfigRequest {
     content: Option<String>,
     cas_md5: Option<String>,
     addition_map: HashMap<String, Value>,
+    /// Request headers; `consistency: linearizable` asks for a ReadIndex read.
+    headers: HashMap<String, Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,7 +77,10 @@ fn code_of(e: &ConfigError) -> i32 {
 /// Handles a config request of type `kind`; `None` when the type is not a config type.
 pub async fn handle(state: &GrpcState, conn: &Arc<Connection>, kind: &str, body: &[u8]) -> Option<Payload> {
     let response = match kind {
-        "ConfigQueryRequest" => with_request(body, |r| query(state, conn, r)),
+        "ConfigQueryRequest" => match serde_json::from_slice::<ConfigRequest>(body) {
+            Ok(r) => query(state, conn, r).await,
+            Err(e) => bad_body(&e),
+        },
         "ConfigPublishRequest" => match serde_json::from_slice::<ConfigRequest>(body) {
             Ok(r) => publish(state, conn, r).await,
             Err(e) => bad_body(&e),
@@ -97,13 +102,6 @@ fn bad_body(e: &serde_json::Error) -> Payload {
     error_response(ERR_BAD_GATEWAY, &format!("malformed request body: {e}"))
 }
 
-fn with_request(body: &[u8], f: impl FnOnce(ConfigRequest) -> Payload) -> Payload {
-    match serde_json::from_slice::<ConfigRequest>(body) {
-        Ok(r) => f(r),
-        Err(e) => bad_body(&e),
-    }
-}
-
 fn key_of(r: &ConfigRequest) -> Result<ConfigKey, ConfigError> {
     Ok(ConfigKey::new(
         r.tenant.as_deref().unwrap_or_default(),
@@ -112,9 +110,14 @@ fn key_of(r: &ConfigRequest) -> Result<ConfigKey, ConfigError> {
     )?)
 }
 
-fn query(state: &GrpcState, conn: &Connection, r: ConfigRequest) -> Payload {
+async fn query(state: &GrpcState, conn: &Connection, r: ConfigRequest) -> Payload {
     const KIND: &str = "ConfigQueryResponse";
     let absent = json!({ "content": "", "md5": "", "lastModified": 0, "beta": false, "contentType": "text" });
+    if r.headers.get("consistency").and_then(Value::as_str) == Some("linearizable")
+        && let Err(e) = state.configs.read_barrier().await
+    {
+        return failed_response(KIND, code_of(&e), &e.to_string(), absent);
+    }
     if r.tag.as_deref().is_some_and(|t| !t.is_empty()) {
         return failed_response(KIND, 400, "tag variants are not supported; use beta or label gray rules", absent);
     }

@@ -54,6 +54,16 @@ pub(crate) fn config_key(p: &Params) -> Result<ConfigKey, ApiError> {
     Ok(ConfigKey::new(tenant, group, data_id).map_err(ConfigError::from)?)
 }
 
+/// Honours `consistency=linearizable` (a ReadIndex barrier before the read, see
+/// `ConfigService::read_barrier`); `consistency=local` or none reads local state at once.
+pub(crate) async fn read_consistency(s: &ApiState, p: &Params) -> Result<(), ApiError> {
+    match p.opt("consistency") {
+        None | Some("local") => Ok(()),
+        Some("linearizable") => Ok(s.configs.read_barrier().await?),
+        Some(other) => Err(ApiError::BadRequest(format!("consistency '{other}' is not one of: local, linearizable"))),
+    }
+}
+
 /// The caller's IP: `X-Forwarded-For` / `X-Real-IP` first (proxies), else the peer address.
 pub(crate) fn caller_ip(p: &Params) -> String {
     let header =
@@ -258,6 +268,7 @@ async fn upload(p: &Params) -> Result<bytes::Bytes, ApiError> {
 }
 
 async fn get_config(State(s): State<ApiState>, p: Params) -> V1Result {
+    read_consistency(&s, &p).await?;
     if p.bool_or(&["export"], false)? || p.bool_or(&["exportV2"], false)? {
         return export(&s, &p);
     }

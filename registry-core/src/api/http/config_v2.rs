@@ -8,7 +8,8 @@ use axum::routing::{get, post};
 use serde_json::Value;
 
 use super::config_v1::{
-    caller_ip, caller_labels, config_key, gray_rule, history_config_list, history_info, page_of, publish_from, source,
+    caller_ip, caller_labels, config_key, gray_rule, history_config_list, history_info, page_of, publish_from,
+    read_consistency, source,
 };
 use super::error::{ApiError, V2, v2_ok};
 use super::params::Params;
@@ -34,6 +35,7 @@ pub fn routes() -> Router<ApiState> {
 
 async fn get_config(State(s): State<ApiState>, p: P) -> V2Result {
     let p = p?;
+    read_consistency(&s, &p).await?;
     let key = config_key(&p)?;
     let ip = caller_ip(&p);
     let labels = caller_labels(&p)?;

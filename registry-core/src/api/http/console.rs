@@ -20,8 +20,10 @@ async fn liveness() -> impl IntoResponse {
     (StatusCode::OK, "OK")
 }
 
+/// 200 only once this member has applied up to the leader's commit index as of this request
+/// (see `RaftNode::caught_up`), so a rolling restart waits for real recovery.
 async fn readiness(State(state): State<ApiState>) -> impl IntoResponse {
-    if (state.ready)() {
+    if state.raft.caught_up().await {
         (StatusCode::OK, "OK")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: the store has not caught up yet")

@@ -52,13 +52,24 @@ pub(crate) enum PeerError {
 }
 
 /// Opens a lazily connected channel to a member's cluster address.
+///
+/// Addresses may be DNS names (peer DNS): the name is resolved again on every (re)connect, so a
+/// member rescheduled with a new IP is found without any membership change. HTTP/2 keepalive
+/// notices a connection to an IP that vanished (no RST ever comes) within seconds, which
+/// triggers that reconnect.
 pub(crate) fn channel_to(addr: &str) -> Result<Channel, PeerError> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|_| PeerError::Address(addr.to_owned()))?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_INTERVAL)
+        .keep_alive_while_idle(true)
         .connect_lazy())
 }
+
+/// HTTP/2 ping period and ack timeout on member connections.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3);
 
 /// A client to one member's cluster service, stamped with our id.
 pub(crate) fn cluster_client(channel: Channel) -> ClusterClient<Channel> {

@@ -1,7 +1,8 @@
 //! The cluster service: receives Raft messages and forwarded writes from other members.
 //!
 //! Every request must name its sender (`x-registry-node`) and the sender must be a member of
-//! the current Raft membership (or of the configured initial members); Raft messages must come
+//! the current Raft membership (or of the configured initial members, or anyone while this
+//! member has no membership at all: it is waiting to be added); Raft messages must come
 //! from the member they claim (the candidate of a vote, the leader of an append or snapshot).
 //! Anything else is refused and logged; the node keeps running.
 
@@ -42,8 +43,17 @@ impl ClusterService {
                     Status::unauthenticated("missing or invalid x-registry-node header")
                 },
             )?;
-        let known = self.initial.contains(&id)
-            || self.raft.metrics().borrow().membership_config.membership().nodes().any(|(n, _)| *n == id);
+        // A member that has no membership yet (an empty store waiting to be added as a learner)
+        // cannot know its leader in advance: it accepts whoever adds it; openraft's term and
+        // vote checks still apply, and once the membership arrives only its members are heard.
+        let known = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            let membership = m.membership_config.membership();
+            self.initial.contains(&id)
+                || membership.nodes().any(|(n, _)| *n == id)
+                || membership.nodes().next().is_none()
+        };
         if !known || id == self.me {
             tracing::warn!(peer = ?req.remote_addr(), sender = id, "cluster request from an unknown member refused");
             return Err(Status::permission_denied(format!("node {id} is not a member of this cluster")));
@@ -135,12 +145,22 @@ impl Cluster for ClusterService {
         Ok(Response::new(RejoinReply { updated: true }))
     }
 
+    /// On the leader: confirms leadership with a quorum and answers the commit index at the time
+    /// of asking (Raft's ReadIndex). Elsewhere: `is_leader = false` with the local applied index.
     async fn read_index(&self, request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {
         self.sender(&request)?;
         let m = self.raft.metrics().borrow().clone();
-        Ok(Response::new(ReadIndexReply {
-            applied_index: m.last_applied.map_or(0, |l| l.index),
-            is_leader: m.current_leader == Some(self.me),
-        }))
+        if m.current_leader != Some(self.me) {
+            return Ok(Response::new(ReadIndexReply {
+                read_index: m.last_applied.map_or(0, |l| l.index),
+                is_leader: false,
+            }));
+        }
+        match self.raft.get_read_log_id().await {
+            Ok((read_log_id, _)) => {
+                Ok(Response::new(ReadIndexReply { read_index: read_log_id.map_or(0, |l| l.index), is_leader: true }))
+            }
+            Err(e) => Err(Status::unavailable(format!("leadership not confirmed: {e}"))),
+        }
     }
 }
