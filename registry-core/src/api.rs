@@ -36,4 +36,6 @@ pub struct ApiState {
     pub raft: crate::consistency::RaftNode,
     /// gRPC connections (shown by the admin endpoint).
     pub connections: Arc<grpc::connection::Connections>,
+    /// Distro (ephemeral replication: digests, diff, readiness).
+    pub distro: Arc<crate::consistency::distro::Distro>,
 }

@@ -17,6 +17,7 @@ use crate::api::grpc::{self, GrpcState, connection::Connections};
 use crate::api::{ApiState, http};
 use crate::config::Config;
 use crate::configs::{self, ConfigService};
+use crate::consistency::distro::{Distro, DistroService};
 use crate::consistency::{Applier, Consistency, RaftNode, raft::RaftError};
 use crate::naming::{NamingService, cleaner, health};
 use crate::push::{self, PushHandle};
@@ -94,11 +95,18 @@ impl App {
             addr: SocketAddr::new(config.server.bind, config.server.cluster_port()),
             source,
         })?;
-        tasks.spawn(serve_cluster(cluster_listener, raft.cluster_service(), shutdown.child_token()));
+        let distro = Distro::new(Arc::clone(&applier), raft.clone(), config.distro.clone(), shutdown.child_token());
+        tasks.spawn(serve_cluster(
+            cluster_listener,
+            raft.cluster_service(),
+            DistroService::new(Arc::clone(&distro)),
+            shutdown.child_token(),
+        ));
         if !config.server.clustered() && !raft.wait_ready(READY_TIMEOUT).await {
             return Err(AppError::NotReady(READY_TIMEOUT));
         }
-        let consistency = Consistency::new(Arc::clone(&applier), raft.clone());
+        distro.start(!config.server.clustered());
+        let consistency = Consistency::new(Arc::clone(&applier), raft.clone()).with_distro(Arc::clone(&distro));
         let naming = NamingService::new(Arc::clone(&store), consistency.clone(), config.naming.clone());
         let configs = ConfigService::new(Arc::clone(applier.configs()), consistency, config.configs.clone());
 
@@ -125,8 +133,10 @@ impl App {
         // With an ephemeral HTTP port the gRPC port is ephemeral too (its own port 0).
         let grpc_listener = bind_tcp("grpc", SocketAddr::new(config.server.bind, config.server.grpc_port())).await?;
 
-        let ready_raft = raft.clone();
-        let ready: crate::api::ReadinessProbe = Arc::new(move || ready_raft.is_ready());
+        // The SDK channel serves ephemeral data, which must not depend on a Raft quorum: ready
+        // once the own store is replayed and the Distro snapshot loaded, leader or not.
+        let (ready_raft, ready_distro) = (raft.clone(), Arc::clone(&distro));
+        let ready: crate::api::ReadinessProbe = Arc::new(move || ready_raft.replayed() && ready_distro.loaded());
         let config_notify = configs::notify::spawn(
             Arc::clone(configs.hub()),
             applier.subscribe(),
@@ -144,7 +154,7 @@ impl App {
             ready: Arc::clone(&ready),
             config: Arc::new(config.grpc.clone()),
         };
-        let state = ApiState { naming, configs, push, ready, http_addr, connections, raft: raft.clone() };
+        let state = ApiState { naming, configs, push, ready, http_addr, connections, raft: raft.clone(), distro };
         Ok(Self {
             config,
             http_listener,
@@ -238,6 +248,7 @@ async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<TcpListener, A
 async fn serve_cluster(
     listener: TcpListener,
     service: crate::consistency::raft::ClusterService,
+    distro: DistroService,
     shutdown: CancellationToken,
 ) {
     use futures_util::StreamExt as _;
@@ -252,8 +263,12 @@ async fn serve_cluster(
     let service = registry_proto::cluster::cluster_server::ClusterServer::new(service)
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);
+    let distro = registry_proto::cluster::distro_server::DistroServer::new(distro)
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024);
     let served = tonic::transport::Server::builder()
         .add_service(service)
+        .add_service(distro)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
         .await;
     if let Err(e) = served {

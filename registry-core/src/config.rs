@@ -218,6 +218,8 @@ pub struct Config {
     pub configs: ConfigCenterConfig,
     /// Raft.
     pub raft: RaftSection,
+    /// Distro (ephemeral data between members).
+    pub distro: crate::consistency::distro::DistroConfig,
 }
 
 impl Config {
@@ -333,6 +335,9 @@ impl Config {
         }
         if self.grpc.detect_interval_ms == 0 || self.grpc.outbound_queue == 0 {
             return invalid("grpc.detect_interval_ms and grpc.outbound_queue must be positive");
+        }
+        if self.distro.verify_interval_ms == 0 || self.distro.expire_after_ms <= self.distro.verify_interval_ms {
+            return invalid("distro.verify_interval_ms must be positive and below distro.expire_after_ms");
         }
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes must be at least 1024");

@@ -13,11 +13,12 @@
 //! ```
 //!
 //! Persistent data (persistent instances, service and cluster metadata, instance overrides) goes
-//! through Raft; ephemeral data is applied locally at once (the Distro replication of a later
-//! issue hooks in here) and never waits on Raft.
+//! through Raft; ephemeral data is applied locally at once, then replicated to the other members
+//! by `distro` (AP), and never waits on Raft.
 
 pub mod apply;
 pub mod command;
+pub mod distro;
 pub mod raft;
 
 use std::sync::Arc;
@@ -42,12 +43,19 @@ pub enum SubmitError {
 pub struct Consistency {
     applier: Arc<Applier>,
     raft: RaftNode,
+    distro: Option<Arc<distro::Distro>>,
 }
 
 impl Consistency {
     /// Wires the router over an applier and a running Raft node.
     pub fn new(applier: Arc<Applier>, raft: RaftNode) -> Self {
-        Self { applier, raft }
+        Self { applier, raft, distro: None }
+    }
+
+    /// Replicates ephemeral writes through `distro`.
+    pub fn with_distro(mut self, distro: Arc<distro::Distro>) -> Self {
+        self.distro = Some(distro);
+        self
     }
 
     /// Routes a command: persistent ones through Raft, ephemeral ones straight to the writer.
@@ -56,8 +64,16 @@ impl Consistency {
             self.raft.write(cmd).await??;
         } else {
             self.applier.apply(&cmd)?;
+            if let Some(distro) = &self.distro {
+                distro.local_change(&cmd);
+            }
         }
         Ok(())
+    }
+
+    /// Whether this member owns an ephemeral client (always, without Distro).
+    pub fn owns(&self, client: &crate::model::ClientId) -> bool {
+        self.distro.as_ref().is_none_or(|d| d.owns(client))
     }
 
     /// The Raft node (readiness, metrics, shutdown).

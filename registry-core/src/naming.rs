@@ -226,6 +226,13 @@ impl NamingService {
         Ok(self.consistency.submit(Command::Naming(cmd)).await?)
     }
 
+    /// Whether this member owns an ephemeral client (runs its liveness). Ownership moves to
+    /// the member where the client last wrote, so a v1 client that re-registers elsewhere is
+    /// watched there and no longer here.
+    pub fn owns_client(&self, client: &ClientId) -> bool {
+        self.consistency.owns(client)
+    }
+
     fn not_found(key: &ServiceKey) -> NamingError {
         NamingError::ServiceNotFound { namespace: key.namespace.clone(), service: key.grouped_name() }
     }

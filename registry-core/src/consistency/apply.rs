@@ -9,7 +9,9 @@ use tokio::sync::broadcast;
 
 use super::command::{ApplyError, Command, CommandResult, ConfigCommand, NamingCommand};
 use crate::model::config::{GrayVariant, md5_hex};
-use crate::model::{ChangeEvent, ConfigItem, ConfigKey, HistoryEntry, HistoryOp, ServiceKey, ServiceMetadata};
+use crate::model::{
+    ChangeEvent, ConfigItem, ConfigKey, HistoryEntry, HistoryOp, Instance, ServiceKey, ServiceMetadata,
+};
 use crate::state::{ConfigData, ConfigStore, NamingData, NamingStore, StateSnapshot};
 
 /// Capacity of the change-event broadcast. A reader that lags further than this gets
@@ -226,18 +228,13 @@ fn apply_naming(data: &mut NamingData, cmd: &NamingCommand) -> (Vec<ServiceKey>,
             if unchanged || nothing_to_remove {
                 vec![]
             } else {
-                let record = data.touch(service);
-                if instances.is_empty() {
-                    record.ephemeral.remove(client);
-                } else {
-                    record.ephemeral.insert(client.clone(), instances.iter().cloned().map(Arc::new).collect());
-                }
+                data.set_ephemeral(service, client, instances.iter().cloned().map(Arc::new).collect());
                 vec![service.clone()]
             }
         }
         C::UnpublishEphemeral { service, client } => {
             if data.get(service).is_some_and(|r| r.ephemeral.contains_key(client)) {
-                data.touch(service).ephemeral.remove(client);
+                data.remove_ephemeral(service, client);
                 vec![service.clone()]
             } else {
                 vec![]
@@ -262,9 +259,31 @@ fn apply_naming(data: &mut NamingData, cmd: &NamingCommand) -> (Vec<ServiceKey>,
         C::RemoveClient { client } => {
             let services = data.services_of_client(client);
             for service in &services {
-                data.touch(service).ephemeral.remove(client);
+                data.remove_ephemeral(service, client);
             }
             services
+        }
+        C::SyncClient { client, publication } => {
+            let mut touched = Vec::new();
+            let wanted: std::collections::HashMap<&ServiceKey, &Vec<Instance>> =
+                publication.iter().map(|(s, list)| (s, list)).collect();
+            for service in data.services_of_client(client) {
+                if !wanted.contains_key(&service) {
+                    data.remove_ephemeral(&service, client);
+                    touched.push(service);
+                }
+            }
+            for (service, instances) in publication {
+                let unchanged = data
+                    .get(service)
+                    .and_then(|r| r.ephemeral.get(client))
+                    .is_some_and(|old| old.iter().map(|i| &**i).eq(instances.iter()));
+                if !unchanged {
+                    data.set_ephemeral(service, client, instances.iter().cloned().map(Arc::new).collect());
+                    touched.push(service.clone());
+                }
+            }
+            touched
         }
         C::RemoveEmptyService { service } => match data.get(service) {
             Some(r) if r.has_no_instances() && !r.has_persistent_part() => {

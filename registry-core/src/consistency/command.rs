@@ -119,6 +119,14 @@ pub enum NamingCommand {
         /// The client.
         client: ClientId,
     },
+    /// A replicated client (Distro): its whole publication as its owner member has it; services
+    /// not listed lose the client's instances.
+    SyncClient {
+        /// The client.
+        client: ClientId,
+        /// Every service it publishes into, with its instances there.
+        publication: Vec<(ServiceKey, Vec<Instance>)>,
+    },
     /// Removes a service that has been empty long enough and has no persistent part.
     RemoveEmptyService {
         /// Service.
@@ -210,6 +218,7 @@ impl NamingCommand {
                 | Self::UnpublishEphemeral { .. }
                 | Self::SetEphemeralHealth { .. }
                 | Self::RemoveClient { .. }
+                | Self::SyncClient { .. }
                 | Self::RemoveEmptyService { .. }
         )
     }

@@ -14,7 +14,7 @@
 //! disk before it is applied, so nothing needs flushing at shutdown.
 
 mod log_store;
-mod network;
+pub(crate) mod network;
 mod service;
 mod state_machine;
 
@@ -616,6 +616,38 @@ impl RaftNode {
         let c = network::channel_to(addr)?;
         *cached = Some((addr.to_owned(), c.clone()));
         Ok(c)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.me
+    }
+
+    /// The other members of the current membership (voters and learners) with their cluster
+    /// addresses. Known from the last applied membership, so also without a leader.
+    pub fn peers(&self) -> Vec<(NodeId, String)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != self.me)
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect()
+    }
+
+    /// Whether `id` is a member of the current membership (or an initial member).
+    pub fn is_member(&self, id: NodeId) -> bool {
+        self.initial.contains(&id)
+            || self.raft.metrics().borrow().membership_config.membership().nodes().any(|(n, _)| *n == id)
+    }
+
+    /// Whether this node has replayed what its own store committed (no leader needed): the
+    /// readiness of what does not depend on Raft, like the gRPC SDK channel, which must keep
+    /// serving ephemeral data while Raft has no quorum.
+    pub fn replayed(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.running_state.is_ok() && m.last_applied.is_some() && m.last_applied.map(|l| l.index) >= self.ready_floor
     }
 
     /// The service other members call on this node's cluster port.

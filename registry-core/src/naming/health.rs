@@ -141,6 +141,12 @@ pub async fn sweep(naming: &NamingService) -> usize {
     let tracker = naming.beats();
     let mut changed = 0;
     for (service, client, instance, v, silent) in tracker.due(Instant::now()) {
+        if v != Verdict::Keep && !naming.owns_client(&client) {
+            // The client wrote through another member since: its liveness runs there now.
+            tracing::debug!(%service, %client, "beat client owned by another member: no longer watched here");
+            tracker.untrack(&service, &client);
+            continue;
+        }
         let cmd = match v {
             Verdict::Keep => continue,
             Verdict::MarkUnhealthy => {

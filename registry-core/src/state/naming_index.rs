@@ -7,7 +7,7 @@
 //!   A reader clones the `Arc` (a shard read lock held for a few instructions) and then works on
 //!   a value that never changes under it; a writer swaps the whole view, with a new revision.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -97,6 +97,9 @@ impl ServiceRecord {
 #[derive(Debug, Default)]
 pub struct NamingData {
     services: HashMap<ServiceKey, ServiceRecord>,
+    /// The services each ephemeral client publishes into: replication sends a client's whole
+    /// publication, and removing a client must not scan every service.
+    client_services: HashMap<ClientId, BTreeSet<ServiceKey>>,
     /// Last revision handed out; revisions never repeat, even across service re-creation.
     last_revision: u64,
 }
@@ -134,7 +137,46 @@ impl NamingData {
 
     /// Keys of the services an ephemeral client publishes into.
     pub fn services_of_client(&self, client: &ClientId) -> Vec<ServiceKey> {
-        self.services.iter().filter(|(_, r)| r.ephemeral.contains_key(client)).map(|(k, _)| k.clone()).collect()
+        self.client_services.get(client).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Every ephemeral client with at least one publication.
+    pub fn ephemeral_clients(&self) -> impl Iterator<Item = &ClientId> {
+        self.client_services.keys()
+    }
+
+    /// A client's whole ephemeral publication, by service.
+    pub fn publication_of(&self, client: &ClientId) -> Vec<(ServiceKey, Vec<Instance>)> {
+        let Some(services) = self.client_services.get(client) else { return Vec::new() };
+        services
+            .iter()
+            .filter_map(|s| {
+                let list = self.services.get(s)?.ephemeral.get(client)?;
+                Some((s.clone(), list.iter().map(|i| (**i).clone()).collect()))
+            })
+            .collect()
+    }
+
+    /// Sets a client's instances in a service (an empty list withdraws them). Marks the service
+    /// changed.
+    pub fn set_ephemeral(&mut self, service: &ServiceKey, client: &ClientId, instances: Vec<Arc<Instance>>) {
+        if instances.is_empty() {
+            self.remove_ephemeral(service, client);
+            return;
+        }
+        self.touch(service).ephemeral.insert(client.clone(), instances);
+        self.client_services.entry(client.clone()).or_default().insert(service.clone());
+    }
+
+    /// Withdraws a client's instances from a service. Marks the service changed.
+    pub fn remove_ephemeral(&mut self, service: &ServiceKey, client: &ClientId) {
+        self.touch(service).ephemeral.remove(client);
+        if let Some(services) = self.client_services.get_mut(client) {
+            services.remove(service);
+            if services.is_empty() {
+                self.client_services.remove(client);
+            }
+        }
     }
 }
 

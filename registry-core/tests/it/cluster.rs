@@ -8,14 +8,14 @@ use serde_json::Value;
 
 use crate::harness::{Server, call, client, eventually, free_member_ports, json};
 
-struct Cluster {
-    members: Vec<Server>,
+pub(crate) struct Cluster {
+    pub(crate) members: Vec<Server>,
 }
 
 impl Cluster {
     /// Starts `n` members; if a port was taken meanwhile (other tests run in parallel), tries
     /// again on other ports.
-    fn start(n: usize, config: Option<&str>) -> Self {
+    pub(crate) fn start(n: usize, config: Option<&str>) -> Self {
         let mut last_error = String::new();
         for _ in 0..5 {
             let ports = free_member_ports(n);
@@ -36,7 +36,7 @@ impl Cluster {
     }
 
     /// Index of the member that every live member agrees is the leader.
-    async fn leader(&self, alive: &[usize]) -> usize {
+    pub(crate) async fn leader(&self, alive: &[usize]) -> usize {
         eventually(Duration::from_secs(30), || async {
             let mut leaders = Vec::new();
             for &i in alive {
@@ -252,7 +252,12 @@ async fn bad_peer_input_is_refused_and_the_cluster_stays_up() {
     assert!(register(target, "still-up", "10.4.0.1").await);
 }
 
-async fn admin(server: &Server, method: reqwest::Method, path: &str, form: &[(&str, String)]) -> (u16, String) {
+pub(crate) async fn admin(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    form: &[(&str, String)],
+) -> (u16, String) {
     call(client().request(method, server.url(path)).form(form)).await
 }
 
@@ -389,7 +394,7 @@ async fn a_member_restarted_on_a_new_address_rejoins_as_itself_and_catches_up() 
     assert_eq!(voters(&cluster.members[leader]).await, 3, "no member was added or lost");
 }
 
-fn signal(server: &Server, signal: &str) {
+pub(crate) fn signal(server: &Server, signal: &str) {
     let pid = server.pid().expect("the member runs").to_string();
     assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
 }
@@ -410,7 +415,7 @@ async fn read_config(server: &Server, data_id: &str, consistency: Option<&str>) 
     call(client().get(server.url("/nacos/v1/cs/configs")).query(&query)).await
 }
 
-async fn readiness(server: &Server) -> u16 {
+pub(crate) async fn readiness(server: &Server) -> u16 {
     call(client().get(server.url("/nacos/v1/console/health/readiness"))).await.0
 }
 
@@ -419,7 +424,9 @@ async fn a_resumed_follower_is_ready_only_once_it_caught_up_with_the_leader() {
     let cluster = Cluster::start(3, None);
     let leader = cluster.leader(&[0, 1, 2]).await;
     let follower = &cluster.members[(leader + 1) % 3];
-    assert_eq!(readiness(follower).await, 200, "a caught-up follower is ready");
+    eventually(Duration::from_secs(20), || async { (readiness(follower).await == 200).then_some(()) })
+        .await
+        .expect("a caught-up follower is ready");
     signal(follower, "-STOP");
     for k in 0..200u32 {
         assert!(publish(&cluster.members[leader], "ready-probe", &format!("v{k}")).await);
@@ -430,7 +437,18 @@ async fn a_resumed_follower_is_ready_only_once_it_caught_up_with_the_leader() {
     let mut ready_seen = 0;
     for k in 200..400u32 {
         let content = format!("v{k}");
-        assert!(publish(&cluster.members[leader], "ready-probe", &content).await);
+        // The resumed follower may start an election (its timer ran out while stopped), so the
+        // write is retried through any member until one acknowledges it.
+        eventually(Duration::from_secs(20), || async {
+            for m in &cluster.members {
+                if publish(m, "ready-probe", &content).await {
+                    return Some(());
+                }
+            }
+            None
+        })
+        .await
+        .expect("the write is acknowledged");
         if readiness(follower).await == 200 {
             ready_seen += 1;
             let (status, body) = read_config(follower, "ready-probe", None).await;

@@ -12,6 +12,7 @@ mod cluster;
 mod config_archive;
 mod config_http;
 mod config_sdk;
+mod distro;
 mod durability;
 mod grpc_raw;
 mod grpc_sdk;

@@ -25,6 +25,63 @@ pub fn routes() -> Router<ApiState> {
         .route("/nacos/v1/core/cluster/self", get(cluster_self))
         .route("/nacos/v2/core/cluster/members", axum::routing::post(add_member).delete(remove_member))
         .route("/nacos/v2/core/cluster/members/promote", axum::routing::post(promote_member))
+        .route("/nacos/v2/core/distro/digest", get(distro_digest))
+        .route("/nacos/v2/core/distro/diff", get(distro_diff))
+}
+
+/// The service named by `serviceName` (`group@@name` or with `groupName`) and `namespaceId`.
+fn service_param(p: &Params) -> Result<crate::model::ServiceKey, super::error::ApiError> {
+    let name = p.required("serviceName")?;
+    let (group, name) = match name.split_once("@@") {
+        Some((g, n)) => (g, n),
+        None => (p.opt("groupName").unwrap_or("DEFAULT_GROUP"), name),
+    };
+    let namespace = p.opt("namespaceId").filter(|n| !n.is_empty()).unwrap_or("public");
+    crate::model::ServiceKey::new(namespace, group, name).map_err(|e| super::error::ApiError::BadRequest(e.to_string()))
+}
+
+/// This member's digest of its ephemeral data: equal on members whose views agree. With
+/// `serviceName`: the digest and instances of that service as this member serves it.
+async fn distro_digest(State(s): State<ApiState>, p: Params) -> Result<Response, super::error::V2> {
+    if p.opt("serviceName").is_some() {
+        let service = service_param(&p)?;
+        return Ok(v2_ok(s.distro.inspect(&service)));
+    }
+    let (digest, clients) = s.distro.digest_all();
+    Ok(v2_ok(serde_json::json!({
+        "nodeId": s.raft.node_id(),
+        "digest": digest,
+        "clients": clients,
+        "disagreementSeconds": s.distro.disagreement_seconds(),
+    })))
+}
+
+/// What every member would return for a service, and what differs: `agree`, each member's
+/// digest, and per member the instances it lacks or has beyond the others' union.
+async fn distro_diff(State(s): State<ApiState>, p: Params) -> Result<Response, super::error::V2> {
+    let service = service_param(&p)?;
+    let views = s.distro.inspect_all(&service).await;
+    let union: std::collections::BTreeSet<&String> =
+        views.iter().filter_map(|v| v.as_ref().ok()).flat_map(|v| v.instances.iter()).collect();
+    let digests: std::collections::BTreeSet<&str> =
+        views.iter().filter_map(|v| v.as_ref().ok()).map(|v| v.digest.as_str()).collect();
+    let members: Vec<Value> = views
+        .iter()
+        .map(|v| match v {
+            Ok(v) => {
+                let missing: Vec<&&String> = union.iter().filter(|i| !v.instances.contains(i)).collect();
+                serde_json::json!({ "nodeId": v.node_id, "digest": v.digest,
+                    "instances": v.instances.len(), "missing": missing })
+            }
+            Err((node, error)) => serde_json::json!({ "nodeId": node, "error": error }),
+        })
+        .collect();
+    let all_answered = views.iter().all(Result::is_ok);
+    Ok(v2_ok(serde_json::json!({
+        "service": service.to_string(),
+        "agree": all_answered && digests.len() <= 1,
+        "members": members,
+    })))
 }
 
 /// Every registered gRPC connection with what its client told us (id, IPs, version, labels,
@@ -52,6 +109,11 @@ async fn metrics(State(s): State<ApiState>) -> Response {
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
+    let _ = writeln!(
+        out,
+        "# HELP registry_distro_disagreement_seconds How long some member's ephemeral view has differed from this one's (0: all agree)\n# TYPE registry_distro_disagreement_seconds gauge\nregistry_distro_disagreement_seconds {}",
+        s.distro.disagreement_seconds()
+    );
     s.push.stats_ref().render_prometheus(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

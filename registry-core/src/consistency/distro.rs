@@ -1,0 +1,535 @@
+//! Distro: AP replication of ephemeral data between members (spec §14.2), independent of Raft.
+//!
+//! ```text
+//!  local ephemeral write ──► apply.rs (here) ──► ledger: owned[client] = new revision
+//!                                                   │ mark dirty for every peer
+//!                                                   ▼
+//!  per-peer task: wait a few ms (batch) ──► Sync(batch of whole clients) ──► peer: newer? →
+//!     failure: keep dirty, back off, retry          apply.rs (SyncClient / RemoveClient) → push
+//!
+//!  every verify interval: Verify(digest of owned clients) ──► peer renews matching copies,
+//!     answers the clients it lacks or holds stale ──► they are marked dirty for that peer;
+//!     copies the owner no longer lists are dropped; copies nobody renews expire (grace)
+//!  start: Snapshot from a peer (every client it holds) before this member reports ready
+//! ```
+//!
+//! The unit of replication is a client with its whole publication (a gRPC connection, or a v1
+//! `ip:port` client), owned by the member where it was written. Revisions are the owner's
+//! wall-clock microseconds (strictly increasing), so applying is idempotent and order-free: a
+//! receiver keeps whatever is newest. The membership (who the peers are) is the last applied
+//! Raft membership, which needs no leader, so all of this keeps working without a Raft quorum.
+//!
+//! Not yet here (see the Distro issue notes): v1 HTTP clients are owned by the member they
+//! registered through, not by a hash over healthy members, and their requests are not forwarded.
+
+mod ledger;
+mod service;
+pub mod wire;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use md5::{Digest as _, Md5};
+use parking_lot::Mutex;
+use registry_proto::cluster::DistroMessage;
+use registry_proto::cluster::distro_client::DistroClient;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use super::apply::Applier;
+use super::command::{Command, NamingCommand};
+use super::raft::network::{MAX_CLUSTER_MESSAGE, channel_to, stamped};
+use super::raft::{NodeId, RaftNode};
+use crate::model::{ClientId, ServiceKey};
+use ledger::{Ledger, Verdict};
+pub use service::DistroService;
+use wire::{ClientBatch, ClientData, Digest, InspectRequest, ServiceDigest, Want};
+
+/// Tunables of Distro (`[distro]`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistroConfig {
+    /// Changes are gathered this long before a batch goes to a peer (ms).
+    pub sync_batch_ms: u64,
+    /// Longest back-off between retries to an unreachable peer (ms).
+    pub sync_retry_max_ms: u64,
+    /// How often an owner sends each peer the digest of what it owns (ms). Nacos: 5 000.
+    pub verify_interval_ms: u64,
+    /// A copy its owner has not confirmed for this long is removed (ms). Nacos: 180 000; shorter
+    /// here because clients of a dead member reconnect and redo within seconds.
+    pub expire_after_ms: u64,
+    /// How long a starting member keeps trying to load a snapshot from its peers (ms).
+    pub load_timeout_ms: u64,
+}
+
+impl Default for DistroConfig {
+    fn default() -> Self {
+        Self {
+            sync_batch_ms: 2,
+            sync_retry_max_ms: 2_000,
+            verify_interval_ms: 2_000,
+            expire_after_ms: 30_000,
+            load_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Longest wait for a Distro RPC.
+const RPC_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Dirty clients waiting to be sent to one peer.
+#[derive(Debug, Default)]
+struct Outbox {
+    dirty: Mutex<HashSet<ClientId>>,
+    wake: Notify,
+}
+
+/// One member's Distro: its ledger, its outboxes and its background tasks.
+pub struct Distro {
+    me: NodeId,
+    applier: Arc<Applier>,
+    raft: RaftNode,
+    config: DistroConfig,
+    ledger: Mutex<Ledger>,
+    outboxes: Mutex<HashMap<NodeId, Arc<Outbox>>>,
+    channels: Mutex<HashMap<NodeId, (String, Channel)>>,
+    /// Whether the startup snapshot was loaded (or there was nobody to load it from).
+    loaded: AtomicBool,
+    /// A standalone node replicates nothing: its writes skip all bookkeeping.
+    standalone: AtomicBool,
+    /// Since when some peer's view has differed from ours (verify found differences).
+    disagree_since: Mutex<Option<Instant>>,
+    shutdown: CancellationToken,
+    /// This value itself, for the tasks it spawns.
+    weak: std::sync::Weak<Self>,
+}
+
+impl std::fmt::Debug for Distro {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Distro").field("me", &self.me).finish_non_exhaustive()
+    }
+}
+
+/// The client an ephemeral command changes, and whether it removes the client.
+fn client_of(cmd: &NamingCommand) -> Option<(&ClientId, bool)> {
+    match cmd {
+        NamingCommand::PublishEphemeral { client, .. }
+        | NamingCommand::UnpublishEphemeral { client, .. }
+        | NamingCommand::SetEphemeralHealth { client, .. } => Some((client, false)),
+        NamingCommand::RemoveClient { client } => Some((client, true)),
+        _ => None,
+    }
+}
+
+impl Distro {
+    /// Distro for this member; `start` runs it.
+    pub fn new(applier: Arc<Applier>, raft: RaftNode, config: DistroConfig, shutdown: CancellationToken) -> Arc<Self> {
+        Arc::new_cyclic(|weak| Self {
+            weak: weak.clone(),
+            me: raft.node_id(),
+            applier,
+            raft,
+            config,
+            ledger: Mutex::new(Ledger::default()),
+            outboxes: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
+            loaded: AtomicBool::new(false),
+            standalone: AtomicBool::new(false),
+            disagree_since: Mutex::new(None),
+            shutdown,
+        })
+    }
+
+    /// Starts the background work: the startup snapshot load, then verify and expiry rounds.
+    /// A standalone node has no peers: it is loaded at once and its rounds are no-ops.
+    pub fn start(self: &Arc<Self>, standalone: bool) {
+        if standalone {
+            self.standalone.store(true, Ordering::Release);
+            self.loaded.store(true, Ordering::Release);
+            return;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            this.load_snapshot().await;
+            this.loaded.store(true, Ordering::Release);
+            let mut verify = tokio::time::interval(Duration::from_millis(this.config.verify_interval_ms.max(1)));
+            verify.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = this.shutdown.cancelled() => return,
+                    _ = verify.tick() => {}
+                }
+                this.expire();
+                this.verify_round().await;
+            }
+        });
+    }
+
+    /// Whether the startup snapshot is in (readiness).
+    pub fn loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Seconds since some peer's view last started to differ from ours (0: all agree).
+    pub fn disagreement_seconds(&self) -> f64 {
+        self.disagree_since.lock().map_or(0.0, |since| since.elapsed().as_secs_f64())
+    }
+
+    /// Whether this member owns `client` (a standalone node owns every client).
+    pub fn owns(&self, client: &ClientId) -> bool {
+        self.standalone.load(Ordering::Acquire) || self.ledger.lock().owned.contains_key(client)
+    }
+
+    /// Hook after a local ephemeral write was applied: this member owns the client; every peer
+    /// gets its new state.
+    pub fn local_change(&self, cmd: &Command) {
+        if self.standalone.load(Ordering::Acquire) {
+            return;
+        }
+        let Command::Naming(cmd) = cmd else { return };
+        let Some((client, removed)) = client_of(cmd) else { return };
+        // Owned here even with nobody to tell yet (a member not yet in a membership): a later
+        // verify round brings the peers up to date.
+        self.ledger.lock().changed_here(self.me, client, removed);
+        for (peer, _) in self.raft.peers() {
+            self.mark_dirty(peer, std::iter::once(client.clone()));
+        }
+    }
+
+    fn mark_dirty(&self, peer: NodeId, clients: impl IntoIterator<Item = ClientId>) {
+        let outbox = {
+            let mut outboxes = self.outboxes.lock();
+            match outboxes.get(&peer) {
+                Some(o) => Arc::clone(o),
+                None => {
+                    let o = Arc::new(Outbox::default());
+                    outboxes.insert(peer, Arc::clone(&o));
+                    self.spawn_sender(peer, Arc::clone(&o));
+                    o
+                }
+            }
+        };
+        outbox.dirty.lock().extend(clients);
+        outbox.wake.notify_one();
+    }
+
+    /// The per-peer sender: batches dirty clients, sends them, retries with back-off.
+    fn spawn_sender(&self, peer: NodeId, outbox: Arc<Outbox>) {
+        let Some(this) = self.self_arc() else { return };
+        tokio::spawn(async move {
+            let batch_wait = Duration::from_millis(this.config.sync_batch_ms);
+            let max_backoff = Duration::from_millis(this.config.sync_retry_max_ms.max(10));
+            let mut backoff = Duration::from_millis(10);
+            loop {
+                tokio::select! {
+                    () = this.shutdown.cancelled() => return,
+                    () = outbox.wake.notified() => {}
+                }
+                if !batch_wait.is_zero() {
+                    tokio::time::sleep(batch_wait).await;
+                }
+                let clients: Vec<ClientId> = outbox.dirty.lock().drain().collect();
+                if clients.is_empty() {
+                    continue;
+                }
+                if !this.raft.peers().iter().any(|(id, _)| *id == peer) {
+                    this.outboxes.lock().remove(&peer);
+                    return;
+                }
+                let batch = this.batch_of(&clients);
+                match this.call(peer, Rpc::Sync, &batch).await {
+                    Ok(_) => backoff = Duration::from_millis(10),
+                    Err(e) => {
+                        tracing::debug!(peer, error = %e, clients = clients.len(), "distro sync failed; retrying");
+                        outbox.dirty.lock().extend(clients);
+                        tokio::select! {
+                            () = this.shutdown.cancelled() => return,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(max_backoff);
+                        outbox.wake.notify_one();
+                    }
+                }
+            }
+        });
+    }
+
+    /// The current state of `clients` as this member has them (own clients and tombstones).
+    fn batch_of(&self, clients: &[ClientId]) -> ClientBatch {
+        let ledger = self.ledger.lock();
+        let naming = self.applier.naming();
+        let clients = clients
+            .iter()
+            .filter_map(|client| {
+                if let Some(revision) = ledger.owned.get(client) {
+                    let publication = naming.read_data(|d| d.publication_of(client));
+                    return Some(ClientData {
+                        client: client.clone(),
+                        owner: self.me,
+                        revision: *revision,
+                        publication: Some(publication),
+                    });
+                }
+                let tomb = ledger.tombstones.get(client).filter(|t| t.owner == self.me)?;
+                Some(ClientData { client: client.clone(), owner: self.me, revision: tomb.revision, publication: None })
+            })
+            .collect();
+        ClientBatch { clients }
+    }
+
+    /// Applies replicated clients (a sync, or a snapshot when `from_snapshot`). Returns how
+    /// many changed this member's state.
+    fn receive(&self, sender: NodeId, batch: ClientBatch, from_snapshot: bool) -> usize {
+        let now = Instant::now();
+        let mut applied = 0;
+        let mut ledger = self.ledger.lock();
+        for data in batch.clients {
+            // A member speaks only for its own clients; a snapshot relays everyone's, but
+            // never this member's own (it is their owner).
+            if (!from_snapshot && data.owner != sender) || data.owner == self.me {
+                tracing::debug!(sender, owner = data.owner, client = %data.client, "distro data for another owner ignored");
+                continue;
+            }
+            if ledger.judge(&data.client, data.owner, data.revision, now) != Verdict::Apply {
+                continue;
+            }
+            let present = data.publication.is_some();
+            let cmd = match data.publication {
+                Some(publication) => NamingCommand::SyncClient { client: data.client.clone(), publication },
+                None => NamingCommand::RemoveClient { client: data.client.clone() },
+            };
+            if let Err(e) = self.applier.apply(&Command::Naming(cmd)) {
+                tracing::warn!(client = %data.client, error = %e, "replicated client refused by the state");
+                continue;
+            }
+            ledger.record(&data.client, data.owner, data.revision, present, now);
+            applied += 1;
+        }
+        applied
+    }
+
+    /// Handles an owner's digest: renews, drops what it no longer has, answers what is wanted.
+    fn on_digest(&self, sender: NodeId, digest: &Digest) -> Want {
+        if digest.owner != sender || digest.owner == self.me {
+            return Want::default();
+        }
+        let (want, gone) = self.ledger.lock().compare(digest, Instant::now());
+        self.remove_copies(&gone);
+        self.note_agreement(want.is_empty() && gone.is_empty());
+        Want { clients: want }
+    }
+
+    /// Removes copies locally (not replicated: they are someone else's).
+    fn remove_copies(&self, clients: &[ClientId]) {
+        let now = Instant::now();
+        for client in clients {
+            let mut ledger = self.ledger.lock();
+            let Some(copy) = ledger.copies.get(client).copied() else { continue };
+            if let Err(e) = self.applier.apply(&Command::Naming(NamingCommand::RemoveClient { client: client.clone() }))
+            {
+                tracing::warn!(%client, error = %e, "removing an expired copy failed");
+            }
+            ledger.record(client, copy.owner, copy.revision, false, now);
+        }
+    }
+
+    fn expire(&self) {
+        let grace = Duration::from_millis(self.config.expire_after_ms);
+        let expired = self.ledger.lock().expired(grace, Instant::now());
+        if !expired.is_empty() {
+            tracing::info!(clients = expired.len(), "distro copies expired: their owner stopped confirming them");
+            self.remove_copies(&expired);
+        }
+    }
+
+    /// Tells every peer what this member owns; queues what they lack.
+    async fn verify_round(&self) {
+        let digest = self.ledger.lock().digest(self.me);
+        let mut all_agree = true;
+        for (peer, _) in self.raft.peers() {
+            match self.call(peer, Rpc::Verify, &digest).await {
+                Ok(bytes) => match serde_json::from_slice::<Want>(&bytes) {
+                    Ok(want) if !want.clients.is_empty() => {
+                        all_agree = false;
+                        tracing::debug!(peer, clients = want.clients.len(), "peer lacks clients: resending");
+                        self.mark_dirty(peer, want.clients);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(peer, error = %e, "undecodable verify answer"),
+                },
+                Err(e) => {
+                    all_agree = false;
+                    tracing::debug!(peer, error = %e, "distro verify failed");
+                }
+            }
+        }
+        self.note_agreement(all_agree);
+    }
+
+    fn note_agreement(&self, agree: bool) {
+        let mut since = self.disagree_since.lock();
+        match (agree, *since) {
+            (true, _) => *since = None,
+            (false, None) => *since = Some(Instant::now()),
+            (false, Some(_)) => {}
+        }
+    }
+
+    /// Pulls every client a peer holds, trying peers in turn until one answers (bounded).
+    async fn load_snapshot(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.load_timeout_ms);
+        while tokio::time::Instant::now() < deadline && !self.shutdown.is_cancelled() {
+            for (peer, _) in self.raft.peers() {
+                match self.call(peer, Rpc::Snapshot, &()).await {
+                    Ok(bytes) => match serde_json::from_slice::<ClientBatch>(&bytes) {
+                        Ok(batch) => {
+                            let total = batch.clients.len();
+                            let applied = self.receive(peer, batch, true);
+                            tracing::info!(peer, total, applied, "distro snapshot loaded");
+                            return;
+                        }
+                        Err(e) => tracing::warn!(peer, error = %e, "undecodable distro snapshot"),
+                    },
+                    Err(e) => tracing::debug!(peer, error = %e, "distro snapshot not available"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        tracing::warn!("no peer answered with a distro snapshot; starting from local data only");
+    }
+
+    /// Every client this member holds (own and copies), for a peer's snapshot.
+    fn snapshot(&self) -> ClientBatch {
+        let ledger = self.ledger.lock();
+        let naming = self.applier.naming();
+        let clients = naming.read_data(|d| {
+            let own = ledger.owned.iter().map(|(c, r)| (c, self.me, *r));
+            let copies = ledger.copies.iter().map(|(c, m)| (c, m.owner, m.revision));
+            own.chain(copies)
+                .map(|(client, owner, revision)| ClientData {
+                    client: client.clone(),
+                    owner,
+                    revision,
+                    publication: Some(d.publication_of(client)),
+                })
+                .collect()
+        });
+        ClientBatch { clients }
+    }
+
+    /// What this member serves for `service`.
+    pub fn inspect(&self, service: &ServiceKey) -> ServiceDigest {
+        let mut instances: Vec<String> = self
+            .applier
+            .naming()
+            .view(service)
+            .map(|v| {
+                v.instances
+                    .iter()
+                    .map(|i| {
+                        format!(
+                            "{}:{}:{} healthy={} enabled={} weight={}",
+                            i.ip, i.port, i.cluster, i.healthy, i.enabled, i.weight
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        instances.sort();
+        let mut md5 = Md5::new();
+        for line in &instances {
+            md5.update(line.as_bytes());
+            md5.update(b"\n");
+        }
+        ServiceDigest { node_id: self.me, digest: hex(&md5.finalize()), instances }
+    }
+
+    /// A digest of every ephemeral publication this member serves (equal on members that agree).
+    pub fn digest_all(&self) -> (String, usize) {
+        self.applier.naming().read_data(|d| {
+            let mut clients: Vec<&ClientId> = d.ephemeral_clients().collect();
+            clients.sort();
+            let mut md5 = Md5::new();
+            for client in &clients {
+                md5.update(client.0.as_bytes());
+                for (service, instances) in d.publication_of(client) {
+                    md5.update(service.to_string().as_bytes());
+                    for i in instances {
+                        md5.update(format!("|{}:{}:{}:{}:{}", i.ip, i.port, i.cluster, i.healthy, i.weight).as_bytes());
+                    }
+                }
+                md5.update(b"\n");
+            }
+            (hex(&md5.finalize()), clients.len())
+        })
+    }
+
+    /// Every member's view of `service`: this member's and each peer's (bounded wait).
+    pub async fn inspect_all(&self, service: &ServiceKey) -> Vec<Result<ServiceDigest, (NodeId, String)>> {
+        let mut out = vec![Ok(self.inspect(service))];
+        let request = InspectRequest { service: service.clone() };
+        for (peer, _) in self.raft.peers() {
+            let answer = match self.call(peer, Rpc::Inspect, &request).await {
+                Ok(bytes) => serde_json::from_slice::<ServiceDigest>(&bytes).map_err(|e| (peer, e.to_string())),
+                Err(e) => Err((peer, e)),
+            };
+            out.push(answer);
+        }
+        out
+    }
+
+    fn channel(&self, peer: NodeId) -> Result<Channel, String> {
+        let addr = self
+            .raft
+            .peers()
+            .into_iter()
+            .find(|(id, _)| *id == peer)
+            .map(|(_, a)| a)
+            .ok_or_else(|| format!("node {peer} is not a member"))?;
+        let mut channels = self.channels.lock();
+        if let Some((a, c)) = channels.get(&peer)
+            && *a == addr
+        {
+            return Ok(c.clone());
+        }
+        let c = channel_to(&addr).map_err(|e| e.to_string())?;
+        channels.insert(peer, (addr, c.clone()));
+        Ok(c)
+    }
+
+    async fn call<T: serde::Serialize>(&self, peer: NodeId, rpc: Rpc, body: &T) -> Result<Vec<u8>, String> {
+        let json = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+        let mut client = DistroClient::new(self.channel(peer)?)
+            .max_decoding_message_size(MAX_CLUSTER_MESSAGE)
+            .max_encoding_message_size(MAX_CLUSTER_MESSAGE);
+        let mut request = stamped(self.me, DistroMessage { json });
+        request.set_timeout(RPC_TIMEOUT);
+        let reply = match rpc {
+            Rpc::Sync => client.sync(request).await,
+            Rpc::Verify => client.verify(request).await,
+            Rpc::Snapshot => client.snapshot(request).await,
+            Rpc::Inspect => client.inspect(request).await,
+        };
+        reply.map(|r| r.into_inner().json).map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+    }
+
+    fn self_arc(&self) -> Option<Arc<Self>> {
+        self.weak.upgrade()
+    }
+}
+
+/// Which Distro RPC.
+#[derive(Debug, Clone, Copy)]
+enum Rpc {
+    Sync,
+    Verify,
+    Snapshot,
+    Inspect,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,226 @@
+//! Who owns which ephemeral client, at which revision: the bookkeeping behind replication.
+//!
+//! Pure data, no I/O: [`super::Distro`] holds it under a mutex and decides what to send and
+//! apply from its answers.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::wire::Digest;
+use crate::consistency::raft::NodeId;
+use crate::model::ClientId;
+
+/// A client held on behalf of another member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CopyMeta {
+    /// Its owner.
+    pub(crate) owner: NodeId,
+    /// The owner's revision this copy is at.
+    pub(crate) revision: u64,
+    /// When the owner last confirmed it (sync or verify); unconfirmed copies expire.
+    pub(crate) renewed: Instant,
+}
+
+/// A client that is gone, remembered for a while so an older copy arriving late is refused.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tombstone {
+    pub(crate) owner: NodeId,
+    pub(crate) revision: u64,
+    pub(crate) at: Instant,
+}
+
+/// What to do with a replicated client that arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Newer than anything held: apply it.
+    Apply,
+    /// Not newer: ignore (already confirmed as renewed where it matched).
+    Stale,
+    /// This member owns the client at a newer revision: ignore.
+    OwnedHere,
+}
+
+/// The ledger of one member.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    /// Clients this member owns, by revision.
+    pub(crate) owned: HashMap<ClientId, u64>,
+    /// Clients owned elsewhere.
+    pub(crate) copies: HashMap<ClientId, CopyMeta>,
+    /// Recently removed clients.
+    pub(crate) tombstones: HashMap<ClientId, Tombstone>,
+    /// Last revision handed out by this member.
+    clock: u64,
+}
+
+/// Microseconds since the epoch.
+fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+impl Ledger {
+    /// A new revision: the wall clock in µs, strictly above the last one, so revisions keep
+    /// increasing across this member's restarts (a restarted owner's data is never "older").
+    pub(crate) fn next_revision(&mut self) -> u64 {
+        self.clock = now_micros().max(self.clock + 1);
+        self.clock
+    }
+
+    /// A local write changed `client`: this member owns it from now on.
+    pub(crate) fn changed_here(&mut self, me: NodeId, client: &ClientId, removed: bool) -> u64 {
+        let revision = self.next_revision();
+        self.copies.remove(client);
+        if removed {
+            self.owned.remove(client);
+            self.tombstones.insert(client.clone(), Tombstone { owner: me, revision, at: Instant::now() });
+        } else {
+            self.owned.insert(client.clone(), revision);
+            self.tombstones.remove(client);
+        }
+        revision
+    }
+
+    /// Judges a replicated client from `owner` at `revision`; renews a matching copy.
+    pub(crate) fn judge(&mut self, client: &ClientId, owner: NodeId, revision: u64, now: Instant) -> Verdict {
+        if self.owned.get(client).is_some_and(|r| *r >= revision) {
+            return Verdict::OwnedHere;
+        }
+        let held = self
+            .copies
+            .get(client)
+            .map(|c| c.revision)
+            .into_iter()
+            .chain(self.tombstones.get(client).map(|t| t.revision))
+            .max();
+        if held.is_some_and(|h| h >= revision) {
+            if let Some(copy) = self.copies.get_mut(client).filter(|c| c.owner == owner && c.revision == revision) {
+                copy.renewed = now;
+            }
+            return Verdict::Stale;
+        }
+        Verdict::Apply
+    }
+
+    /// Records an applied replicated client (`present = false`: a tombstone). Ownership moves
+    /// to `owner` if this member thought it owned an older revision.
+    pub(crate) fn record(&mut self, client: &ClientId, owner: NodeId, revision: u64, present: bool, now: Instant) {
+        self.owned.remove(client);
+        if present {
+            self.copies.insert(client.clone(), CopyMeta { owner, revision, renewed: now });
+            self.tombstones.remove(client);
+        } else {
+            self.copies.remove(client);
+            self.tombstones.insert(client.clone(), Tombstone { owner, revision, at: now });
+        }
+    }
+
+    /// The digest of what this member owns.
+    pub(crate) fn digest(&self, me: NodeId) -> Digest {
+        let mut clients: Vec<(ClientId, u64)> = self.owned.iter().map(|(c, r)| (c.clone(), *r)).collect();
+        clients.sort();
+        Digest { owner: me, as_of: self.clock, clients }
+    }
+
+    /// Compares an owner's digest with the copies held: renews matching copies, returns the
+    /// clients to ask for (missing or stale here) and the copies the owner no longer has (to
+    /// drop: not newer than the digest, so not created after it was taken).
+    pub(crate) fn compare(&mut self, digest: &Digest, now: Instant) -> (Vec<ClientId>, Vec<ClientId>) {
+        let mut want = Vec::new();
+        let listed: std::collections::HashSet<&ClientId> = digest.clients.iter().map(|(c, _)| c).collect();
+        for (client, revision) in &digest.clients {
+            match self.judge(client, digest.owner, *revision, now) {
+                Verdict::Apply => want.push(client.clone()),
+                Verdict::Stale | Verdict::OwnedHere => {}
+            }
+        }
+        let gone: Vec<ClientId> = self
+            .copies
+            .iter()
+            .filter(|(c, m)| m.owner == digest.owner && m.revision <= digest.as_of && !listed.contains(c))
+            .map(|(c, _)| c.clone())
+            .collect();
+        (want, gone)
+    }
+
+    /// Copies not renewed within `grace` (their owner is gone or cut off): to remove locally.
+    /// Also forgets tombstones older than twice that.
+    pub(crate) fn expired(&mut self, grace: Duration, now: Instant) -> Vec<ClientId> {
+        self.tombstones.retain(|_, t| now.duration_since(t.at) < grace * 2);
+        self.copies.iter().filter(|(_, m)| now.duration_since(m.renewed) >= grace).map(|(c, _)| c.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(name: &str) -> ClientId {
+        ClientId(name.to_owned())
+    }
+
+    #[test]
+    fn revisions_increase_even_when_the_clock_does_not() {
+        let mut l = Ledger::default();
+        let a = l.next_revision();
+        let b = l.next_revision();
+        assert!(b > a);
+        l.clock = u64::MAX - 10;
+        assert_eq!(l.next_revision(), u64::MAX - 9);
+    }
+
+    #[test]
+    fn newer_data_applies_older_or_equal_is_stale_and_renews() {
+        let (mut l, now) = (Ledger::default(), Instant::now());
+        let c = client("conn-1");
+        assert_eq!(l.judge(&c, 2, 10, now), Verdict::Apply);
+        l.record(&c, 2, 10, true, now);
+        assert_eq!(l.judge(&c, 2, 9, now), Verdict::Stale);
+        let later = now + Duration::from_secs(5);
+        assert_eq!(l.judge(&c, 2, 10, later), Verdict::Stale);
+        assert_eq!(l.copies[&c].renewed, later, "a matching revision renews the copy");
+        assert_eq!(l.judge(&c, 2, 11, later), Verdict::Apply);
+        // A tombstone refuses older data arriving late.
+        l.record(&c, 2, 12, false, later);
+        assert_eq!(l.judge(&c, 2, 11, later), Verdict::Stale);
+        assert!(!l.copies.contains_key(&c));
+    }
+
+    #[test]
+    fn a_local_write_takes_ownership_and_newer_remote_data_takes_it_back() {
+        let (mut l, now) = (Ledger::default(), Instant::now());
+        let c = client("10.0.0.1:80#true");
+        l.record(&c, 2, 5, true, now);
+        let mine = l.changed_here(1, &c, false);
+        assert!(l.owned.contains_key(&c) && !l.copies.contains_key(&c));
+        assert_eq!(l.judge(&c, 2, mine - 1, now), Verdict::OwnedHere);
+        assert_eq!(l.judge(&c, 2, mine + 1, now), Verdict::Apply);
+        l.record(&c, 2, mine + 1, true, now);
+        assert!(!l.owned.contains_key(&c), "ownership moved to member 2");
+    }
+
+    #[test]
+    fn a_digest_asks_for_missing_and_stale_and_drops_what_the_owner_no_longer_has() {
+        let (mut l, now) = (Ledger::default(), Instant::now());
+        for (name, rev) in [("a", 10), ("b", 10), ("gone", 10), ("fresh", 99)] {
+            l.record(&client(name), 3, rev, true, now);
+        }
+        l.record(&client("other-owner"), 4, 1, true, now);
+        let digest =
+            Digest { owner: 3, as_of: 50, clients: vec![(client("a"), 10), (client("b"), 20), (client("new"), 30)] };
+        let (mut want, mut gone) = l.compare(&digest, now);
+        want.sort();
+        gone.sort();
+        assert_eq!(want, vec![client("b"), client("new")]);
+        // `fresh` is newer than the digest (created after it was taken): kept.
+        assert_eq!(gone, vec![client("gone")]);
+    }
+
+    #[test]
+    fn unrenewed_copies_expire_after_the_grace_period() {
+        let (mut l, now) = (Ledger::default(), Instant::now());
+        l.record(&client("old"), 2, 1, true, now);
+        l.record(&client("renewed"), 2, 1, true, now + Duration::from_secs(20));
+        let expired = l.expired(Duration::from_secs(30), now + Duration::from_secs(31));
+        assert_eq!(expired, vec![client("old")]);
+    }
+}
