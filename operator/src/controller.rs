@@ -2,19 +2,36 @@
 //! type, and only the ends touch the API server:
 //!
 //! ```text
-//!  NacosCluster ──► dereference ──► validate ──► build ──► apply ──► update_status
-//!                   (client:        (pure:       (pure:    (client:  (client: members and
-//!                    auth Secret)    spec →       objects)  SSA,      leader from the
-//!                                    Validated-             orphans)  registry, conditions)
-//!                                    Cluster)
+//!  NacosCluster ──► dereference ──► validate ──► build ──► membership ──► apply ──► membership ──► update_status
+//!                   (client:        (pure:       (pure:    plan (pure:    (client:  step         (client: status
+//!                    auth Secret,    spec →       objects)  replicas and   SSA,      (registry:   subresource,
+//!                    StatefulSet)    Validated-             next step)     orphans)  add/promote/ conditions)
+//!                                    Cluster)                                        remove)
 //! ```
 //!
-//! Built so far: [`validate`] and [`build`], the pure middle. `validate` is the only reader of
-//! the spec; `build` reads only the `ValidatedCluster` it produces, so every rule about the spec
-//! lives in one place and every built object is a function of validated data.
+//! [`validate`] is the only reader of the spec; [`build`] reads only the `ValidatedCluster` it
+//! produces. [`membership::decide`] plans the StatefulSet's replicas and one Raft membership
+//! change from the Raft view the registry reports ([`scale`] does the IO); the StatefulSet is
+//! applied first, so on scale up the new pod exists before its member is added, and on scale
+//! down the replicas stay until the member has left Raft.
+//!
+//! Problems with the spec or its references are not errors: an invalid spec or a missing auth
+//! Secret becomes a `Degraded` condition and a Warning event, and the controller waits for a
+//! change instead of retrying. Errors ([`Error`], one variant per client step) are API or
+//! network failures; [`error_policy`] retries them with a per-object exponential backoff.
 
+pub mod apply;
 pub mod build;
+pub mod dereference;
+pub mod membership;
+pub mod registry;
+pub mod scale;
+pub mod update_status;
 pub mod validate;
+
+mod reconcile;
+
+pub use self::reconcile::{Context, Error, RunError, error_policy, reconcile, run};
 
 /// Facts about the operator's environment that are not part of any `NacosCluster`: what the
 /// operator was started with, not what users asked for.

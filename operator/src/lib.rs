@@ -2,16 +2,19 @@
 //!
 //! Layout (read in this order):
 //! - [`crd`]: the `NacosCluster` resource (spec, status, conditions) and the CRD YAML.
-//! - [`controller`]: the reconcile pipeline. Built so far: its pure steps,
-//!   [`controller::validate`] (spec → `ValidatedCluster`) and [`controller::build`]
-//!   (`ValidatedCluster` → ConfigMap, Services, StatefulSet, PodDisruptionBudget).
+//! - [`controller`]: the reconcile pipeline (dereference → validate → build → apply →
+//!   status) with membership changes on scale, and the controller loop.
+//! - [`metrics`]: reconcile metrics and the `/metrics` + `/healthz` server.
 //! - [`quantity`]: Kubernetes quantity syntax, for validation.
+//! - [`webhook`]: the sidecar-injection admission webhook and its self-managed certificate.
 //!
 //! The binary (`src/main.rs`) is a thin clap front end over this library.
 
 pub mod controller;
 pub mod crd;
+pub mod metrics;
 pub mod quantity;
+pub mod webhook;
 
 #[cfg(test)]
 mod fixtures;

@@ -1,0 +1,450 @@
+//! The injection decision, pure: an AdmissionReview in, an AdmissionResponse (allowed, denied,
+//! or allowed with an RFC 6902 patch adding the sidecar) out. No IO happens here; the HTTP
+//! handler in [`super::server`] only parses the body, looks up the `NacosCluster` the pod names
+//! and passes it in.
+//!
+//! ```text
+//!  body ──► parse_review ──► decide ──► Respond(response)                   (skip or deny)
+//!                                 └──► Lookup(injection) ─► [handler: GET NacosCluster]
+//!                                                              └─► complete ─► response + patch
+//! ```
+//!
+//! The pod's annotations are the whole interface for application owners; they are listed in
+//! [`annotation`] and documented in docs/operator.md.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler,
+    ObjectFieldSelector, Pod, SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use snafu::{ResultExt, Snafu};
+
+use crate::controller::OperatorEnvironment;
+use crate::controller::validate::validate;
+use crate::crd::NacosCluster;
+
+/// Pod annotations read by the webhook (all under `nacos.rs/`).
+pub mod annotation {
+    /// `"true"` asks for the sidecar; any other value, or none, leaves the pod alone.
+    pub const INJECT: &str = "nacos.rs/inject";
+    /// The `NacosCluster` to register with: `NAME` (in the pod's namespace) or `NAMESPACE/NAME`.
+    /// Optional when the operator has a default cluster.
+    pub const CLUSTER: &str = "nacos.rs/cluster";
+    /// Service name the pod registers under (required).
+    pub const SERVICE: &str = "nacos.rs/service";
+    /// Port registered for the instance: a number or the name of a container port (required).
+    pub const PORT: &str = "nacos.rs/port";
+    /// Health probe deciding whether the instance is healthy: `tcp` (default, connect to the
+    /// port), `tcp:PORT`, `http:/PATH` (GET on the port), `http:PORT/PATH`, or `none`.
+    pub const PROBE: &str = "nacos.rs/probe";
+    /// Nacos group of the service (optional; the sidecar's default is `DEFAULT_GROUP`).
+    pub const GROUP: &str = "nacos.rs/group";
+    /// Nacos namespace (tenant) of the service, not the Kubernetes namespace (optional; the
+    /// sidecar's default is the public namespace).
+    pub const NAMESPACE: &str = "nacos.rs/namespace";
+}
+
+/// Name of the injected container; a pod that has it is never injected again, so a
+/// reinvocation or an update of an injected pod's template is a no-op.
+pub const SIDECAR_CONTAINER: &str = "nacos-sidecar";
+
+/// Port of the sidecar's admin endpoint (health, `/drain`) inside the pod. It shares the pod's
+/// network namespace with the application, so it is a high port applications rarely use.
+pub const SIDECAR_ADMIN_PORT: i32 = 15090;
+
+/// Path the preStop hook calls: the sidecar deregisters the instance and returns once the
+/// registry has accepted that, so clients stop picking the pod before its containers get SIGTERM.
+pub const DRAIN_PATH: &str = "/drain";
+
+/// Why an HTTP body is not an AdmissionReview the webhook can answer. Answered with HTTP 400:
+/// there is no request uid to put in a response.
+#[derive(Debug, Snafu)]
+pub enum BadReview {
+    /// Not JSON, or not shaped like an AdmissionReview.
+    #[snafu(display("the body is not an AdmissionReview: {source}"))]
+    Parse {
+        /// Cause.
+        source: serde_json::Error,
+    },
+    /// An AdmissionReview without a `request`.
+    #[snafu(display("the AdmissionReview has no request"))]
+    NoRequest,
+}
+
+/// The request inside an AdmissionReview body.
+pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).context(ParseSnafu)?;
+    review.try_into().map_err(|_| BadReview::NoRequest)
+}
+
+/// A `NacosCluster` named by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterRef {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl ClusterRef {
+    /// Parses `NAME` (in `default_namespace`) or `NAMESPACE/NAME`; `None` unless both parts
+    /// are DNS labels, which every namespace and `NacosCluster` name is.
+    pub fn parse(value: &str, default_namespace: &str) -> Option<Self> {
+        let (namespace, name) = value.trim().split_once('/').unwrap_or((default_namespace, value.trim()));
+        (is_dns_label(namespace) && is_dns_label(name))
+            .then(|| Self { namespace: namespace.to_owned(), name: name.to_owned() })
+    }
+}
+
+impl fmt::Display for ClusterRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// What the webhook knows besides the request: the operator's environment and the cluster
+/// used when a pod names none.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Cluster domain and default sidecar image.
+    pub environment: OperatorEnvironment,
+    /// `NAMESPACE/NAME` of the `NacosCluster` for pods without `nacos.rs/cluster`.
+    pub default_cluster: Option<ClusterRef>,
+}
+
+/// The outcome of [`decide`].
+#[derive(Debug)]
+pub enum Decision {
+    /// The answer is known without looking anything up (boxed: a response is ten times the
+    /// size of an injection).
+    Respond(Box<AdmissionResponse>),
+    /// The pod asked for the sidecar and its annotations are valid; the handler fetches
+    /// `injection.cluster` and calls [`complete`].
+    Lookup(Injection),
+}
+
+/// A pod that asked for the sidecar, with its annotations checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Injection {
+    /// The cluster to register with.
+    pub cluster: ClusterRef,
+    /// What the sidecar registers and probes.
+    pub app: App,
+}
+
+/// The application instance the sidecar registers, from the pod's annotations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    /// Service name.
+    pub service: String,
+    /// Instance port.
+    pub port: u16,
+    /// Health probe.
+    pub probe: Probe,
+    /// Nacos group, when given.
+    pub group: Option<String>,
+    /// Nacos namespace, when given.
+    pub nacos_namespace: Option<String>,
+}
+
+/// How the sidecar decides the instance is healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Healthy while a TCP connection to the port succeeds.
+    Tcp {
+        /// Port probed.
+        port: u16,
+    },
+    /// Healthy while `GET path` on the port answers 2xx/3xx.
+    Http {
+        /// Port probed.
+        port: u16,
+        /// Path requested, starting with `/`.
+        path: String,
+    },
+    /// Always healthy while the sidecar runs.
+    None,
+}
+
+/// First step: is this a pod that asked for injection, and are its annotations usable?
+///
+/// Anything but a pod CREATE, a pod without `nacos.rs/inject: "true"` and an already injected
+/// pod are allowed unchanged. Invalid annotations are denied with every problem listed: the
+/// owner asked for the sidecar, and a pod that silently starts without it would be worse than
+/// a ReplicaSet event saying why it was refused.
+pub fn decide(request: &AdmissionRequest<DynamicObject>, settings: &Settings) -> Decision {
+    let allow = || Decision::Respond(Box::new(AdmissionResponse::from(request)));
+    if request.kind.kind != "Pod" || request.operation != Operation::Create {
+        return allow();
+    }
+    let Some(object) = &request.object else {
+        return deny(request, "the request carries no pod");
+    };
+    let pod: Pod = match serde_json::to_value(object).and_then(serde_json::from_value) {
+        Ok(pod) => pod,
+        Err(error) => return deny(request, format!("the object is not a valid Pod: {error}")),
+    };
+    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    if annotations.get(annotation::INJECT).map(String::as_str) != Some("true") || is_injected(&pod) {
+        return allow();
+    }
+    let namespace = request.namespace.clone().or_else(|| pod.metadata.namespace.clone()).unwrap_or_default();
+    match read_annotations(&pod, &annotations, &namespace, settings) {
+        Ok(injection) => Decision::Lookup(injection),
+        Err(problems) => deny(request, format!("cannot inject the nacos sidecar: {}", problems.join("; "))),
+    }
+}
+
+/// Second step: the response once the `NacosCluster` was looked up (`None`: it does not exist).
+pub fn complete(
+    request: &AdmissionRequest<DynamicObject>,
+    injection: &Injection,
+    cluster: Option<&NacosCluster>,
+    settings: &Settings,
+) -> AdmissionResponse {
+    let mut response = AdmissionResponse::from(request);
+    let Some(cluster) = cluster else {
+        return response.deny(format!(
+            "cannot inject the nacos sidecar: NacosCluster {} not found (set the {} annotation to NAME or \
+             NAMESPACE/NAME)",
+            injection.cluster,
+            annotation::CLUSTER
+        ));
+    };
+    let validated = match validate(cluster, &settings.environment) {
+        Ok(validated) => validated,
+        Err(error) => {
+            return response.deny(format!(
+                "cannot inject the nacos sidecar: NacosCluster {} is invalid: {}",
+                injection.cluster,
+                snafu::Report::from_error(error)
+            ));
+        }
+    };
+    let Some(sidecar) = &validated.sidecar_injection else {
+        // Disabling injection on a cluster means "start pods without the sidecar", not "block
+        // them"; the warning reaches whoever created the pod directly.
+        response.warnings = Some(vec![format!(
+            "nacos sidecar not injected: sidecarInjection is disabled on NacosCluster {}",
+            injection.cluster
+        )]);
+        return response;
+    };
+    let registry = format!(
+        "{}.{}.svc.{}:{}",
+        validated.client_service_name(),
+        validated.namespace,
+        validated.cluster_domain,
+        validated.ports.http
+    );
+    let container = Container {
+        image: Some(sidecar.image.clone()),
+        image_pull_policy: sidecar.image_pull_policy.map(|p| p.as_str().to_owned()),
+        resources: sidecar.resources.clone(),
+        ..sidecar_container(&injection.app, &registry)
+    };
+    let value = match serde_json::to_value(&container) {
+        Ok(value) => value,
+        Err(error) => return response.deny(format!("cannot serialize the sidecar: {error}")),
+    };
+    let patch = Patch(vec![PatchOperation::Add(AddOperation {
+        path: PointerBuf::from_tokens(["spec", "containers", "-"]),
+        value,
+    })]);
+    response
+        .with_patch(patch)
+        .unwrap_or_else(|error| AdmissionResponse::from(request).deny(format!("cannot serialize the patch: {error}")))
+}
+
+/// The sidecar container without image settings: env for the registry address, the instance
+/// and the downward API, and the preStop hook.
+fn sidecar_container(app: &App, registry: &str) -> Container {
+    let mut env = vec![
+        value("NACOS_SERVER_ADDR", registry),
+        value("NACOS_SIDECAR_SERVICE", &app.service),
+        value("NACOS_SIDECAR_PORT", &app.port.to_string()),
+    ];
+    env.extend(app.group.as_deref().map(|group| value("NACOS_SIDECAR_GROUP", group)));
+    env.extend(app.nacos_namespace.as_deref().map(|ns| value("NACOS_SIDECAR_NAMESPACE", ns)));
+    match &app.probe {
+        Probe::Tcp { port } => {
+            env.push(value("NACOS_SIDECAR_PROBE", "tcp"));
+            env.push(value("NACOS_SIDECAR_PROBE_PORT", &port.to_string()));
+        }
+        Probe::Http { port, path } => {
+            env.push(value("NACOS_SIDECAR_PROBE", "http"));
+            env.push(value("NACOS_SIDECAR_PROBE_PORT", &port.to_string()));
+            env.push(value("NACOS_SIDECAR_PROBE_PATH", path));
+        }
+        Probe::None => env.push(value("NACOS_SIDECAR_PROBE", "none")),
+    }
+    env.push(value("NACOS_SIDECAR_ADMIN_PORT", &SIDECAR_ADMIN_PORT.to_string()));
+    for (name, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+        ("POD_IP", "status.podIP"),
+        ("NODE_NAME", "spec.nodeName"),
+    ] {
+        env.push(EnvVar {
+            name: name.into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector { field_path: field.into(), ..ObjectFieldSelector::default() }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
+    }
+    Container {
+        name: SIDECAR_CONTAINER.into(),
+        env: Some(env),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                http_get: Some(HTTPGetAction {
+                    path: Some(DRAIN_PATH.into()),
+                    port: IntOrString::Int(SIDECAR_ADMIN_PORT),
+                    ..HTTPGetAction::default()
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    }
+}
+
+fn value(name: &str, value: &str) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), ..EnvVar::default() }
+}
+
+fn deny(request: &AdmissionRequest<DynamicObject>, message: impl ToString) -> Decision {
+    Decision::Respond(Box::new(AdmissionResponse::from(request).deny(message)))
+}
+
+fn is_injected(pod: &Pod) -> bool {
+    pod.spec.as_ref().is_some_and(|spec| {
+        spec.containers.iter().chain(spec.init_containers.iter().flatten()).any(|c| c.name == SIDECAR_CONTAINER)
+    })
+}
+
+/// Reads every annotation, collecting all problems rather than stopping at the first, so one
+/// denied pod tells the owner everything to fix.
+fn read_annotations(
+    pod: &Pod,
+    annotations: &BTreeMap<String, String>,
+    namespace: &str,
+    settings: &Settings,
+) -> Result<Injection, Vec<String>> {
+    let mut problems = Vec::new();
+    let get = |key: &str| annotations.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+
+    let cluster = match get(annotation::CLUSTER) {
+        Some(value) => ClusterRef::parse(value, namespace).or_else(|| {
+            problems.push(format!("{}: {value:?} is not NAME or NAMESPACE/NAME", annotation::CLUSTER));
+            None
+        }),
+        None => settings.default_cluster.clone().or_else(|| {
+            problems.push(format!("{} is missing and the operator has no default cluster", annotation::CLUSTER));
+            None
+        }),
+    };
+    let service = match get(annotation::SERVICE) {
+        Some(service) if service.chars().any(char::is_whitespace) => {
+            problems.push(format!("{}: {service:?} contains whitespace", annotation::SERVICE));
+            None
+        }
+        Some(service) => Some(service.to_owned()),
+        None => {
+            problems.push(format!("{} is missing (the service name to register)", annotation::SERVICE));
+            None
+        }
+    };
+    let port = match get(annotation::PORT) {
+        Some(port) => resolve_port(pod, port).or_else(|| {
+            problems.push(format!("{}: {port:?} is neither a port number nor a container port name", annotation::PORT));
+            None
+        }),
+        None => {
+            problems.push(format!("{} is missing (the port to register)", annotation::PORT));
+            None
+        }
+    };
+    let probe = port.and_then(|port| {
+        parse_probe(pod, get(annotation::PROBE).unwrap_or("tcp"), port).or_else(|| {
+            problems.push(format!(
+                "{}: {:?} is not tcp, tcp:PORT, http:/PATH, http:PORT/PATH or none",
+                annotation::PROBE,
+                get(annotation::PROBE).unwrap_or_default()
+            ));
+            None
+        })
+    });
+    match (cluster, service, port, probe) {
+        (Some(cluster), Some(service), Some(port), Some(probe)) => Ok(Injection {
+            cluster,
+            app: App {
+                service,
+                port,
+                probe,
+                group: get(annotation::GROUP).map(str::to_owned),
+                nacos_namespace: get(annotation::NAMESPACE).map(str::to_owned),
+            },
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// A port number, or the number of the application container port with that name.
+fn resolve_port(pod: &Pod, value: &str) -> Option<u16> {
+    if let Ok(number) = value.parse::<u16>() {
+        return (number != 0).then_some(number);
+    }
+    pod.spec
+        .iter()
+        .flat_map(|spec| &spec.containers)
+        .flat_map(|container| container.ports.iter().flatten())
+        .find(|port: &&ContainerPort| port.name.as_deref() == Some(value))
+        .and_then(|port| u16::try_from(port.container_port).ok())
+        .filter(|&number| number != 0)
+}
+
+fn parse_probe(pod: &Pod, value: &str, app_port: u16) -> Option<Probe> {
+    let (kind, rest) = value.split_once(':').unwrap_or((value, ""));
+    match kind {
+        "none" if rest.is_empty() => Some(Probe::None),
+        "tcp" if rest.is_empty() => Some(Probe::Tcp { port: app_port }),
+        "tcp" => resolve_port(pod, rest).map(|port| Probe::Tcp { port }),
+        "http" => {
+            let slash = rest.find('/')?;
+            let (port, path) = rest.split_at(slash);
+            let port = if port.is_empty() { app_port } else { resolve_port(pod, port)? };
+            (!path.chars().any(char::is_whitespace)).then(|| Probe::Http { port, path: path.to_owned() })
+        }
+        _ => None,
+    }
+}
+
+/// RFC 1123 label: what namespaces and `NacosCluster` names are.
+fn is_dns_label(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 63
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests;
