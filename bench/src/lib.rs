@@ -4,6 +4,7 @@
 
 pub mod config_notify;
 pub mod disconnect;
+pub mod distro;
 pub mod grpc;
 pub mod http_load;
 pub mod push_latency;

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use nacos_bench::http_load::{self, MakeRequest};
-use nacos_bench::{check_loopback, config_notify, disconnect, push_latency, report};
+use nacos_bench::{check_loopback, config_notify, disconnect, distro, push_latency, report};
 
 #[derive(Parser)]
 #[command(name = "nacos-bench", about = "Load tool for Nacos-compatible servers (loopback only)")]
@@ -92,6 +92,27 @@ enum Scenario {
         /// Clients registered then disconnected, one after the other.
         #[arg(long, default_value_t = 20)]
         rounds: usize,
+    },
+    /// Replication lag: register on one member, time until another member lists it.
+    DistroLag {
+        /// HTTP address of the member that takes the registrations.
+        #[arg(long)]
+        source: SocketAddr,
+        /// HTTP address of the member that is polled.
+        #[arg(long)]
+        target: SocketAddr,
+        /// Registrations, one after the other.
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+    },
+    /// Time until every member reports the same ephemeral-data digest.
+    Converge {
+        /// HTTP addresses of the members (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<SocketAddr>,
+        /// Longest wait (s).
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
     },
 }
 
@@ -252,6 +273,22 @@ async fn main() -> anyhow::Result<()> {
                     "no successful write within {timeout_s} s"
                 );
                 tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Scenario::DistroLag { source, target, rounds } => {
+            check_loopback(&source).map_err(anyhow::Error::msg)?;
+            check_loopback(&target).map_err(anyhow::Error::msg)?;
+            let cfg = distro::Lag { source, target, rounds, timeout: Duration::from_secs(10) };
+            let h = tokio::time::timeout(Duration::from_secs(600), distro::lag(&cfg)).await??;
+            println!("{}", report::latency_row(&rounds.to_string(), &h, rounds as u64));
+        }
+        Scenario::Converge { members, timeout_s } => {
+            for m in &members {
+                check_loopback(m).map_err(anyhow::Error::msg)?;
+            }
+            match distro::converge(&members, Duration::from_secs(timeout_s)).await? {
+                Some(took) => println!("{}", took.as_millis()),
+                None => anyhow::bail!("members still disagree after {timeout_s} s"),
             }
         }
         Scenario::Disconnect { grpc, rounds } => {
