@@ -15,6 +15,7 @@ pub mod config_v1;
 pub mod config_v2;
 pub mod console;
 pub mod error;
+pub mod forward;
 pub mod naming_v1;
 pub mod naming_v2;
 pub mod params;

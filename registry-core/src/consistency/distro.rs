@@ -19,8 +19,10 @@
 //! receiver keeps whatever is newest. The membership (who the peers are) is the last applied
 //! Raft membership, which needs no leader, so all of this keeps working without a Raft quorum.
 //!
-//! Not yet here (see the Distro issue notes): v1 HTTP clients are owned by the member they
-//! registered through, not by a hash over healthy members, and their requests are not forwarded.
+//! v1 HTTP (`ip:port`) clients are owned by the member their tag hashes to among the healthy
+//! members ([`Distro::responsible_peer`], Nacos' rule); the HTTP layer forwards their writes and
+//! beats there. Whatever lands elsewhere anyway (a forward that failed, views of health that
+//! briefly differ) still has exactly one owner: the member where the client last wrote.
 
 mod ledger;
 mod service;
@@ -102,6 +104,8 @@ pub struct Distro {
     standalone: AtomicBool,
     /// Since when some peer's view has differed from ours (verify found differences).
     disagree_since: Mutex<Option<Instant>>,
+    /// When each peer last answered a Distro RPC: the healthy members of the v1 hash.
+    answered: Mutex<HashMap<NodeId, Instant>>,
     shutdown: CancellationToken,
     /// This value itself, for the tasks it spawns.
     weak: std::sync::Weak<Self>,
@@ -139,6 +143,7 @@ impl Distro {
             loaded: AtomicBool::new(false),
             standalone: AtomicBool::new(false),
             disagree_since: Mutex::new(None),
+            answered: Mutex::new(HashMap::new()),
             shutdown,
         })
     }
@@ -181,6 +186,37 @@ impl Distro {
     /// Whether this member owns `client` (a standalone node owns every client).
     pub fn owns(&self, client: &ClientId) -> bool {
         self.standalone.load(Ordering::Acquire) || self.ledger.lock().owned.contains_key(client)
+    }
+
+    /// The member responsible for a v1 client tag (`ip:port`) when that is another member,
+    /// with its cluster address: Nacos' `abs(hash(tag) % i32::MAX) % n` over the healthy members
+    /// (this one and the peers that answered within three verify intervals) sorted by id. `None`
+    /// when it is this member, or standalone.
+    pub fn responsible_peer(&self, tag: &str) -> Option<(NodeId, String)> {
+        if self.standalone.load(Ordering::Acquire) {
+            return None;
+        }
+        let window = Duration::from_millis(self.config.verify_interval_ms.saturating_mul(3));
+        let mut members: Vec<(NodeId, Option<String>)> = {
+            let answered = self.answered.lock();
+            self.raft
+                .peers()
+                .into_iter()
+                .filter(|(id, _)| answered.get(id).is_some_and(|at| at.elapsed() < window))
+                .map(|(id, addr)| (id, Some(addr)))
+                .collect()
+        };
+        members.push((self.me, None));
+        members.sort_by_key(|(id, _)| *id);
+        let index = (java_string_hash(tag) % i32::MAX).unsigned_abs() as usize % members.len();
+        let (id, addr) = members.swap_remove(index);
+        addr.map(|a| (id, a))
+    }
+
+    /// How many clients this member owns and holds as copies.
+    pub fn counts(&self) -> (usize, usize) {
+        let ledger = self.ledger.lock();
+        (ledger.owned.len(), ledger.copies.len())
     }
 
     /// Hook after a local ephemeral write was applied: this member owns the client; every peer
@@ -513,7 +549,9 @@ impl Distro {
             Rpc::Snapshot => client.snapshot(request).await,
             Rpc::Inspect => client.inspect(request).await,
         };
-        reply.map(|r| r.into_inner().json).map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+        let json = reply.map(|r| r.into_inner().json).map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        self.answered.lock().insert(peer, Instant::now());
+        Ok(json)
     }
 
     fn self_arc(&self) -> Option<Arc<Self>> {
@@ -530,6 +568,25 @@ enum Rpc {
     Inspect,
 }
 
+/// Java's `String.hashCode` (over UTF-16 units), which Nacos' responsibility hash uses.
+fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::java_string_hash;
+
+    #[test]
+    fn the_responsibility_hash_is_javas_string_hash() {
+        // Values of "x".hashCode() in Java.
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("a"), 97);
+        assert_eq!(java_string_hash("10.0.0.1:8080"), -1_643_343_804);
+        assert_eq!(java_string_hash("polygenelubricants"), i32::MIN);
+    }
 }

@@ -343,3 +343,58 @@ async fn bad_and_stale_distro_messages_are_refused_or_ignored() {
     assert!(serves_exactly(b, "stale", &["10.7.6.1"]).await, "stale and foreign messages changed nothing");
     assert!(b.output().contains("refused"), "refusals are logged");
 }
+
+async fn owned(server: &Server) -> u64 {
+    let (_, body) = call(client().get(server.url("/nacos/v2/core/distro/digest"))).await;
+    json(&body)["data"]["owned"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn v1_clients_are_owned_by_the_member_their_address_hashes_to() {
+    let cluster = Cluster::start(3, Some(FAST));
+    cluster.leader(&[0, 1, 2]).await;
+    for m in &cluster.members {
+        eventually(Duration::from_secs(30), || async { (readiness(m).await == 200).then_some(()) })
+            .await
+            .expect("every member ready");
+    }
+    // A few verify rounds (500 ms): every member has heard from every other one.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let ports: Vec<String> = (0..30).map(|k| (8000 + k).to_string()).collect();
+    for port in &ports {
+        let (status, body) = call(client().post(cluster.members[0].url("/nacos/v1/ns/instance")).form(&[
+            ("serviceName", "hashed"),
+            ("ip", "10.7.7.1"),
+            ("port", port.as_str()),
+        ]))
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for m in &cluster.members {
+        eventually(Duration::from_secs(10), || async {
+            let (_, body) =
+                call(client().get(m.url("/nacos/v1/ns/instance/list")).query(&[("serviceName", "hashed")])).await;
+            (json(&body)["hosts"].as_array().map_or(0, Vec::len) == 30).then_some(())
+        })
+        .await
+        .expect("every member serves all 30 instances");
+    }
+    // Registered through member 1 only, owned where each address hashes to.
+    let counts = [owned(&cluster.members[0]).await, owned(&cluster.members[1]).await, owned(&cluster.members[2]).await];
+    assert_eq!(counts.iter().sum::<u64>(), 30, "one owner per client: {counts:?}");
+    assert!(counts.iter().all(|c| *c > 0), "the clients are spread over the members: {counts:?}");
+    // Light beats sent to member 3 reach each client's owner (a member that does not own a
+    // client would answer 20404 and make it re-register).
+    for port in &ports {
+        let (status, body) = call(client().put(cluster.members[2].url("/nacos/v1/ns/instance/beat")).query(&[
+            ("serviceName", "hashed"),
+            ("ip", "10.7.7.1"),
+            ("port", port.as_str()),
+        ]))
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(json(&body)["code"], 10200, "beat for port {port}: {body}");
+    }
+    let after = [owned(&cluster.members[0]).await, owned(&cluster.members[1]).await, owned(&cluster.members[2]).await];
+    assert_eq!(after, counts, "beats moved no client");
+}

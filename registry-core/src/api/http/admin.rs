@@ -48,10 +48,13 @@ async fn distro_digest(State(s): State<ApiState>, p: Params) -> Result<Response,
         return Ok(v2_ok(s.distro.inspect(&service)));
     }
     let (digest, clients) = s.distro.digest_all();
+    let (owned, copies) = s.distro.counts();
     Ok(v2_ok(serde_json::json!({
         "nodeId": s.raft.node_id(),
         "digest": digest,
         "clients": clients,
+        "owned": owned,
+        "copies": copies,
         "disagreementSeconds": s.distro.disagreement_seconds(),
     })))
 }

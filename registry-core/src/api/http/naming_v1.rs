@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use serde_json::{Value, json};
@@ -73,7 +74,18 @@ pub(crate) fn instance_from_params(p: &Params, default_ephemeral: bool) -> Resul
     Ok(instance)
 }
 
+/// An ephemeral instance write goes to the member responsible for its `ip:port` client.
+pub(crate) async fn forward_ephemeral(s: &ApiState, p: &Params, method: Method, path: &str) -> Option<Response> {
+    if !p.bool_or(&["ephemeral"], true).unwrap_or(false) {
+        return None;
+    }
+    super::forward::to_responsible(s, p, method, path).await
+}
+
 async fn register_instance(State(s): State<ApiState>, p: Params) -> V1Result {
+    if let Some(answer) = forward_ephemeral(&s, &p, Method::POST, "/nacos/v1/ns/instance").await {
+        return Ok(answer);
+    }
     let key = p.service_key()?;
     let instance = instance_from_params(&p, true)?;
     s.naming.register_instance(&key, instance).await?;
@@ -81,6 +93,9 @@ async fn register_instance(State(s): State<ApiState>, p: Params) -> V1Result {
 }
 
 async fn deregister_instance(State(s): State<ApiState>, p: Params) -> V1Result {
+    if let Some(answer) = forward_ephemeral(&s, &p, Method::DELETE, "/nacos/v1/ns/instance").await {
+        return Ok(answer);
+    }
     let key = p.service_key()?;
     let ip = p.required("ip")?;
     let port: u16 = p.required_num("port")?;
@@ -160,6 +175,9 @@ async fn list_instances(State(s): State<ApiState>, p: Params) -> V1Result {
 }
 
 async fn beat(State(s): State<ApiState>, p: Params) -> V1Result {
+    if let Some(answer) = super::forward::to_responsible(&s, &p, Method::PUT, "/nacos/v1/ns/instance/beat").await {
+        return Ok(answer);
+    }
     Ok(beat_reply(&s, &p).await?)
 }
 

@@ -3,14 +3,15 @@
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, V2, v2_ok};
 use super::naming_v1::{
-    beat_reply, healthy_param, instance_from_params, instance_key, metrics_body, override_patch, page,
-    service_clusters, service_create_params, service_patch, switches_body,
+    beat_reply, forward_ephemeral, healthy_param, instance_from_params, instance_key, metrics_body, override_patch,
+    page, service_clusters, service_create_params, service_patch, switches_body,
 };
 use super::params::Params;
 use crate::api::ApiState;
@@ -49,6 +50,9 @@ pub fn routes() -> Router<ApiState> {
 
 async fn register_instance(State(s): State<ApiState>, p: P) -> V2Result {
     let p = p?;
+    if let Some(answer) = forward_ephemeral(&s, &p, Method::POST, "/nacos/v2/ns/instance").await {
+        return Ok(answer);
+    }
     let key = p.service_key()?;
     s.naming.register_instance(&key, instance_from_params(&p, true)?).await?;
     Ok(v2_ok("ok"))
@@ -56,6 +60,9 @@ async fn register_instance(State(s): State<ApiState>, p: P) -> V2Result {
 
 async fn deregister_instance(State(s): State<ApiState>, p: P) -> V2Result {
     let p = p?;
+    if let Some(answer) = forward_ephemeral(&s, &p, Method::DELETE, "/nacos/v2/ns/instance").await {
+        return Ok(answer);
+    }
     let key = p.service_key()?;
     let ip = p.required("ip")?;
     let port: u16 = p.required_num("port")?;
@@ -116,7 +123,11 @@ async fn list_instances(State(s): State<ApiState>, p: P) -> V2Result {
 
 /// The beat answer is the raw object, not wrapped (as Nacos does).
 async fn beat(State(s): State<ApiState>, p: P) -> V2Result {
-    Ok(beat_reply(&s, &p?).await?)
+    let p = p?;
+    if let Some(answer) = super::forward::to_responsible(&s, &p, Method::PUT, "/nacos/v2/ns/instance/beat").await {
+        return Ok(answer);
+    }
+    Ok(beat_reply(&s, &p).await?)
 }
 
 /// v2 `POST /service`: `ephemeral` defaults to false.

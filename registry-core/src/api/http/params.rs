@@ -30,6 +30,13 @@ pub struct Params {
     pub body: Bytes,
 }
 
+impl Params {
+    /// Every parameter (query string and form), for forwarding the request as it came.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
 impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = ApiError;
 

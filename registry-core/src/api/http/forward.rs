@@ -1,0 +1,83 @@
+//! v1 ephemeral writes and beats go to the member responsible for their `ip:port` client
+//! (spec §14.2, Nacos' `DistroFilter`), so one member runs that client's beat checks and expiry.
+//!
+//! A request is forwarded at most once (the receiver sees [`FORWARDED_HEADER`] and handles it
+//! itself), with the same method, path and parameters; its answer is returned as it is. When
+//! the responsible member cannot be reached in time, this member handles the request: the
+//! client then has an owner here, and Distro's newest-revision rule keeps a single owner.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::params::Params;
+use crate::api::ApiState;
+use crate::config::CLUSTER_PORT_OFFSET;
+
+/// Marks a request already forwarded by a member.
+pub const FORWARDED_HEADER: &str = "x-registry-forwarded";
+/// Longest wait for the responsible member (Nacos: 2 s connect, 2 s read).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn client() -> Option<&'static reqwest::Client> {
+    static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(FORWARD_TIMEOUT)
+                .timeout(FORWARD_TIMEOUT * 2)
+                .tcp_nodelay(true)
+                .build()
+                .map_err(|e| tracing::warn!(error = %e, "no HTTP client for v1 forwarding"))
+                .ok()
+        })
+        .as_ref()
+}
+
+/// The `ip:port` tag of a v1 request: the parameters, or the `beat` JSON of a beat.
+pub fn client_tag(p: &Params) -> Option<String> {
+    let (mut ip, mut port) = (p.opt("ip").map(str::to_owned), p.opt("port").map(str::to_owned));
+    if let Some(beat) = p.opt("beat").and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok()) {
+        ip = ip.or_else(|| beat["ip"].as_str().map(str::to_owned));
+        port = port.or_else(|| beat["port"].as_u64().map(|n| n.to_string()));
+    }
+    Some(format!("{}:{}", ip.filter(|i| !i.is_empty())?, port?))
+}
+
+/// Sends the request to the responsible member if that is another member; `None` when this
+/// member must handle it (it is responsible, the request was already forwarded, or the
+/// responsible member did not answer).
+pub async fn to_responsible(s: &ApiState, p: &Params, method: Method, path: &str) -> Option<Response> {
+    if p.headers.contains_key(FORWARDED_HEADER) {
+        return None;
+    }
+    let tag = client_tag(p)?;
+    let (node, cluster_addr) = s.distro.responsible_peer(&tag)?;
+    // Members share the port layout: HTTP = cluster port - 1001 (`--members`, peer DNS).
+    let (host, cluster_port) = cluster_addr.rsplit_once(':')?;
+    let http_port = cluster_port.parse::<u16>().ok()?.checked_sub(CLUSTER_PORT_OFFSET)?;
+    let url = format!("http://{host}:{http_port}{path}");
+    let request = client()?
+        .request(method, &url)
+        .header(FORWARDED_HEADER, s.raft.node_id().to_string())
+        .header(header::USER_AGENT, p.user_agent.as_str())
+        .query(&p.pairs().collect::<Vec<_>>());
+    match request.send().await {
+        Ok(answer) => {
+            let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let content_type = answer.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+            let body = answer.bytes().await.ok()?;
+            let mut response = (status, body).into_response();
+            if let Some(ct) = content_type.and_then(|v| header::HeaderValue::from_bytes(v.as_bytes()).ok()) {
+                response.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            Some(response)
+        }
+        Err(e) => {
+            tracing::debug!(%tag, node, error = %e, "responsible member unreachable: handling the v1 request here");
+            None
+        }
+    }
+}
