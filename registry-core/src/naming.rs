@@ -237,6 +237,12 @@ impl NamingService {
         NamingError::ServiceNotFound { namespace: key.namespace.clone(), service: key.grouped_name() }
     }
 
+    /// The instance a v1 heartbeat client publishes into a service (one per registration),
+    /// read from the index when its health must change rather than kept in every beat entry.
+    fn beat_instance(&self, key: &ServiceKey, client: &ClientId) -> Option<InstanceKey> {
+        self.store.read_data(|d| d.get(key)?.ephemeral.get(client)?.first().map(|i| i.key()))
+    }
+
     /// Registers an instance: ephemeral ones under the `ip:port#true` heartbeat client,
     /// persistent ones through Raft under `ip:port#false`.
     pub async fn register_instance(&self, key: &ServiceKey, instance: Instance) -> Result<(), NamingError> {
@@ -423,7 +429,10 @@ impl NamingService {
         }
         match outcome {
             health::BeatOutcome::Alive => Ok(reply(self.preserved_interval(key, &ip, port, &cluster))),
-            health::BeatOutcome::Recovered(instance) => {
+            health::BeatOutcome::Recovered => {
+                let Some(instance) = self.beat_instance(key, &client) else {
+                    return Ok(reply(self.preserved_interval(key, &ip, port, &cluster)));
+                };
                 self.submit(NamingCommand::SetEphemeralHealth {
                     service: key.clone(),
                     client,

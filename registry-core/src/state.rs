@@ -6,5 +6,5 @@ pub mod naming_index;
 pub mod snapshot;
 
 pub use config_index::{ConfigData, ConfigStore};
-pub use naming_index::{NamingData, NamingStore, ServiceRecord, ServiceView};
+pub use naming_index::{NamingData, NamingStore, Publication, ServiceRecord, ServiceView};
 pub use snapshot::StateSnapshot;

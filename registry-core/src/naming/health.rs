@@ -5,6 +5,7 @@
 //! The tracker lives here, beside the index, so beats never touch the single writer unless the
 //! health actually flips. The sweeper is a thin loop around the pure [`verdict`].
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -13,25 +14,27 @@ use tokio_util::sync::CancellationToken;
 
 use super::NamingService;
 use crate::consistency::NamingCommand;
-use crate::model::{ClientId, InstanceKey, ServiceKey};
+use crate::model::{ClientId, ServiceKey};
 
-/// What the tracker knows of one heartbeat client's instance in one service.
+/// What the tracker knows of one heartbeat client's instance in one service. Not which
+/// instance it is: a v1 client publishes exactly one, and the rare paths that need its key
+/// (recovery, marking unhealthy) read it from the index instead of every entry carrying a copy.
 #[derive(Debug, Clone)]
 struct BeatState {
-    instance: InstanceKey,
     last_beat: Instant,
-    healthy: bool,
     /// Unhealthy after this much silence (ms), from the instance's metadata at registration.
     timeout_ms: u64,
     /// Removed after this much silence (ms).
     delete_ms: u64,
+    healthy: bool,
 }
 
-/// Last beat per (service, `ip:port#true` client). Sharded map: beats from many clients update
-/// their own entries without contending on one lock.
+/// Last beat per (service, `ip:port#true` client). Two levels, service then client, so a
+/// service key (three names) is stored once per service rather than once per instance; the
+/// outer map is sharded, so beats into different services do not contend on one lock.
 #[derive(Debug, Default)]
 pub struct BeatTracker {
-    entries: DashMap<(ServiceKey, ClientId), BeatState>,
+    services: DashMap<ServiceKey, HashMap<ClientId, BeatState>>,
 }
 
 /// What a beat found.
@@ -40,67 +43,83 @@ pub enum BeatOutcome {
     /// Known and healthy: the beat was recorded.
     Alive,
     /// Known and unhealthy: the beat was recorded and the instance must be marked healthy.
-    Recovered(InstanceKey),
+    Recovered,
     /// Not known here.
     Unknown,
 }
 
 impl BeatTracker {
     /// Starts tracking an instance just registered (counts as a beat). Its timeouts are taken
-    /// from its metadata now, so a sweep never has to look instances up.
+    /// from its metadata now, so a sweep looks an instance up only to change its health.
     pub fn track(&self, service: &ServiceKey, client: &ClientId, instance: &crate::model::Instance) {
         let state = BeatState {
-            instance: instance.key(),
             last_beat: Instant::now(),
             healthy: instance.healthy,
             timeout_ms: instance.heart_beat_timeout_ms(),
             delete_ms: instance.ip_delete_timeout_ms(),
         };
-        self.entries.insert((service.clone(), client.clone()), state);
+        // Look up before `entry`: the common case (known service) needs no key copy.
+        if let Some(mut clients) = self.services.get_mut(service) {
+            clients.insert(client.clone(), state);
+            return;
+        }
+        self.services.entry(service.clone()).or_default().insert(client.clone(), state);
     }
 
     /// Stops tracking (deregistered or expired).
     pub fn untrack(&self, service: &ServiceKey, client: &ClientId) {
-        self.entries.remove(&(service.clone(), client.clone()));
+        let now_empty = match self.services.get_mut(service) {
+            Some(mut clients) => {
+                clients.remove(client);
+                clients.is_empty()
+            }
+            None => false,
+        };
+        if now_empty {
+            // Re-checked under the shard's write lock: a `track` may have come in between.
+            self.services.remove_if(service, |_, clients| clients.is_empty());
+        }
     }
 
     /// Records a beat.
     pub fn beat(&self, service: &ServiceKey, client: &ClientId) -> BeatOutcome {
-        let Some(mut state) = self.entries.get_mut(&(service.clone(), client.clone())) else {
-            return BeatOutcome::Unknown;
-        };
+        let Some(mut clients) = self.services.get_mut(service) else { return BeatOutcome::Unknown };
+        let Some(state) = clients.get_mut(client) else { return BeatOutcome::Unknown };
         state.last_beat = Instant::now();
         if state.healthy {
             BeatOutcome::Alive
         } else {
             state.healthy = true;
-            BeatOutcome::Recovered(state.instance.clone())
+            BeatOutcome::Recovered
         }
     }
 
     /// Number of tracked instances.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.services.iter().map(|e| e.value().len()).sum()
     }
 
     /// Whether nothing is tracked.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.services.iter().all(|e| e.value().is_empty())
     }
 
     /// What each silent instance needs, decided in one pass over the map (no copies of the
     /// healthy majority); unhealthy marks are recorded in the tracker at once.
-    fn due(&self, now: Instant) -> Vec<(ServiceKey, ClientId, InstanceKey, Verdict, u64)> {
+    fn due(&self, now: Instant) -> Vec<(ServiceKey, ClientId, Verdict, u64)> {
         let mut out = Vec::new();
-        for mut e in self.entries.iter_mut() {
-            let silent = u64::try_from(now.saturating_duration_since(e.last_beat).as_millis()).unwrap_or(u64::MAX);
-            let v = verdict(silent, e.healthy, e.timeout_ms, e.delete_ms);
-            if v == Verdict::MarkUnhealthy {
-                e.healthy = false;
-            }
-            if v != Verdict::Keep {
-                let (service, client) = e.key().clone();
-                out.push((service, client, e.instance.clone(), v, silent));
+        for mut e in self.services.iter_mut() {
+            let (service, clients) = e.pair_mut();
+            for (client, state) in clients.iter_mut() {
+                let silent =
+                    u64::try_from(now.saturating_duration_since(state.last_beat).as_millis()).unwrap_or(u64::MAX);
+                let v = verdict(silent, state.healthy, state.timeout_ms, state.delete_ms);
+                if v == Verdict::MarkUnhealthy {
+                    state.healthy = false;
+                }
+                if v != Verdict::Keep {
+                    out.push((service.clone(), client.clone(), v, silent));
+                }
             }
         }
         out
@@ -108,7 +127,9 @@ impl BeatTracker {
 
     #[cfg(test)]
     fn set_healthy(&self, service: &ServiceKey, client: &ClientId, healthy: bool) {
-        if let Some(mut s) = self.entries.get_mut(&(service.clone(), client.clone())) {
+        if let Some(mut clients) = self.services.get_mut(service)
+            && let Some(s) = clients.get_mut(client)
+        {
             s.healthy = healthy;
         }
     }
@@ -140,7 +161,7 @@ pub fn verdict(silent_ms: u64, healthy: bool, heart_beat_timeout_ms: u64, ip_del
 pub async fn sweep(naming: &NamingService) -> usize {
     let tracker = naming.beats();
     let mut changed = 0;
-    for (service, client, instance, v, silent) in tracker.due(Instant::now()) {
+    for (service, client, v, silent) in tracker.due(Instant::now()) {
         if v != Verdict::Keep && !naming.owns_client(&client) {
             // The client wrote through another member since: its liveness runs there now.
             tracing::debug!(%service, %client, "beat client owned by another member: no longer watched here");
@@ -150,6 +171,11 @@ pub async fn sweep(naming: &NamingService) -> usize {
         let cmd = match v {
             Verdict::Keep => continue,
             Verdict::MarkUnhealthy => {
+                let Some(instance) = naming.beat_instance(&service, &client) else {
+                    // No longer published (withdrawn through another path): nothing to watch.
+                    tracker.untrack(&service, &client);
+                    continue;
+                };
                 tracing::info!(%service, %client, silent_ms = silent, "heartbeat timeout: instance marked unhealthy");
                 NamingCommand::SetEphemeralHealth {
                     service: service.clone(),
@@ -205,11 +231,10 @@ mod tests {
         let s = ServiceKey::new("public", "DEFAULT_GROUP", "s").unwrap();
         let c = ClientId::ip_port("1.1.1.1", 80, true);
         assert_eq!(t.beat(&s, &c), BeatOutcome::Unknown);
-        let k = InstanceKey { ip: "1.1.1.1".into(), port: 80, cluster: "DEFAULT".into() };
         t.track(&s, &c, &crate::model::Instance::new("1.1.1.1", 80, "DEFAULT", true));
         assert_eq!(t.beat(&s, &c), BeatOutcome::Alive);
         t.set_healthy(&s, &c, false);
-        assert_eq!(t.beat(&s, &c), BeatOutcome::Recovered(k));
+        assert_eq!(t.beat(&s, &c), BeatOutcome::Recovered);
         assert_eq!(t.beat(&s, &c), BeatOutcome::Alive);
     }
 }

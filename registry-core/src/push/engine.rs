@@ -126,7 +126,7 @@ impl Engine {
                 ev = events.recv() => match ev {
                     Ok(ChangeEvent::ServiceChanged { key, .. }) => {
                         let now = Instant::now();
-                        dirty.entry(key).or_insert(now);
+                        dirty.entry(Arc::unwrap_or_clone(key)).or_insert(now);
                         flush_at.get_or_insert(now.max(last_flush + debounce));
                     }
                     Ok(ChangeEvent::ConfigChanged { .. }) => {}

@@ -71,7 +71,7 @@ impl ConfigStore {
         let mut notify = notify;
         notify.sort();
         notify.dedup();
-        (notify.into_iter().map(|key| ChangeEvent::ConfigChanged { key }).collect(), result)
+        (notify.into_iter().map(|key| ChangeEvent::ConfigChanged { key: Arc::new(key) }).collect(), result)
     }
 
     /// Reads the writer's data (history, snapshots).

@@ -24,7 +24,7 @@ pub struct ServiceRecord {
     /// Ephemeral publications: each client publishes a list of instances (AP, not persisted).
     /// Instances are shared (`Arc`) with the views, so republishing a view copies pointers,
     /// not instances.
-    pub ephemeral: BTreeMap<ClientId, Vec<Arc<Instance>>>,
+    pub ephemeral: BTreeMap<ClientId, Publication>,
     /// Persistent publications: one instance per `ip:port#false` client (persisted through Raft).
     pub persistent: BTreeMap<ClientId, Arc<Instance>>,
     /// Update-API overrides by `ip:port:cluster` (persisted through Raft).
@@ -49,7 +49,7 @@ impl ServiceRecord {
 
     /// True when no client publishes any instance.
     pub fn has_no_instances(&self) -> bool {
-        self.ephemeral.values().all(Vec::is_empty) && self.persistent.is_empty()
+        self.ephemeral.values().all(|p| p.is_empty()) && self.persistent.is_empty()
     }
 
     /// True when the record holds data that Raft owns.
@@ -69,39 +69,132 @@ impl ServiceRecord {
     /// The instances clients see: every publication with its override applied, sorted by
     /// (cluster, ip, port) so that every member renders the same list.
     fn effective_instances(&self) -> Vec<Arc<Instance>> {
-        let mut out: Vec<Arc<Instance>> = self
-            .ephemeral
-            .values()
-            .flatten()
-            .chain(self.persistent.values())
-            .map(|i| {
-                if self.overrides.is_empty() {
-                    return Arc::clone(i);
+        // Sized exactly: a view lives until the next change, and a collected `Flatten` would
+        // grow by doubling (up to twice the pointers needed, for every service).
+        let len = self.ephemeral.values().map(|p| p.len()).sum::<usize>() + self.persistent.len();
+        let mut out: Vec<Arc<Instance>> = Vec::with_capacity(len);
+        out.extend(self.ephemeral.values().flat_map(|p| p.iter()).chain(self.persistent.values()).map(|i| {
+            if self.overrides.is_empty() {
+                return Arc::clone(i);
+            }
+            match self.overrides.get(&i.key()) {
+                Some(o) => {
+                    let mut copy = Instance::clone(i);
+                    o.apply_to(&mut copy);
+                    Arc::new(copy)
                 }
-                match self.overrides.get(&i.key()) {
-                    Some(o) => {
-                        let mut copy = Instance::clone(i);
-                        o.apply_to(&mut copy);
-                        Arc::new(copy)
-                    }
-                    None => Arc::clone(i),
-                }
-            })
-            .collect();
+                None => Arc::clone(i),
+            }
+        }));
         out.sort_by(|a, b| (&a.cluster, &a.ip, a.port).cmp(&(&b.cluster, &b.ip, b.port)));
         out
+    }
+}
+
+/// One client's instances in one service. Nearly always exactly one (every v1 registration,
+/// most gRPC ones), held inline: a one-element `Vec` would cost a heap block per instance.
+/// Derefs to a slice, so readers need not care which form it is.
+#[derive(Debug, Clone)]
+pub enum Publication {
+    /// A single instance.
+    One(Arc<Instance>),
+    /// Any other number of instances.
+    Many(Vec<Arc<Instance>>),
+}
+
+impl From<Vec<Arc<Instance>>> for Publication {
+    fn from(mut instances: Vec<Arc<Instance>>) -> Self {
+        if instances.len() == 1
+            && let Some(only) = instances.pop()
+        {
+            return Self::One(only);
+        }
+        Self::Many(instances)
+    }
+}
+
+impl std::ops::Deref for Publication {
+    type Target = [Arc<Instance>];
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Self::One(i) => std::slice::from_ref(i),
+            Self::Many(list) => list,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Publication {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Self::One(i) => std::slice::from_mut(i),
+            Self::Many(list) => list,
+        }
     }
 }
 
 /// The mutable naming truth. Only the single writer holds it (see [`NamingStore::write`]).
 #[derive(Debug, Default)]
 pub struct NamingData {
-    services: HashMap<ServiceKey, ServiceRecord>,
+    /// Records by service. The key is shared (`Arc`) with `client_services`, so indexing a
+    /// client's service costs a pointer rather than a copy of three names.
+    services: HashMap<Arc<ServiceKey>, ServiceRecord>,
     /// The services each ephemeral client publishes into: replication sends a client's whole
     /// publication, and removing a client must not scan every service.
-    client_services: HashMap<ClientId, BTreeSet<ServiceKey>>,
+    client_services: HashMap<ClientId, ClientServices>,
     /// Last revision handed out; revisions never repeat, even across service re-creation.
     last_revision: u64,
+}
+
+/// The services one ephemeral client publishes into, in key order. Almost every client (each
+/// v1 `ip:port#true` heartbeat client) publishes into exactly one service; that case holds
+/// one shared key and allocates nothing, where a one-element `BTreeSet` costs a whole B-tree
+/// leaf (~800 bytes), which made this index the largest per-instance cost. The set is boxed
+/// so that an entry is two words: the index has one entry per client.
+#[derive(Debug)]
+enum ClientServices {
+    /// Exactly one service.
+    One(Arc<ServiceKey>),
+    /// Two or more services.
+    #[expect(clippy::box_collection, reason = "keeps the enum, so every index entry, two words wide")]
+    Many(Box<BTreeSet<Arc<ServiceKey>>>),
+}
+
+impl ClientServices {
+    fn iter(&self) -> impl Iterator<Item = &ServiceKey> {
+        let (one, many) = match self {
+            Self::One(k) => (Some(&**k), None),
+            Self::Many(set) => (None, Some(set.iter().map(|k| &**k))),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
+    fn insert(&mut self, key: &Arc<ServiceKey>) {
+        match self {
+            Self::One(k) if k == key => {}
+            Self::One(k) => *self = Self::Many(Box::new(BTreeSet::from([Arc::clone(k), Arc::clone(key)]))),
+            Self::Many(set) => {
+                set.insert(Arc::clone(key));
+            }
+        }
+    }
+
+    /// Removes `key`; true when no service is left (the caller drops the entry).
+    fn remove(&mut self, key: &ServiceKey) -> bool {
+        match self {
+            Self::One(k) => **k == *key,
+            Self::Many(set) => {
+                set.remove(key);
+                if set.len() == 1
+                    && let Some(last) = set.pop_first()
+                {
+                    *self = Self::One(last);
+                    return false;
+                }
+                set.is_empty()
+            }
+        }
+    }
 }
 
 impl NamingData {
@@ -114,7 +207,10 @@ impl NamingData {
     pub fn touch(&mut self, key: &ServiceKey) -> &mut ServiceRecord {
         self.last_revision += 1;
         let revision = self.last_revision;
-        let record = self.services.entry(key.clone()).or_insert_with(|| ServiceRecord::new(revision));
+        if !self.services.contains_key(key) {
+            self.services.insert(Arc::new(key.clone()), ServiceRecord::new(revision));
+        }
+        let Some(record) = self.services.get_mut(key) else { unreachable!("inserted just above") };
         record.revision = revision;
         record.last_changed = Instant::now();
         record
@@ -127,12 +223,12 @@ impl NamingData {
 
     /// Every service key.
     pub fn keys(&self) -> impl Iterator<Item = &ServiceKey> {
-        self.services.keys()
+        self.services.keys().map(|k| &**k)
     }
 
     /// Every record.
     pub fn records(&self) -> impl Iterator<Item = (&ServiceKey, &ServiceRecord)> {
-        self.services.iter()
+        self.services.iter().map(|(k, r)| (&**k, r))
     }
 
     /// Keys of the services an ephemeral client publishes into.
@@ -164,18 +260,23 @@ impl NamingData {
             self.remove_ephemeral(service, client);
             return;
         }
-        self.touch(service).ephemeral.insert(client.clone(), instances);
-        self.client_services.entry(client.clone()).or_default().insert(service.clone());
+        self.touch(service).ephemeral.insert(client.clone(), instances.into());
+        let Some((key, _)) = self.services.get_key_value(service) else { unreachable!("touched just above") };
+        match self.client_services.get_mut(client) {
+            Some(services) => services.insert(key),
+            None => {
+                self.client_services.insert(client.clone(), ClientServices::One(Arc::clone(key)));
+            }
+        }
     }
 
     /// Withdraws a client's instances from a service. Marks the service changed.
     pub fn remove_ephemeral(&mut self, service: &ServiceKey, client: &ClientId) {
         self.touch(service).ephemeral.remove(client);
-        if let Some(services) = self.client_services.get_mut(client) {
-            services.remove(service);
-            if services.is_empty() {
-                self.client_services.remove(client);
-            }
+        if let Some(services) = self.client_services.get_mut(client)
+            && services.remove(service)
+        {
+            self.client_services.remove(client);
         }
     }
 }
@@ -254,7 +355,7 @@ impl NamingStore {
                     data.last_revision
                 }
             };
-            events.push(ChangeEvent::ServiceChanged { key, revision });
+            events.push(ChangeEvent::ServiceChanged { key: Arc::new(key), revision });
         }
         (events, result)
     }
@@ -289,5 +390,51 @@ impl NamingStore {
     /// Number of services.
     pub fn service_count(&self) -> usize {
         self.views.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(name: &str) -> ServiceKey {
+        ServiceKey::new("public", "DEFAULT_GROUP", name).unwrap()
+    }
+
+    fn one(ip: &str) -> Vec<Arc<Instance>> {
+        vec![Arc::new(Instance::new(ip, 80, "DEFAULT", true))]
+    }
+
+    #[test]
+    fn client_index_follows_publications_into_one_and_many_services() {
+        let mut d = NamingData::default();
+        let c = ClientId("conn-1".into());
+        d.set_ephemeral(&svc("b"), &c, one("10.0.0.1"));
+        assert_eq!(d.services_of_client(&c), vec![svc("b")]);
+        d.set_ephemeral(&svc("a"), &c, one("10.0.0.1"));
+        d.set_ephemeral(&svc("b"), &c, one("10.0.0.2"));
+        assert_eq!(d.services_of_client(&c), vec![svc("a"), svc("b")]);
+        assert_eq!(d.publication_of(&c).len(), 2);
+        d.remove_ephemeral(&svc("a"), &c);
+        assert_eq!(d.services_of_client(&c), vec![svc("b")]);
+        // Withdrawing from a service the client is not in leaves its index alone.
+        d.remove_ephemeral(&svc("z"), &c);
+        assert_eq!(d.services_of_client(&c), vec![svc("b")]);
+        d.set_ephemeral(&svc("b"), &c, Vec::new());
+        assert!(d.services_of_client(&c).is_empty());
+        assert_eq!(d.ephemeral_clients().count(), 0);
+    }
+
+    #[test]
+    fn a_single_instance_publication_is_held_inline() {
+        let p = Publication::from(one("10.0.0.1"));
+        assert!(matches!(p, Publication::One(_)));
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].ip, "10.0.0.1");
+        let two: Vec<Arc<Instance>> = one("10.0.0.1").into_iter().chain(one("10.0.0.2")).collect();
+        let p = Publication::from(two);
+        assert_eq!(p.iter().map(|i| i.ip.as_str()).collect::<Vec<_>>(), ["10.0.0.1", "10.0.0.2"]);
+        // Same size as the `Vec` it replaces: the one-instance case costs no extra bytes inline.
+        assert_eq!(std::mem::size_of::<Publication>(), std::mem::size_of::<Vec<Arc<Instance>>>());
     }
 }
