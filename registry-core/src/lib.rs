@@ -10,7 +10,8 @@
 //!  naming/     NamingService: rules, queries, beats; Commands to write      push/ ◄── ChangeEvents
 //!    │ Command                                                                 ▲
 //!    ▼                                                                         │
-//!  consistency/  persistent → Raft (openraft, redb) · ephemeral → local        │
+//!  consistency/  persistent → Raft (openraft, redb) · ephemeral → local, then │
+//!                distro/ replicates it to the other members (cluster port)   │
 //!                apply.rs: THE single writer ──► state/ ──────────────────────┘
 //!    │
 //!  storage/    redb tables (imported only by consistency/)
