@@ -238,9 +238,10 @@ impl NamingService {
     }
 
     /// The instance a v1 heartbeat client publishes into a service (one per registration),
-    /// read from the index when its health must change rather than kept in every beat entry.
+    /// read from the service view when its health must change rather than kept in every beat
+    /// entry.
     fn beat_instance(&self, key: &ServiceKey, client: &ClientId) -> Option<InstanceKey> {
-        self.store.read_data(|d| d.get(key)?.ephemeral.get(client)?.first().map(|i| i.key()))
+        self.store.view(key)?.published_by(client)?.first().map(|i| i.key())
     }
 
     /// Registers an instance: ephemeral ones under the `ip:port#true` heartbeat client,
@@ -302,7 +303,7 @@ impl NamingService {
         let instances = instances.into_iter().map(|i| Instance { ephemeral: true, ..i }).collect();
         self.submit(NamingCommand::PublishEphemeral {
             service: key.clone(),
-            client: ClientId(connection.to_owned()),
+            client: ClientId::from(connection),
             instances,
         })
         .await
@@ -310,13 +311,13 @@ impl NamingService {
 
     /// Withdraws a connection's publication from a service (gRPC deregister ignores the body).
     pub async fn unpublish_for_connection(&self, key: &ServiceKey, connection: &str) -> Result<(), NamingError> {
-        self.submit(NamingCommand::UnpublishEphemeral { service: key.clone(), client: ClientId(connection.to_owned()) })
+        self.submit(NamingCommand::UnpublishEphemeral { service: key.clone(), client: ClientId::from(connection) })
             .await
     }
 
     /// A connection is gone: everything it published disappears at once (spec §13.2).
     pub async fn connection_closed(&self, connection: &str) -> Result<(), NamingError> {
-        self.submit(NamingCommand::RemoveClient { client: ClientId(connection.to_owned()) }).await
+        self.submit(NamingCommand::RemoveClient { client: ClientId::from(connection) }).await
     }
 
     /// Sets update-API overrides for an instance (v1/v2 `PUT` and `PATCH /instance`). The
@@ -343,11 +344,7 @@ impl NamingService {
     /// An unknown service is "no matched ip" (404) too, as in Nacos.
     pub fn get_instance(&self, key: &ServiceKey, ip: &str, port: u16, cluster: &str) -> Result<Instance, NamingError> {
         let view = self.store.view(key).ok_or(NamingError::InstanceNotFound)?;
-        view.instances
-            .iter()
-            .find(|i| i.ip == ip && i.port == port && i.cluster == cluster)
-            .map(|i| Instance::clone(i))
-            .ok_or(NamingError::InstanceNotFound)
+        view.find(ip, port, cluster).map(|i| Instance::clone(&i)).ok_or(NamingError::InstanceNotFound)
     }
 
     /// Selects instances for a query (spec §2.5). A missing service yields an empty selection.
@@ -421,7 +418,10 @@ impl NamingService {
             light_beat_enabled: self.config.light_beat_enabled,
         };
         let mut outcome = self.beats.beat(key, &client);
-        let present = self.store.view(key).is_some_and(|v| v.instances.iter().any(|i| i.ip == ip && i.port == port));
+        let present = self
+            .store
+            .view(key)
+            .is_some_and(|v| v.published_by(&client).is_some_and(|p| p.iter().any(|i| i.ip == ip && i.port == port)));
         if outcome != health::BeatOutcome::Unknown && !present {
             // Removed behind the tracker's back (deregistered through another path).
             self.beats.untrack(key, &client);
@@ -459,8 +459,7 @@ impl NamingService {
     }
 
     fn preserved_interval(&self, key: &ServiceKey, ip: &str, port: u16, cluster: &str) -> Option<u64> {
-        let view = self.store.view(key)?;
-        let i = view.instances.iter().find(|i| i.ip == ip && i.port == port && i.cluster == cluster)?;
+        let i = self.store.view(key)?.find(ip, port, cluster)?;
         i.metadata.get(crate::model::instance::HEART_BEAT_INTERVAL).and_then(|v| v.parse().ok())
     }
 
@@ -492,7 +491,7 @@ impl NamingService {
     /// Deletes a service. Refused if it does not exist or still has instances.
     pub async fn delete_service(&self, key: &ServiceKey) -> Result<(), NamingError> {
         let view = self.store.view(key).ok_or_else(|| Self::not_found(key))?;
-        if !view.instances.is_empty() {
+        if !view.is_empty() {
             return Err(NamingError::ServiceNotEmpty(key.grouped_name()));
         }
         if view.has_persistent_part {
@@ -529,11 +528,7 @@ impl NamingService {
         healthy: bool,
     ) -> Result<(), NamingError> {
         let view = self.store.view(key).ok_or_else(|| Self::not_found(key))?;
-        let found = view
-            .instances
-            .iter()
-            .find(|i| i.ip == instance.ip && i.port == instance.port && i.cluster == instance.cluster)
-            .ok_or(NamingError::InstanceNotFound)?;
+        let found = view.find(&instance.ip, instance.port, &instance.cluster).ok_or(NamingError::InstanceNotFound)?;
         if found.ephemeral {
             return Err(NamingError::InvalidParam(
                 "health of ephemeral instances follows their heartbeats or connections; only persistent instances accept manual health".into(),
@@ -568,7 +563,7 @@ impl NamingService {
         let views = self.store.all_views();
         NamingCounts {
             services: views.len(),
-            instances: views.iter().map(|v| v.instances.len()).sum(),
+            instances: views.iter().map(|v| v.instance_count()).sum(),
             beat_clients: self.beats.len(),
         }
     }
@@ -598,7 +593,7 @@ fn validate_threshold(t: f64) -> Result<(), NamingError> {
 
 /// A service keeps the kind it was created with: metadata decides, else what is published.
 fn check_kind(view: &ServiceView, ephemeral: bool) -> Result<(), NamingError> {
-    let decided = view.metadata.is_some() || !view.instances.is_empty();
+    let decided = view.metadata.is_some() || !view.is_empty();
     if decided && view.ephemeral != ephemeral {
         let kind = |e: bool| if e { "ephemeral" } else { "persistent" };
         return Err(NamingError::KindConflict {

@@ -10,8 +10,9 @@ use tokio::sync::broadcast;
 use super::command::{ApplyError, Command, CommandResult, ConfigCommand, NamingCommand};
 use crate::model::config::{GrayVariant, md5_hex};
 use crate::model::{
-    ChangeEvent, ConfigItem, ConfigKey, HistoryEntry, HistoryOp, Instance, ServiceKey, ServiceMetadata,
+    ChangeEvent, ClientId, ConfigItem, ConfigKey, HistoryEntry, HistoryOp, Instance, ServiceKey, ServiceMetadata,
 };
+use crate::state::naming_index::Overrides;
 use crate::state::{ConfigData, ConfigStore, NamingData, NamingStore, StateSnapshot};
 
 /// Capacity of the change-event broadcast. A reader that lags further than this gets
@@ -79,7 +80,7 @@ impl Applier {
                 let record = data.touch(key);
                 record.metadata = None;
                 record.persistent.clear();
-                record.overrides.clear();
+                record.overrides = Overrides::default();
                 if record.has_no_instances() {
                     data.remove(key);
                 }
@@ -88,7 +89,7 @@ impl Applier {
                 let record = data.touch(&service.key);
                 record.metadata = service.metadata;
                 record.persistent = service.instances.into_iter().map(|(c, i)| (c, Arc::new(i))).collect();
-                record.overrides = service.overrides;
+                record.overrides = Arc::new(service.overrides);
                 touched.push(service.key);
             }
             (touched, ())
@@ -314,8 +315,13 @@ fn apply_naming(data: &mut NamingData, cmd: &NamingCommand) -> (Vec<ServiceKey>,
                 .get(service)
                 .is_some_and(|r| r.persistent.values().any(|i| i.key() == *instance && i.healthy != *healthy));
             if differs {
-                for i in data.touch(service).persistent.values_mut().filter(|i| i.key() == *instance) {
-                    Arc::make_mut(i).healthy = *healthy;
+                let record = data.touch(service);
+                let clients: Vec<ClientId> =
+                    record.persistent.iter().filter(|(_, i)| i.key() == *instance).map(|(c, _)| c.clone()).collect();
+                for client in clients {
+                    if let Some(i) = record.persistent.get_mut(&client) {
+                        Arc::make_mut(i).healthy = *healthy;
+                    }
                 }
                 vec![service.clone()]
             } else {
@@ -352,7 +358,7 @@ fn apply_naming(data: &mut NamingData, cmd: &NamingCommand) -> (Vec<ServiceKey>,
             }
             let record = data.touch(service);
             record.metadata = None;
-            record.overrides.clear();
+            record.overrides = Overrides::default();
             if record.has_no_instances() {
                 data.remove(service);
             }
@@ -368,13 +374,13 @@ fn apply_naming(data: &mut NamingData, cmd: &NamingCommand) -> (Vec<ServiceKey>,
             vec![service.clone()]
         }
         C::UpdateInstanceOverride { service, instance, patch } => {
-            data.touch(service).overrides.entry(instance.clone()).or_default().merge(patch.clone());
+            Arc::make_mut(&mut data.touch(service).overrides).entry(instance.clone()).or_default().merge(patch.clone());
             vec![service.clone()]
         }
         C::RemoveEmptyPersistentService { service } => match data.get(service) {
             Some(r) if r.persistent.is_empty() && r.metadata.is_none() => {
                 let record = data.touch(service);
-                record.overrides.clear();
+                record.overrides = Overrides::default();
                 if record.has_no_instances() {
                     data.remove(service);
                 }
@@ -421,7 +427,7 @@ mod tests {
             panic!("expected a service change")
         };
         assert!(r2 > r1);
-        assert!(a.naming().view(&key("s")).unwrap().instances.is_empty());
+        assert!(a.naming().view(&key("s")).unwrap().is_empty());
     }
 
     #[test]
@@ -452,7 +458,7 @@ mod tests {
         .unwrap();
         b.restore(snap);
         assert!(b.naming().view(&key("stale")).is_none());
-        assert_eq!(b.naming().view(&key("p")).unwrap().instances.len(), 1);
+        assert_eq!(b.naming().view(&key("p")).unwrap().instance_count(), 1);
     }
 
     #[test]

@@ -463,7 +463,7 @@ impl Distro {
             .naming()
             .view(service)
             .map(|v| {
-                v.instances
+                v.instances()
                     .iter()
                     .map(|i| {
                         format!(

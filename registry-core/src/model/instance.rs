@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,13 +29,34 @@ pub const WEIGHT_RANGE: std::ops::RangeInclusive<f64> = 0.0..=10_000.0;
 
 /// Who publishes an instance: a gRPC connection id, or for HTTP `ip:port#true` (ephemeral) /
 /// `ip:port#false` (persistent). Liveness and ownership are per client.
+///
+/// Shared (`Arc<str>`): one client id is a key in several indexes (publications, the client →
+/// services index, the beat tracker, Distro's ledger), and copying it into each cost a heap
+/// block per index per instance.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ClientId(pub String);
+pub struct ClientId(pub Arc<str>);
 
 impl ClientId {
     /// The HTTP (ip:port based) client id for an address.
     pub fn ip_port(ip: &str, port: u16, ephemeral: bool) -> Self {
-        Self(format!("{ip}:{port}#{ephemeral}"))
+        Self(format!("{ip}:{port}#{ephemeral}").into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ClientId {
+    fn from(id: &str) -> Self {
+        Self(id.into())
+    }
+}
+
+impl std::borrow::Borrow<str> for ClientId {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 

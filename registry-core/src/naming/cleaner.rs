@@ -12,22 +12,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::NamingService;
 use crate::consistency::NamingCommand;
+use crate::model::ServiceKey;
 
 /// One pass: removes every service empty for at least `expire`. Returns how many.
 pub async fn clean_once(naming: &NamingService, expire: Duration) -> usize {
     let now = Instant::now();
     let mut removed = 0;
     for view in naming.store.all_views() {
-        if !view.instances.is_empty()
-            || view.metadata.is_some()
-            || now.saturating_duration_since(view.last_changed) < expire
-        {
+        if !view.is_empty() || view.metadata.is_some() || now.saturating_duration_since(view.last_changed) < expire {
             continue;
         }
         let cmd = if view.has_persistent_part {
-            NamingCommand::RemoveEmptyPersistentService { service: view.key.clone() }
+            NamingCommand::RemoveEmptyPersistentService { service: ServiceKey::clone(&view.key) }
         } else {
-            NamingCommand::RemoveEmptyService { service: view.key.clone() }
+            NamingCommand::RemoveEmptyService { service: ServiceKey::clone(&view.key) }
         };
         match naming.submit(cmd).await {
             Ok(()) => {

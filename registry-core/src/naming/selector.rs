@@ -31,7 +31,7 @@ pub fn select(view: Option<&ServiceView>, clusters: &[String], healthy_only: boo
     };
     let mut healthy_count = 0usize;
     let mut hosts: Vec<Arc<Instance>> = Vec::new();
-    for i in &view.instances {
+    for i in view.instances() {
         if !i.enabled || !(clusters.is_empty() || clusters.contains(&i.cluster)) {
             continue;
         }
@@ -59,25 +59,16 @@ pub fn select(view: Option<&ServiceView>, clusters: &[String], healthy_only: boo
 
 #[cfg(test)]
 mod tests {
-    use tokio::time::Instant;
-
     use super::*;
     use crate::model::{ServiceKey, ServiceMetadata};
 
     fn view(instances: Vec<Instance>, threshold: Option<f64>) -> ServiceView {
-        ServiceView {
-            key: ServiceKey::new("public", "DEFAULT_GROUP", "s").unwrap(),
-            revision: 1,
-            ephemeral: true,
-            has_persistent_part: threshold.is_some(),
-            metadata: threshold.map(|t| {
-                let mut m = ServiceMetadata::new(true);
-                m.protect_threshold = t;
-                m
-            }),
-            instances: instances.into_iter().map(Arc::new).collect(),
-            last_changed: Instant::now(),
-        }
+        let metadata = threshold.map(|t| {
+            let mut m = ServiceMetadata::new(true);
+            m.protect_threshold = t;
+            m
+        });
+        ServiceView::for_test(ServiceKey::new("public", "DEFAULT_GROUP", "s").unwrap(), metadata, instances)
     }
 
     fn inst(ip: &str, cluster: &str, healthy: bool, enabled: bool) -> Instance {

@@ -25,7 +25,7 @@ fn key(name: &str) -> ServiceKey {
 }
 
 fn healthy_of(n: &NamingService, service: &str) -> Option<bool> {
-    n.view(&key(service)).and_then(|v| v.instances.first().map(|i| i.healthy))
+    n.view(&key(service)).and_then(|v| v.instances().first().map(|i| i.healthy))
 }
 
 #[tokio::test(start_paused = true)]
@@ -47,7 +47,7 @@ async fn silent_http_instance_turns_unhealthy_after_15s_and_is_removed_after_30s
 
     tokio::time::advance(Duration::from_millis(200)).await;
     health::sweep(&n).await;
-    assert!(n.view(&key("s")).is_some_and(|v| v.instances.is_empty()));
+    assert!(n.view(&key("s")).is_some_and(|v| v.is_empty()));
     assert!(n.beats().is_empty());
 }
 
@@ -82,7 +82,7 @@ async fn the_sweeper_loop_expires_instances_on_its_own() {
     tokio::time::sleep(Duration::from_millis(11_000)).await;
     assert_eq!(healthy_of(&n, "loop"), Some(false));
     tokio::time::sleep(Duration::from_millis(5_000)).await;
-    assert!(n.view(&key("loop")).is_some_and(|v| v.instances.is_empty()));
+    assert!(n.view(&key("loop")).is_some_and(|v| v.is_empty()));
     stop.cancel();
     task.await.unwrap();
 }

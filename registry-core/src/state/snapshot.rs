@@ -58,7 +58,7 @@ impl StateSnapshot {
                 key: k.clone(),
                 metadata: r.metadata.clone(),
                 instances: r.persistent.iter().map(|(c, i)| (c.clone(), Instance::clone(i))).collect(),
-                overrides: r.overrides.clone(),
+                overrides: BTreeMap::clone(&r.overrides),
             })
             .collect();
         services.sort_by(|a, b| a.key.cmp(&b.key));

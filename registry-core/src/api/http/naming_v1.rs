@@ -261,7 +261,7 @@ async fn delete_service(State(s): State<ApiState>, p: Params) -> V1Result {
 pub(crate) fn service_clusters(view: &crate::state::ServiceView) -> Vec<(String, ClusterMetadata)> {
     let mut out: std::collections::BTreeMap<String, ClusterMetadata> =
         view.metadata.as_ref().map(|m| m.clusters.clone()).unwrap_or_default();
-    for i in &view.instances {
+    for i in view.instances() {
         out.entry(i.cluster.clone()).or_default();
     }
     out.into_iter().collect()
@@ -360,8 +360,8 @@ async fn catalog_services(State(s): State<ApiState>, p: Params) -> V1Result {
                 "name": v.key.service,
                 "groupName": v.key.group,
                 "clusterCount": service_clusters(v).len(),
-                "ipCount": v.instances.len(),
-                "healthyInstanceCount": v.instances.iter().filter(|i| i.healthy).count(),
+                "ipCount": v.instance_count(),
+                "healthyInstanceCount": v.instances().iter().filter(|i| i.healthy).count(),
                 "triggerFlag": "false",
             })
         })
@@ -377,7 +377,7 @@ async fn catalog_instances(State(s): State<ApiState>, p: Params) -> V1Result {
     let view = s.naming.view(&key);
     let items: Vec<crate::naming::InstanceInfo> = view
         .iter()
-        .flat_map(|v| v.instances.iter())
+        .flat_map(|v| v.instances().iter())
         .filter(|i| cluster.is_none_or(|c| i.cluster == c))
         .map(|i| crate::naming::InstanceInfo::of(&key, i))
         .collect();

@@ -216,7 +216,7 @@ async fn catalog_instances(State(s): State<ApiState>, p: P) -> V2Result {
     let view = s.naming.view(&key);
     let items: Vec<InstanceInfo> = view
         .iter()
-        .flat_map(|v| v.instances.iter())
+        .flat_map(|v| v.instances().iter())
         .filter(|i| cluster.is_none_or(|c| i.cluster == c))
         .map(|i| InstanceInfo::of(&key, i))
         .collect();

@@ -155,7 +155,7 @@ mod tests {
     use super::*;
 
     fn client(name: &str) -> ClientId {
-        ClientId(name.to_owned())
+        ClientId::from(name)
     }
 
     #[test]

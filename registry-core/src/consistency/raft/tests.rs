@@ -49,7 +49,7 @@ async fn write_ok(node: &RaftNode, cmd: Command) {
 
 /// Persistent instances (by service) the applier's naming view holds.
 fn instance_count(applier: &Applier, name: &str) -> Option<usize> {
-    applier.naming().view(&key(name)).map(|v| v.instances.len())
+    applier.naming().view(&key(name)).map(|v| v.instance_count())
 }
 
 fn has_metadata(applier: &Applier, name: &str) -> bool {
