@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 
 use super::key::{self, NameError, ServiceKey};
 
@@ -89,9 +90,9 @@ impl fmt::Display for InstanceKey {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
     /// Client-supplied instance id, or empty.
-    pub instance_id: String,
+    pub instance_id: SmolStr,
     /// Address.
-    pub ip: String,
+    pub ip: SmolStr,
     /// Port.
     pub port: u16,
     /// Load-balancing weight, within [`WEIGHT_RANGE`].
@@ -103,16 +104,16 @@ pub struct Instance {
     /// Ephemeral (client-owned, AP) or persistent (CP, health-probed).
     pub ephemeral: bool,
     /// Cluster name.
-    pub cluster: String,
+    pub cluster: SmolStr,
     /// Free-form metadata; some `preserved.*` keys tune liveness.
     pub metadata: BTreeMap<String, String>,
 }
 
 impl Instance {
     /// A healthy, enabled instance with weight 1 in the given cluster.
-    pub fn new(ip: impl Into<String>, port: u16, cluster: impl Into<String>, ephemeral: bool) -> Self {
+    pub fn new(ip: impl Into<SmolStr>, port: u16, cluster: impl Into<SmolStr>, ephemeral: bool) -> Self {
         Self {
-            instance_id: String::new(),
+            instance_id: SmolStr::default(),
             ip: ip.into(),
             port,
             weight: 1.0,
@@ -126,7 +127,7 @@ impl Instance {
 
     /// The instance's identity within its service.
     pub fn key(&self) -> InstanceKey {
-        InstanceKey { ip: self.ip.clone(), port: self.port, cluster: self.cluster.clone() }
+        InstanceKey { ip: self.ip.to_string(), port: self.port, cluster: self.cluster.to_string() }
     }
 
     /// The id shown to clients: the client's own, else `ip#port#cluster#group@@service`.
@@ -134,7 +135,7 @@ impl Instance {
         if self.instance_id.is_empty() {
             format!("{}#{}#{}#{}", self.ip, self.port, self.cluster, service.grouped_name())
         } else {
-            self.instance_id.clone()
+            self.instance_id.to_string()
         }
     }
 
@@ -171,7 +172,7 @@ impl Instance {
         if self.ip.len() > 128 || self.ip.chars().any(char::is_whitespace) {
             return Err(InstanceError::Name(NameError::Illegal {
                 field: "ip",
-                value: self.ip.clone(),
+                value: self.ip.to_string(),
                 rule: "at most 128 characters and no whitespace",
             }));
         }

@@ -19,22 +19,33 @@ use crate::model::{ClientId, ServiceKey};
 /// What the tracker knows of one heartbeat client's instance in one service. Not which
 /// instance it is: a v1 client publishes exactly one, and the rare paths that need its key
 /// (recovery, marking unhealthy) read it from the index instead of every entry carrying a copy.
+/// Kept to 24 bytes (one per ephemeral HTTP instance): times are milliseconds since the
+/// tracker's epoch rather than 16-byte `Instant`s, timeouts are `u32` milliseconds (49 days).
 #[derive(Debug, Clone)]
 struct BeatState {
-    last_beat: Instant,
+    /// Last beat, in ms since [`BeatTracker::epoch`].
+    last_beat_ms: u64,
     /// Unhealthy after this much silence (ms), from the instance's metadata at registration.
-    timeout_ms: u64,
+    timeout_ms: u32,
     /// Removed after this much silence (ms).
-    delete_ms: u64,
+    delete_ms: u32,
     healthy: bool,
 }
 
 /// Last beat per (service, `ip:port#true` client). Two levels, service then client, so a
 /// service key (three names) is stored once per service rather than once per instance; the
 /// outer map is sharded, so beats into different services do not contend on one lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BeatTracker {
     services: DashMap<ServiceKey, HashMap<ClientId, BeatState>>,
+    /// What beat times are counted from.
+    epoch: Instant,
+}
+
+impl Default for BeatTracker {
+    fn default() -> Self {
+        Self { services: DashMap::new(), epoch: Instant::now() }
+    }
 }
 
 /// What a beat found.
@@ -53,10 +64,10 @@ impl BeatTracker {
     /// from its metadata now, so a sweep looks an instance up only to change its health.
     pub fn track(&self, service: &ServiceKey, client: &ClientId, instance: &crate::model::Instance) {
         let state = BeatState {
-            last_beat: Instant::now(),
+            last_beat_ms: self.millis(Instant::now()),
             healthy: instance.healthy,
-            timeout_ms: instance.heart_beat_timeout_ms(),
-            delete_ms: instance.ip_delete_timeout_ms(),
+            timeout_ms: u32::try_from(instance.heart_beat_timeout_ms()).unwrap_or(u32::MAX),
+            delete_ms: u32::try_from(instance.ip_delete_timeout_ms()).unwrap_or(u32::MAX),
         };
         // Look up before `entry`: the common case (known service) needs no key copy.
         if let Some(mut clients) = self.services.get_mut(service) {
@@ -85,13 +96,18 @@ impl BeatTracker {
     pub fn beat(&self, service: &ServiceKey, client: &ClientId) -> BeatOutcome {
         let Some(mut clients) = self.services.get_mut(service) else { return BeatOutcome::Unknown };
         let Some(state) = clients.get_mut(client) else { return BeatOutcome::Unknown };
-        state.last_beat = Instant::now();
+        state.last_beat_ms = self.millis(Instant::now());
         if state.healthy {
             BeatOutcome::Alive
         } else {
             state.healthy = true;
             BeatOutcome::Recovered
         }
+    }
+
+    /// Milliseconds from the epoch to `t`.
+    fn millis(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Number of tracked instances.
@@ -108,12 +124,12 @@ impl BeatTracker {
     /// healthy majority); unhealthy marks are recorded in the tracker at once.
     fn due(&self, now: Instant) -> Vec<(ServiceKey, ClientId, Verdict, u64)> {
         let mut out = Vec::new();
+        let now_ms = self.millis(now);
         for mut e in self.services.iter_mut() {
             let (service, clients) = e.pair_mut();
             for (client, state) in clients.iter_mut() {
-                let silent =
-                    u64::try_from(now.saturating_duration_since(state.last_beat).as_millis()).unwrap_or(u64::MAX);
-                let v = verdict(silent, state.healthy, state.timeout_ms, state.delete_ms);
+                let silent = now_ms.saturating_sub(state.last_beat_ms);
+                let v = verdict(silent, state.healthy, state.timeout_ms.into(), state.delete_ms.into());
                 if v == Verdict::MarkUnhealthy {
                     state.healthy = false;
                 }

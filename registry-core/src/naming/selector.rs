@@ -32,7 +32,7 @@ pub fn select(view: Option<&ServiceView>, clusters: &[String], healthy_only: boo
     let mut healthy_count = 0usize;
     let mut hosts: Vec<Arc<Instance>> = Vec::new();
     for i in view.instances() {
-        if !i.enabled || !(clusters.is_empty() || clusters.contains(&i.cluster)) {
+        if !i.enabled || !(clusters.is_empty() || clusters.iter().any(|c| *c == i.cluster)) {
             continue;
         }
         if i.healthy {

@@ -52,13 +52,13 @@ impl InstanceInfo {
     pub fn of(service: &ServiceKey, i: &Instance) -> Self {
         Self {
             instance_id: i.display_id(service),
-            ip: i.ip.clone(),
+            ip: i.ip.to_string(),
             port: i.port,
             weight: i.weight,
             healthy: i.healthy,
             enabled: i.enabled,
             ephemeral: i.ephemeral,
-            cluster_name: i.cluster.clone(),
+            cluster_name: i.cluster.to_string(),
             service_name: service.grouped_name(),
             metadata: i.metadata.clone(),
             instance_heart_beat_interval: i.heart_beat_interval_ms(),

@@ -172,7 +172,7 @@ impl WireInstance {
         i.weight = self.weight;
         i.healthy = self.healthy;
         i.enabled = self.enabled;
-        i.instance_id = self.instance_id.unwrap_or_default();
+        i.instance_id = self.instance_id.map(Into::into).unwrap_or_default();
         i.metadata = self
             .metadata
             .unwrap_or_default()

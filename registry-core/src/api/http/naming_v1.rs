@@ -69,7 +69,7 @@ pub(crate) fn instance_from_params(p: &Params, default_ephemeral: bool) -> Resul
     instance.enabled = p.bool_or(&["enabled", "enable"], true)?;
     instance.metadata = p.metadata("metadata")?.unwrap_or_default();
     if let Some(id) = p.opt("instanceId") {
-        instance.instance_id = id.to_owned();
+        instance.instance_id = id.into();
     }
     Ok(instance)
 }
@@ -262,7 +262,7 @@ pub(crate) fn service_clusters(view: &crate::state::ServiceView) -> Vec<(String,
     let mut out: std::collections::BTreeMap<String, ClusterMetadata> =
         view.metadata.as_ref().map(|m| m.clusters.clone()).unwrap_or_default();
     for i in view.instances() {
-        out.entry(i.cluster.clone()).or_default();
+        out.entry(i.cluster.to_string()).or_default();
     }
     out.into_iter().collect()
 }
