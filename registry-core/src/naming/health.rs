@@ -5,10 +5,9 @@
 //! The tracker lives here, beside the index, so beats never touch the single writer unless the
 //! health actually flips. The sweeper is a thin loop around the pure [`verdict`].
 
-use std::collections::HashMap;
+use crate::state::{FastDashMap, FastMap};
 use std::time::Duration;
 
-use dashmap::DashMap;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -37,14 +36,14 @@ struct BeatState {
 /// outer map is sharded, so beats into different services do not contend on one lock.
 #[derive(Debug)]
 pub struct BeatTracker {
-    services: DashMap<ServiceKey, HashMap<ClientId, BeatState>>,
+    services: FastDashMap<ServiceKey, FastMap<ClientId, BeatState>>,
     /// What beat times are counted from.
     epoch: Instant,
 }
 
 impl Default for BeatTracker {
     fn default() -> Self {
-        Self { services: DashMap::new(), epoch: Instant::now() }
+        Self { services: FastDashMap::default(), epoch: Instant::now() }
     }
 }
 

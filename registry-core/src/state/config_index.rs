@@ -4,10 +4,10 @@
 //! only `consistency::apply` takes; readers get an `Arc` of an immutable [`ConfigItem`] from a
 //! sharded map. History is read under the writer lock: it is an operator path, not a hot one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dashmap::DashMap;
+use super::{FastDashMap, FastMap};
 use parking_lot::Mutex;
 
 use crate::model::{ChangeEvent, ConfigItem, ConfigKey, HistoryEntry};
@@ -16,7 +16,7 @@ use crate::model::{ChangeEvent, ConfigItem, ConfigKey, HistoryEntry};
 #[derive(Debug, Default)]
 pub struct ConfigData {
     /// Configs by key.
-    pub items: HashMap<ConfigKey, ConfigItem>,
+    pub items: FastMap<ConfigKey, ConfigItem>,
     /// History by id (increasing with time).
     pub history: BTreeMap<u64, HistoryEntry>,
     /// Last history id handed out.
@@ -41,7 +41,7 @@ pub struct ConfigStore {
     /// an `.await`.
     data: Mutex<ConfigData>,
     /// Published items for readers.
-    views: DashMap<ConfigKey, Arc<ConfigItem>>,
+    views: FastDashMap<ConfigKey, Arc<ConfigItem>>,
 }
 
 impl ConfigStore {

@@ -14,14 +14,14 @@
 //! write rebuilt and re-sorted its service's whole list, which made registration O(n) and was
 //! most of the CPU of a registration benchmark even at a few hundred instances per service.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 
-use dashmap::DashMap;
 use imbl::OrdMap;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use super::{FastDashMap, FastMap};
 use crate::model::{ChangeEvent, ClientId, Instance, InstanceKey, InstanceOverride, ServiceKey, ServiceMetadata};
 
 /// Overrides of one service by `ip:port:cluster`. Shared with the views; rare writes copy it.
@@ -125,10 +125,10 @@ impl std::ops::DerefMut for Publication {
 pub struct NamingData {
     /// Records by service. The key is shared (`Arc`) with `client_services`, so indexing a
     /// client's service costs a pointer rather than a copy of three names.
-    services: HashMap<Arc<ServiceKey>, ServiceRecord>,
+    services: FastMap<Arc<ServiceKey>, ServiceRecord>,
     /// The services each ephemeral client publishes into: replication sends a client's whole
     /// publication, and removing a client must not scan every service.
-    client_services: HashMap<ClientId, ClientServices>,
+    client_services: FastMap<ClientId, ClientServices>,
     /// Last revision handed out; revisions never repeat, even across service re-creation.
     last_revision: u64,
 }
@@ -392,7 +392,7 @@ pub struct NamingStore {
     /// one command's mutation, never across an `.await`.
     data: Mutex<NamingData>,
     /// Published views by service; readers only.
-    views: DashMap<Arc<ServiceKey>, Arc<ServiceView>>,
+    views: FastDashMap<Arc<ServiceKey>, Arc<ServiceView>>,
 }
 
 impl NamingStore {

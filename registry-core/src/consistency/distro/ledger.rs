@@ -3,7 +3,7 @@
 //! Pure data, no I/O: [`super::Distro`] holds it under a mutex and decides what to send and
 //! apply from its answers.
 
-use std::collections::HashMap;
+use crate::state::FastMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::wire::Digest;
@@ -44,11 +44,11 @@ pub(crate) enum Verdict {
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
     /// Clients this member owns, by revision.
-    pub(crate) owned: HashMap<ClientId, u64>,
+    pub(crate) owned: FastMap<ClientId, u64>,
     /// Clients owned elsewhere.
-    pub(crate) copies: HashMap<ClientId, CopyMeta>,
+    pub(crate) copies: FastMap<ClientId, CopyMeta>,
     /// Recently removed clients.
-    pub(crate) tombstones: HashMap<ClientId, Tombstone>,
+    pub(crate) tombstones: FastMap<ClientId, Tombstone>,
     /// Last revision handed out by this member.
     clock: u64,
 }
