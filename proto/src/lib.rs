@@ -16,4 +16,6 @@ pub mod cluster {
     include!(concat!(env!("OUT_DIR"), "/registry.cluster.rs"));
 }
 
+pub mod codec;
+
 pub use prost_types::Any;

@@ -205,7 +205,7 @@ impl BiRequestStream for GrpcState {
         });
 
         let closed = conn.closed.clone();
-        let out = ReceiverStream::new(rx).take_until(async move { closed.cancelled_owned().await });
+        let out = ReceiverStream::new(rx).map(|p| Ok(*p)).take_until(async move { closed.cancelled_owned().await });
         Ok(tonic::Response::new(Box::pin(out)))
     }
 }
