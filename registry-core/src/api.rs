@@ -19,9 +19,8 @@ use crate::push::PushHandle;
 /// Answers "is this node ready to serve?" (Raft caught up, startup done).
 pub type ReadinessProbe = Arc<dyn Fn() -> bool + Send + Sync>;
 
-/// What every transport receives.
-#[derive(Clone)]
-pub struct ApiState {
+/// What every transport receives (through [`ApiState`]).
+pub struct Services {
     /// The naming domain.
     pub naming: NamingService,
     /// The config domain.
@@ -38,4 +37,24 @@ pub struct ApiState {
     pub connections: Arc<grpc::connection::Connections>,
     /// Distro (ephemeral replication: digests, diff, readiness).
     pub distro: Arc<crate::consistency::distro::Distro>,
+}
+
+/// The shared handle every request gets: one pointer, because axum clones the state for every
+/// request and the services inside are a few dozen reference counts.
+#[derive(Clone)]
+pub struct ApiState(Arc<Services>);
+
+impl ApiState {
+    /// Shares `services` with every transport.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::grpc::{self, GrpcState, connection::Connections};
-use crate::api::{ApiState, http};
+use crate::api::{ApiState, Services, http};
 use crate::config::Config;
 use crate::configs::{self, ConfigService};
 use crate::consistency::distro::{Distro, DistroService};
@@ -154,7 +154,16 @@ impl App {
             ready: Arc::clone(&ready),
             config: Arc::new(config.grpc.clone()),
         };
-        let state = ApiState { naming, configs, push, ready, http_addr, connections, raft: raft.clone(), distro };
+        let state = ApiState::new(Services {
+            naming,
+            configs,
+            push,
+            ready,
+            http_addr,
+            connections,
+            raft: raft.clone(),
+            distro,
+        });
         Ok(Self {
             config,
             http_listener,

@@ -240,8 +240,9 @@ pub struct RaftNode {
     db: Weak<Db>,
     /// This node's id.
     me: NodeId,
-    /// The configured initial members.
-    initial: BTreeSet<NodeId>,
+    /// The configured initial members (shared: every request clones the API state, and with it
+    /// this node handle).
+    initial: Arc<BTreeSet<NodeId>>,
     /// Channel to the leader for forwarded writes, by leader address.
     forward_channel: Arc<parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>>,
 }
@@ -304,7 +305,7 @@ impl RaftNode {
                 "raft restarted on existing data"
             );
         }
-        let initial = config.members.keys().copied().collect();
+        let initial = Arc::new(config.members.keys().copied().collect());
         if !config.members.is_empty() && !pristine {
             spawn_rejoin(raft.clone(), config.node_id, config.advertise_addr.clone());
         }
@@ -652,7 +653,7 @@ impl RaftNode {
 
     /// The service other members call on this node's cluster port.
     pub fn cluster_service(&self) -> ClusterService {
-        ClusterService::new(self.raft.clone(), self.me, self.initial.clone())
+        ClusterService::new(self.raft.clone(), self.me, BTreeSet::clone(&self.initial))
     }
 
     fn ready_in(&self, m: &RaftMetrics<NodeId, BasicNode>) -> bool {
