@@ -12,7 +12,8 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::grpc::{Conn, open, payload};
+use crate::grpc::{Conn, raw_payload};
+use crate::push_latency::string_field;
 
 /// How listeners listen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,26 +70,32 @@ pub async fn run(cfg: &ConfigNotify) -> anyhow::Result<(Histogram<u64>, u64)> {
                 tasks.push(tokio::spawn(async move {
                     let mut seen = 0;
                     let mut last_round = usize::MAX;
+                    let mut local = Vec::with_capacity(changes);
                     while let Ok(Some(p)) = conn.from_server.message().await {
-                        let (kind, body) = open(&p);
-                        if kind != "ConfigChangeNotifyRequest" {
+                        let arrived = start.elapsed().as_nanos() as u64;
+                        // As in push-latency: no full parse on the shared core.
+                        if p.metadata.as_ref().is_none_or(|m| m.r#type != "ConfigChangeNotifyRequest") {
                             continue;
                         }
-                        let arrived = start.elapsed().as_nanos() as u64;
-                        let ack = json!({ "requestId": body["requestId"], "resultCode": 200, "errorCode": 0 });
-                        let _ = conn.to_server.send(payload("ConfigChangeNotifyResponse", &ack)).await;
+                        let body = p.body.as_ref().map(|b| b.value.as_slice()).unwrap_or_default();
+                        if let Some(id) = string_field(body, "requestId") {
+                            let ack = format!(r#"{{"requestId":"{id}","resultCode":200,"errorCode":0}}"#);
+                            let _ =
+                                conn.to_server.try_send(raw_payload("ConfigChangeNotifyResponse", ack.into_bytes()));
+                        }
                         let r = round.load(Ordering::Acquire);
                         if r != last_round {
                             last_round = r;
-                            let _ = hist
-                                .lock()
-                                .await
-                                .record((arrived.saturating_sub(sent_at.load(Ordering::Acquire)) / 1000).max(1));
+                            local.push((arrived.saturating_sub(sent_at.load(Ordering::Acquire)) / 1000).max(1));
                             seen += 1;
                             if seen >= changes {
                                 break;
                             }
                         }
+                    }
+                    let mut h = hist.lock().await;
+                    for v in local {
+                        let _ = h.record(v);
                     }
                 }));
             }

@@ -23,6 +23,14 @@ pub fn payload(kind: &str, body: &Value) -> Payload {
     }
 }
 
+/// Frames an already encoded JSON body.
+pub fn raw_payload(kind: &str, body: Vec<u8>) -> Payload {
+    Payload {
+        metadata: Some(Metadata { r#type: kind.to_owned(), headers: HashMap::new(), client_ip: "127.0.0.1".into() }),
+        body: Some(Any { type_url: String::new(), value: body }),
+    }
+}
+
 /// The type and JSON of a payload.
 pub fn open(p: &Payload) -> (String, Value) {
     let kind = p.metadata.as_ref().map(|m| m.r#type.clone()).unwrap_or_default();

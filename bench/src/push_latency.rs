@@ -9,10 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::grpc::{Conn, open, payload};
+use crate::grpc::{Conn, raw_payload};
 
 /// Parameters of one run.
 #[derive(Debug, Clone)]
@@ -58,13 +57,18 @@ pub async fn run(cfg: &PushLatency) -> anyhow::Result<PushResult> {
             let mut local = Vec::with_capacity(changes);
             while let Ok(Some(p)) = conn.from_server.message().await {
                 let arrived = start.elapsed().as_nanos() as u64;
-                let (kind, body) = open(&p);
-                if kind != "NotifySubscriberRequest" {
+                // Up to 100 subscribers share this one core: a full JSON parse per push would
+                // delay the subscribers polled after this one and count as push latency. Only
+                // the two fields needed are scanned for, and the ack is formatted directly.
+                if p.metadata.as_ref().is_none_or(|m| m.r#type != "NotifySubscriberRequest") {
                     continue;
                 }
-                let ack = json!({ "requestId": body["requestId"], "resultCode": 200, "errorCode": 0, "success": true });
-                let _ = conn.to_server.send(payload("NotifySubscriberResponse", &ack)).await;
-                let Some(port) = body["serviceInfo"]["hosts"][0]["port"].as_u64() else { continue };
+                let body = p.body.as_ref().map(|b| b.value.as_slice()).unwrap_or_default();
+                if let Some(id) = string_field(body, "requestId") {
+                    let ack = format!(r#"{{"requestId":"{id}","resultCode":200,"errorCode":0,"success":true}}"#);
+                    let _ = conn.to_server.try_send(raw_payload("NotifySubscriberResponse", ack.into_bytes()));
+                }
+                let Some(port) = first_host_port(body) else { continue };
                 let Some(i) = port.checked_sub(BASE_PORT).map(|i| i as usize).filter(|i| *i < changes) else {
                     continue;
                 };
@@ -100,4 +104,46 @@ pub async fn run(cfg: &PushLatency) -> anyhow::Result<PushResult> {
     }
     let histogram = Arc::try_unwrap(hist).map_err(|_| anyhow::anyhow!("histogram still shared"))?.into_inner();
     Ok(PushResult { histogram, expected: (cfg.changes * cfg.subscribers) as u64 })
+}
+
+/// The value of the first `"name":"…"` string field in a JSON body (no escapes expected: ids).
+pub(crate) fn string_field<'a>(body: &'a [u8], name: &str) -> Option<&'a str> {
+    let rest = after_key(body, name)?;
+    let rest = rest.strip_prefix(b"\"")?;
+    let end = rest.iter().position(|b| *b == b'"')?;
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
+/// The `port` of the first host in a `ServiceInfo` body.
+fn first_host_port(body: &[u8]) -> Option<u64> {
+    let hosts = after_key(body, "hosts")?;
+    let rest = after_key(hosts, "port")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+/// What follows `"name":` (and any spaces) in `body`.
+fn after_key<'a>(body: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let key = format!("\"{name}\"");
+    let at = body.windows(key.len()).position(|w| w == key.as_bytes())?;
+    let rest = body[at + key.len()..].trim_ascii_start().strip_prefix(b":")?;
+    Some(rest.trim_ascii_start())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_found_in_compact_and_spaced_json() {
+        let compact = br#"{"requestId":"17","serviceInfo":{"name":"s","hosts":[{"ip":"127.0.0.1","port":20003}]}}"#;
+        assert_eq!(string_field(compact, "requestId"), Some("17"));
+        assert_eq!(first_host_port(compact), Some(20_003));
+        let spaced = br#"{ "port": 1, "requestId" : "a-1", "hosts" : [ { "port" : 42 } ] }"#;
+        assert_eq!(string_field(spaced, "requestId"), Some("a-1"));
+        // The port of the first host, not a port field before the hosts.
+        assert_eq!(first_host_port(spaced), Some(42));
+        assert_eq!(first_host_port(br#"{"hosts":[]}"#), None);
+        assert_eq!(string_field(br#"{"requestId":17}"#, "requestId"), None);
+    }
 }
