@@ -23,7 +23,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, Fatal, InitializeError};
@@ -32,7 +32,7 @@ use openraft::{BasicNode, RaftMetrics, SnapshotPolicy};
 use super::apply::Applier;
 use super::command::{Command, CommandResult};
 use crate::storage::{Db, StorageError};
-use log_store::LogStore;
+use log_store::{LogStats, LogStore};
 use network::{GrpcNetwork, cluster_client, stamped};
 pub use service::ClusterService;
 pub use state_machine::SnapshotError;
@@ -124,6 +124,9 @@ pub enum RaftError {
     /// The redb store could not be opened, read or written.
     #[error("raft storage failed")]
     Storage(#[from] StorageError),
+    /// The task that writes the Raft log could not be started (no tokio runtime).
+    #[error("cannot start the raft log writer")]
+    LogWriter(#[source] tokio::runtime::TryCurrentError),
     /// The stored snapshot could not be restored.
     #[error("cannot restore the state-machine snapshot")]
     Snapshot(#[from] SnapshotError),
@@ -229,6 +232,16 @@ pub struct RaftStatus {
     pub ready: bool,
 }
 
+/// Counters of the Raft write path since this node started, for `/metrics`: how well
+/// concurrent writes share fsyncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteCounters {
+    /// Durable commits of the Raft log (one fsync each).
+    pub log_flushes: u64,
+    /// Log entries those commits carried.
+    pub log_entries: u64,
+}
+
 /// A running Raft node. Cheap to clone; clones share the node.
 #[derive(Clone)]
 pub struct RaftNode {
@@ -236,14 +249,17 @@ pub struct RaftNode {
     /// Committed index found on disk at start: the node is not ready before it has applied at
     /// least this far again (`None` on a fresh store).
     ready_floor: Option<u64>,
-    /// The store, held by openraft's tasks; `shutdown` waits until they let go of it.
-    db: Weak<Db>,
+    /// Fails `changed()` once the store, held by openraft's tasks and the log writer, is
+    /// closed; `shutdown` waits for it.
+    db_closed: tokio::sync::watch::Receiver<()>,
     /// This node's id.
     me: NodeId,
     /// The configured initial members.
     initial: BTreeSet<NodeId>,
     /// Channel to the leader for forwarded writes, by leader address.
     forward_channel: Arc<parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>>,
+    /// The log writer's group-commit counters.
+    log_stats: Arc<LogStats>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -258,7 +274,8 @@ impl RaftNode {
     pub async fn start(config: RaftConfig, data_dir: &Path, applier: Arc<Applier>) -> Result<Self, RaftError> {
         let raft_config = Arc::new(config.openraft_config()?);
         let db = Arc::new(Db::open(data_dir)?);
-        let log_store = LogStore::new(db.clone());
+        let log_store = LogStore::new(db.clone()).map_err(RaftError::LogWriter)?;
+        let log_stats = log_store.stats();
         let state_machine = StateMachine::open(db.clone(), applier)?;
         let pristine = log_store.is_pristine()? && state_machine.last_applied().is_none();
         // Ready once applied this far again. A standalone node commits every entry of its own
@@ -270,7 +287,7 @@ impl RaftNode {
             log_store.committed()?.map(|c| c.index)
         };
         let db_path = db.path().to_path_buf();
-        let weak_db = Arc::downgrade(&db);
+        let db_closed = db.closed();
         drop(db);
 
         let network = GrpcNetwork { me: config.node_id };
@@ -308,7 +325,15 @@ impl RaftNode {
         if !config.members.is_empty() && !pristine {
             spawn_rejoin(raft.clone(), config.node_id, config.advertise_addr.clone());
         }
-        Ok(Self { raft, ready_floor, db: weak_db, me: config.node_id, initial, forward_channel: Arc::default() })
+        Ok(Self {
+            raft,
+            ready_floor,
+            db_closed,
+            me: config.node_id,
+            initial,
+            forward_channel: Arc::default(),
+            log_stats,
+        })
     }
 
     /// Commits `cmd` through Raft and returns the state machine's answer once applied. On a
@@ -428,16 +453,17 @@ impl RaftNode {
     pub async fn shutdown(&self) -> Result<(), RaftError> {
         self.raft.shutdown().await.map_err(RaftError::Shutdown)?;
         // openraft stops its state-machine task (and any snapshot build) just after the core;
-        // they hold the store until then.
-        let deadline = tokio::time::Instant::now() + DB_RELEASE_TIMEOUT;
-        while self.db.strong_count() > 0 {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!("raft stopped but its store is still open; reopening it will fail until released");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        // they hold the store until then, and the log writer commits what is queued first.
+        let mut closed = self.db_closed.clone();
+        if tokio::time::timeout(DB_RELEASE_TIMEOUT, closed.changed()).await.is_err() {
+            tracing::warn!("raft stopped but its store is still open; reopening it will fail until released");
         }
         Ok(())
+    }
+
+    /// Counters of the write path.
+    pub fn write_counters(&self) -> WriteCounters {
+        WriteCounters { log_flushes: self.log_stats.durable_commits(), log_entries: self.log_stats.entries() }
     }
 
     /// The underlying openraft handle, for metrics and later cluster work.

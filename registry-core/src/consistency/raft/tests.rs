@@ -66,7 +66,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RedbStoreBuil
         let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
         let db = Arc::new(Db::open(dir.path()).map_err(|e| StorageIOError::write(&e))?);
         let sm = StateMachine::open(db.clone(), fresh_applier()).map_err(|e| StorageIOError::write(&e))?;
-        Ok((dir, LogStore::new(db), sm))
+        let log = LogStore::new(db).map_err(|e| StorageIOError::write(&e))?;
+        Ok((dir, log, sm))
     }
 }
 
@@ -115,14 +116,17 @@ async fn acknowledged_writes_survive_a_restart_from_snapshot_plus_log() {
     node.shutdown().await.expect("shutdown");
 
     // On disk: a snapshot, a purged log head and a tail beyond the snapshot.
-    {
+    let mut closed = {
         let db = Arc::new(Db::open(dir.path()).expect("reopen store"));
         let mut sm = StateMachine::open(db.clone(), fresh_applier()).expect("open state machine");
         let snapshot = sm.get_current_snapshot().await.expect("read snapshot").expect("a snapshot is stored");
-        let log = LogStore::new(db).get_log_state().await.expect("log state");
+        let log = LogStore::new(db.clone()).expect("log writer").get_log_state().await.expect("log state");
         assert!(log.last_purged_log_id.is_some(), "log head purged");
         assert!(snapshot.meta.last_log_id < log.last_log_id, "log tail beyond the snapshot");
-    }
+        db.closed()
+    };
+    // The log store's writer task lets go of the file once it has seen the store dropped.
+    tokio::time::timeout(READY, closed.changed()).await.expect("store closed").expect_err("closed, not changed");
 
     let applier = fresh_applier();
     let node = start_ready(config, dir.path(), applier.clone()).await;
