@@ -1,18 +1,26 @@
 //! Raft for persistent data: openraft over a redb log, with the [`Applier`] as state machine.
 //!
 //! ```text
-//!  RaftNode::write(cmd) ──► openraft ──► log_store: append to redb (durable) ──► committed
-//!                                                                                   │
-//!  answer ◄── CommandResult ◄── state_machine: Applier::apply(cmd) ◄────────────────┘
+//!  RaftNode::write(cmd) ──► batch: concurrent writes ──► openraft ──► log_store: writer task,
+//!                           share one entry                           queued appends share one
+//!                                                                     durable redb commit
+//!                                                                            │ committed
+//!  answer ◄── CommandResult ◄── state_machine: Applier::apply(each cmd) ◄────┘
 //!                               every N logs: snapshot → redb, log purged up to it
 //!
 //!  restart: snapshot (redb) → Applier::restore → re-apply log up to saved committed → ready
 //! ```
 //!
+//! A durable write costs one fsync, so writes share them at two levels: `batch.rs` puts the
+//! writes that arrive while an entry is in flight into the next entry (openraft 0.9 flushes its
+//! entries one append at a time), and the log store's writer commits every append queued
+//! behind a busy disk together (followers receive many entries per append anyway).
+//!
 //! Today a node is a standalone single-voter cluster (`network.rs` has no peers); the first
 //! start initialises it, later starts reuse what is on disk. Every acknowledged write is on
 //! disk before it is applied, so nothing needs flushing at shutdown.
 
+mod batch;
 mod log_store;
 pub(crate) mod network;
 mod service;
@@ -32,6 +40,8 @@ use openraft::{BasicNode, RaftMetrics, SnapshotPolicy};
 use super::apply::Applier;
 use super::command::{Command, CommandResult};
 use crate::storage::{Db, StorageError};
+pub use batch::CommandBatch;
+use batch::{BatchStats, Batcher};
 use log_store::{LogStats, LogStore};
 use network::{GrpcNetwork, cluster_client, stamped};
 pub use service::ClusterService;
@@ -42,10 +52,11 @@ use state_machine::StateMachine;
 pub type NodeId = u64;
 
 openraft::declare_raft_types!(
-    /// openraft's type configuration for the registry: commands in, command results out.
+    /// openraft's type configuration for the registry: a batch of commands per entry in, one
+    /// result per command out.
     pub TypeConfig:
-        D = Command,
-        R = CommandResult,
+        D = CommandBatch,
+        R = Vec<CommandResult>,
         NodeId = NodeId,
         Node = BasicNode,
         Entry = openraft::Entry<TypeConfig>,
@@ -73,6 +84,7 @@ pub struct RaftConfig {
     /// Address other nodes use to reach this one (the cluster port).
     pub advertise_addr: String,
     /// Build a snapshot after this many applied logs since the last one (0: never automatically).
+    /// A log entry carries every write batched with it (up to 256 commands, see `batch.rs`).
     pub snapshot_after_logs: u64,
     /// Logs kept after a snapshot, so slightly lagging followers can catch up without one.
     pub keep_logs_after_snapshot: u64,
@@ -236,6 +248,10 @@ pub struct RaftStatus {
 /// concurrent writes share fsyncs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteCounters {
+    /// Entries proposed by the batcher.
+    pub proposals: u64,
+    /// Commands those entries carried.
+    pub proposed_commands: u64,
     /// Durable commits of the Raft log (one fsync each).
     pub log_flushes: u64,
     /// Log entries those commits carried.
@@ -258,6 +274,8 @@ pub struct RaftNode {
     initial: BTreeSet<NodeId>,
     /// Channel to the leader for forwarded writes, by leader address.
     forward_channel: Arc<parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>>,
+    /// Merges concurrent writes into one entry.
+    batcher: Batcher,
     /// The log writer's group-commit counters.
     log_stats: Arc<LogStats>,
 }
@@ -326,22 +344,24 @@ impl RaftNode {
             spawn_rejoin(raft.clone(), config.node_id, config.advertise_addr.clone());
         }
         Ok(Self {
-            raft,
             ready_floor,
             db_closed,
             me: config.node_id,
             initial,
             forward_channel: Arc::default(),
+            batcher: Batcher::spawn(raft.clone()),
             log_stats,
+            raft,
         })
     }
 
-    /// Commits `cmd` through Raft and returns the state machine's answer once applied. On a
-    /// member that is not the leader, the command is forwarded to the leader and the answer
-    /// comes back once the leader applied it.
+    /// Commits `cmd` through Raft (in one entry with the writes queued beside it, see
+    /// `batch.rs`) and returns the state machine's answer once applied. On a member that is not
+    /// the leader, the command is forwarded to the leader and the answer comes back once the
+    /// leader applied it.
     pub async fn write(&self, cmd: Command) -> Result<CommandResult, RaftError> {
-        match self.raft.client_write(cmd.clone()).await {
-            Ok(response) => Ok(response.data),
+        match self.batcher.write(cmd.clone()).await.map_err(|e| *e) {
+            Ok(result) => Ok(result),
             Err(openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 match f.leader_node.as_ref().map(|n| n.addr.clone()) {
                     Some(addr) if f.leader_id != Some(self.me) => self.forward(&addr, &cmd).await,
@@ -463,7 +483,13 @@ impl RaftNode {
 
     /// Counters of the write path.
     pub fn write_counters(&self) -> WriteCounters {
-        WriteCounters { log_flushes: self.log_stats.durable_commits(), log_entries: self.log_stats.entries() }
+        let batches: &BatchStats = self.batcher.stats();
+        WriteCounters {
+            proposals: batches.proposals(),
+            proposed_commands: batches.commands(),
+            log_flushes: self.log_stats.durable_commits(),
+            log_entries: self.log_stats.entries(),
+        }
     }
 
     /// The underlying openraft handle, for metrics and later cluster work.
@@ -678,7 +704,7 @@ impl RaftNode {
 
     /// The service other members call on this node's cluster port.
     pub fn cluster_service(&self) -> ClusterService {
-        ClusterService::new(self.raft.clone(), self.me, self.initial.clone())
+        ClusterService::new(self.raft.clone(), self.batcher.clone(), self.me, self.initial.clone())
     }
 
     fn ready_in(&self, m: &RaftMetrics<NodeId, BasicNode>) -> bool {

@@ -119,6 +119,8 @@ async fn metrics(State(s): State<ApiState>) -> Response {
     );
     let w = s.raft.write_counters();
     for (name, help, v) in [
+        ("registry_raft_proposals_total", "Raft entries proposed by the write batcher", w.proposals),
+        ("registry_raft_proposed_commands_total", "Commands carried by those entries", w.proposed_commands),
         ("registry_raft_log_flushes_total", "Durable commits (fsyncs) of the Raft log", w.log_flushes),
         ("registry_raft_log_flushed_entries_total", "Raft log entries carried by those commits", w.log_entries),
     ] {
