@@ -181,7 +181,8 @@ fn offset(port: u16, by: u16) -> u16 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RaftSection {
-    /// Take a snapshot after this many log entries.
+    /// Take a snapshot after this many log entries. Concurrent writes share entries (up to 256
+    /// commands each), so under load this covers more writes than entries.
     pub snapshot_after_logs: u64,
     /// Log entries kept behind a snapshot (for lagging followers).
     pub keep_logs_after_snapshot: u64,

@@ -99,6 +99,10 @@ from_redb!(redb::TransactionError, redb::TableError, redb::CommitError, redb::St
 pub(crate) struct Db {
     db: Database,
     path: PathBuf,
+    /// Dropped after `db` (fields drop in declaration order), so its receivers learn that the
+    /// file is closed. The last `Arc<Db>` going away is not enough: redb still commits and
+    /// unlocks the file inside its drop, on whichever thread let go last.
+    closed: tokio::sync::watch::Sender<()>,
 }
 
 impl Db {
@@ -109,7 +113,7 @@ impl Db {
             .map_err(|source| StorageError::CreateDir { path: data_dir.to_path_buf(), source })?;
         let path = data_dir.join(DB_FILE_NAME);
         let db = Database::create(&path).map_err(|source| StorageError::Open { path: path.clone(), source })?;
-        let this = Self { db, path };
+        let this = Self { db, path, closed: tokio::sync::watch::Sender::new(()) };
         this.write(|txn| {
             let mut meta = txn.open_table(META)?;
             let found = meta.get(SCHEMA_VERSION_KEY)?.map(|v| v.value());
@@ -140,6 +144,11 @@ impl Db {
         &self.path
     }
 
+    /// A receiver whose `changed()` fails once this database is dropped and its file closed.
+    pub(crate) fn closed(&self) -> tokio::sync::watch::Receiver<()> {
+        self.closed.subscribe()
+    }
+
     /// Runs `f` in a read transaction (a consistent view of the last commit).
     pub(crate) fn read<R>(
         &self,
@@ -165,16 +174,18 @@ impl Db {
 }
 
 impl Db {
-    /// Like [`Db::write`] without waiting for the disk: the changes become durable with the next
-    /// durable commit. For hints that may be lost without harm (Raft's committed index: after a
-    /// crash the leader re-establishes it).
-    pub(crate) fn write_lazy<R>(
+    /// Runs `f` in a write transaction and commits it, durably (like [`Db::write`]) when `f`
+    /// answers `true`; otherwise the changes become durable with the next durable commit. For
+    /// the Raft log writer, which learns only inside the transaction (after draining its queue)
+    /// whether the commit carries log entries (durable) or only hints that may be lost without
+    /// harm (Raft's committed index: after a crash the leader re-establishes it).
+    pub(crate) fn write_with<R>(
         &self,
-        f: impl FnOnce(&WriteTransaction) -> Result<R, StorageError>,
+        f: impl FnOnce(&WriteTransaction) -> Result<(R, bool), StorageError>,
     ) -> Result<R, StorageError> {
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::None)?;
-        let out = f(&txn)?;
+        let (out, durable) = f(&txn)?;
+        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
         txn.commit()?;
         Ok(out)
     }

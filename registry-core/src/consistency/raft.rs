@@ -1,18 +1,26 @@
 //! Raft for persistent data: openraft over a redb log, with the [`Applier`] as state machine.
 //!
 //! ```text
-//!  RaftNode::write(cmd) ──► openraft ──► log_store: append to redb (durable) ──► committed
-//!                                                                                   │
-//!  answer ◄── CommandResult ◄── state_machine: Applier::apply(cmd) ◄────────────────┘
+//!  RaftNode::write(cmd) ──► batch: concurrent writes ──► openraft ──► log_store: writer task,
+//!                           share one entry                           queued appends share one
+//!                                                                     durable redb commit
+//!                                                                            │ committed
+//!  answer ◄── CommandResult ◄── state_machine: Applier::apply(each cmd) ◄────┘
 //!                               every N logs: snapshot → redb, log purged up to it
 //!
 //!  restart: snapshot (redb) → Applier::restore → re-apply log up to saved committed → ready
 //! ```
 //!
+//! A durable write costs one fsync, so writes share them at two levels: `batch.rs` puts the
+//! writes that arrive while an entry is in flight into the next entry (openraft 0.9 flushes its
+//! entries one append at a time), and the log store's writer commits every append queued
+//! behind a busy disk together (followers receive many entries per append anyway).
+//!
 //! Today a node is a standalone single-voter cluster (`network.rs` has no peers); the first
 //! start initialises it, later starts reuse what is on disk. Every acknowledged write is on
 //! disk before it is applied, so nothing needs flushing at shutdown.
 
+mod batch;
 mod log_store;
 pub(crate) mod network;
 mod service;
@@ -23,7 +31,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, Fatal, InitializeError};
@@ -32,7 +40,9 @@ use openraft::{BasicNode, RaftMetrics, SnapshotPolicy};
 use super::apply::Applier;
 use super::command::{Command, CommandResult};
 use crate::storage::{Db, StorageError};
-use log_store::LogStore;
+pub use batch::CommandBatch;
+use batch::{BatchStats, Batcher};
+use log_store::{LogStats, LogStore};
 use network::{GrpcNetwork, cluster_client, stamped};
 pub use service::ClusterService;
 pub use state_machine::SnapshotError;
@@ -42,10 +52,11 @@ use state_machine::StateMachine;
 pub type NodeId = u64;
 
 openraft::declare_raft_types!(
-    /// openraft's type configuration for the registry: commands in, command results out.
+    /// openraft's type configuration for the registry: a batch of commands per entry in, one
+    /// result per command out.
     pub TypeConfig:
-        D = Command,
-        R = CommandResult,
+        D = CommandBatch,
+        R = Vec<CommandResult>,
         NodeId = NodeId,
         Node = BasicNode,
         Entry = openraft::Entry<TypeConfig>,
@@ -73,6 +84,7 @@ pub struct RaftConfig {
     /// Address other nodes use to reach this one (the cluster port).
     pub advertise_addr: String,
     /// Build a snapshot after this many applied logs since the last one (0: never automatically).
+    /// A log entry carries every write batched with it (up to 256 commands, see `batch.rs`).
     pub snapshot_after_logs: u64,
     /// Logs kept after a snapshot, so slightly lagging followers can catch up without one.
     pub keep_logs_after_snapshot: u64,
@@ -124,6 +136,9 @@ pub enum RaftError {
     /// The redb store could not be opened, read or written.
     #[error("raft storage failed")]
     Storage(#[from] StorageError),
+    /// The task that writes the Raft log could not be started (no tokio runtime).
+    #[error("cannot start the raft log writer")]
+    LogWriter(#[source] tokio::runtime::TryCurrentError),
     /// The stored snapshot could not be restored.
     #[error("cannot restore the state-machine snapshot")]
     Snapshot(#[from] SnapshotError),
@@ -229,6 +244,20 @@ pub struct RaftStatus {
     pub ready: bool,
 }
 
+/// Counters of the Raft write path since this node started, for `/metrics`: how well
+/// concurrent writes share fsyncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteCounters {
+    /// Entries proposed by the batcher.
+    pub proposals: u64,
+    /// Commands those entries carried.
+    pub proposed_commands: u64,
+    /// Durable commits of the Raft log (one fsync each).
+    pub log_flushes: u64,
+    /// Log entries those commits carried.
+    pub log_entries: u64,
+}
+
 /// A running Raft node. Cheap to clone; clones share the node.
 #[derive(Clone)]
 pub struct RaftNode {
@@ -236,15 +265,19 @@ pub struct RaftNode {
     /// Committed index found on disk at start: the node is not ready before it has applied at
     /// least this far again (`None` on a fresh store).
     ready_floor: Option<u64>,
-    /// The store, held by openraft's tasks; `shutdown` waits until they let go of it.
-    db: Weak<Db>,
+    /// Fails `changed()` once the store, held by openraft's tasks and the log writer, is
+    /// closed; `shutdown` waits for it.
+    db_closed: tokio::sync::watch::Receiver<()>,
     /// This node's id.
     me: NodeId,
-    /// The configured initial members (shared: every request clones the API state, and with it
-    /// this node handle).
+    /// The configured initial members (shared: the node handle is cloned into every service).
     initial: Arc<BTreeSet<NodeId>>,
     /// Channel to the leader for forwarded writes, by leader address.
     forward_channel: Arc<parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>>,
+    /// Merges concurrent writes into one entry.
+    batcher: Batcher,
+    /// The log writer's group-commit counters.
+    log_stats: Arc<LogStats>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -259,7 +292,8 @@ impl RaftNode {
     pub async fn start(config: RaftConfig, data_dir: &Path, applier: Arc<Applier>) -> Result<Self, RaftError> {
         let raft_config = Arc::new(config.openraft_config()?);
         let db = Arc::new(Db::open(data_dir)?);
-        let log_store = LogStore::new(db.clone());
+        let log_store = LogStore::new(db.clone()).map_err(RaftError::LogWriter)?;
+        let log_stats = log_store.stats();
         let state_machine = StateMachine::open(db.clone(), applier)?;
         let pristine = log_store.is_pristine()? && state_machine.last_applied().is_none();
         // Ready once applied this far again. A standalone node commits every entry of its own
@@ -271,7 +305,7 @@ impl RaftNode {
             log_store.committed()?.map(|c| c.index)
         };
         let db_path = db.path().to_path_buf();
-        let weak_db = Arc::downgrade(&db);
+        let db_closed = db.closed();
         drop(db);
 
         let network = GrpcNetwork { me: config.node_id };
@@ -309,15 +343,25 @@ impl RaftNode {
         if !config.members.is_empty() && !pristine {
             spawn_rejoin(raft.clone(), config.node_id, config.advertise_addr.clone());
         }
-        Ok(Self { raft, ready_floor, db: weak_db, me: config.node_id, initial, forward_channel: Arc::default() })
+        Ok(Self {
+            ready_floor,
+            db_closed,
+            me: config.node_id,
+            initial,
+            forward_channel: Arc::default(),
+            batcher: Batcher::spawn(raft.clone()),
+            log_stats,
+            raft,
+        })
     }
 
-    /// Commits `cmd` through Raft and returns the state machine's answer once applied. On a
-    /// member that is not the leader, the command is forwarded to the leader and the answer
-    /// comes back once the leader applied it.
+    /// Commits `cmd` through Raft (in one entry with the writes queued beside it, see
+    /// `batch.rs`) and returns the state machine's answer once applied. On a member that is not
+    /// the leader, the command is forwarded to the leader and the answer comes back once the
+    /// leader applied it.
     pub async fn write(&self, cmd: Command) -> Result<CommandResult, RaftError> {
-        match self.raft.client_write(cmd.clone()).await {
-            Ok(response) => Ok(response.data),
+        match self.batcher.write(cmd.clone()).await.map_err(|e| *e) {
+            Ok(result) => Ok(result),
             Err(openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 match f.leader_node.as_ref().map(|n| n.addr.clone()) {
                     Some(addr) if f.leader_id != Some(self.me) => self.forward(&addr, &cmd).await,
@@ -429,16 +473,23 @@ impl RaftNode {
     pub async fn shutdown(&self) -> Result<(), RaftError> {
         self.raft.shutdown().await.map_err(RaftError::Shutdown)?;
         // openraft stops its state-machine task (and any snapshot build) just after the core;
-        // they hold the store until then.
-        let deadline = tokio::time::Instant::now() + DB_RELEASE_TIMEOUT;
-        while self.db.strong_count() > 0 {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!("raft stopped but its store is still open; reopening it will fail until released");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        // they hold the store until then, and the log writer commits what is queued first.
+        let mut closed = self.db_closed.clone();
+        if tokio::time::timeout(DB_RELEASE_TIMEOUT, closed.changed()).await.is_err() {
+            tracing::warn!("raft stopped but its store is still open; reopening it will fail until released");
         }
         Ok(())
+    }
+
+    /// Counters of the write path.
+    pub fn write_counters(&self) -> WriteCounters {
+        let batches: &BatchStats = self.batcher.stats();
+        WriteCounters {
+            proposals: batches.proposals(),
+            proposed_commands: batches.commands(),
+            log_flushes: self.log_stats.durable_commits(),
+            log_entries: self.log_stats.entries(),
+        }
     }
 
     /// The underlying openraft handle, for metrics and later cluster work.
@@ -653,7 +704,7 @@ impl RaftNode {
 
     /// The service other members call on this node's cluster port.
     pub fn cluster_service(&self) -> ClusterService {
-        ClusterService::new(self.raft.clone(), self.me, BTreeSet::clone(&self.initial))
+        ClusterService::new(self.raft.clone(), self.batcher.clone(), self.me, BTreeSet::clone(&self.initial))
     }
 
     fn ready_in(&self, m: &RaftMetrics<NodeId, BasicNode>) -> bool {

@@ -117,6 +117,15 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         "# HELP registry_distro_disagreement_seconds How long some member's ephemeral view has differed from this one's (0: all agree)\n# TYPE registry_distro_disagreement_seconds gauge\nregistry_distro_disagreement_seconds {}",
         s.distro.disagreement_seconds()
     );
+    let w = s.raft.write_counters();
+    for (name, help, v) in [
+        ("registry_raft_proposals_total", "Raft entries proposed by the write batcher", w.proposals),
+        ("registry_raft_proposed_commands_total", "Commands carried by those entries", w.proposed_commands),
+        ("registry_raft_log_flushes_total", "Durable commits (fsyncs) of the Raft log", w.log_flushes),
+        ("registry_raft_log_flushed_entries_total", "Raft log entries carried by those commits", w.log_entries),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    }
     s.push.stats_ref().render_prometheus(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

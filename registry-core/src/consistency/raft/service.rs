@@ -15,6 +15,7 @@ use registry_proto::cluster::{
 };
 use tonic::{Request, Response, Status};
 
+use super::batch::Batcher;
 use super::network::NODE_HEADER;
 use super::{NodeId, TypeConfig};
 use crate::consistency::command::Command;
@@ -23,15 +24,23 @@ use crate::consistency::command::Command;
 #[derive(Clone)]
 pub struct ClusterService {
     raft: openraft::Raft<TypeConfig>,
+    /// Forwarded writes join the leader's own in its next entry.
+    batcher: Batcher,
     me: NodeId,
     /// Members configured at start (`--members`); accepted before the membership is known.
     initial: BTreeSet<NodeId>,
 }
 
 impl ClusterService {
-    /// A service for `raft`, accepting the initial members as senders too.
-    pub(crate) fn new(raft: openraft::Raft<TypeConfig>, me: NodeId, initial: BTreeSet<NodeId>) -> Self {
-        Self { raft, me, initial }
+    /// A service for `raft` (writes through `batcher`), accepting the initial members as
+    /// senders too.
+    pub(crate) fn new(
+        raft: openraft::Raft<TypeConfig>,
+        batcher: Batcher,
+        me: NodeId,
+        initial: BTreeSet<NodeId>,
+    ) -> Self {
+        Self { raft, batcher, me, initial }
     }
 
     /// The sender id from the header, if it is a known member.
@@ -108,8 +117,8 @@ impl Cluster for ClusterService {
     async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
         let sender = self.sender(&request)?;
         let cmd: Command = Self::decode(sender, &request.get_ref().command_json)?;
-        let result: Result<crate::consistency::CommandResult, String> = match self.raft.client_write(cmd).await {
-            Ok(r) => Ok(r.data),
+        let result: Result<crate::consistency::CommandResult, String> = match self.batcher.write(cmd).await {
+            Ok(r) => Ok(r),
             Err(e) => Err(e.to_string()),
         };
         let result_json = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;

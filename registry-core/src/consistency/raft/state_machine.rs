@@ -148,7 +148,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((self.last_applied, self.last_membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> RaftStorageResult<Vec<CommandResult>>
+    async fn apply<I>(&mut self, entries: I) -> RaftStorageResult<Vec<Vec<CommandResult>>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -158,13 +158,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             self.last_applied = Some(entry.log_id);
             let result = match entry.payload {
-                EntryPayload::Blank => Ok(()),
+                EntryPayload::Blank => Vec::new(),
                 // A refusal (e.g. service already exists) is the command's answer, not a failure
                 // of the state machine: it is deterministic on every replica.
-                EntryPayload::Normal(cmd) => self.applier.apply(&cmd),
+                EntryPayload::Normal(batch) => batch.commands().iter().map(|cmd| self.applier.apply(cmd)).collect(),
                 EntryPayload::Membership(membership) => {
                     self.last_membership = StoredMembership::new(Some(entry.log_id), membership);
-                    Ok(())
+                    Vec::new()
                 }
             };
             results.push(result);

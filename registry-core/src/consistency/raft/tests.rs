@@ -66,7 +66,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RedbStoreBuil
         let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
         let db = Arc::new(Db::open(dir.path()).map_err(|e| StorageIOError::write(&e))?);
         let sm = StateMachine::open(db.clone(), fresh_applier()).map_err(|e| StorageIOError::write(&e))?;
-        Ok((dir, LogStore::new(db), sm))
+        let log = LogStore::new(db).map_err(|e| StorageIOError::write(&e))?;
+        Ok((dir, log, sm))
     }
 }
 
@@ -115,14 +116,17 @@ async fn acknowledged_writes_survive_a_restart_from_snapshot_plus_log() {
     node.shutdown().await.expect("shutdown");
 
     // On disk: a snapshot, a purged log head and a tail beyond the snapshot.
-    {
+    let mut closed = {
         let db = Arc::new(Db::open(dir.path()).expect("reopen store"));
         let mut sm = StateMachine::open(db.clone(), fresh_applier()).expect("open state machine");
         let snapshot = sm.get_current_snapshot().await.expect("read snapshot").expect("a snapshot is stored");
-        let log = LogStore::new(db).get_log_state().await.expect("log state");
+        let log = LogStore::new(db.clone()).expect("log writer").get_log_state().await.expect("log state");
         assert!(log.last_purged_log_id.is_some(), "log head purged");
         assert!(snapshot.meta.last_log_id < log.last_log_id, "log tail beyond the snapshot");
-    }
+        db.closed()
+    };
+    // The log store's writer task lets go of the file once it has seen the store dropped.
+    tokio::time::timeout(READY, closed.changed()).await.expect("store closed").expect_err("closed, not changed");
 
     let applier = fresh_applier();
     let node = start_ready(config, dir.path(), applier.clone()).await;
@@ -207,7 +211,7 @@ async fn state_machine_restores_the_stored_snapshot_on_open() {
     let log_id = openraft::testing::log_id(1, 1, 3);
     sm.apply([openraft::Entry::<TypeConfig> {
         log_id,
-        payload: openraft::EntryPayload::Normal(publish("orders", "10.0.0.1")),
+        payload: openraft::EntryPayload::Normal(CommandBatch::from(vec![publish("orders", "10.0.0.1")])),
     }])
     .await
     .expect("apply");
@@ -261,5 +265,44 @@ async fn the_store_file_stays_bounded_under_register_deregister_churn() {
         growth < kept_would_add / 4,
         "store grew by {growth} bytes under churn ({kept_would_add} bytes of commands); sizes by round {sizes:?}"
     );
+    node.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_each_get_their_own_answer_and_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_ready(RaftConfig::default(), dir.path(), fresh_applier()).await;
+    let before = node.write_counters();
+    // 64 instances over 8 services, and the same service created 4 times: batched together or
+    // not, exactly one creation wins and the others are refused.
+    let mut commands: Vec<Command> =
+        (0..64).map(|i| publish(&format!("svc-{}", i % 8), &format!("10.1.0.{i}"))).collect();
+    commands.extend((0..4).map(|_| create("dup")));
+    let writes: Vec<_> = commands
+        .into_iter()
+        .map(|cmd| {
+            let node = node.clone();
+            tokio::spawn(async move { node.write(cmd).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for write in writes {
+        answers.push(write.await.expect("task").expect("committed"));
+    }
+    assert!(answers[..64].iter().all(Result::is_ok), "{answers:?}");
+    let created = answers[64..].iter().filter(|a| a.is_ok()).count();
+    let refused = answers[64..].iter().filter(|a| matches!(a, Err(ApplyError::ServiceAlreadyExists(_)))).count();
+    assert_eq!((created, refused), (1, 3));
+    let after = node.write_counters();
+    assert_eq!(after.proposed_commands - before.proposed_commands, 68);
+    assert!(after.log_entries - before.log_entries >= after.proposals - before.proposals, "{after:?}");
+    node.shutdown().await.expect("shutdown");
+
+    let applier = fresh_applier();
+    let node = start_ready(RaftConfig::default(), dir.path(), applier.clone()).await;
+    for s in 0..8 {
+        assert_eq!(instance_count(&applier, &format!("svc-{s}")), Some(8), "svc-{s}");
+    }
+    assert!(has_metadata(&applier, "dup"));
     node.shutdown().await.expect("shutdown");
 }
