@@ -7,6 +7,7 @@ pub mod disconnect;
 pub mod distro;
 pub mod grpc;
 pub mod http_load;
+pub mod http_ops;
 pub mod push_latency;
 pub mod report;
 

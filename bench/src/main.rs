@@ -4,10 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use std::sync::Arc;
 
-use nacos_bench::http_load::{self, MakeRequest};
-use nacos_bench::{check_loopback, config_notify, disconnect, distro, push_latency, report};
+use nacos_bench::http_ops::{self, HttpOp};
+use nacos_bench::{check_loopback, config_notify, disconnect, distro, http_load, push_latency, report};
 
 #[derive(Parser)]
 #[command(name = "nacos-bench", about = "Load tool for Nacos-compatible servers (loopback only)")]
@@ -116,98 +115,6 @@ enum Scenario {
     },
 }
 
-/// HTTP operations for throughput runs.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum HttpOp {
-    /// `POST /nacos/v1/ns/instance` (ephemeral; distinct instances).
-    Register,
-    /// `GET /nacos/v1/ns/instance/list` of a service with 10 instances.
-    List,
-    /// `PUT /nacos/v1/ns/instance/beat` (light beats of registered instances).
-    Beat,
-    /// `POST /nacos/v1/cs/configs` (distinct configs; durable on our server).
-    ConfigPublish,
-    /// `GET /nacos/v1/cs/configs` of one config.
-    ConfigGet,
-}
-
-/// Creates what a read scenario reads; returns the request maker.
-async fn prepare(http: SocketAddr, op: HttpOp) -> anyhow::Result<MakeRequest> {
-    let base = format!("http://{http}");
-    let c = reqwest::Client::new();
-    let run = std::process::id();
-    Ok(match op {
-        HttpOp::Register => Arc::new(move |c: &reqwest::Client, i: usize| {
-            let ip = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
-            c.post(format!("{base}/nacos/v1/ns/instance")).form(&[
-                ("serviceName", format!("bench-reg-{run}-{}", i % 100)),
-                ("ip", ip),
-                ("port", "8080".into()),
-            ])
-        }),
-        HttpOp::List => {
-            for i in 0..10 {
-                c.post(format!("{base}/nacos/v1/ns/instance"))
-                    .form(&[
-                        ("serviceName", format!("bench-list-{run}")),
-                        ("ip", format!("10.0.0.{i}")),
-                        ("port", "80".into()),
-                    ])
-                    .send()
-                    .await?
-                    .error_for_status()?;
-            }
-            Arc::new(move |c: &reqwest::Client, _| {
-                c.get(format!("{base}/nacos/v1/ns/instance/list"))
-                    .query(&[("serviceName", format!("bench-list-{run}"))])
-            })
-        }
-        HttpOp::Beat => {
-            for i in 0..1000 {
-                c.post(format!("{base}/nacos/v1/ns/instance"))
-                    .form(&[
-                        ("serviceName", format!("bench-beat-{run}")),
-                        ("ip", format!("10.1.{}.{}", i / 250, i % 250)),
-                        ("port", "80".into()),
-                    ])
-                    .send()
-                    .await?
-                    .error_for_status()?;
-            }
-            Arc::new(move |c: &reqwest::Client, i: usize| {
-                let i = i % 1000;
-                c.put(format!("{base}/nacos/v1/ns/instance/beat")).query(&[
-                    ("serviceName", format!("bench-beat-{run}")),
-                    ("ip", format!("10.1.{}.{}", i / 250, i % 250)),
-                    ("port", "80".into()),
-                ])
-            })
-        }
-        HttpOp::ConfigPublish => Arc::new(move |c: &reqwest::Client, i: usize| {
-            c.post(format!("{base}/nacos/v1/cs/configs")).form(&[
-                ("dataId", format!("bench-pub-{run}-{i}")),
-                ("group", "DEFAULT_GROUP".into()),
-                ("content", format!("key: value-{i}\nother: 1234567890")),
-            ])
-        }),
-        HttpOp::ConfigGet => {
-            c.post(format!("{base}/nacos/v1/cs/configs"))
-                .form(&[
-                    ("dataId", format!("bench-get-{run}")),
-                    ("group", "DEFAULT_GROUP".into()),
-                    ("content", "k: v".repeat(64)),
-                ])
-                .send()
-                .await?
-                .error_for_status()?;
-            Arc::new(move |c: &reqwest::Client, _| {
-                c.get(format!("{base}/nacos/v1/cs/configs"))
-                    .query(&[("dataId", format!("bench-get-{run}")), ("group", "DEFAULT_GROUP".into())])
-            })
-        }
-    })
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
@@ -225,17 +132,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Scenario::Http { http, op, concurrency, count, deadline_s } => {
             check_loopback(&http).map_err(anyhow::Error::msg)?;
-            let make = prepare(http, op).await?;
-            let r = http_load::run(concurrency, count, Duration::from_secs(deadline_s), make).await?;
-            println!(
-                "{} | {:.0} | {} | {} | {} | {:.0}% |",
-                report::latency_row(&format!("{concurrency} conns"), &r.histogram, count as u64).trim_end_matches(" |"),
-                r.ops_per_sec(),
-                r.errors,
-                r.elapsed.as_millis(),
-                r.cpu.as_millis(),
-                100.0 * r.cpu.as_secs_f64() / r.elapsed.as_secs_f64().max(1e-9),
-            );
+            let run = std::process::id();
+            http_ops::prepare(http, op, run).await?;
+            let load = http_load::Load { concurrency, count, deadline: Duration::from_secs(deadline_s) };
+            let r = http_load::run(http, load, http_ops::shape(op, run)).await?;
+            println!("{}", report::load_row(&format!("{concurrency} conns"), &r, count as u64));
         }
         Scenario::ConfigNotify { http, grpc, mode, listeners, changes, interval_ms } => {
             check_loopback(&http).map_err(anyhow::Error::msg)?;
@@ -299,4 +200,23 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Scenario, clap::Error> {
+        Cli::try_parse_from(std::iter::once("nacos-bench").chain(args.iter().copied())).map(|c| c.scenario)
+    }
+
+    #[test]
+    fn http_ops_parse_by_name() {
+        let s = parse(&["http", "--http", "127.0.0.1:8848", "--op", "config-get"]).unwrap();
+        assert!(matches!(
+            s,
+            Scenario::Http { op: HttpOp::ConfigGet, concurrency: 32, count: 20_000, deadline_s: 60, .. }
+        ));
+        assert!(parse(&["http", "--http", "127.0.0.1:8848", "--op", "nope"]).is_err());
+    }
 }
