@@ -6,7 +6,15 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use nacos_bench::http_ops::{self, HttpOp};
-use nacos_bench::{check_loopback, config_notify, disconnect, distro, http_load, push_latency, report};
+use nacos_bench::{
+    check_loopback, config_notify, connections, disconnect, distro, grpc_register, http_load, push_latency, report,
+};
+
+/// Most connections the `connections` scenario may open: loopback offers ~28 000 ephemeral
+/// ports per source address, and the run must not exhaust them for everything else.
+const MAX_IDLE_CONNECTIONS: u64 = 25_000;
+/// File descriptors kept free for the runtime, stdio and the like when capping by the limit.
+const SPARE_FDS: u64 = 64;
 
 #[derive(Parser)]
 #[command(name = "nacos-bench", about = "Load tool for Nacos-compatible servers (loopback only)")]
@@ -51,6 +59,39 @@ enum Scenario {
         count: usize,
         /// Longest the run may take (s).
         #[arg(long, default_value_t = 60)]
+        deadline_s: u64,
+    },
+    /// Closed-loop gRPC registration throughput (`InstanceRequest`, a new service per request).
+    GrpcRegister {
+        /// gRPC address of the server.
+        #[arg(long)]
+        grpc: SocketAddr,
+        /// Concurrent SDK connections.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+        connections: u64,
+        /// Registrations in all.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        count: u64,
+        /// Longest the run may take (s).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
+        deadline_s: u64,
+    },
+    /// Opens idle SDK connections, holds them, reports how many were established and kept.
+    Connections {
+        /// gRPC address of the server.
+        #[arg(long)]
+        grpc: SocketAddr,
+        /// Connections to open.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=MAX_IDLE_CONNECTIONS))]
+        count: u64,
+        /// Connections opened concurrently.
+        #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=2_000))]
+        batch: u64,
+        /// How long to hold them once open (s).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
+        hold_s: u64,
+        /// No new batch starts after this long (s).
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=600))]
         deadline_s: u64,
     },
     /// Config publish → listener notified latency.
@@ -117,6 +158,7 @@ enum Scenario {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let nofile = nacos_bench::raise_nofile_limit();
     match Cli::parse().scenario {
         Scenario::PushLatency { grpc, subscribers, changes, interval_ms, deadline_s } => {
             check_loopback(&grpc).map_err(anyhow::Error::msg)?;
@@ -137,6 +179,40 @@ async fn main() -> anyhow::Result<()> {
             let load = http_load::Load { concurrency, count, deadline: Duration::from_secs(deadline_s) };
             let r = http_load::run(http, load, http_ops::shape(op, run)).await?;
             println!("{}", report::load_row(&format!("{concurrency} conns"), &r, count as u64));
+        }
+        Scenario::GrpcRegister { grpc, connections, count, deadline_s } => {
+            check_loopback(&grpc).map_err(anyhow::Error::msg)?;
+            let cfg = grpc_register::GrpcRegister {
+                grpc,
+                connections: connections as usize,
+                count: count as usize,
+                deadline: Duration::from_secs(deadline_s),
+            };
+            let r = grpc_register::run(&cfg).await?;
+            println!("{}", report::load_row(&format!("{connections} conns"), &r, count));
+        }
+        Scenario::Connections { grpc, count, batch, hold_s, deadline_s } => {
+            check_loopback(&grpc).map_err(anyhow::Error::msg)?;
+            let allowed = nofile.saturating_sub(SPARE_FDS);
+            if count > allowed {
+                println!("note: RLIMIT_NOFILE {nofile} caps the run at {allowed} of {count} connections");
+            }
+            let cfg = connections::Connections {
+                grpc,
+                count: count.min(allowed) as usize,
+                batch: batch as usize,
+                hold: Duration::from_secs(hold_s),
+                connect_deadline: Duration::from_secs(deadline_s),
+            };
+            let r = connections::run(&cfg).await?;
+            // | requested | established | failed | open after hold | connect ms |
+            println!(
+                "| {count} | {} | {} | {} | {} |",
+                r.established,
+                r.failed,
+                r.open_after_hold,
+                r.connect_time.as_millis()
+            );
         }
         Scenario::ConfigNotify { http, grpc, mode, listeners, changes, interval_ms } => {
             check_loopback(&http).map_err(anyhow::Error::msg)?;
@@ -208,6 +284,30 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Scenario, clap::Error> {
         Cli::try_parse_from(std::iter::once("nacos-bench").chain(args.iter().copied())).map(|c| c.scenario)
+    }
+
+    #[test]
+    fn grpc_register_takes_bounded_counts_and_deadlines() {
+        let s = parse(&["grpc-register", "--grpc", "127.0.0.1:9848"]).unwrap();
+        assert!(matches!(s, Scenario::GrpcRegister { connections: 32, count: 20_000, deadline_s: 60, .. }));
+        let s = parse(&["grpc-register", "--grpc", "127.0.0.1:9848", "--connections", "8", "--count", "100"]).unwrap();
+        assert!(matches!(s, Scenario::GrpcRegister { connections: 8, count: 100, .. }));
+        for bad in [["--count", "0"], ["--count", "1000001"], ["--connections", "1001"], ["--deadline-s", "601"]] {
+            assert!(parse(&["grpc-register", "--grpc", "127.0.0.1:9848", bad[0], bad[1]]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn connections_are_capped_below_the_ephemeral_port_range() {
+        let s = parse(&["connections", "--grpc", "127.0.0.1:9848"]).unwrap();
+        assert!(matches!(s, Scenario::Connections { count: 10_000, batch: 250, hold_s: 10, deadline_s: 120, .. }));
+        let s = parse(&["connections", "--grpc", "127.0.0.1:9848", "--count", "25000", "--hold-s", "0"]).unwrap();
+        assert!(matches!(s, Scenario::Connections { count: 25_000, hold_s: 0, .. }));
+        for bad in
+            [["--count", "25001"], ["--count", "0"], ["--batch", "0"], ["--hold-s", "601"], ["--deadline-s", "0"]]
+        {
+            assert!(parse(&["connections", "--grpc", "127.0.0.1:9848", bad[0], bad[1]]).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
