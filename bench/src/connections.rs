@@ -5,7 +5,8 @@
 //! "Idle" as an SDK is idle: nothing is sent, but requests the server makes on the bi-stream
 //! (`ClientDetectionRequest` after a quiet spell, as both Nacos and r-nacos do) are answered, so
 //! a server that probes idle connections keeps them. The server's memory is read by the calling
-//! script while the connections are held: the tool prints [`HOLDING`] when they all are.
+//! script while the connections are held: the tool prints [`HOLDING`] between [`open_all`] and
+//! [`Opened::hold`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,8 +18,11 @@ use tokio::task::JoinSet;
 
 use crate::grpc::{Conn, open, payload};
 
-/// Start of the line printed once every connection is open and held.
+/// Start of the line the tool prints once every connection is open and held.
 pub const HOLDING: &str = "holding";
+
+/// File descriptors left to the tool itself (runtime, stdio) when capping by the limit.
+const SPARE_FDS: u64 = 64;
 
 /// Longest one connection may take to connect and pass its health check.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,11 +55,43 @@ pub struct ConnectionsResult {
     pub connect_time: Duration,
 }
 
-/// Opens, holds and closes the connections; prints the [`HOLDING`] line in between.
-pub async fn run(cfg: &Connections) -> anyhow::Result<ConnectionsResult> {
+/// Connections opened and kept open by their tasks.
+pub struct Opened {
+    /// One task per established connection; dropping the set closes them all.
+    keepers: JoinSet<()>,
+    /// Connections whose bi-stream is still open.
+    open_now: Arc<AtomicUsize>,
+    established: usize,
+    failed: usize,
+    connect_time: Duration,
+}
+
+impl Opened {
+    /// Connections established.
+    pub fn established(&self) -> usize {
+        self.established
+    }
+
+    /// Holds the connections for `hold`, then closes them and reports.
+    pub async fn hold(mut self, hold: Duration) -> ConnectionsResult {
+        tokio::time::sleep(hold).await;
+        let open_after_hold = self.open_now.load(Ordering::Relaxed);
+        self.keepers.abort_all();
+        while self.keepers.join_next().await.is_some() {}
+        ConnectionsResult {
+            established: self.established,
+            failed: self.failed,
+            open_after_hold,
+            connect_time: self.connect_time,
+        }
+    }
+}
+
+/// Opens the connections, batch after batch, until `count` were attempted, the deadline
+/// passed, or a whole batch failed.
+pub async fn open_all(cfg: &Connections) -> Opened {
     let start = Instant::now();
     let open_now = Arc::new(AtomicUsize::new(0));
-    // Dropping the set at the end aborts the keepers, which closes every connection.
     let mut keepers = JoinSet::new();
     let (mut established, mut failed) = (0, 0);
     while established + failed < cfg.count && start.elapsed() < cfg.connect_deadline {
@@ -82,13 +118,13 @@ pub async fn run(cfg: &Connections) -> anyhow::Result<ConnectionsResult> {
             break;
         }
     }
-    let connect_time = start.elapsed();
-    println!("{HOLDING} {established} connections for {} s", cfg.hold.as_secs());
-    tokio::time::sleep(cfg.hold).await;
-    let open_after_hold = open_now.load(Ordering::Relaxed);
-    keepers.abort_all();
-    while keepers.join_next().await.is_some() {}
-    Ok(ConnectionsResult { established, failed, open_after_hold, connect_time })
+    Opened { keepers, open_now, established, failed, connect_time: start.elapsed() }
+}
+
+/// Connections that fit in `nofile` file descriptors next to the tool's own (runtime, stdio).
+pub fn allowed_by_nofile(requested: usize, nofile: u64) -> usize {
+    let spare = nofile.saturating_sub(SPARE_FDS);
+    requested.min(usize::try_from(spare).unwrap_or(usize::MAX))
 }
 
 /// Keeps one connection open, answering the server's stream requests, until the server ends
@@ -105,4 +141,32 @@ async fn keep(mut conn: Conn, open_now: Arc<AtomicUsize>) {
         }
     }
     open_now.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_descriptor_limit_caps_the_connections() {
+        assert_eq!(allowed_by_nofile(10_000, 20_000), 10_000);
+        assert_eq!(allowed_by_nofile(10_000, 1_024), 960);
+        assert_eq!(allowed_by_nofile(10_000, 10), 0);
+    }
+
+    #[tokio::test]
+    async fn a_refusing_server_stops_the_run_after_one_batch() {
+        let addr = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let cfg = Connections {
+            grpc: addr,
+            count: 100,
+            batch: 10,
+            hold: Duration::ZERO,
+            connect_deadline: Duration::from_secs(30),
+        };
+        let opened = open_all(&cfg).await;
+        assert_eq!(opened.established(), 0);
+        let r = opened.hold(Duration::ZERO).await;
+        assert_eq!((r.established, r.failed, r.open_after_hold), (0, 10, 0));
+    }
 }

@@ -13,8 +13,6 @@ use nacos_bench::{
 /// Most connections the `connections` scenario may open: loopback offers ~28 000 ephemeral
 /// ports per source address, and the run must not exhaust them for everything else.
 const MAX_IDLE_CONNECTIONS: u64 = 25_000;
-/// File descriptors kept free for the runtime, stdio and the like when capping by the limit.
-const SPARE_FDS: u64 = 64;
 
 #[derive(Parser)]
 #[command(name = "nacos-bench", about = "Load tool for Nacos-compatible servers (loopback only)")]
@@ -193,18 +191,20 @@ async fn main() -> anyhow::Result<()> {
         }
         Scenario::Connections { grpc, count, batch, hold_s, deadline_s } => {
             check_loopback(&grpc).map_err(anyhow::Error::msg)?;
-            let allowed = nofile.saturating_sub(SPARE_FDS);
-            if count > allowed {
+            let allowed = connections::allowed_by_nofile(count as usize, nofile);
+            if allowed < count as usize {
                 println!("note: RLIMIT_NOFILE {nofile} caps the run at {allowed} of {count} connections");
             }
             let cfg = connections::Connections {
                 grpc,
-                count: count.min(allowed) as usize,
+                count: allowed,
                 batch: batch as usize,
                 hold: Duration::from_secs(hold_s),
                 connect_deadline: Duration::from_secs(deadline_s),
             };
-            let r = connections::run(&cfg).await?;
+            let opened = connections::open_all(&cfg).await;
+            println!("{} {} connections for {hold_s} s", connections::HOLDING, opened.established());
+            let r = opened.hold(cfg.hold).await;
             // | requested | established | failed | open after hold | connect ms |
             println!(
                 "| {count} | {} | {} | {} | {} |",
