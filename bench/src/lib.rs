@@ -1,6 +1,7 @@
-//! `nacos-bench`: drives any Nacos-compatible server over its public protocols (gRPC 2.x SDK
-//! channel today) and reports latencies. It refuses non-loopback targets, and every run is
-//! bounded in count and time.
+//! `nacos-bench`: drives any Nacos-compatible server over its public protocols (the v1 HTTP API
+//! and the gRPC 2.x SDK channel) and reports latencies, throughput, its own CPU use and how many
+//! connections a server keeps. It refuses non-loopback targets, and every run is bounded in
+//! count and time.
 
 pub mod config_notify;
 pub mod connections;
