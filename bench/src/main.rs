@@ -4,10 +4,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use std::sync::Arc;
 
-use nacos_bench::http_load::{self, MakeRequest};
-use nacos_bench::{check_loopback, config_notify, disconnect, distro, push_latency, report};
+use nacos_bench::http_ops::{self, HttpOp};
+use nacos_bench::{
+    check_loopback, config_notify, connections, disconnect, distro, grpc_register, http_load, push_latency, report,
+};
+
+/// Most connections the `connections` scenario may open: loopback offers ~28 000 ephemeral
+/// ports per source address, and the run must not exhaust them for everything else.
+const MAX_IDLE_CONNECTIONS: u64 = 25_000;
 
 #[derive(Parser)]
 #[command(name = "nacos-bench", about = "Load tool for Nacos-compatible servers (loopback only)")]
@@ -52,6 +57,39 @@ enum Scenario {
         count: usize,
         /// Longest the run may take (s).
         #[arg(long, default_value_t = 60)]
+        deadline_s: u64,
+    },
+    /// Closed-loop gRPC registration throughput (`InstanceRequest`, a new service per request).
+    GrpcRegister {
+        /// gRPC address of the server.
+        #[arg(long)]
+        grpc: SocketAddr,
+        /// Concurrent SDK connections.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+        connections: u64,
+        /// Registrations in all.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        count: u64,
+        /// Longest the run may take (s).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
+        deadline_s: u64,
+    },
+    /// Opens idle SDK connections, holds them, reports how many were established and kept.
+    Connections {
+        /// gRPC address of the server.
+        #[arg(long)]
+        grpc: SocketAddr,
+        /// Connections to open.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=MAX_IDLE_CONNECTIONS))]
+        count: u64,
+        /// Connections opened concurrently.
+        #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=2_000))]
+        batch: u64,
+        /// How long to hold them once open (s).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
+        hold_s: u64,
+        /// No new batch starts after this long (s).
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=600))]
         deadline_s: u64,
     },
     /// Config publish → listener notified latency.
@@ -116,100 +154,9 @@ enum Scenario {
     },
 }
 
-/// HTTP operations for throughput runs.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum HttpOp {
-    /// `POST /nacos/v1/ns/instance` (ephemeral; distinct instances).
-    Register,
-    /// `GET /nacos/v1/ns/instance/list` of a service with 10 instances.
-    List,
-    /// `PUT /nacos/v1/ns/instance/beat` (light beats of registered instances).
-    Beat,
-    /// `POST /nacos/v1/cs/configs` (distinct configs; durable on our server).
-    ConfigPublish,
-    /// `GET /nacos/v1/cs/configs` of one config.
-    ConfigGet,
-}
-
-/// Creates what a read scenario reads; returns the request maker.
-async fn prepare(http: SocketAddr, op: HttpOp) -> anyhow::Result<MakeRequest> {
-    let base = format!("http://{http}");
-    let c = reqwest::Client::new();
-    let run = std::process::id();
-    Ok(match op {
-        HttpOp::Register => Arc::new(move |c: &reqwest::Client, i: usize| {
-            let ip = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
-            c.post(format!("{base}/nacos/v1/ns/instance")).form(&[
-                ("serviceName", format!("bench-reg-{run}-{}", i % 100)),
-                ("ip", ip),
-                ("port", "8080".into()),
-            ])
-        }),
-        HttpOp::List => {
-            for i in 0..10 {
-                c.post(format!("{base}/nacos/v1/ns/instance"))
-                    .form(&[
-                        ("serviceName", format!("bench-list-{run}")),
-                        ("ip", format!("10.0.0.{i}")),
-                        ("port", "80".into()),
-                    ])
-                    .send()
-                    .await?
-                    .error_for_status()?;
-            }
-            Arc::new(move |c: &reqwest::Client, _| {
-                c.get(format!("{base}/nacos/v1/ns/instance/list"))
-                    .query(&[("serviceName", format!("bench-list-{run}"))])
-            })
-        }
-        HttpOp::Beat => {
-            for i in 0..1000 {
-                c.post(format!("{base}/nacos/v1/ns/instance"))
-                    .form(&[
-                        ("serviceName", format!("bench-beat-{run}")),
-                        ("ip", format!("10.1.{}.{}", i / 250, i % 250)),
-                        ("port", "80".into()),
-                    ])
-                    .send()
-                    .await?
-                    .error_for_status()?;
-            }
-            Arc::new(move |c: &reqwest::Client, i: usize| {
-                let i = i % 1000;
-                c.put(format!("{base}/nacos/v1/ns/instance/beat")).query(&[
-                    ("serviceName", format!("bench-beat-{run}")),
-                    ("ip", format!("10.1.{}.{}", i / 250, i % 250)),
-                    ("port", "80".into()),
-                ])
-            })
-        }
-        HttpOp::ConfigPublish => Arc::new(move |c: &reqwest::Client, i: usize| {
-            c.post(format!("{base}/nacos/v1/cs/configs")).form(&[
-                ("dataId", format!("bench-pub-{run}-{i}")),
-                ("group", "DEFAULT_GROUP".into()),
-                ("content", format!("key: value-{i}\nother: 1234567890")),
-            ])
-        }),
-        HttpOp::ConfigGet => {
-            c.post(format!("{base}/nacos/v1/cs/configs"))
-                .form(&[
-                    ("dataId", format!("bench-get-{run}")),
-                    ("group", "DEFAULT_GROUP".into()),
-                    ("content", "k: v".repeat(64)),
-                ])
-                .send()
-                .await?
-                .error_for_status()?;
-            Arc::new(move |c: &reqwest::Client, _| {
-                c.get(format!("{base}/nacos/v1/cs/configs"))
-                    .query(&[("dataId", format!("bench-get-{run}")), ("group", "DEFAULT_GROUP".into())])
-            })
-        }
-    })
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let nofile = nacos_bench::raise_nofile_limit();
     match Cli::parse().scenario {
         Scenario::PushLatency { grpc, subscribers, changes, interval_ms, deadline_s } => {
             check_loopback(&grpc).map_err(anyhow::Error::msg)?;
@@ -225,16 +172,46 @@ async fn main() -> anyhow::Result<()> {
         }
         Scenario::Http { http, op, concurrency, count, deadline_s } => {
             check_loopback(&http).map_err(anyhow::Error::msg)?;
-            let make = prepare(http, op).await?;
-            let r = http_load::run(concurrency, count, Duration::from_secs(deadline_s), make).await?;
+            let run = std::process::id();
+            http_ops::prepare(http, op, run).await?;
+            let load = http_load::Load { concurrency, count, deadline: Duration::from_secs(deadline_s) };
+            let r = http_load::run(http, load, http_ops::shape(op, run)).await?;
+            println!("{}", report::load_row(&format!("{concurrency} conns"), &r, count as u64));
+        }
+        Scenario::GrpcRegister { grpc, connections, count, deadline_s } => {
+            check_loopback(&grpc).map_err(anyhow::Error::msg)?;
+            let cfg = grpc_register::GrpcRegister {
+                grpc,
+                connections: connections as usize,
+                count: count as usize,
+                deadline: Duration::from_secs(deadline_s),
+            };
+            let r = grpc_register::run(&cfg).await?;
+            println!("{}", report::load_row(&format!("{connections} conns"), &r, count));
+        }
+        Scenario::Connections { grpc, count, batch, hold_s, deadline_s } => {
+            check_loopback(&grpc).map_err(anyhow::Error::msg)?;
+            let allowed = connections::allowed_by_nofile(count as usize, nofile);
+            if allowed < count as usize {
+                println!("note: RLIMIT_NOFILE {nofile} caps the run at {allowed} of {count} connections");
+            }
+            let cfg = connections::Connections {
+                grpc,
+                count: allowed,
+                batch: batch as usize,
+                hold: Duration::from_secs(hold_s),
+                connect_deadline: Duration::from_secs(deadline_s),
+            };
+            let opened = connections::open_all(&cfg).await;
+            println!("{} {} connections for {hold_s} s", connections::HOLDING, opened.established());
+            let r = opened.hold(cfg.hold).await;
+            // | requested | established | failed | open after hold | connect ms |
             println!(
-                "{} | {:.0} | {} | {} | {} | {:.0}% |",
-                report::latency_row(&format!("{concurrency} conns"), &r.histogram, count as u64).trim_end_matches(" |"),
-                r.ops_per_sec(),
-                r.errors,
-                r.elapsed.as_millis(),
-                r.cpu.as_millis(),
-                100.0 * r.cpu.as_secs_f64() / r.elapsed.as_secs_f64().max(1e-9),
+                "| {count} | {} | {} | {} | {} |",
+                r.established,
+                r.failed,
+                r.open_after_hold,
+                r.connect_time.as_millis()
             );
         }
         Scenario::ConfigNotify { http, grpc, mode, listeners, changes, interval_ms } => {
@@ -299,4 +276,47 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Scenario, clap::Error> {
+        Cli::try_parse_from(std::iter::once("nacos-bench").chain(args.iter().copied())).map(|c| c.scenario)
+    }
+
+    #[test]
+    fn grpc_register_takes_bounded_counts_and_deadlines() {
+        let s = parse(&["grpc-register", "--grpc", "127.0.0.1:9848"]).unwrap();
+        assert!(matches!(s, Scenario::GrpcRegister { connections: 32, count: 20_000, deadline_s: 60, .. }));
+        let s = parse(&["grpc-register", "--grpc", "127.0.0.1:9848", "--connections", "8", "--count", "100"]).unwrap();
+        assert!(matches!(s, Scenario::GrpcRegister { connections: 8, count: 100, .. }));
+        for bad in [["--count", "0"], ["--count", "1000001"], ["--connections", "1001"], ["--deadline-s", "601"]] {
+            assert!(parse(&["grpc-register", "--grpc", "127.0.0.1:9848", bad[0], bad[1]]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn connections_are_capped_below_the_ephemeral_port_range() {
+        let s = parse(&["connections", "--grpc", "127.0.0.1:9848"]).unwrap();
+        assert!(matches!(s, Scenario::Connections { count: 10_000, batch: 250, hold_s: 10, deadline_s: 120, .. }));
+        let s = parse(&["connections", "--grpc", "127.0.0.1:9848", "--count", "25000", "--hold-s", "0"]).unwrap();
+        assert!(matches!(s, Scenario::Connections { count: 25_000, hold_s: 0, .. }));
+        for bad in
+            [["--count", "25001"], ["--count", "0"], ["--batch", "0"], ["--hold-s", "601"], ["--deadline-s", "0"]]
+        {
+            assert!(parse(&["connections", "--grpc", "127.0.0.1:9848", bad[0], bad[1]]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn http_ops_parse_by_name() {
+        let s = parse(&["http", "--http", "127.0.0.1:8848", "--op", "config-get"]).unwrap();
+        assert!(matches!(
+            s,
+            Scenario::Http { op: HttpOp::ConfigGet, concurrency: 32, count: 20_000, deadline_s: 60, .. }
+        ));
+        assert!(parse(&["http", "--http", "127.0.0.1:8848", "--op", "nope"]).is_err());
+    }
 }
