@@ -188,6 +188,11 @@ pub struct RaftSection {
     pub keep_logs_after_snapshot: u64,
     /// With peer DNS: members 1..=N form the first voter set (see [`Cli::bootstrap_expect`]).
     pub bootstrap_expect: u64,
+    /// A leader that no quorum acknowledged for this long refuses writes and reports no leader
+    /// (ms). Must exceed the election timeout (600 ms).
+    pub leader_lease_ms: u64,
+    /// Longest wait for a persistent write to commit, forwarding included (ms); then 503.
+    pub write_timeout_ms: u64,
 }
 
 impl Default for RaftSection {
@@ -197,6 +202,8 @@ impl Default for RaftSection {
             snapshot_after_logs: d.snapshot_after_logs,
             keep_logs_after_snapshot: d.keep_logs_after_snapshot,
             bootstrap_expect: 1,
+            leader_lease_ms: crate::consistency::raft::DEFAULT_LEADER_LEASE_MS,
+            write_timeout_ms: crate::consistency::raft::DEFAULT_WRITE_TIMEOUT_MS,
         }
     }
 }
@@ -340,6 +347,12 @@ impl Config {
         if self.distro.verify_interval_ms == 0 || self.distro.expire_after_ms <= self.distro.verify_interval_ms {
             return invalid("distro.verify_interval_ms must be positive and below distro.expire_after_ms");
         }
+        if self.raft.leader_lease_ms <= crate::consistency::raft::ELECTION_TIMEOUT_MAX_MS {
+            return invalid("raft.leader_lease_ms must exceed the election timeout (600 ms)");
+        }
+        if self.raft.write_timeout_ms == 0 {
+            return invalid("raft.write_timeout_ms must be positive");
+        }
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes must be at least 1024");
         }
@@ -399,6 +412,8 @@ impl Config {
             keep_logs_after_snapshot: self.raft.keep_logs_after_snapshot,
             members,
             standalone: !self.server.clustered(),
+            leader_lease: std::time::Duration::from_millis(self.raft.leader_lease_ms),
+            write_timeout: std::time::Duration::from_millis(self.raft.write_timeout_ms),
         }
     }
 }

@@ -43,7 +43,7 @@ use tonic::transport::Channel;
 
 use super::apply::Applier;
 use super::command::{Command, NamingCommand};
-use super::raft::network::{MAX_CLUSTER_MESSAGE, channel_to, stamped};
+use super::raft::network::{MAX_CLUSTER_MESSAGE, channel_to};
 use super::raft::{NodeId, RaftNode};
 use crate::model::{ClientId, ServiceKey};
 use ledger::{Ledger, Verdict};
@@ -541,7 +541,7 @@ impl Distro {
         let mut client = DistroClient::new(self.channel(peer)?)
             .max_decoding_message_size(MAX_CLUSTER_MESSAGE)
             .max_encoding_message_size(MAX_CLUSTER_MESSAGE);
-        let mut request = stamped(self.me, DistroMessage { json });
+        let mut request = self.raft.stamped(DistroMessage { json });
         request.set_timeout(RPC_TIMEOUT);
         let reply = match rpc {
             Rpc::Sync => client.sync(request).await,

@@ -21,7 +21,10 @@
 //! disk before it is applied, so nothing needs flushing at shutdown.
 
 mod batch;
+pub(crate) mod identity;
+mod lease;
 mod log_store;
+mod member;
 pub(crate) mod network;
 mod service;
 mod state_machine;
@@ -35,15 +38,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, Fatal, InitializeError};
-use openraft::{BasicNode, RaftMetrics, SnapshotPolicy};
+use openraft::{RaftMetrics, SnapshotPolicy};
 
 use super::apply::Applier;
 use super::command::{Command, CommandResult};
 use crate::storage::{Db, StorageError};
 pub use batch::CommandBatch;
 use batch::{BatchStats, Batcher};
+pub use batch::ProposeError;
+use identity::Identity;
+use lease::Lease;
 use log_store::{LogStats, LogStore};
-use network::{GrpcNetwork, cluster_client, stamped};
+pub use member::Member;
+use network::{GrpcNetwork, cluster_client};
 pub use service::ClusterService;
 pub use state_machine::SnapshotError;
 use state_machine::StateMachine;
@@ -58,7 +65,7 @@ openraft::declare_raft_types!(
         D = CommandBatch,
         R = Vec<CommandResult>,
         NodeId = NodeId,
-        Node = BasicNode,
+        Node = Member,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = std::io::Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,
@@ -68,11 +75,13 @@ openraft::declare_raft_types!(
 const HEARTBEAT_INTERVAL_MS: u64 = 100;
 /// Election timeout range, ms. A restarted single voter becomes leader within this.
 const ELECTION_TIMEOUT_MIN_MS: u64 = 300;
-const ELECTION_TIMEOUT_MAX_MS: u64 = 600;
+pub(crate) const ELECTION_TIMEOUT_MAX_MS: u64 = 600;
+/// Default leader lease, ms (above `ELECTION_TIMEOUT_MAX_MS`, so followers elect first).
+pub const DEFAULT_LEADER_LEASE_MS: u64 = 1_500;
+/// Default write timeout, ms. Nacos (JRaft) fails such writes after its 5 s request timeout.
+pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 5_000;
 /// How long `shutdown` waits for openraft's background tasks to release the database.
 const DB_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest wait for a forwarded write.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for the leader's read index.
 const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -94,6 +103,12 @@ pub struct RaftConfig {
     /// A standalone node is its cluster's only voter forever; a member (static list or peer
     /// DNS) may share its log with others, even when it bootstraps alone.
     pub standalone: bool,
+    /// A leader that no quorum acknowledged for this long refuses writes and reports no leader
+    /// (check-quorum, `lease.rs`). Longer than the election timeout.
+    pub leader_lease: Duration,
+    /// Longest wait for a write to commit (forwarding included); then it fails with 503, its
+    /// outcome unknown if it was proposed.
+    pub write_timeout: Duration,
 }
 
 impl Default for RaftConfig {
@@ -105,6 +120,8 @@ impl Default for RaftConfig {
             keep_logs_after_snapshot: 1_000,
             members: BTreeMap::new(),
             standalone: true,
+            leader_lease: Duration::from_millis(DEFAULT_LEADER_LEASE_MS),
+            write_timeout: Duration::from_millis(DEFAULT_WRITE_TIMEOUT_MS),
         }
     }
 }
@@ -147,7 +164,13 @@ pub enum RaftError {
     Config(#[source] Box<openraft::ConfigError>),
     /// The first start could not initialise the single-voter cluster.
     #[error("cannot initialise the raft cluster")]
-    Init(#[source] Box<openraft::error::RaftError<NodeId, InitializeError<NodeId, BasicNode>>>),
+    Init(#[source] Box<openraft::error::RaftError<NodeId, InitializeError<NodeId, Member>>>),
+    /// This member leads without a quorum, or lost it while the write was in flight.
+    #[error(transparent)]
+    Quorum(ProposeError),
+    /// The write did not commit in time; if it was proposed it may still be applied.
+    #[error("the write did not commit within {0:?} (no quorum reachable?); it may or may not be applied")]
+    Timeout(Duration),
     /// This node is not the leader; the caller may forward to the leader, if known.
     #[error("this node is not the raft leader (leader: {leader_id:?} at {leader_addr:?})")]
     NotLeader {
@@ -179,7 +202,7 @@ pub enum RaftError {
 
 /// After a restart, keeps telling the leader this member's address until the membership has it
 /// (a pod that comes back with a new IP rejoins as itself). Bounded: gives up after ten minutes.
-fn spawn_rejoin(raft: openraft::Raft<TypeConfig>, me: NodeId, address: String) {
+fn spawn_rejoin(raft: openraft::Raft<TypeConfig>, identity: Arc<Identity>, me: NodeId, address: String) {
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
         while tokio::time::Instant::now() < deadline {
@@ -201,7 +224,7 @@ fn spawn_rejoin(raft: openraft::Raft<TypeConfig>, me: NodeId, address: String) {
             };
             for target in targets {
                 let Ok(channel) = network::channel_to(&target) else { continue };
-                let mut req = stamped(me, registry_proto::cluster::RejoinRequest { address: address.clone() });
+                let mut req = identity.stamped(registry_proto::cluster::RejoinRequest { address: address.clone() });
                 req.set_timeout(Duration::from_secs(5));
                 match cluster_client(channel).rejoin(req).await {
                     Ok(_) => tracing::info!(node = me, %address, leader = %target, "announced this member's address"),
@@ -222,6 +245,8 @@ pub struct MemberStatus {
     pub address: String,
     /// `leader`, `follower` or `learner`.
     pub role: &'static str,
+    /// The store the membership binds it to (empty until its first answer to a leader).
+    pub store: String,
 }
 
 /// This node's view of the cluster.
@@ -242,6 +267,25 @@ pub struct RaftStatus {
     pub members: Vec<MemberStatus>,
     /// Whether this node is ready (see `is_ready`).
     pub ready: bool,
+    /// This member's store id (created with its data directory).
+    pub store_id: String,
+    /// The cluster id, once created or adopted.
+    pub cluster_id: Option<String>,
+    /// Whether the membership binds this node id to another store (a lost data directory):
+    /// such a member neither votes nor campaigns until it is re-added.
+    pub displaced: bool,
+    /// Whether this node leads but no quorum acknowledged it within the lease (it then
+    /// reports no leader and refuses writes).
+    pub lease_lapsed: bool,
+}
+
+/// Counters of the member-identity checks since start, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentityCounters {
+    /// Answers not counted because a voter answered from a store other than its bound one.
+    pub refused_answers: u64,
+    /// Requests refused because they came from another cluster.
+    pub refused_requests: u64,
 }
 
 /// Counters of the Raft write path since this node started, for `/metrics`: how well
@@ -278,6 +322,14 @@ pub struct RaftNode {
     batcher: Batcher,
     /// The log writer's group-commit counters.
     log_stats: Arc<LogStats>,
+    /// Store and cluster ids, and everyone's bound store.
+    identity: Arc<Identity>,
+    /// Check-quorum.
+    lease: Lease,
+    /// Longest wait for a write.
+    write_timeout: Duration,
+    /// Writes failed for want of a quorum (refused, lost in flight, timed out).
+    quorum_failures: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -292,6 +344,7 @@ impl RaftNode {
     pub async fn start(config: RaftConfig, data_dir: &Path, applier: Arc<Applier>) -> Result<Self, RaftError> {
         let raft_config = Arc::new(config.openraft_config()?);
         let db = Arc::new(Db::open(data_dir)?);
+        let identity = Identity::open(config.node_id, &db)?;
         let log_store = LogStore::new(db.clone()).map_err(RaftError::LogWriter)?;
         let log_stats = log_store.stats();
         let state_machine = StateMachine::open(db.clone(), applier)?;
@@ -308,17 +361,22 @@ impl RaftNode {
         let db_closed = db.closed();
         drop(db);
 
-        let network = GrpcNetwork { me: config.node_id };
+        let network = GrpcNetwork { identity: identity.clone() };
         let raft = openraft::Raft::new(config.node_id, raft_config, network, log_store, state_machine)
             .await
             .map_err(|e| RaftError::Fatal(Box::new(e)))?;
         let bootstraps = config.members.keys().next().is_none_or(|lowest| *lowest == config.node_id);
         if pristine && bootstraps {
-            let members: BTreeMap<NodeId, BasicNode> = if config.members.is_empty() {
-                BTreeMap::from([(config.node_id, BasicNode::new(&config.advertise_addr))])
+            let mut members: BTreeMap<NodeId, Member> = if config.members.is_empty() {
+                BTreeMap::from([(config.node_id, Member::new(&config.advertise_addr))])
             } else {
-                config.members.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect()
+                config.members.iter().map(|(id, addr)| (*id, Member::new(addr))).collect()
             };
+            // The others' stores are bound by the first leader as they answer (`identity.rs`).
+            if let Some(own) = members.get_mut(&config.node_id) {
+                own.store = identity.store().to_owned();
+            }
+            identity.create_cluster()?;
             tracing::info!(
                 node_id = config.node_id,
                 members = members.len(),
@@ -341,16 +399,22 @@ impl RaftNode {
         }
         let initial = Arc::new(config.members.keys().copied().collect());
         if !config.members.is_empty() && !pristine {
-            spawn_rejoin(raft.clone(), config.node_id, config.advertise_addr.clone());
+            spawn_rejoin(raft.clone(), identity.clone(), config.node_id, config.advertise_addr.clone());
         }
+        identity::spawn_binder(raft.clone(), identity.clone());
+        let lease = Lease::new(raft.metrics(), config.node_id, config.leader_lease);
         Ok(Self {
             ready_floor,
             db_closed,
             me: config.node_id,
             initial,
             forward_channel: Arc::default(),
-            batcher: Batcher::spawn(raft.clone()),
+            batcher: Batcher::spawn(raft.clone(), lease.clone()),
             log_stats,
+            identity,
+            lease,
+            write_timeout: config.write_timeout,
+            quorum_failures: Arc::default(),
             raft,
         })
     }
@@ -358,20 +422,41 @@ impl RaftNode {
     /// Commits `cmd` through Raft (in one entry with the writes queued beside it, see
     /// `batch.rs`) and returns the state machine's answer once applied. On a member that is not
     /// the leader, the command is forwarded to the leader and the answer comes back once the
-    /// leader applied it.
+    /// leader applied it. Fails within the write timeout: at once on a leader without a quorum
+    /// (`lease.rs`) or a member without a leader.
     pub async fn write(&self, cmd: Command) -> Result<CommandResult, RaftError> {
-        match self.batcher.write(cmd.clone()).await.map_err(|e| *e) {
-            Ok(result) => Ok(result),
-            Err(openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+        let result = tokio::time::timeout(self.write_timeout, self.write_unbounded(cmd))
+            .await
+            .unwrap_or(Err(RaftError::Timeout(self.write_timeout)));
+        if let Err(RaftError::Quorum(_) | RaftError::Timeout(_)) = &result {
+            self.quorum_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Writes failed since start for want of a quorum (refused by a leader whose lease lapsed,
+    /// lost in flight, or not committed in time).
+    pub fn quorum_failures(&self) -> u64 {
+        self.quorum_failures.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn write_unbounded(&self, cmd: Command) -> Result<CommandResult, RaftError> {
+        let refused = match self.batcher.write(cmd.clone()).await {
+            Ok(result) => return Ok(result),
+            Err(ProposeError::Raft(e)) => *e,
+            Err(e) => return Err(RaftError::Quorum(e)),
+        };
+        match refused {
+            openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
                 match f.leader_node.as_ref().map(|n| n.addr.clone()) {
                     Some(addr) if f.leader_id != Some(self.me) => self.forward(&addr, &cmd).await,
                     _ => Err(RaftError::NotLeader { leader_id: f.leader_id, leader_addr: None }),
                 }
             }
-            Err(openraft::error::RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+            openraft::error::RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
                 Err(RaftError::Membership(e))
             }
-            Err(openraft::error::RaftError::Fatal(f)) => Err(RaftError::Fatal(Box::new(f))),
+            openraft::error::RaftError::Fatal(f) => Err(RaftError::Fatal(Box::new(f))),
         }
     }
 
@@ -392,6 +477,9 @@ impl RaftNode {
             return Err(RaftError::ReadIndex("no leader known".into()));
         };
         if leader == self.me {
+            if self.lease.lapsed_in(&m) {
+                return Err(RaftError::ReadIndex("this member leads without a quorum".into()));
+            }
             let (read_log_id, _) =
                 self.raft.get_read_log_id().await.map_err(|e| RaftError::ReadIndex(e.to_string()))?;
             return Ok(read_log_id.map_or(0, |l| l.index));
@@ -404,7 +492,7 @@ impl RaftNode {
             .map(|(_, node)| node.addr.clone())
             .ok_or_else(|| RaftError::ReadIndex(format!("leader {leader} has no address")))?;
         let channel = self.leader_channel(&addr).map_err(|e| RaftError::ReadIndex(e.to_string()))?;
-        let mut request = stamped(self.me, registry_proto::cluster::ReadIndexRequest {});
+        let mut request = self.identity.stamped(registry_proto::cluster::ReadIndexRequest {});
         request.set_timeout(READ_INDEX_TIMEOUT);
         let reply = cluster_client(channel)
             .read_index(request)
@@ -502,8 +590,8 @@ impl RaftNode {
         let unavailable = |why: String| RaftError::Forward(why);
         let channel = self.leader_channel(leader_addr).map_err(|e| unavailable(e.to_string()))?;
         let command_json = serde_json::to_vec(cmd).map_err(|e| unavailable(e.to_string()))?;
-        let mut request = stamped(self.me, registry_proto::cluster::ForwardRequest { command_json });
-        request.set_timeout(FORWARD_TIMEOUT);
+        let mut request = self.identity.stamped(registry_proto::cluster::ForwardRequest { command_json });
+        request.set_timeout(self.write_timeout);
         let reply = cluster_client(channel).forward(request).await.map_err(|s| unavailable(s.to_string()))?;
         let result: Result<CommandResult, String> =
             serde_json::from_slice(&reply.into_inner().result_json).map_err(|e| unavailable(e.to_string()))?;
@@ -513,6 +601,7 @@ impl RaftNode {
     /// What this node knows of the cluster, for the admin endpoints.
     pub fn status(&self) -> RaftStatus {
         let m = self.raft.metrics().borrow().clone();
+        let leader = self.effective_leader(&m);
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let members = membership
@@ -520,7 +609,8 @@ impl RaftNode {
             .map(|(id, node)| MemberStatus {
                 id: *id,
                 address: node.addr.clone(),
-                role: if Some(*id) == m.current_leader {
+                store: node.store.clone(),
+                role: if Some(*id) == leader {
                     "leader"
                 } else if voters.contains(id) {
                     "follower"
@@ -531,12 +621,16 @@ impl RaftNode {
             .collect();
         RaftStatus {
             node_id: self.me,
-            leader: m.current_leader,
+            leader,
             term: m.current_term,
             last_applied: m.last_applied.map_or(0, |l| l.index),
             last_log: m.last_log_index.unwrap_or(0),
             members,
             ready: self.ready_in(&m),
+            store_id: self.identity.store().to_owned(),
+            cluster_id: self.identity.cluster(),
+            displaced: self.identity.displaced(),
+            lease_lapsed: self.lease.lapsed_in(&m),
         }
     }
 
@@ -547,7 +641,7 @@ impl RaftNode {
         if self.status().members.iter().any(|m| m.id == id) {
             return Err(RaftError::Refused(format!("node {id} is already a member")));
         }
-        self.raft.add_learner(id, BasicNode::new(cluster_addr), false).await.map_err(Self::membership_error)?;
+        self.raft.add_learner(id, Member::new(cluster_addr), false).await.map_err(Self::membership_error)?;
         Ok(())
     }
 
@@ -627,7 +721,7 @@ impl RaftNode {
     /// Whether a member answers on its cluster port within a second.
     async fn probe(&self, addr: &str) -> bool {
         let Ok(channel) = network::channel_to(addr) else { return false };
-        let mut req = stamped(self.me, registry_proto::cluster::ReadIndexRequest {});
+        let mut req = self.identity.stamped(registry_proto::cluster::ReadIndexRequest {});
         req.set_timeout(Duration::from_secs(1));
         tokio::time::timeout(Duration::from_secs(2), cluster_client(channel).read_index(req))
             .await
@@ -636,7 +730,7 @@ impl RaftNode {
 
     fn ensure_leader(&self) -> Result<(), RaftError> {
         let m = self.raft.metrics().borrow().clone();
-        if m.current_leader == Some(self.me) {
+        if self.effective_leader(&m) == Some(self.me) {
             return Ok(());
         }
         let leader_addr = m.current_leader.and_then(|l| {
@@ -645,7 +739,7 @@ impl RaftNode {
         Err(RaftError::NotLeader { leader_id: m.current_leader, leader_addr })
     }
 
-    fn membership_error(e: openraft::error::RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> RaftError {
+    fn membership_error(e: openraft::error::RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> RaftError {
         match e {
             openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
                 RaftError::NotLeader { leader_id: f.leader_id, leader_addr: f.leader_node.map(|n| n.addr) }
@@ -704,12 +798,41 @@ impl RaftNode {
 
     /// The service other members call on this node's cluster port.
     pub fn cluster_service(&self) -> ClusterService {
-        ClusterService::new(self.raft.clone(), self.batcher.clone(), self.me, BTreeSet::clone(&self.initial))
+        ClusterService::new(
+            self.raft.clone(),
+            self.batcher.clone(),
+            self.identity.clone(),
+            BTreeSet::clone(&self.initial),
+        )
     }
 
-    fn ready_in(&self, m: &RaftMetrics<NodeId, BasicNode>) -> bool {
+    /// A request to another member, stamped with this member's ids (Distro uses it too).
+    pub(crate) fn stamped<T>(&self, body: T) -> tonic::Request<T> {
+        self.identity.stamped(body)
+    }
+
+    /// Refuses a cluster request from another cluster (Distro uses it too).
+    pub(crate) fn check_cluster(&self, sender: NodeId, md: &tonic::metadata::MetadataMap) -> Result<(), tonic::Status> {
+        self.identity.check_cluster(sender, md)
+    }
+
+    /// Counters of the identity checks.
+    pub fn identity_counters(&self) -> IdentityCounters {
+        IdentityCounters {
+            refused_answers: self.identity.refused_answers(),
+            refused_requests: self.identity.refused_requests(),
+        }
+    }
+
+    /// The leader as clients should see it: none while this node leads without its lease.
+    fn effective_leader(&self, m: &RaftMetrics<NodeId, Member>) -> Option<NodeId> {
+        m.current_leader.filter(|_| !self.lease.lapsed_in(m))
+    }
+
+    fn ready_in(&self, m: &RaftMetrics<NodeId, Member>) -> bool {
         m.running_state.is_ok()
-            && m.current_leader.is_some()
+            && !self.identity.displaced()
+            && self.effective_leader(m).is_some()
             && m.last_applied.map(|l| l.index) >= self.ready_floor
             // A fresh node is ready once its initial membership is applied.
             && m.last_applied.is_some()

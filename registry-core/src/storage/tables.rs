@@ -27,6 +27,12 @@ pub(crate) const COMMITTED_KEY: &str = "committed";
 /// Key of the last purged log id in [`RAFT_STATE`].
 pub(crate) const LAST_PURGED_KEY: &str = "last_purged";
 
+/// Key of this store's random id in [`RAFT_STATE`], created with the store (JSON string).
+pub(crate) const STORE_ID_KEY: &str = "store_id";
+
+/// Key of the cluster id in [`RAFT_STATE`], created at bootstrap or adopted from the leader.
+pub(crate) const CLUSTER_ID_KEY: &str = "cluster_id";
+
 /// The current state-machine snapshot: [`SNAPSHOT_META_KEY`] (JSON) and [`SNAPSHOT_DATA_KEY`]
 /// (opaque bytes), always written together in one transaction.
 pub(crate) const SNAPSHOT: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sm_snapshot");

@@ -123,6 +123,21 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         ("registry_raft_proposed_commands_total", "Commands carried by those entries", w.proposed_commands),
         ("registry_raft_log_flushes_total", "Durable commits (fsyncs) of the Raft log", w.log_flushes),
         ("registry_raft_log_flushed_entries_total", "Raft log entries carried by those commits", w.log_entries),
+        (
+            "registry_raft_refused_answers_total",
+            "Raft answers not counted: a voter answered from a store other than the one its membership binds (lost data directory)",
+            s.raft.identity_counters().refused_answers,
+        ),
+        (
+            "registry_cluster_refused_requests_total",
+            "Member-to-member requests refused because they carried another cluster's id",
+            s.raft.identity_counters().refused_requests,
+        ),
+        (
+            "registry_raft_writes_refused_no_quorum_total",
+            "Persistent writes answered with an error because no quorum acknowledged the leader (refused, lost quorum in flight, or timed out)",
+            s.raft.quorum_failures(),
+        ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
     }

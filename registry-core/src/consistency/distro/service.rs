@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::Distro;
 use super::wire::{ClientBatch, Digest, InspectRequest};
 use crate::consistency::raft::NodeId;
-use crate::consistency::raft::network::NODE_HEADER;
+use crate::consistency::raft::identity::NODE_HEADER;
 
 /// The tonic service over this member's [`Distro`].
 #[derive(Debug, Clone)]
@@ -28,7 +28,10 @@ impl DistroService {
         let id: Option<NodeId> =
             request.metadata().get(NODE_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         match id {
-            Some(id) if id != self.distro.me && self.distro.raft.is_member(id) => Ok(id),
+            Some(id) if id != self.distro.me && self.distro.raft.is_member(id) => {
+                self.distro.raft.check_cluster(id, request.metadata())?;
+                Ok(id)
+            }
             _ => {
                 tracing::warn!(peer = ?request.remote_addr(), sender = ?id, "distro request from a non-member refused");
                 Err(Status::permission_denied("sender is not a member of this cluster"))

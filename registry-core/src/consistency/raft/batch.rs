@@ -28,12 +28,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use openraft::BasicNode;
 use openraft::error::{ClientWriteError, Fatal};
 use serde::de::{MapAccess, SeqAccess, Visitor, value::MapAccessDeserializer, value::SeqAccessDeserializer};
 use serde::{Deserialize, Deserializer, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use super::lease::Lease;
+use super::member::Member;
 use super::{NodeId, TypeConfig};
 use crate::consistency::command::{Command, CommandResult};
 
@@ -90,9 +91,21 @@ impl<'de> Deserialize<'de> for CommandBatch {
     }
 }
 
-/// openraft's answer when a batch could not be committed; every write of the batch gets it
-/// (boxed: it is large, and every write's result carries it).
-pub(crate) type ProposeError = Box<openraft::error::RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>;
+/// Why a batch was not committed; every write of the batch gets it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// openraft refused or failed it (boxed: it is large, and every write's result carries it).
+    #[error(transparent)]
+    Raft(Box<openraft::error::RaftError<NodeId, ClientWriteError<NodeId, Member>>>),
+    /// Refused before it was proposed: this node leads but its lease lapsed (`lease.rs`). Not
+    /// applied.
+    #[error("this member leads but no quorum has acknowledged it for {0:?}: write refused, not applied")]
+    NoQuorum(std::time::Duration),
+    /// Proposed, then the leader's lease lapsed before it committed. It may still be applied,
+    /// if this leader regains its quorum before another one replaces it.
+    #[error("the leader lost its quorum before this write committed: it may or may not be applied")]
+    QuorumLost,
+}
 
 /// A queued write and where its result goes.
 type Queued = (Command, oneshot::Sender<Result<CommandResult, ProposeError>>);
@@ -124,11 +137,23 @@ pub(crate) struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the batcher task in front of `raft`.
-    pub(crate) fn spawn(raft: openraft::Raft<TypeConfig>) -> Self {
+    /// Starts the batcher task in front of `raft`: a batch is proposed only while this node's
+    /// `lease` holds, and waited for only until it lapses.
+    pub(crate) fn spawn(raft: openraft::Raft<TypeConfig>, lease: Lease) -> Self {
         Self::spawn_with(move |batch| {
             let raft = raft.clone();
-            async move { raft.client_write(batch).await.map(|response| response.data).map_err(Box::new) }
+            let lease = lease.clone();
+            async move {
+                if lease.lapsed() {
+                    return Err(ProposeError::NoQuorum(lease.length()));
+                }
+                tokio::select! {
+                    written = raft.client_write(batch) => {
+                        written.map(|response| response.data).map_err(|e| ProposeError::Raft(Box::new(e)))
+                    }
+                    () = lease.until_lapsed() => Err(ProposeError::QuorumLost),
+                }
+            }
         })
     }
 
@@ -160,7 +185,7 @@ impl Batcher {
 
 /// The error a write gets when the batcher cannot take it any more.
 fn stopped() -> ProposeError {
-    Box::new(openraft::error::RaftError::Fatal(Fatal::Stopped))
+    ProposeError::Raft(Box::new(openraft::error::RaftError::Fatal(Fatal::Stopped)))
 }
 
 /// The batcher task: one proposal at a time, each taking everything queued meanwhile.
@@ -171,7 +196,12 @@ where
 {
     let mut taken = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut taken, MAX_BATCH).await > 0 {
-        let (commands, replies): (Vec<Command>, Vec<_>) = taken.drain(..).unzip();
+        // A caller that gave up (its deadline passed while it queued) was told its write failed:
+        // it must not be applied after all.
+        let (commands, replies): (Vec<Command>, Vec<_>) = taken.drain(..).filter(|(_, r)| !r.is_closed()).unzip();
+        if commands.is_empty() {
+            continue;
+        }
         stats.proposals.fetch_add(1, Ordering::Relaxed);
         stats.commands.fetch_add(commands.len() as u64, Ordering::Relaxed);
         match propose(CommandBatch(commands)).await {

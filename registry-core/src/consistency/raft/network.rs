@@ -1,8 +1,10 @@
 //! The Raft network: tonic clients to the other members' cluster port (`cluster.proto`).
 //!
-//! Messages are openraft's serde types as JSON. Every request carries this member's node id in
-//! the `x-registry-node` header; the receiving member checks it against the sender the message
-//! claims (see `service.rs`). A standalone node never calls it: it is the only voter.
+//! Messages are openraft's serde types as JSON. Every request carries this member's node id,
+//! cluster id and store id (`identity.rs`); the receiving member checks them against the sender
+//! the message claims (see `service.rs`). Every answer carries the answering store's id, and an
+//! answer from a voter on a store other than its bound one is reported as unreachable, so it
+//! counts toward no quorum. A standalone node never calls it: it is the only voter.
 
 use std::time::Duration;
 
@@ -12,17 +14,18 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
+use std::sync::Arc;
+
+use openraft::{RaftNetwork, RaftNetworkFactory};
 use registry_proto::cluster::RaftRequest;
 use registry_proto::cluster::cluster_client::ClusterClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
 
+use super::identity::Identity;
+use super::member::Member;
 use super::{NodeId, TypeConfig};
-
-/// Header naming the sending member.
-pub(crate) const NODE_HEADER: &str = "x-registry-node";
 /// Largest cluster message (snapshot chunks are far smaller).
 pub(crate) const MAX_CLUSTER_MESSAGE: usize = 64 * 1024 * 1024;
 
@@ -78,33 +81,24 @@ pub(crate) fn cluster_client(channel: Channel) -> ClusterClient<Channel> {
         .max_encoding_message_size(MAX_CLUSTER_MESSAGE)
 }
 
-/// Adds the sender header to a request.
-pub(crate) fn stamped<T>(me: NodeId, body: T) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(body);
-    if let Ok(v) = me.to_string().parse() {
-        req.metadata_mut().insert(NODE_HEADER, v);
-    }
-    req
-}
-
 /// Builds [`Peer`] clients.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct GrpcNetwork {
-    /// This member's id, sent with every RPC.
-    pub(crate) me: NodeId,
+    /// This member's ids, sent with every RPC, and everyone's bound store.
+    pub(crate) identity: Arc<Identity>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     type Network = Peer;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        Peer { me: self.me, target, channel: channel_to(&node.addr) }
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
+        Peer { identity: self.identity.clone(), target, channel: channel_to(&node.addr) }
     }
 }
 
 /// A client for one peer.
 pub(crate) struct Peer {
-    me: NodeId,
+    identity: Arc<Identity>,
     target: NodeId,
     channel: Result<Channel, PeerError>,
 }
@@ -124,7 +118,7 @@ impl Peer {
         rpc: Rpc,
         req: &Req,
         timeout: Duration,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    ) -> Result<Resp, RPCError<NodeId, Member, E>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -136,7 +130,7 @@ impl Peer {
         };
         let json = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut client = cluster_client(channel);
-        let mut request = stamped(self.me, RaftRequest { json });
+        let mut request = self.identity.stamped(RaftRequest { json });
         request.set_timeout(timeout);
         let reply = match rpc {
             Rpc::Vote => client.vote(request).await,
@@ -147,6 +141,7 @@ impl Peer {
             let e = PeerError::Rpc { target: self.target, status };
             RPCError::Unreachable(Unreachable::new(&e))
         })?;
+        self.identity.check_answer(self.target, reply.metadata()).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let decoded: Result<Resp, E> = serde_json::from_slice(&reply.into_inner().json).map_err(|source| {
             RPCError::Network(NetworkError::new(&PeerError::Decode { target: self.target, source }))
         })?;
@@ -159,7 +154,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
         self.call(Rpc::Append, &rpc, option.hard_ttl()).await
     }
 
@@ -167,7 +162,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>>
     {
         self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
     }
@@ -176,7 +171,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         &mut self,
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
         self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
     }
 }

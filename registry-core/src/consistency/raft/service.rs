@@ -15,8 +15,10 @@ use registry_proto::cluster::{
 };
 use tonic::{Request, Response, Status};
 
+use std::sync::Arc;
+
 use super::batch::Batcher;
-use super::network::NODE_HEADER;
+use super::identity::{Identity, NODE_HEADER};
 use super::{NodeId, TypeConfig};
 use crate::consistency::command::Command;
 
@@ -26,6 +28,8 @@ pub struct ClusterService {
     raft: openraft::Raft<TypeConfig>,
     /// Forwarded writes join the leader's own in its next entry.
     batcher: Batcher,
+    /// This member's ids: requests from another cluster are refused, answers carry its store.
+    identity: Arc<Identity>,
     me: NodeId,
     /// Members configured at start (`--members`); accepted before the membership is known.
     initial: BTreeSet<NodeId>,
@@ -37,10 +41,11 @@ impl ClusterService {
     pub(crate) fn new(
         raft: openraft::Raft<TypeConfig>,
         batcher: Batcher,
-        me: NodeId,
+        identity: Arc<Identity>,
         initial: BTreeSet<NodeId>,
     ) -> Self {
-        Self { raft, batcher, me, initial }
+        let me = identity.me();
+        Self { raft, batcher, identity, me, initial }
     }
 
     /// The sender id from the header, if it is a known member.
@@ -67,6 +72,7 @@ impl ClusterService {
             tracing::warn!(peer = ?req.remote_addr(), sender = id, "cluster request from an unknown member refused");
             return Err(Status::permission_denied(format!("node {id} is not a member of this cluster")));
         }
+        self.identity.check_cluster(id, req.metadata())?;
         Ok(id)
     }
 
@@ -85,9 +91,11 @@ impl ClusterService {
         Ok(())
     }
 
-    fn reply<T: serde::Serialize>(result: &T) -> Result<Response<RaftReply>, Status> {
+    /// A Raft answer, carrying this member's store id (the leader counts it only if it is the
+    /// store the membership binds to this member).
+    fn reply<T: serde::Serialize>(&self, result: &T) -> Result<Response<RaftReply>, Status> {
         let json = serde_json::to_vec(result).map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(RaftReply { json }))
+        Ok(self.identity.answer(RaftReply { json }))
     }
 }
 
@@ -97,21 +105,23 @@ impl Cluster for ClusterService {
         let sender = self.sender(&request)?;
         let rpc: VoteRequest<NodeId> = Self::decode(sender, &request.get_ref().json)?;
         Self::claims(sender, rpc.vote.leader_id().voted_for())?;
-        Self::reply(&self.raft.vote(rpc).await)
+        self.reply(&self.raft.vote(rpc).await)
     }
 
     async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let sender = self.sender(&request)?;
         let rpc: AppendEntriesRequest<TypeConfig> = Self::decode(sender, &request.get_ref().json)?;
         Self::claims(sender, rpc.vote.leader_id().voted_for())?;
-        Self::reply(&self.raft.append_entries(rpc).await)
+        self.identity.adopt_cluster(request.metadata());
+        self.reply(&self.raft.append_entries(rpc).await)
     }
 
     async fn install_snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let sender = self.sender(&request)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = Self::decode(sender, &request.get_ref().json)?;
         Self::claims(sender, rpc.vote.leader_id().voted_for())?;
-        Self::reply(&self.raft.install_snapshot(rpc).await)
+        self.identity.adopt_cluster(request.metadata());
+        self.reply(&self.raft.install_snapshot(rpc).await)
     }
 
     async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
@@ -137,16 +147,15 @@ impl Cluster for ClusterService {
         if m.current_leader != Some(self.me) {
             return Err(Status::failed_precondition("not the leader"));
         }
-        let current =
-            m.membership_config.membership().nodes().find(|(n, _)| **n == sender).map(|(_, n)| n.addr.clone());
-        if current.as_deref() == Some(address.as_str()) {
+        let Some(current) = m.membership_config.membership().get_node(&sender).cloned() else {
+            return Err(Status::permission_denied(format!("node {sender} is not in the membership")));
+        };
+        if current.addr == address {
             return Ok(Response::new(RejoinReply { updated: false }));
         }
-        if current.is_none() {
-            return Err(Status::permission_denied(format!("node {sender} is not in the membership")));
-        }
-        tracing::info!(node = sender, from = ?current, to = %address, "member moved: updating its address");
-        let nodes = std::collections::BTreeMap::from([(sender, openraft::BasicNode::new(&address))]);
+        tracing::info!(node = sender, from = %current.addr, to = %address, "member moved: updating its address");
+        // Only the address moves: the store binding stays the member's.
+        let nodes = std::collections::BTreeMap::from([(sender, super::Member { addr: address, store: current.store })]);
         self.raft
             .change_membership(openraft::ChangeMembers::SetNodes(nodes), true)
             .await

@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError,
+    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError,
     StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 
+use super::member::Member;
 use super::{NodeId, TypeConfig};
 use crate::consistency::apply::Applier;
 use crate::consistency::command::CommandResult;
@@ -29,7 +30,7 @@ use crate::storage::{Db, StorageError, decode, encode, get_json};
 type RaftStorageResult<T> = Result<T, openraft::StorageError<NodeId>>;
 
 /// Snapshot metadata as openraft defines it for our types.
-type Meta = SnapshotMeta<NodeId, BasicNode>;
+type Meta = SnapshotMeta<NodeId, Member>;
 
 /// Why a snapshot could not be read, written or restored.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +56,7 @@ pub enum SnapshotError {
 #[derive(Debug, Serialize, Deserialize)]
 struct SnapshotPayload {
     last_applied: Option<LogId<NodeId>>,
-    last_membership: StoredMembership<NodeId, BasicNode>,
+    last_membership: StoredMembership<NodeId, Member>,
     state: StateSnapshot,
 }
 
@@ -77,7 +78,7 @@ pub(crate) struct StateMachine {
     /// Last log id applied to the applier (or restored from a snapshot).
     last_applied: Option<LogId<NodeId>>,
     /// Last membership applied (or restored from a snapshot).
-    last_membership: StoredMembership<NodeId, BasicNode>,
+    last_membership: StoredMembership<NodeId, Member>,
     /// Makes snapshot ids unique within this process.
     snapshot_seq: u64,
 }
@@ -144,7 +145,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn applied_state(
         &mut self,
-    ) -> RaftStorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
+    ) -> RaftStorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>)> {
         Ok((self.last_applied, self.last_membership.clone()))
     }
 

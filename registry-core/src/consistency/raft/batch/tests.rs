@@ -131,8 +131,8 @@ async fn writes_queued_while_an_entry_is_in_flight_form_the_next_entry_and_keep_
 #[tokio::test]
 async fn a_failed_proposal_fails_every_write_of_its_batch() {
     let forward = ForwardToLeader { leader_id: Some(2), leader_node: None };
-    let not_leader: ProposeError =
-        Box::new(openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(forward)));
+    let not_leader =
+        ProposeError::Raft(Box::new(openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(forward))));
     let batcher = Batcher::spawn_with({
         let not_leader = not_leader.clone();
         move |_| {
