@@ -44,8 +44,8 @@ use super::apply::Applier;
 use super::command::{Command, CommandResult};
 use crate::storage::{Db, StorageError};
 pub use batch::CommandBatch;
-use batch::{BatchStats, Batcher};
 pub use batch::ProposeError;
+use batch::{BatchStats, Batcher};
 use identity::Identity;
 use lease::Lease;
 use log_store::{LogStats, LogStore};
@@ -641,7 +641,8 @@ impl RaftNode {
         if self.status().members.iter().any(|m| m.id == id) {
             return Err(RaftError::Refused(format!("node {id} is already a member")));
         }
-        self.raft.add_learner(id, Member::new(cluster_addr), false).await.map_err(Self::membership_error)?;
+        let learner = Member::new(cluster_addr);
+        self.settled_change(|| self.raft.add_learner(id, learner.clone(), false)).await?;
         Ok(())
     }
 
@@ -665,10 +666,10 @@ impl RaftNode {
                 last.saturating_sub(matched)
             )));
         }
-        self.raft
-            .change_membership(openraft::ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-            .await
-            .map_err(Self::membership_error)?;
+        self.settled_change(|| {
+            self.raft.change_membership(openraft::ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+        })
+        .await?;
         Ok(())
     }
 
@@ -684,10 +685,10 @@ impl RaftNode {
             return Err(RaftError::Refused(format!("node {id} is not a member")));
         }
         if !voters.contains(&id) {
-            self.raft
-                .change_membership(openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                .await
-                .map_err(Self::membership_error)?;
+            self.settled_change(|| {
+                self.raft.change_membership(openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            })
+            .await?;
             return Ok(());
         }
         let remaining: Vec<(NodeId, String)> = membership
@@ -711,10 +712,10 @@ impl RaftNode {
                 remaining.len()
             )));
         }
-        self.raft
-            .change_membership(openraft::ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-            .await
-            .map_err(Self::membership_error)?;
+        self.settled_change(|| {
+            self.raft.change_membership(openraft::ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+        })
+        .await?;
         Ok(())
     }
 
@@ -737,6 +738,33 @@ impl RaftNode {
             m.membership_config.membership().nodes().find(|(n, _)| **n == l).map(|(_, node)| node.addr.clone())
         });
         Err(RaftError::NotLeader { leader_id: m.current_leader, leader_addr })
+    }
+
+    /// Runs a membership change, waiting (bounded) while another one is in flight: the binder
+    /// task's store bindings (`identity.rs`) are membership changes too, and must not make an
+    /// operator's add, promote or remove fail.
+    async fn settled_change<F, Fut>(&self, change: F) -> Result<(), RaftError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<
+                Output = Result<
+                    openraft::raft::ClientWriteResponse<TypeConfig>,
+                    openraft::error::RaftError<NodeId, ClientWriteError<NodeId, Member>>,
+                >,
+            >,
+    {
+        let deadline = tokio::time::Instant::now() + self.write_timeout;
+        loop {
+            match change().await {
+                Ok(_) => return Ok(()),
+                Err(openraft::error::RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(Self::membership_error(e)),
+            }
+        }
     }
 
     fn membership_error(e: openraft::error::RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> RaftError {

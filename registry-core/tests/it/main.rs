@@ -18,5 +18,6 @@ mod grpc_raw;
 mod grpc_sdk;
 mod naming_v1;
 mod naming_v2;
+mod quorum;
 mod robustness;
 mod udp_push;

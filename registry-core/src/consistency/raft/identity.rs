@@ -289,10 +289,15 @@ pub(crate) fn spawn_binder(raft: openraft::Raft<TypeConfig>, identity: Arc<Ident
     tokio::spawn(async move {
         let mut metrics = raft.metrics();
         let mut was_displaced = false;
+        let mut next_attempt = tokio::time::Instant::now();
         loop {
-            let (membership, leader, stopped) = {
+            let (membership, leader, settled, stopped) = {
                 let m = metrics.borrow_and_update();
-                (m.membership_config.membership().clone(), m.current_leader == Some(identity.me), m.running_state.is_err())
+                // One membership change at a time: bind only once the current one is applied
+                // (and so committed), never racing an operator's add or promote.
+                let settled = m.membership_config.log_id().as_ref() <= m.last_applied.as_ref();
+                let leader = m.current_leader == Some(identity.me);
+                (m.membership_config.membership().clone(), leader, settled, m.running_state.is_err())
             };
             if stopped {
                 return;
@@ -312,8 +317,7 @@ pub(crate) fn spawn_binder(raft: openraft::Raft<TypeConfig>, identity: Arc<Ident
                 }
                 was_displaced = displaced;
             }
-            let mut retry = false;
-            if leader {
+            if leader && settled && tokio::time::Instant::now() >= next_attempt {
                 if membership.get_node(&identity.me).is_some_and(|m| m.store.is_empty()) {
                     identity.unbound.lock().insert(identity.me, identity.store.clone());
                 }
@@ -322,15 +326,13 @@ pub(crate) fn spawn_binder(raft: openraft::Raft<TypeConfig>, identity: Arc<Ident
                 {
                     tracing::warn!(error = %e, "could not store a new cluster id");
                 }
-                retry = bind_unbound(&raft, &identity, &membership).await;
+                if bind_unbound(&raft, &identity, &membership).await {
+                    next_attempt = tokio::time::Instant::now() + BIND_RETRY;
+                }
             }
-            let retry_sleep = async {
-                if retry { tokio::time::sleep(BIND_RETRY).await } else { std::future::pending().await }
-            };
             tokio::select! {
                 changed = metrics.changed() => if changed.is_err() { return },
                 () = identity.unbound_added.notified() => {}
-                () = retry_sleep => {}
             }
         }
     });
@@ -384,8 +386,10 @@ mod tests {
 
     fn membership(nodes: &[(NodeId, &str, bool)]) -> openraft::Membership<NodeId, Member> {
         let voters: std::collections::BTreeSet<NodeId> = nodes.iter().filter(|n| n.2).map(|n| n.0).collect();
-        let all: BTreeMap<NodeId, Member> =
-            nodes.iter().map(|(id, store, _)| (*id, Member { addr: format!("n{id}"), store: (*store).into() })).collect();
+        let all: BTreeMap<NodeId, Member> = nodes
+            .iter()
+            .map(|(id, store, _)| (*id, Member { addr: format!("n{id}"), store: (*store).into() }))
+            .collect();
         openraft::Membership::new(vec![voters], all)
     }
 

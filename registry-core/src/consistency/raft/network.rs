@@ -21,6 +21,7 @@ use registry_proto::cluster::RaftRequest;
 use registry_proto::cluster::cluster_client::ClusterClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, Endpoint};
 
 use super::identity::Identity;
@@ -112,13 +113,14 @@ enum Rpc {
 }
 
 impl Peer {
-    /// Sends `req` and decodes `Result<Resp, E>`.
+    /// Sends `req` and decodes `Result<Resp, E>`; also returns the answer's metadata (the
+    /// answering store, see [`Self::counted`]).
     async fn call<Req, Resp, E>(
         &self,
         rpc: Rpc,
         req: &Req,
         timeout: Duration,
-    ) -> Result<Resp, RPCError<NodeId, Member, E>>
+    ) -> Result<(Resp, MetadataMap), RPCError<NodeId, Member, E>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -141,11 +143,32 @@ impl Peer {
             let e = PeerError::Rpc { target: self.target, status };
             RPCError::Unreachable(Unreachable::new(&e))
         })?;
-        self.identity.check_answer(self.target, reply.metadata()).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let decoded: Result<Resp, E> = serde_json::from_slice(&reply.into_inner().json).map_err(|source| {
+        let (metadata, reply, _) = reply.into_parts();
+        let decoded: Result<Resp, E> = serde_json::from_slice(&reply.json).map_err(|source| {
             RPCError::Network(NetworkError::new(&PeerError::Decode { target: self.target, source }))
         })?;
-        decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        decoded.map(|r| (r, metadata)).map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    /// Passes an answer on, unless it is positive (an entry accepted, a vote granted, a
+    /// snapshot installed) and comes from a voter on a store other than its bound one: then the
+    /// voter is reported unreachable, so its answer counts toward no quorum. Negative answers
+    /// (a log conflict, a refused vote) pass, so a member on an empty store still receives the
+    /// log and with it the membership that tells it it is displaced.
+    fn counted<Resp, E>(
+        &self,
+        (resp, metadata): (Resp, MetadataMap),
+        positive: impl FnOnce(&Resp) -> bool,
+    ) -> Result<Resp, RPCError<NodeId, Member, E>>
+    where
+        E: std::error::Error,
+    {
+        if positive(&resp) {
+            self.identity
+                .check_answer(self.target, &metadata)
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        }
+        Ok(resp)
     }
 }
 
@@ -155,7 +178,8 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
+        let answer = self.call(Rpc::Append, &rpc, option.hard_ttl()).await?;
+        self.counted(answer, |r| matches!(r, AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)))
     }
 
     async fn install_snapshot(
@@ -164,7 +188,9 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>>
     {
-        self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
+        let last_chunk = rpc.done;
+        let answer = self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await?;
+        self.counted(answer, |_| last_chunk)
     }
 
     async fn vote(
@@ -172,6 +198,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
+        let answer = self.call(Rpc::Vote, &rpc, option.hard_ttl()).await?;
+        self.counted(answer, |r| r.vote_granted)
     }
 }

@@ -143,9 +143,7 @@ fn store(db: &Db, meta: &Meta, data: &[u8], keep_newer: bool) -> Result<bool, Sn
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> RaftStorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>)> {
+    async fn applied_state(&mut self) -> RaftStorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>)> {
         Ok((self.last_applied, self.last_membership.clone()))
     }
 
