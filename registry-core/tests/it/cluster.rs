@@ -247,7 +247,17 @@ async fn bad_peer_input_is_refused_and_the_cluster_stays_up() {
     req.metadata_mut().insert("x-registry-node", other.to_string().parse().unwrap());
     assert_eq!(c.append_entries(req).await.unwrap_err().code(), tonic::Code::InvalidArgument);
 
-    assert!(target.output().contains("refused"), "refusals are logged");
+    // A known member's id from another cluster (its cluster id differs): refused and counted.
+    let mut req = tonic::Request::new(RaftRequest { json: b"{}".to_vec() });
+    req.metadata_mut().insert("x-registry-node", other.to_string().parse().unwrap());
+    req.metadata_mut().insert("x-registry-cluster", "another-cluster".parse().unwrap());
+    assert_eq!(c.append_entries(req).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    let (_, metrics) = call(client().get(target.url("/metrics"))).await;
+    assert!(
+        metrics.lines().any(|l| l == "registry_cluster_refused_requests_total 1"),
+        "the other cluster's request is counted"
+    );
+
     assert_eq!(cluster.leader(&[0, 1, 2]).await, leader, "the cluster kept its leader");
     assert!(register(target, "still-up", "10.4.0.1").await);
 }
