@@ -114,8 +114,7 @@ impl Writers {
         for task in self.tasks {
             task.await.expect("writer task").unwrap_or_else(|e| panic!("a write was not answered: {e}"));
         }
-        let history = self.history.lock().clone();
-        history
+        std::mem::take(&mut *self.history.lock())
     }
 }
 

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, Endpoint};
 
-use super::identity::Identity;
+use super::identity::{ForeignStore, Identity};
 use super::member::Member;
 use super::{NodeId, TypeConfig};
 /// Largest cluster message (snapshot chunks are far smaller).
@@ -155,21 +155,21 @@ impl Peer {
     /// voter is reported unreachable, so its answer counts toward no quorum. Negative answers
     /// (a log conflict, a refused vote) pass, so a member on an empty store still receives the
     /// log and with it the membership that tells it it is displaced.
-    fn counted<Resp, E>(
+    fn counted<Resp>(
         &self,
         (resp, metadata): (Resp, MetadataMap),
         positive: impl FnOnce(&Resp) -> bool,
-    ) -> Result<Resp, RPCError<NodeId, Member, E>>
-    where
-        E: std::error::Error,
-    {
+    ) -> Result<Resp, ForeignStore> {
         if positive(&resp) {
-            self.identity
-                .check_answer(self.target, &metadata)
-                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            self.identity.check_answer(self.target, &metadata)?;
         }
         Ok(resp)
     }
+}
+
+/// A voter answering from a foreign store is, for Raft, a voter that did not answer.
+fn unreachable<E: std::error::Error>(e: ForeignStore) -> RPCError<NodeId, Member, E> {
+    RPCError::Unreachable(Unreachable::new(&e))
 }
 
 impl RaftNetwork<TypeConfig> for Peer {
@@ -179,7 +179,10 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
         let answer = self.call(Rpc::Append, &rpc, option.hard_ttl()).await?;
-        self.counted(answer, |r| matches!(r, AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)))
+        self.counted(answer, |r: &AppendEntriesResponse<NodeId>| {
+            matches!(r, AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_))
+        })
+        .map_err(unreachable)
     }
 
     async fn install_snapshot(
@@ -190,7 +193,7 @@ impl RaftNetwork<TypeConfig> for Peer {
     {
         let last_chunk = rpc.done;
         let answer = self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await?;
-        self.counted(answer, |_| last_chunk)
+        self.counted(answer, |_| last_chunk).map_err(unreachable)
     }
 
     async fn vote(
@@ -199,6 +202,6 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
         let answer = self.call(Rpc::Vote, &rpc, option.hard_ttl()).await?;
-        self.counted(answer, |r| r.vote_granted)
+        self.counted(answer, |r: &VoteResponse<NodeId>| r.vote_granted).map_err(unreachable)
     }
 }
