@@ -16,9 +16,11 @@
 //! entries one append at a time), and the log store's writer commits every append queued
 //! behind a busy disk together (followers receive many entries per append anyway).
 //!
-//! Today a node is a standalone single-voter cluster (`network.rs` has no peers); the first
-//! start initialises it, later starts reuse what is on disk. Every acknowledged write is on
-//! disk before it is applied, so nothing needs flushing at shutdown.
+//! A standalone node is a single-voter cluster; members (`--members`, peer DNS) replicate over
+//! the cluster port (`network.rs`, `service.rs`), and only the lowest id bootstraps, once, on an
+//! empty store. Every acknowledged write is on disk before it is applied, so nothing needs
+//! flushing at shutdown. A leader without a quorum refuses writes (`lease.rs`), and a member
+//! back on an empty store counts toward no quorum until re-added (`identity.rs`).
 
 mod batch;
 pub(crate) mod identity;
