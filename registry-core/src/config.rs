@@ -337,8 +337,14 @@ impl Config {
         if self.grpc.detect_interval_ms == 0 || self.grpc.outbound_queue == 0 {
             return invalid("grpc.detect_interval_ms and grpc.outbound_queue must be positive");
         }
-        if self.distro.verify_interval_ms == 0 || self.distro.expire_after_ms <= self.distro.verify_interval_ms {
-            return invalid("distro.verify_interval_ms must be positive and below distro.expire_after_ms");
+        // A copy is renewed once per verify interval: with fewer than three chances, one lost
+        // round trip would expire the copies of a healthy member.
+        if self.distro.verify_interval_ms == 0
+            || self.distro.expire_after_ms < self.distro.verify_interval_ms.saturating_mul(3)
+        {
+            return invalid(
+                "distro.verify_interval_ms must be positive and distro.expire_after_ms at least three times it",
+            );
         }
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes must be at least 1024");
