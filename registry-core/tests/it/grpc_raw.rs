@@ -470,9 +470,7 @@ async fn register_replaces_per_connection_and_subscribers_get_acked_pushes_until
 
 #[tokio::test(flavor = "multi_thread")]
 async fn client_detection_keeps_answering_connections_and_drops_silent_ones() {
-    let server = Server::start_with_config(Some(
-        "[grpc]\nidle_detect_after_ms = 500\ndetect_interval_ms = 100\ndetect_timeout_ms = 500\n",
-    ));
+    let server = Server::start_with_config(Some("[grpc]\nidle_detect_after_ms = 500\ndetect_timeout_ms = 500\n"));
     let (alive, alive_stream) = registered(&server).await;
     let (silent, silent_stream) = registered(&server).await;
     must_instance(&alive, register("detect", "10.0.1.1")).await;
