@@ -7,6 +7,7 @@ pub mod config_notify;
 pub mod connections;
 pub mod disconnect;
 pub mod distro;
+pub mod frozen;
 pub mod grpc;
 pub mod grpc_register;
 pub mod http_load;

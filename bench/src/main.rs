@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 
 use nacos_bench::http_ops::{self, HttpOp};
 use nacos_bench::{
-    check_loopback, config_notify, connections, disconnect, distro, grpc_register, http_load, push_latency, report,
+    check_loopback, config_notify, connections, disconnect, distro, frozen, grpc_register, http_load, push_latency,
+    report,
 };
 
 /// Most connections the `connections` scenario may open: loopback offers ~28 000 ephemeral
@@ -130,6 +131,37 @@ enum Scenario {
         /// Clients registered then disconnected, one after the other.
         #[arg(long, default_value_t = 20)]
         rounds: usize,
+    },
+    /// Frozen client (SIGSTOP, connection left open) → its instance no longer listed.
+    Frozen {
+        /// gRPC address of the server.
+        #[arg(long)]
+        grpc: SocketAddr,
+        /// HTTP address of the server.
+        #[arg(long)]
+        http: SocketAddr,
+        /// Client processes to register and freeze.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=50))]
+        clients: u64,
+        /// Pause between freezing one client and starting the next (ms).
+        #[arg(long, default_value_t = 700, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+        stagger_ms: u64,
+        /// Longest wait for every instance to disappear (s).
+        #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=600))]
+        timeout_s: u64,
+    },
+    /// One client process of `frozen` (started by it; not for direct use).
+    #[command(hide = true)]
+    FrozenChild {
+        /// gRPC address of the server.
+        #[arg(long)]
+        grpc: SocketAddr,
+        /// Service to register in.
+        #[arg(long)]
+        service: String,
+        /// Port of the instance.
+        #[arg(long)]
+        port: u64,
     },
     /// Replication lag: register on one member, time until another member lists it.
     DistroLag {
@@ -268,6 +300,23 @@ async fn main() -> anyhow::Result<()> {
                 None => anyhow::bail!("members still disagree after {timeout_s} s"),
             }
         }
+        Scenario::Frozen { grpc, http, clients, stagger_ms, timeout_s } => {
+            check_loopback(&grpc).map_err(anyhow::Error::msg)?;
+            check_loopback(&http).map_err(anyhow::Error::msg)?;
+            let cfg = frozen::Frozen {
+                grpc,
+                http,
+                clients: clients as usize,
+                stagger: Duration::from_millis(stagger_ms),
+                timeout: Duration::from_secs(timeout_s),
+            };
+            let removed = frozen::run(&cfg).await?;
+            println!("{}", frozen::row(cfg.clients, &removed));
+        }
+        Scenario::FrozenChild { grpc, service, port } => {
+            check_loopback(&grpc).map_err(anyhow::Error::msg)?;
+            frozen::child(grpc, &service, port).await?;
+        }
         Scenario::Disconnect { grpc, rounds } => {
             check_loopback(&grpc).map_err(anyhow::Error::msg)?;
             let cfg = disconnect::Disconnect { grpc, rounds, push_timeout: Duration::from_secs(60) };
@@ -307,6 +356,17 @@ mod tests {
             [["--count", "25001"], ["--count", "0"], ["--batch", "0"], ["--hold-s", "601"], ["--deadline-s", "0"]]
         {
             assert!(parse(&["connections", "--grpc", "127.0.0.1:9848", bad[0], bad[1]]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn frozen_takes_bounded_client_counts() {
+        let s = parse(&["frozen", "--grpc", "127.0.0.1:9848", "--http", "127.0.0.1:8848"]).unwrap();
+        assert!(matches!(s, Scenario::Frozen { clients: 5, stagger_ms: 700, timeout_s: 90, .. }));
+        for bad in [["--clients", "0"], ["--clients", "51"], ["--timeout-s", "0"]] {
+            assert!(
+                parse(&["frozen", "--grpc", "127.0.0.1:9848", "--http", "127.0.0.1:8848", bad[0], bad[1]]).is_err()
+            );
         }
     }
 

@@ -341,11 +341,19 @@ impl Config {
         if self.push.udp_ack_timeout_ms == 0 {
             return invalid("push.udp_ack_timeout_ms must be positive");
         }
-        if self.grpc.detect_interval_ms == 0 || self.grpc.outbound_queue == 0 {
-            return invalid("grpc.detect_interval_ms and grpc.outbound_queue must be positive");
+        if self.grpc.idle_detect_after_ms == 0 || self.grpc.detect_timeout_ms == 0 || self.grpc.outbound_queue == 0 {
+            return invalid(
+                "grpc.idle_detect_after_ms, grpc.detect_timeout_ms and grpc.outbound_queue must be positive",
+            );
         }
-        if self.distro.verify_interval_ms == 0 || self.distro.expire_after_ms <= self.distro.verify_interval_ms {
-            return invalid("distro.verify_interval_ms must be positive and below distro.expire_after_ms");
+        // A copy is renewed once per verify interval: with fewer than three chances, one lost
+        // round trip would expire the copies of a healthy member.
+        if self.distro.verify_interval_ms == 0
+            || self.distro.expire_after_ms < self.distro.verify_interval_ms.saturating_mul(3)
+        {
+            return invalid(
+                "distro.verify_interval_ms must be positive and distro.expire_after_ms at least three times it",
+            );
         }
         if self.raft.leader_lease_ms <= crate::consistency::raft::ELECTION_TIMEOUT_MAX_MS {
             return invalid("raft.leader_lease_ms must exceed the election timeout (600 ms)");
@@ -505,6 +513,30 @@ mod tests {
         let both = Cli { members: Some(vec!["a:1".into()]), node_id: Some(1), ..cli.clone() };
         assert!(Config::load(&both).is_err());
         assert!(Config::load(&Cli { bootstrap_expect: Some(0), ..cli }).is_err());
+    }
+
+    #[test]
+    fn liveness_settings_default_to_nacos_timings_and_are_validated() {
+        let c = Config::default();
+        assert_eq!(c.distro.expire_after_ms, 180_000, "Nacos' nacos.naming.client.expired.time");
+        assert_eq!(c.grpc.idle_detect_after_ms + c.grpc.detect_timeout_ms, 20_000, "a frozen client goes after 20 s");
+        c.validate().unwrap();
+        let mut c = Config::default();
+        c.distro.verify_interval_ms = 2_000;
+        c.distro.expire_after_ms = 5_999;
+        assert!(c.validate().is_err(), "fewer than three verify rounds before expiry");
+        c.distro.expire_after_ms = 6_000;
+        c.validate().unwrap();
+        for broken in [|c: &mut Config| c.grpc.idle_detect_after_ms = 0, |c: &mut Config| c.grpc.detect_timeout_ms = 0]
+        {
+            let mut c = Config::default();
+            broken(&mut c);
+            assert!(c.validate().is_err());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        std::fs::write(&path, "[grpc]\ndetect_interval_ms = 3000\n").unwrap();
+        assert!(Config::from_file(&path).is_err(), "detection has no interval any more: a stale key is refused");
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!
 //!  every verify interval: Verify(digest of owned clients) ──► peer renews matching copies,
 //!     answers the clients it lacks or holds stale ──► they are marked dirty for that peer;
-//!     copies the owner no longer lists are dropped; copies nobody renews expire (grace)
+//!     copies the owner (in its current run) no longer lists are dropped; copies nobody
+//!     renews lose what live clients republished (orphans.rs) and expire (grace)
 //!  start: Snapshot from a peer (every client it holds) before this member reports ready
 //! ```
 //!
@@ -25,6 +26,7 @@
 //! briefly differ) still has exactly one owner: the member where the client last wrote.
 
 mod ledger;
+mod orphans;
 mod service;
 pub mod wire;
 
@@ -60,8 +62,15 @@ pub struct DistroConfig {
     pub sync_retry_max_ms: u64,
     /// How often an owner sends each peer the digest of what it owns (ms). Nacos: 5 000.
     pub verify_interval_ms: u64,
-    /// A copy its owner has not confirmed for this long is removed (ms). Nacos: 180 000; shorter
-    /// here because clients of a dead member reconnect and redo within seconds.
+    /// A copy of a gRPC client its owner has not confirmed for this long is removed (ms); at
+    /// least three verify intervals. Nacos: 180 000 (`nacos.naming.client.expired.time`).
+    /// When a member dies, its clients reconnect to a survivor at once but redo their
+    /// registrations on their own schedule (Java every 3 s, nacos-sdk-python 2.x every 30 s):
+    /// until then these copies are what keeps their instances listed, so this must outlast the
+    /// slowest client's redo. The redo supersedes the copy's instances as soon as the copy is
+    /// unconfirmed (three verify intervals), so a long value keeps no duplicates and no
+    /// deregistered instance alive. Copies of v1 heartbeat clients expire after their
+    /// instances' delete timeout (30 s) instead, never later than this (see `orphans.rs`).
     pub expire_after_ms: u64,
     /// How long a starting member keeps trying to load a snapshot from its peers (ms).
     pub load_timeout_ms: u64,
@@ -73,7 +82,7 @@ impl Default for DistroConfig {
             sync_batch_ms: 2,
             sync_retry_max_ms: 2_000,
             verify_interval_ms: 2_000,
-            expire_after_ms: 30_000,
+            expire_after_ms: 180_000,
             load_timeout_ms: 30_000,
         }
     }
@@ -106,6 +115,8 @@ pub struct Distro {
     disagree_since: Mutex<Option<Instant>>,
     /// When each peer last answered a Distro RPC: the healthy members of the v1 hash.
     answered: Mutex<HashMap<NodeId, Instant>>,
+    /// What the last pass over unconfirmed copies looked at (see [`Self::supersede`]).
+    checked: Mutex<orphans::Checked>,
     shutdown: CancellationToken,
     /// This value itself, for the tasks it spawns.
     weak: std::sync::Weak<Self>,
@@ -144,6 +155,7 @@ impl Distro {
             standalone: AtomicBool::new(false),
             disagree_since: Mutex::new(None),
             answered: Mutex::new(HashMap::new()),
+            checked: Mutex::new(orphans::Checked::default()),
             shutdown,
         })
     }
@@ -168,6 +180,7 @@ impl Distro {
                     _ = verify.tick() => {}
                 }
                 this.expire();
+                this.supersede();
                 this.verify_round().await;
             }
         });
@@ -196,7 +209,7 @@ impl Distro {
         if self.standalone.load(Ordering::Acquire) {
             return None;
         }
-        let window = Duration::from_millis(self.config.verify_interval_ms.saturating_mul(3));
+        let window = self.unconfirmed_after();
         let mut members: Vec<(NodeId, Option<String>)> = {
             let answered = self.answered.lock();
             self.raft
@@ -211,6 +224,12 @@ impl Distro {
         let index = (java_string_hash(tag) % i32::MAX).unsigned_abs() as usize % members.len();
         let (id, addr) = members.swap_remove(index);
         addr.map(|a| (id, a))
+    }
+
+    /// Three verify intervals: a peer that has not answered for this long is not counted as
+    /// healthy, and a copy its owner has not confirmed for this long is unconfirmed.
+    fn unconfirmed_after(&self) -> Duration {
+        Duration::from_millis(self.config.verify_interval_ms.saturating_mul(3))
     }
 
     /// How many clients this member owns and holds as copies.
@@ -353,31 +372,90 @@ impl Distro {
             return Want::default();
         }
         let (want, gone) = self.ledger.lock().compare(digest, Instant::now());
-        self.remove_copies(&gone);
+        self.remove_copies(&gone, Removal::OwnerDropped);
         self.note_agreement(want.is_empty() && gone.is_empty());
         Want { clients: want }
     }
 
     /// Removes copies locally (not replicated: they are someone else's).
-    fn remove_copies(&self, clients: &[ClientId]) {
+    fn remove_copies(&self, clients: &[ClientId], why: Removal) {
         let now = Instant::now();
         for client in clients {
             let mut ledger = self.ledger.lock();
             let Some(copy) = ledger.copies.get(client).copied() else { continue };
             if let Err(e) = self.applier.apply(&Command::Naming(NamingCommand::RemoveClient { client: client.clone() }))
             {
-                tracing::warn!(%client, error = %e, "removing an expired copy failed");
+                tracing::warn!(%client, error = %e, "removing a copy failed");
             }
-            ledger.record(client, copy.owner, copy.revision, false, now);
+            // An expired copy's tombstone sits one revision below the copy: should its owner
+            // turn out to be alive and still list the client (a long partition), the next
+            // verify fetches it again instead of the tombstone refusing it.
+            let revision = match why {
+                Removal::OwnerDropped => copy.revision,
+                Removal::Expired => copy.revision.saturating_sub(1),
+            };
+            ledger.record(client, copy.owner, revision, false, now);
         }
     }
 
+    /// Removes copies whose owner has not confirmed them for their grace period: gRPC
+    /// clients after `expire_after_ms`, v1 heartbeat clients after their delete timeout.
     fn expire(&self) {
-        let grace = Duration::from_millis(self.config.expire_after_ms);
-        let expired = self.ledger.lock().expired(grace, Instant::now());
+        let now = Instant::now();
+        let expire_after = Duration::from_millis(self.config.expire_after_ms);
+        let floor = self.unconfirmed_after().min(expire_after);
+        let expired: Vec<ClientId> = {
+            let mut ledger = self.ledger.lock();
+            ledger.forget_tombstones(expire_after * 2, now);
+            let quiet = ledger.unrenewed(floor, now);
+            if quiet.is_empty() {
+                return;
+            }
+            self.applier.naming().read_data(|d| {
+                quiet
+                    .into_iter()
+                    .filter(|(client, silent)| *silent >= orphans::grace(d, client, floor, expire_after))
+                    .map(|(client, _)| client)
+                    .collect()
+            })
+        };
         if !expired.is_empty() {
             tracing::info!(clients = expired.len(), "distro copies expired: their owner stopped confirming them");
-            self.remove_copies(&expired);
+            self.remove_copies(&expired, Removal::Expired);
+        }
+    }
+
+    /// Removes from unconfirmed gRPC copies the instances a live client publishes too (their
+    /// client redid its registration through another member), locally on every member alike;
+    /// see `orphans.rs`. The ledger lock is held throughout: a sync of the same client from
+    /// its owner cannot interleave between reading the copy and writing it back.
+    fn supersede(&self) {
+        let now = Instant::now();
+        let window = self.unconfirmed_after();
+        let mut ledger = self.ledger.lock();
+        let stale: HashSet<ClientId> = ledger
+            .copies
+            .iter()
+            .filter(|(c, m)| !c.is_ip_port() && now.saturating_duration_since(m.renewed) >= window)
+            .map(|(c, _)| c.clone())
+            .collect();
+        let mut checked = self.checked.lock();
+        if stale.is_empty() {
+            // Nothing to look at (the usual case); forget what earlier passes scanned.
+            *checked = orphans::Checked::default();
+            return;
+        }
+        let plan = self.applier.naming().read_data(|d| orphans::superseded(d, &stale, &mut checked));
+        drop(checked);
+        for (client, publication) in plan {
+            let instances: usize = publication.iter().map(|(_, list)| list.len()).sum();
+            let cmd = NamingCommand::SyncClient { client: client.clone(), publication };
+            if let Err(e) = self.applier.apply(&Command::Naming(cmd)) {
+                tracing::warn!(%client, error = %e, "trimming a superseded copy failed");
+                continue;
+            }
+            ledger.step_back(&client);
+            tracing::info!(%client, kept = instances, "unconfirmed distro copy: instances republished by a live client removed from it");
         }
     }
 
@@ -557,6 +635,15 @@ impl Distro {
     fn self_arc(&self) -> Option<Arc<Self>> {
         self.weak.upgrade()
     }
+}
+
+/// Why a copy is removed locally.
+#[derive(Debug, Clone, Copy)]
+enum Removal {
+    /// Its owner's digest no longer lists it: the owner removed the client.
+    OwnerDropped,
+    /// Its owner stopped confirming it for its whole grace period.
+    Expired,
 }
 
 /// Which Distro RPC.

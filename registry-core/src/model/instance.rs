@@ -47,6 +47,12 @@ impl ClientId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether this is an HTTP (`ip:port#ephemeral`) client, whose liveness is its heartbeats,
+    /// rather than a gRPC connection (`<millis>_<ip>_<port>`), whose liveness is the connection.
+    pub fn is_ip_port(&self) -> bool {
+        self.0.ends_with("#true") || self.0.ends_with("#false")
+    }
 }
 
 impl From<&str> for ClientId {

@@ -6,6 +6,7 @@
 //! Unary calls and the bi-stream of one simulated client share ONE tonic `Channel`, i.e. one
 //! HTTP/2 connection: the server identifies a client by its TCP transport.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -28,7 +29,7 @@ use crate::harness::{Server, call, client, eventually, json, patience};
 // ---------------------------------------------------------------------------------------------
 
 /// `secs` seconds, stretched by `IT_PATIENCE`.
-fn wait(secs: u64) -> Duration {
+pub(crate) fn wait(secs: u64) -> Duration {
     Duration::from_secs(secs) * patience()
 }
 
@@ -39,13 +40,17 @@ async fn connect(server: &Server) -> Channel {
 
 /// One HTTP/2 connection, with endpoint settings adjusted by `tune`.
 async fn connect_with(server: &Server, tune: impl FnOnce(Endpoint) -> Endpoint) -> Channel {
-    let endpoint =
-        Endpoint::from_shared(format!("http://{}", server.grpc)).expect("endpoint uri").connect_timeout(wait(10));
+    connect_addr_with(server.grpc, tune).await
+}
+
+/// One HTTP/2 connection to a gRPC address, with endpoint settings adjusted by `tune`.
+pub(crate) async fn connect_addr_with(addr: SocketAddr, tune: impl FnOnce(Endpoint) -> Endpoint) -> Channel {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}")).expect("endpoint uri").connect_timeout(wait(10));
     timeout(wait(15), tune(endpoint).connect()).await.expect("connected in time").expect("grpc connect")
 }
 
 /// A payload: `metadata.type` = `kind`, JSON body in `Any.value` with an empty `type_url`.
-fn payload(kind: &str, body: &Value) -> Payload {
+pub(crate) fn payload(kind: &str, body: &Value) -> Payload {
     raw_payload(kind, serde_json::to_vec(body).expect("json"))
 }
 
@@ -71,7 +76,7 @@ fn decode(p: &Payload) -> (String, Value) {
 }
 
 /// A unary `/Request/request` call; the transport status on failure.
-async fn try_unary(channel: &Channel, request: Payload) -> Result<(String, Value), Status> {
+pub(crate) async fn try_unary(channel: &Channel, request: Payload) -> Result<(String, Value), Status> {
     let mut client = RequestClient::new(channel.clone());
     let response = timeout(wait(20), client.request(request)).await.expect("unary call answered in time")?;
     Ok(decode(response.get_ref()))
@@ -102,12 +107,12 @@ fn assert_error(kind: &str, body: &Value, code: i64) {
 }
 
 /// The setup a naming SDK sends, negotiating abilities.
-fn setup_body() -> Value {
+pub(crate) fn setup_body() -> Value {
     json!({ "clientVersion": "raw-test", "labels": { "source": "sdk", "module": "naming" }, "abilityTable": {} })
 }
 
 /// The simulated client's side of `/BiRequestStream/requestBiStream`.
-struct RawStream {
+pub(crate) struct RawStream {
     /// Client → server messages (kept open for the stream's life).
     tx: mpsc::Sender<Payload>,
     /// Server → client messages.
@@ -115,7 +120,7 @@ struct RawStream {
 }
 
 /// Opens the bi-stream on `channel` and sends `setup` as its first message.
-async fn open_stream(channel: &Channel, setup: Value) -> RawStream {
+pub(crate) async fn open_stream(channel: &Channel, setup: Value) -> RawStream {
     open_stream_with(channel, payload("ConnectionSetupRequest", &setup)).await
 }
 
@@ -197,16 +202,16 @@ fn instance_request(service: &str, kind: &str, ip: &str, metadata: Value) -> Val
     })
 }
 
-fn register(service: &str, ip: &str) -> Value {
+pub(crate) fn register(service: &str, ip: &str) -> Value {
     instance_request(service, "registerInstance", ip, json!({}))
 }
 
-fn deregister(service: &str, ip: &str) -> Value {
+pub(crate) fn deregister(service: &str, ip: &str) -> Value {
     instance_request(service, "deregisterInstance", ip, json!({}))
 }
 
 /// Registers and asserts the typed success response echoing the operation.
-async fn must_instance(channel: &Channel, body: Value) {
+pub(crate) async fn must_instance(channel: &Channel, body: Value) {
     let op = body["type"].clone();
     let (kind, resp) = unary(channel, "InstanceRequest", body).await;
     assert_eq!(kind, "InstanceResponse", "{resp}");
@@ -227,7 +232,7 @@ async fn query(channel: &Channel, service: &str) -> (String, Value) {
 }
 
 /// Sorted IPs the HTTP v1 view shows for `service` (default group).
-async fn http_ips(server: &Server, service: &str) -> Vec<String> {
+pub(crate) async fn http_ips(server: &Server, service: &str) -> Vec<String> {
     let (status, body) =
         call(client().get(server.url("/nacos/v1/ns/instance/list")).query(&[("serviceName", service)])).await;
     assert_eq!(status, 200, "{body}");
@@ -470,9 +475,7 @@ async fn register_replaces_per_connection_and_subscribers_get_acked_pushes_until
 
 #[tokio::test(flavor = "multi_thread")]
 async fn client_detection_keeps_answering_connections_and_drops_silent_ones() {
-    let server = Server::start_with_config(Some(
-        "[grpc]\nidle_detect_after_ms = 500\ndetect_interval_ms = 100\ndetect_timeout_ms = 500\n",
-    ));
+    let server = Server::start_with_config(Some("[grpc]\nidle_detect_after_ms = 500\ndetect_timeout_ms = 500\n"));
     let (alive, alive_stream) = registered(&server).await;
     let (silent, silent_stream) = registered(&server).await;
     must_instance(&alive, register("detect", "10.0.1.1")).await;

@@ -13,6 +13,7 @@ mod config_archive;
 mod config_http;
 mod config_sdk;
 mod distro;
+mod distro_redo;
 mod durability;
 mod grpc_raw;
 mod grpc_sdk;

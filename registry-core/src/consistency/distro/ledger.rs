@@ -41,7 +41,7 @@ pub(crate) enum Verdict {
 }
 
 /// The ledger of one member.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Ledger {
     /// Clients this member owns, by revision.
     pub(crate) owned: FastMap<ClientId, u64>,
@@ -51,6 +51,23 @@ pub(crate) struct Ledger {
     pub(crate) tombstones: FastMap<ClientId, Tombstone>,
     /// Last revision handed out by this member.
     clock: u64,
+    /// When this run of the member started, on the revision clock: every revision it hands out
+    /// is at least this, every revision of its previous runs is below it. Sent in digests so
+    /// that peers can tell "the owner removed this client" (drop the copy) from "the owner
+    /// restarted and forgot it" (keep the copy until its client redoes elsewhere or it expires).
+    since: u64,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self {
+            owned: FastMap::default(),
+            copies: FastMap::default(),
+            tombstones: FastMap::default(),
+            clock: 0,
+            since: now_micros(),
+        }
+    }
 }
 
 /// Microseconds since the epoch.
@@ -118,12 +135,18 @@ impl Ledger {
     pub(crate) fn digest(&self, me: NodeId) -> Digest {
         let mut clients: Vec<(ClientId, u64)> = self.owned.iter().map(|(c, r)| (c.clone(), *r)).collect();
         clients.sort();
-        Digest { owner: me, as_of: self.clock, clients }
+        Digest { owner: me, as_of: self.clock, since: self.since, clients }
     }
 
     /// Compares an owner's digest with the copies held: renews matching copies, returns the
     /// clients to ask for (missing or stale here) and the copies the owner no longer has (to
     /// drop: not newer than the digest, so not created after it was taken).
+    ///
+    /// Copies from an earlier run of the owner (revision below the digest's `since`) are not
+    /// dropped even though the digest does not list them: the owner restarted and lost its
+    /// connections, and their clients are about to redo their registrations elsewhere (a
+    /// Python client after up to 30 s). They stay, unrenewed, until a live registration
+    /// supersedes them or they expire, exactly as if the owner had stayed down.
     pub(crate) fn compare(&mut self, digest: &Digest, now: Instant) -> (Vec<ClientId>, Vec<ClientId>) {
         let mut want = Vec::new();
         let listed: std::collections::HashSet<&ClientId> = digest.clients.iter().map(|(c, _)| c).collect();
@@ -136,17 +159,40 @@ impl Ledger {
         let gone: Vec<ClientId> = self
             .copies
             .iter()
-            .filter(|(c, m)| m.owner == digest.owner && m.revision <= digest.as_of && !listed.contains(c))
+            .filter(|(c, m)| {
+                m.owner == digest.owner
+                    && m.revision >= digest.since
+                    && m.revision <= digest.as_of
+                    && !listed.contains(c)
+            })
             .map(|(c, _)| c.clone())
             .collect();
         (want, gone)
     }
 
-    /// Copies not renewed within `grace` (their owner is gone or cut off): to remove locally.
-    /// Also forgets tombstones older than twice that.
-    pub(crate) fn expired(&mut self, grace: Duration, now: Instant) -> Vec<ClientId> {
-        self.tombstones.retain(|_, t| now.duration_since(t.at) < grace * 2);
-        self.copies.iter().filter(|(_, m)| now.duration_since(m.renewed) >= grace).map(|(c, _)| c.clone()).collect()
+    /// Copies their owner has not confirmed for at least `silent` (it is gone or cut off),
+    /// with how long each has gone unconfirmed.
+    pub(crate) fn unrenewed(&self, silent: Duration, now: Instant) -> Vec<(ClientId, Duration)> {
+        self.copies
+            .iter()
+            .map(|(c, m)| (c, now.saturating_duration_since(m.renewed)))
+            .filter(|(_, quiet)| *quiet >= silent)
+            .map(|(c, quiet)| (c.clone(), quiet))
+            .collect()
+    }
+
+    /// Forgets tombstones older than `age`.
+    pub(crate) fn forget_tombstones(&mut self, age: Duration, now: Instant) {
+        self.tombstones.retain(|_, t| now.saturating_duration_since(t.at) < age);
+    }
+
+    /// Marks a copy as one revision behind its owner after this member changed it locally
+    /// (removed superseded instances): should the owner turn out to be alive and still
+    /// list the client at its revision, the next verify asks for it again in full.
+    pub(crate) fn step_back(&mut self, client: &ClientId) {
+        if let Some(copy) = self.copies.get_mut(client) {
+            copy.revision = copy.revision.saturating_sub(1);
+        }
     }
 }
 
@@ -205,8 +251,12 @@ mod tests {
             l.record(&client(name), 3, rev, true, now);
         }
         l.record(&client("other-owner"), 4, 1, true, now);
-        let digest =
-            Digest { owner: 3, as_of: 50, clients: vec![(client("a"), 10), (client("b"), 20), (client("new"), 30)] };
+        let digest = Digest {
+            owner: 3,
+            as_of: 50,
+            since: 0,
+            clients: vec![(client("a"), 10), (client("b"), 20), (client("new"), 30)],
+        };
         let (mut want, mut gone) = l.compare(&digest, now);
         want.sort();
         gone.sort();
@@ -216,11 +266,49 @@ mod tests {
     }
 
     #[test]
-    fn unrenewed_copies_expire_after_the_grace_period() {
+    fn a_restarted_owner_does_not_drop_the_copies_of_its_earlier_run() {
+        let (mut l, now) = (Ledger::default(), Instant::now());
+        // Revisions 10 and 20 from the owner's earlier run, 120 from its current one.
+        for (name, rev) in [("before-restart", 10), ("also-before", 20), ("removed-since", 120)] {
+            l.record(&client(name), 3, rev, true, now);
+        }
+        let later = now + Duration::from_secs(4);
+        let digest = Digest { owner: 3, as_of: 150, since: 100, clients: vec![(client("also-before"), 20)] };
+        let (want, gone) = l.compare(&digest, later);
+        assert!(want.is_empty());
+        assert_eq!(gone, vec![client("removed-since")], "only what the current run removed is dropped");
+        assert!(l.copies.contains_key(&client("before-restart")), "kept until superseded or expired");
+        assert_eq!(l.copies[&client("before-restart")].renewed, now, "kept, but not renewed");
+        assert_eq!(l.copies[&client("also-before")].renewed, later, "listed: renewed");
+    }
+
+    #[test]
+    fn unrenewed_copies_are_reported_with_their_silence() {
         let (mut l, now) = (Ledger::default(), Instant::now());
         l.record(&client("old"), 2, 1, true, now);
         l.record(&client("renewed"), 2, 1, true, now + Duration::from_secs(20));
-        let expired = l.expired(Duration::from_secs(30), now + Duration::from_secs(31));
-        assert_eq!(expired, vec![client("old")]);
+        let quiet = l.unrenewed(Duration::from_secs(30), now + Duration::from_secs(31));
+        assert_eq!(quiet, vec![(client("old"), Duration::from_secs(31))]);
+        assert_eq!(l.unrenewed(Duration::from_secs(5), now + Duration::from_secs(31)).len(), 2);
+    }
+
+    #[test]
+    fn a_copy_stepped_back_is_asked_for_again_when_its_owner_lists_it() {
+        let (mut l, now) = (Ledger::default(), Instant::now());
+        let c = client("conn-1");
+        l.record(&c, 2, 10, true, now);
+        l.step_back(&c);
+        assert_eq!(l.copies[&c].revision, 9);
+        let digest = Digest { owner: 2, as_of: 10, since: 0, clients: vec![(c.clone(), 10)] };
+        assert_eq!(l.compare(&digest, now).0, vec![c]);
+    }
+
+    #[test]
+    fn old_tombstones_are_forgotten() {
+        let (mut l, now) = (Ledger::default(), Instant::now());
+        l.record(&client("a"), 2, 5, false, now);
+        l.record(&client("b"), 2, 5, false, now + Duration::from_secs(50));
+        l.forget_tombstones(Duration::from_secs(60), now + Duration::from_secs(61));
+        assert_eq!(l.tombstones.keys().cloned().collect::<Vec<_>>(), vec![client("b")]);
     }
 }

@@ -35,6 +35,11 @@ pub struct Digest {
     /// The owner's clock when the digest was taken: a receiver's copy that is absent from the
     /// digest is dropped only if it is not newer than this.
     pub as_of: u64,
+    /// When the owner's current run started, on its revision clock: a copy absent from the
+    /// digest is dropped only if it is not older than this (see `Ledger::compare`). Absent
+    /// (0) from members that predate it, which makes every absent copy droppable, as before.
+    #[serde(default)]
+    pub since: u64,
     /// Every client the owner owns, with its revision.
     pub clients: Vec<(ClientId, u64)>,
 }
