@@ -22,6 +22,7 @@
 
 pub mod api;
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod configs;
 pub mod consistency;
