@@ -1,6 +1,7 @@
 //! Compiles the `.proto` files with `protox` (a protobuf compiler written in Rust), so builds
 //! need no `protoc` on the machine.
 
+#[cfg(feature = "grpc")]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = ["nacos_grpc_service.proto", "cluster.proto"];
     for f in files {
@@ -14,3 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_fds(descriptors)?;
     Ok(())
 }
+
+/// Without the `grpc` feature there is nothing to compile (only `contract`).
+#[cfg(not(feature = "grpc"))]
+fn main() {}

@@ -396,7 +396,7 @@ fn default_storage_size() -> String {
 }
 
 fn default_http_port() -> i32 {
-    8848
+    i32::from(registry_proto::contract::ports::DEFAULT_HTTP)
 }
 
 fn default_token_key() -> String {

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::grpc::{self, GrpcState, connection::Connections};
 use crate::api::{ApiState, Services, http};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::configs::{self, ConfigService};
 use crate::consistency::distro::{Distro, DistroService};
@@ -38,6 +39,9 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// The configuration was refused (checked again at start).
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The Raft store failed.
     #[error(transparent)]
     Raft(#[from] RaftError),
@@ -80,14 +84,8 @@ impl App {
         let data_dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| AppError::DataDir { path: data_dir.clone(), source })?;
 
-        let store = Arc::new(NamingStore::new());
-        let applier = Arc::new(Applier::new(Arc::clone(&store)));
-        let raft = RaftNode::start(config.raft_config(), &data_dir, Arc::clone(&applier)).await?;
-        let shutdown = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        // Members must answer each other before any of them can elect a leader: the cluster
-        // port serves from here on, and only a standalone node waits for its store at startup
-        // (members report readiness through the readiness endpoint instead).
+        // Listeners first: with ephemeral ports (0) a member learns its own ports only by
+        // binding, and the member table and Raft membership must carry the real ones.
         let cluster_listener =
             bind_tcp("cluster", SocketAddr::new(config.server.bind, config.server.cluster_port())).await?;
         let cluster_addr = cluster_listener.local_addr().map_err(|source| AppError::Bind {
@@ -95,6 +93,27 @@ impl App {
             addr: SocketAddr::new(config.server.bind, config.server.cluster_port()),
             source,
         })?;
+        let http_addr = SocketAddr::new(config.server.bind, config.server.http_port);
+        let http_listener = bind_tcp("http", http_addr).await?;
+        let http_addr =
+            http_listener.local_addr().map_err(|source| AppError::Bind { what: "http", addr: http_addr, source })?;
+        // With an ephemeral HTTP port the gRPC port is ephemeral too (its own port 0).
+        let grpc_listener = bind_tcp("grpc", SocketAddr::new(config.server.bind, config.server.grpc_port())).await?;
+        let cluster_config =
+            config.cluster_config().map_err(|e| AppError::Config(e.to_string()))?.bound(http_addr, cluster_addr);
+        let cluster = Cluster::new(cluster_config);
+        // A peer counts as healthy (v1 hash, member list) if it answered within three Distro
+        // verify rounds: every member calls every other at least that often.
+        cluster.set_health_window(Duration::from_millis(config.distro.verify_interval_ms.saturating_mul(3)));
+
+        let store = Arc::new(NamingStore::new());
+        let applier = Arc::new(Applier::new(Arc::clone(&store)));
+        let raft = RaftNode::start(config.raft_config(cluster), &data_dir, Arc::clone(&applier)).await?;
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        // Members must answer each other before any of them can elect a leader: the cluster
+        // port serves from here on, and only a standalone node waits for its store at startup
+        // (members report readiness through the readiness endpoint instead).
         let distro = Distro::new(Arc::clone(&applier), raft.clone(), config.distro.clone(), shutdown.child_token());
         tasks.spawn(serve_cluster(
             cluster_listener,
@@ -125,13 +144,6 @@ impl App {
             config.push.clone(),
             shutdown.child_token(),
         );
-
-        let http_addr = SocketAddr::new(config.server.bind, config.server.http_port);
-        let http_listener = bind_tcp("http", http_addr).await?;
-        let http_addr =
-            http_listener.local_addr().map_err(|source| AppError::Bind { what: "http", addr: http_addr, source })?;
-        // With an ephemeral HTTP port the gRPC port is ephemeral too (its own port 0).
-        let grpc_listener = bind_tcp("grpc", SocketAddr::new(config.server.bind, config.server.grpc_port())).await?;
 
         // The SDK channel serves ephemeral data, which must not depend on a Raft quorum: ready
         // once the own store is replayed and the Distro snapshot loaded, leader or not.

@@ -6,21 +6,16 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
+use registry_proto::contract::ports;
 use serde::Deserialize;
 
 use crate::api::grpc::GrpcConfig;
 use crate::api::http::HttpConfig;
+use crate::cluster::{ClusterConfig, MemberAddr};
 use crate::configs::ConfigCenterConfig;
 use crate::consistency::RaftConfig;
 use crate::naming::NamingConfig;
 use crate::push::PushConfig;
-
-/// Default HTTP port (Nacos' 8848).
-pub const DEFAULT_HTTP_PORT: u16 = 8848;
-/// gRPC (SDK) port = HTTP port + this.
-pub const GRPC_PORT_OFFSET: u16 = 1000;
-/// Cluster (member-to-member) port = HTTP port + this.
-pub const CLUSTER_PORT_OFFSET: u16 = 1001;
 
 /// Command line of the `registry` binary. Every flag has a `NACOS_*` environment equivalent.
 #[derive(Debug, Clone, Default, Parser)]
@@ -57,8 +52,9 @@ pub struct Cli {
     /// empty stores. Members beyond it join through the admin API (the operator adds them).
     #[arg(long, env = "NACOS_BOOTSTRAP_EXPECT")]
     pub bootstrap_expect: Option<u64>,
-    /// Initial cluster members: their HTTP addresses in node-id order (`host:port,...`); the
-    /// cluster port of each is its HTTP port + 1001. Absent: standalone.
+    /// Initial cluster members in node-id order: `host:port` (HTTP; its cluster port is HTTP +
+    /// 1001) or `host:httpPort:clusterPort` (both named), comma-separated. This member's own
+    /// entry may give port 0: it then announces the ports it bound. Absent: standalone.
     #[arg(long, env = "NACOS_MEMBERS", value_delimiter = ',')]
     pub members: Option<Vec<String>>,
     /// TOML configuration file.
@@ -113,7 +109,7 @@ pub struct ServerConfig {
     pub node_id: Option<u64>,
     /// This machine's host name (`None`: the kernel's).
     pub hostname: Option<String>,
-    /// Initial members' HTTP addresses in node-id order (empty: standalone).
+    /// Initial members in node-id order, `host:http` or `host:http:cluster` (empty: standalone).
     pub members: Vec<String>,
     /// Headless Service name whose per-pod records address the members (see [`Cli::peer_dns`]).
     pub peer_dns: Option<String>,
@@ -127,7 +123,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            http_port: DEFAULT_HTTP_PORT,
+            http_port: ports::DEFAULT_HTTP,
             grpc_port: None,
             cluster_port: None,
             data_dir: PathBuf::from("data"),
@@ -154,12 +150,12 @@ impl ServerConfig {
 
     /// The gRPC port in force (HTTP + 1000 unless set; 0 stays 0).
     pub fn grpc_port(&self) -> u16 {
-        self.grpc_port.unwrap_or_else(|| offset(self.http_port, GRPC_PORT_OFFSET))
+        self.grpc_port.unwrap_or_else(|| ports::grpc(self.http_port).unwrap_or(u16::MAX))
     }
 
     /// The cluster port in force (HTTP + 1001 unless set; 0 stays 0).
     pub fn cluster_port(&self) -> u16 {
-        self.cluster_port.unwrap_or_else(|| offset(self.http_port, CLUSTER_PORT_OFFSET))
+        self.cluster_port.unwrap_or_else(|| ports::cluster(self.http_port).unwrap_or(u16::MAX))
     }
 }
 
@@ -171,10 +167,6 @@ fn statefulset_ordinal(hostname: &str) -> Option<(&str, u64)> {
         return None;
     }
     Some((set, ordinal.parse().ok()?))
-}
-
-fn offset(port: u16, by: u16) -> u16 {
-    if port == 0 { 0 } else { port.saturating_add(by) }
 }
 
 /// The `[raft]` section.
@@ -334,7 +326,7 @@ impl Config {
         if self.raft.bootstrap_expect == 0 {
             return invalid("raft.bootstrap_expect must be at least 1");
         }
-        self.member_cluster_addrs()?;
+        self.cluster_config()?.check().map_err(ConfigError::Invalid)?;
         if self.naming.beat_check_interval_ms == 0 || self.naming.empty_service_clean_interval_ms == 0 {
             return invalid("naming check intervals must be positive");
         }
@@ -367,58 +359,59 @@ impl Config {
         Ok(())
     }
 
-    /// Cluster addresses of the initial members by node id: from `--members`, `host:(http port +
-    /// 1001)`; from peer DNS, members 1..=bootstrap_expect at their per-pod names on this
-    /// member's cluster port; empty standalone.
-    pub fn member_cluster_addrs(&self) -> Result<std::collections::BTreeMap<u64, String>, ConfigError> {
-        if self.server.peer_dns.is_some() {
-            return (1..=self.raft.bootstrap_expect).map(|id| Ok((id, self.peer_dns_addr(id)?))).collect();
-        }
-        self.server
-            .members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                let (host, port) = m
-                    .rsplit_once(':')
-                    .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-                    .filter(|(h, _)| !h.is_empty())
-                    .ok_or_else(|| ConfigError::Invalid(format!("member '{m}' is not host:port")))?;
-                let cluster = port
-                    .checked_add(CLUSTER_PORT_OFFSET)
-                    .ok_or_else(|| ConfigError::Invalid(format!("member '{m}': port + 1001 overflows")))?;
-                Ok((i as u64 + 1, format!("{host}:{cluster}")))
-            })
-            .collect()
+    /// The member table as configured, with this member's own addresses (ports possibly 0
+    /// until bound, see [`ClusterConfig::bound`]). Members from `--members` (by position), or
+    /// under peer DNS members 1..=bootstrap_expect at their per-pod names on this member's
+    /// ports; empty standalone. Own addresses: its entry, else its per-pod name, else the bind
+    /// address.
+    pub fn cluster_config(&self) -> Result<ClusterConfig, ConfigError> {
+        let me = self.server.node_id();
+        let members = if self.server.peer_dns.is_some() {
+            (1..=self.raft.bootstrap_expect).map(|id| Ok((id, self.peer_dns_addr(id)?))).collect::<Result<_, _>>()?
+        } else {
+            self.server
+                .members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| Ok((i as u64 + 1, MemberAddr::parse(m).map_err(ConfigError::Invalid)?)))
+                .collect::<Result<std::collections::BTreeMap<_, _>, _>>()?
+        };
+        let own = match members.get(&me) {
+            Some(own) => own.clone(),
+            None if self.server.peer_dns.is_some() => self.peer_dns_addr(me)?,
+            None => MemberAddr {
+                cluster: format!("{}:{}", self.server.bind, self.server.cluster_port()),
+                http: format!("{}:{}", self.server.bind, self.server.http_port),
+            },
+        };
+        Ok(ClusterConfig { me, own, members })
     }
 
-    /// Member `id`'s cluster address under peer DNS: `<set>-<id-1>.<peer dns>:<cluster port>`,
-    /// the StatefulSet name taken from this member's host name. A DNS name, never a pod IP: it
-    /// survives rescheduling, and connections resolve it afresh whenever they (re)connect.
-    fn peer_dns_addr(&self, id: u64) -> Result<String, ConfigError> {
+    /// Member `id`'s addresses under peer DNS: `<set>-<id-1>.<peer dns>` on this member's
+    /// cluster and HTTP ports (a StatefulSet's pods share them), the StatefulSet name taken from
+    /// this member's host name. A DNS name, never a pod IP: it survives rescheduling, and
+    /// connections resolve it afresh whenever they (re)connect.
+    fn peer_dns_addr(&self, id: u64) -> Result<MemberAddr, ConfigError> {
         let domain = self.server.peer_dns.as_deref().unwrap_or_default();
         let hostname = self.hostname()?;
         let (set, _) = statefulset_ordinal(&hostname).ok_or_else(|| {
             ConfigError::Invalid(format!("--peer-dns needs a StatefulSet host name (<name>-<n>), not '{hostname}'"))
         })?;
         let ordinal = id.checked_sub(1).ok_or_else(|| ConfigError::Invalid("node id 0".into()))?;
-        Ok(format!("{set}-{ordinal}.{domain}:{}", self.server.cluster_port()))
+        let host = format!("{set}-{ordinal}.{domain}");
+        Ok(MemberAddr {
+            cluster: format!("{host}:{}", self.server.cluster_port()),
+            http: format!("{host}:{}", self.server.http_port),
+        })
     }
 
-    /// The Raft settings for this node.
-    pub fn raft_config(&self) -> RaftConfig {
-        let members = self.member_cluster_addrs().unwrap_or_default();
-        let advertise_addr = members
-            .get(&self.server.node_id())
-            .cloned()
-            .or_else(|| self.server.peer_dns.as_ref().and_then(|_| self.peer_dns_addr(self.server.node_id()).ok()))
-            .unwrap_or_else(|| format!("{}:{}", self.server.bind, self.server.cluster_port()));
+    /// The Raft settings for this node, over `cluster` (built from [`Self::cluster_config`]).
+    pub fn raft_config(&self, cluster: std::sync::Arc<crate::cluster::Cluster>) -> RaftConfig {
         RaftConfig {
             node_id: self.server.node_id(),
-            advertise_addr,
+            cluster,
             snapshot_after_logs: self.raft.snapshot_after_logs,
             keep_logs_after_snapshot: self.raft.keep_logs_after_snapshot,
-            members,
             standalone: !self.server.clustered(),
             leader_lease: std::time::Duration::from_millis(self.raft.leader_lease_ms),
             write_timeout: std::time::Duration::from_millis(self.raft.write_timeout_ms),
@@ -446,10 +439,26 @@ mod tests {
             ..Cli::default()
         };
         let c = Config::load(&cli).unwrap();
-        let r = c.raft_config();
+        let r = c.cluster_config().unwrap();
         assert_eq!(r.members.len(), 3);
-        assert_eq!(r.members[&3], "127.0.0.1:39849");
-        assert_eq!(r.advertise_addr, "127.0.0.1:29849");
+        assert_eq!(r.members[&3].cluster, "127.0.0.1:39849");
+        assert_eq!(r.members[&3].http, "127.0.0.1:38848");
+        assert_eq!(r.own.cluster, "127.0.0.1:29849");
+        // Named ports, mixed with derived ones; this member's own entry on ephemeral ports.
+        let named = Cli {
+            node_id: Some(2),
+            members: Some(vec!["127.0.0.1:18848:40001".into(), "127.0.0.1:0:0".into(), "h:38848".into()]),
+            ..Cli::default()
+        };
+        let r = Config::load(&named).unwrap().cluster_config().unwrap();
+        assert_eq!(
+            (r.members[&1].http.as_str(), r.members[&1].cluster.as_str()),
+            ("127.0.0.1:18848", "127.0.0.1:40001")
+        );
+        assert_eq!((r.own.http.as_str(), r.own.cluster.as_str()), ("127.0.0.1:0", "127.0.0.1:0"));
+        assert_eq!(r.members[&3].cluster, "h:39849");
+        // Port 0 is for this member's own entry only.
+        assert!(Config::load(&Cli { node_id: Some(1), ..named.clone() }).is_err());
         let bad = Cli { node_id: Some(4), ..cli.clone() };
         assert!(Config::load(&bad).is_err());
         let garbage = Cli { members: Some(vec!["nohost".into()]), node_id: Some(1), ..Cli::default() };
@@ -492,23 +501,25 @@ mod tests {
             bootstrap_expect: Some(3),
             ..Cli::default()
         };
-        let r = Config::load(&cli).unwrap().raft_config();
-        assert_eq!(r.node_id, 3);
-        assert!(!r.standalone);
+        let c = Config::load(&cli).unwrap();
+        assert!(c.server.clustered());
+        let r = c.cluster_config().unwrap();
+        assert_eq!(r.me, 3);
         assert_eq!(
-            r.members.into_iter().collect::<Vec<_>>(),
+            r.members.into_iter().map(|(id, a)| (id, a.cluster)).collect::<Vec<_>>(),
             vec![
                 (1, "nacos-0.nacos-headless.ns.svc.cluster.local:9849".to_owned()),
                 (2, "nacos-1.nacos-headless.ns.svc.cluster.local:9849".to_owned()),
                 (3, "nacos-2.nacos-headless.ns.svc.cluster.local:9849".to_owned()),
             ]
         );
-        assert_eq!(r.advertise_addr, "nacos-2.nacos-headless.ns.svc.cluster.local:9849");
+        assert_eq!(r.own.cluster, "nacos-2.nacos-headless.ns.svc.cluster.local:9849");
+        assert_eq!(r.own.http, "nacos-2.nacos-headless.ns.svc.cluster.local:8848");
         // Beyond the bootstrap set: not an initial member, still addressed by its name.
         let later = Cli { hostname: Some("nacos-4".into()), ..cli.clone() };
-        let r = Config::load(&later).unwrap().raft_config();
-        assert_eq!((r.node_id, r.members.len()), (5, 3));
-        assert_eq!(r.advertise_addr, "nacos-4.nacos-headless.ns.svc.cluster.local:9849");
+        let r = Config::load(&later).unwrap().cluster_config().unwrap();
+        assert_eq!((r.me, r.members.len()), (5, 3));
+        assert_eq!(r.own.cluster, "nacos-4.nacos-headless.ns.svc.cluster.local:9849");
         // Two membership sources, or an empty bootstrap set, are refused.
         let both = Cli { members: Some(vec!["a:1".into()]), node_id: Some(1), ..cli.clone() };
         assert!(Config::load(&both).is_err());

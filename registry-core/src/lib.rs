@@ -14,6 +14,8 @@
 //!                distro/ replicates it to the other members (cluster port)   │
 //!                apply.rs: THE single writer ──► state/ ──────────────────────┘
 //!    │
+//!  cluster.rs  member table (cluster + HTTP addresses), one peer transport, peer health:
+//!              used by Raft, Distro and the HTTP forwarding
 //!  storage/    redb tables (imported only by consistency/)
 //!  model/      plain data, imported by everyone
 //! ```
@@ -22,6 +24,7 @@
 
 pub mod api;
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod configs;
 pub mod consistency;

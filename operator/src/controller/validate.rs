@@ -14,6 +14,7 @@ use std::fmt;
 use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
+use registry_proto::contract::ports as port_layout;
 use snafu::{OptionExt, ResultExt, Snafu, ensure};
 
 use self::syntax::{is_dns1035_label, is_dns1123_subdomain, is_image, is_secret_key};
@@ -366,8 +367,12 @@ pub fn validate(cluster: &NacosCluster, env: &OperatorEnvironment) -> Result<Val
     let storage = Storage { size: storage, storage_class_name: spec.storage.storage_class_name.clone() };
 
     let http = spec.ports.http;
-    ensure!((1..=64534).contains(&http), InvalidHttpPortSnafu { port: http });
-    let ports = Ports { http, grpc: http + 1000, cluster: http + 1001 };
+    ensure!((1..=i32::from(port_layout::MAX_HTTP)).contains(&http), InvalidHttpPortSnafu { port: http });
+    let ports = Ports {
+        http,
+        grpc: http + i32::from(port_layout::GRPC_OFFSET),
+        cluster: http + i32::from(port_layout::CLUSTER_OFFSET),
+    };
 
     let log_level = spec.log_level.clone();
     ensure!(

@@ -41,11 +41,10 @@ use registry_proto::cluster::DistroMessage;
 use registry_proto::cluster::distro_client::DistroClient;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use super::apply::Applier;
 use super::command::{Command, NamingCommand};
-use super::raft::network::{MAX_CLUSTER_MESSAGE, channel_to};
+use super::raft::network::MAX_CLUSTER_MESSAGE;
 use super::raft::{NodeId, RaftNode};
 use crate::model::{ClientId, ServiceKey};
 use ledger::{Ledger, Verdict};
@@ -106,15 +105,12 @@ pub struct Distro {
     config: DistroConfig,
     ledger: Mutex<Ledger>,
     outboxes: Mutex<HashMap<NodeId, Arc<Outbox>>>,
-    channels: Mutex<HashMap<NodeId, (String, Channel)>>,
     /// Whether the startup snapshot was loaded (or there was nobody to load it from).
     loaded: AtomicBool,
     /// A standalone node replicates nothing: its writes skip all bookkeeping.
     standalone: AtomicBool,
     /// Since when some peer's view has differed from ours (verify found differences).
     disagree_since: Mutex<Option<Instant>>,
-    /// When each peer last answered a Distro RPC: the healthy members of the v1 hash.
-    answered: Mutex<HashMap<NodeId, Instant>>,
     /// What the last pass over unconfirmed copies looked at (see [`Self::supersede`]).
     checked: Mutex<orphans::Checked>,
     shutdown: CancellationToken,
@@ -150,11 +146,9 @@ impl Distro {
             config,
             ledger: Mutex::new(Ledger::default()),
             outboxes: Mutex::new(HashMap::new()),
-            channels: Mutex::new(HashMap::new()),
             loaded: AtomicBool::new(false),
             standalone: AtomicBool::new(false),
             disagree_since: Mutex::new(None),
-            answered: Mutex::new(HashMap::new()),
             checked: Mutex::new(orphans::Checked::default()),
             shutdown,
         })
@@ -203,22 +197,20 @@ impl Distro {
 
     /// The member responsible for a v1 client tag (`ip:port`) when that is another member,
     /// with its cluster address: Nacos' `abs(hash(tag) % i32::MAX) % n` over the healthy members
-    /// (this one and the peers that answered within three verify intervals) sorted by id. `None`
-    /// when it is this member, or standalone.
+    /// (this one and the peers that answered a member call within three verify intervals, see
+    /// `cluster.rs`) sorted by id. `None` when it is this member, or standalone.
     pub fn responsible_peer(&self, tag: &str) -> Option<(NodeId, String)> {
         if self.standalone.load(Ordering::Acquire) {
             return None;
         }
-        let window = self.unconfirmed_after();
-        let mut members: Vec<(NodeId, Option<String>)> = {
-            let answered = self.answered.lock();
-            self.raft
-                .peers()
-                .into_iter()
-                .filter(|(id, _)| answered.get(id).is_some_and(|at| at.elapsed() < window))
-                .map(|(id, addr)| (id, Some(addr)))
-                .collect()
-        };
+        let cluster = self.raft.cluster();
+        let mut members: Vec<(NodeId, Option<String>)> = self
+            .raft
+            .peers()
+            .into_iter()
+            .filter(|(id, _)| cluster.healthy(*id))
+            .map(|(id, addr)| (id, Some(addr)))
+            .collect();
         members.push((self.me, None));
         members.sort_by_key(|(id, _)| *id);
         let index = (java_string_hash(tag) % i32::MAX).unsigned_abs() as usize % members.len();
@@ -595,28 +587,9 @@ impl Distro {
         out
     }
 
-    fn channel(&self, peer: NodeId) -> Result<Channel, String> {
-        let addr = self
-            .raft
-            .peers()
-            .into_iter()
-            .find(|(id, _)| *id == peer)
-            .map(|(_, a)| a)
-            .ok_or_else(|| format!("node {peer} is not a member"))?;
-        let mut channels = self.channels.lock();
-        if let Some((a, c)) = channels.get(&peer)
-            && *a == addr
-        {
-            return Ok(c.clone());
-        }
-        let c = channel_to(&addr).map_err(|e| e.to_string())?;
-        channels.insert(peer, (addr, c.clone()));
-        Ok(c)
-    }
-
     async fn call<T: serde::Serialize>(&self, peer: NodeId, rpc: Rpc, body: &T) -> Result<Vec<u8>, String> {
         let json = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-        let mut client = DistroClient::new(self.channel(peer)?)
+        let mut client = DistroClient::new(self.raft.cluster().channel_of(peer)?)
             .max_decoding_message_size(MAX_CLUSTER_MESSAGE)
             .max_encoding_message_size(MAX_CLUSTER_MESSAGE);
         let mut request = self.raft.stamped(DistroMessage { json });
@@ -627,8 +600,12 @@ impl Distro {
             Rpc::Snapshot => client.snapshot(request).await,
             Rpc::Inspect => client.inspect(request).await,
         };
-        let json = reply.map(|r| r.into_inner().json).map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
-        self.answered.lock().insert(peer, Instant::now());
+        let cluster = self.raft.cluster();
+        let json = reply.map(|r| r.into_inner().json).map_err(|s| {
+            cluster.failed(peer);
+            format!("{:?}: {}", s.code(), s.message())
+        })?;
+        cluster.answered(peer);
         Ok(json)
     }
 

@@ -44,6 +44,7 @@ use openraft::{RaftMetrics, SnapshotPolicy};
 
 use super::apply::Applier;
 use super::command::{Command, CommandResult};
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::storage::{Db, StorageError};
 pub use batch::CommandBatch;
 pub use batch::ProposeError;
@@ -91,17 +92,16 @@ const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct RaftConfig {
     /// This node's Raft id; must stay the same across restarts of the same data directory.
+    /// The same as `cluster.me()`.
     pub node_id: u64,
-    /// Address other nodes use to reach this one (the cluster port).
-    pub advertise_addr: String,
+    /// The member table (this node's own addresses and the initial members) and the peer
+    /// transport, shared with Distro.
+    pub cluster: Arc<Cluster>,
     /// Build a snapshot after this many applied logs since the last one (0: never automatically).
     /// A log entry carries every write batched with it (up to 256 commands, see `batch.rs`).
     pub snapshot_after_logs: u64,
     /// Logs kept after a snapshot, so slightly lagging followers can catch up without one.
     pub keep_logs_after_snapshot: u64,
-    /// The initial members by node id → cluster address, this node included; empty for a
-    /// standalone node. Only the lowest id bootstraps the cluster, once, on empty storage.
-    pub members: BTreeMap<NodeId, String>,
     /// A standalone node is its cluster's only voter forever; a member (static list or peer
     /// DNS) may share its log with others, even when it bootstraps alone.
     pub standalone: bool,
@@ -117,10 +117,9 @@ impl Default for RaftConfig {
     fn default() -> Self {
         Self {
             node_id: 1,
-            advertise_addr: "127.0.0.1:9849".to_owned(),
+            cluster: Cluster::new(ClusterConfig::standalone(1)),
             snapshot_after_logs: 10_000,
             keep_logs_after_snapshot: 1_000,
-            members: BTreeMap::new(),
             standalone: true,
             leader_lease: Duration::from_millis(DEFAULT_LEADER_LEASE_MS),
             write_timeout: Duration::from_millis(DEFAULT_WRITE_TIMEOUT_MS),
@@ -202,9 +201,11 @@ pub enum RaftError {
     ReadIndex(String),
 }
 
-/// After a restart, keeps telling the leader this member's address until the membership has it
-/// (a pod that comes back with a new IP rejoins as itself). Bounded: gives up after ten minutes.
-fn spawn_rejoin(raft: openraft::Raft<TypeConfig>, identity: Arc<Identity>, me: NodeId, address: String) {
+/// After a restart, keeps telling the leader this member's addresses until the membership has
+/// them (a pod that comes back with a new IP rejoins as itself; a membership written before HTTP
+/// addresses were recorded learns this member's). Bounded: gives up after ten minutes.
+fn spawn_rejoin(raft: openraft::Raft<TypeConfig>, identity: Arc<Identity>, cluster: Arc<Cluster>) {
+    let (me, address, http_address) = (cluster.me(), cluster.own().cluster.clone(), cluster.own().http.clone());
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
         while tokio::time::Instant::now() < deadline {
@@ -214,19 +215,26 @@ fn spawn_rejoin(raft: openraft::Raft<TypeConfig>, identity: Arc<Identity>, me: N
                 return;
             }
             let membership = m.membership_config.membership();
-            let mine = membership.nodes().find(|(n, _)| **n == me).map(|(_, n)| n.addr.clone());
-            if mine.as_deref() == Some(address.as_str()) {
+            let mine = membership.nodes().find(|(n, _)| **n == me).map(|(_, n)| (n.addr.clone(), n.http.clone()));
+            if mine.is_some_and(|(a, h)| a == address && h == http_address) {
                 return;
             }
             // The leader cannot reach us at our old address, so we may not know who leads: ask
             // everyone; only the leader accepts.
-            let targets: Vec<String> = match m.current_leader.filter(|l| *l != me) {
-                Some(l) => membership.nodes().filter(|(n, _)| **n == l).map(|(_, n)| n.addr.clone()).collect(),
-                None => membership.nodes().filter(|(n, _)| **n != me).map(|(_, n)| n.addr.clone()).collect(),
+            let targets: Vec<(NodeId, String)> = match m.current_leader.filter(|l| *l != me) {
+                Some(l) => {
+                    membership.nodes().filter(|(n, _)| **n == l).map(|(n, node)| (*n, node.addr.clone())).collect()
+                }
+                None => {
+                    membership.nodes().filter(|(n, _)| **n != me).map(|(n, node)| (*n, node.addr.clone())).collect()
+                }
             };
-            for target in targets {
-                let Ok(channel) = network::channel_to(&target) else { continue };
-                let mut req = identity.stamped(registry_proto::cluster::RejoinRequest { address: address.clone() });
+            for (id, target) in targets {
+                let Ok(channel) = cluster.channel(id, &target) else { continue };
+                let mut req = identity.stamped(registry_proto::cluster::RejoinRequest {
+                    address: address.clone(),
+                    http_address: http_address.clone(),
+                });
                 req.set_timeout(Duration::from_secs(5));
                 match cluster_client(channel).rejoin(req).await {
                     Ok(_) => tracing::info!(node = me, %address, leader = %target, "announced this member's address"),
@@ -245,6 +253,8 @@ pub struct MemberStatus {
     pub id: NodeId,
     /// Cluster address.
     pub address: String,
+    /// HTTP address.
+    pub http_address: String,
     /// `leader`, `follower` or `learner`.
     pub role: &'static str,
     /// The store the membership binds it to (empty until its first answer to a leader).
@@ -318,8 +328,8 @@ pub struct RaftNode {
     me: NodeId,
     /// The configured initial members (shared: the node handle is cloned into every service).
     initial: Arc<BTreeSet<NodeId>>,
-    /// Channel to the leader for forwarded writes, by leader address.
-    forward_channel: Arc<parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>>,
+    /// The member table and the peer transport.
+    cluster: Arc<Cluster>,
     /// Merges concurrent writes into one entry.
     batcher: Batcher,
     /// The log writer's group-commit counters.
@@ -363,16 +373,19 @@ impl RaftNode {
         let db_closed = db.closed();
         drop(db);
 
-        let network = GrpcNetwork { identity: identity.clone() };
+        let cluster = Arc::clone(&config.cluster);
+        let network = GrpcNetwork { identity: identity.clone(), cluster: Arc::clone(&cluster) };
         let raft = openraft::Raft::new(config.node_id, raft_config, network, log_store, state_machine)
             .await
             .map_err(|e| RaftError::Fatal(Box::new(e)))?;
-        let bootstraps = config.members.keys().next().is_none_or(|lowest| *lowest == config.node_id);
+        cluster.observe(raft.metrics());
+        let configured = cluster.configured();
+        let bootstraps = configured.keys().next().is_none_or(|lowest| *lowest == config.node_id);
         if pristine && bootstraps {
-            let mut members: BTreeMap<NodeId, Member> = if config.members.is_empty() {
-                BTreeMap::from([(config.node_id, Member::new(&config.advertise_addr))])
+            let mut members: BTreeMap<NodeId, Member> = if configured.is_empty() {
+                BTreeMap::from([(config.node_id, Member::at(cluster.own()))])
             } else {
-                config.members.iter().map(|(id, addr)| (*id, Member::new(addr))).collect()
+                configured.iter().map(|(id, addr)| (*id, Member::at(addr))).collect()
             };
             // The others' stores are bound by the first leader as they answer (`identity.rs`).
             if let Some(own) = members.get_mut(&config.node_id) {
@@ -399,9 +412,9 @@ impl RaftNode {
                 "raft restarted on existing data"
             );
         }
-        let initial = Arc::new(config.members.keys().copied().collect());
-        if !config.members.is_empty() && !pristine {
-            spawn_rejoin(raft.clone(), identity.clone(), config.node_id, config.advertise_addr.clone());
+        let initial = Arc::new(configured.keys().copied().collect());
+        if !configured.is_empty() && !pristine {
+            spawn_rejoin(raft.clone(), identity.clone(), Arc::clone(&cluster));
         }
         identity::spawn_binder(raft.clone(), identity.clone());
         let lease = Lease::new(raft.metrics(), config.node_id, config.leader_lease);
@@ -410,7 +423,7 @@ impl RaftNode {
             db_closed,
             me: config.node_id,
             initial,
-            forward_channel: Arc::default(),
+            cluster,
             batcher: Batcher::spawn(raft.clone(), lease.clone()),
             log_stats,
             identity,
@@ -450,8 +463,8 @@ impl RaftNode {
         };
         match refused {
             openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                match f.leader_node.as_ref().map(|n| n.addr.clone()) {
-                    Some(addr) if f.leader_id != Some(self.me) => self.forward(&addr, &cmd).await,
+                match (f.leader_id, f.leader_node.as_ref().map(|n| n.addr.clone())) {
+                    (Some(leader), Some(addr)) if leader != self.me => self.forward(leader, &addr, &cmd).await,
                     _ => Err(RaftError::NotLeader { leader_id: f.leader_id, leader_addr: None }),
                 }
             }
@@ -493,7 +506,7 @@ impl RaftNode {
             .find(|(n, _)| **n == leader)
             .map(|(_, node)| node.addr.clone())
             .ok_or_else(|| RaftError::ReadIndex(format!("leader {leader} has no address")))?;
-        let channel = self.leader_channel(&addr).map_err(|e| RaftError::ReadIndex(e.to_string()))?;
+        let channel = self.cluster.channel(leader, &addr).map_err(|e| RaftError::ReadIndex(e.to_string()))?;
         let mut request = self.identity.stamped(registry_proto::cluster::ReadIndexRequest {});
         request.set_timeout(READ_INDEX_TIMEOUT);
         let reply = cluster_client(channel)
@@ -588,9 +601,9 @@ impl RaftNode {
     }
 
     /// Sends a command to the leader's cluster service.
-    async fn forward(&self, leader_addr: &str, cmd: &Command) -> Result<CommandResult, RaftError> {
+    async fn forward(&self, leader: NodeId, leader_addr: &str, cmd: &Command) -> Result<CommandResult, RaftError> {
         let unavailable = |why: String| RaftError::Forward(why);
-        let channel = self.leader_channel(leader_addr).map_err(|e| unavailable(e.to_string()))?;
+        let channel = self.cluster.channel(leader, leader_addr).map_err(|e| unavailable(e.to_string()))?;
         let command_json = serde_json::to_vec(cmd).map_err(|e| unavailable(e.to_string()))?;
         let mut request = self.identity.stamped(registry_proto::cluster::ForwardRequest { command_json });
         request.set_timeout(self.write_timeout);
@@ -611,6 +624,7 @@ impl RaftNode {
             .map(|(id, node)| MemberStatus {
                 id: *id,
                 address: node.addr.clone(),
+                http_address: self.cluster.addr_of(*id, node).http,
                 store: node.store.clone(),
                 role: if Some(*id) == leader {
                     "leader"
@@ -636,14 +650,14 @@ impl RaftNode {
         }
     }
 
-    /// Adds a member as a learner (it receives the log but does not vote); returns once the
-    /// membership change is committed. Only on the leader.
-    pub async fn add_learner(&self, id: NodeId, cluster_addr: &str) -> Result<(), RaftError> {
+    /// Adds a member at these addresses as a learner (it receives the log but does not vote);
+    /// returns once the membership change is committed. Only on the leader.
+    pub async fn add_learner(&self, id: NodeId, addr: &crate::cluster::MemberAddr) -> Result<(), RaftError> {
         self.ensure_leader()?;
         if self.status().members.iter().any(|m| m.id == id) {
             return Err(RaftError::Refused(format!("node {id} is already a member")));
         }
-        let learner = Member::new(cluster_addr);
+        let learner = Member::at(addr);
         self.settled_change(|| self.raft.add_learner(id, learner.clone(), false)).await?;
         Ok(())
     }
@@ -703,7 +717,7 @@ impl RaftNode {
         }
         let mut reachable = 0;
         for (n, addr) in &remaining {
-            if *n == self.me || self.probe(addr).await {
+            if *n == self.me || self.probe(*n, addr).await {
                 reachable += 1;
             }
         }
@@ -722,8 +736,8 @@ impl RaftNode {
     }
 
     /// Whether a member answers on its cluster port within a second.
-    async fn probe(&self, addr: &str) -> bool {
-        let Ok(channel) = network::channel_to(addr) else { return false };
+    async fn probe(&self, id: NodeId, addr: &str) -> bool {
+        let Ok(channel) = self.cluster.channel(id, addr) else { return false };
         let mut req = self.identity.stamped(registry_proto::cluster::ReadIndexRequest {});
         req.set_timeout(Duration::from_secs(1));
         tokio::time::timeout(Duration::from_secs(2), cluster_client(channel).read_index(req))
@@ -781,17 +795,9 @@ impl RaftNode {
         }
     }
 
-    /// A channel to the leader, reused across forwarded writes (one HTTP/2 connection).
-    fn leader_channel(&self, addr: &str) -> Result<tonic::transport::Channel, network::PeerError> {
-        let mut cached = self.forward_channel.lock();
-        if let Some((a, c)) = cached.as_ref()
-            && a == addr
-        {
-            return Ok(c.clone());
-        }
-        let c = network::channel_to(addr)?;
-        *cached = Some((addr.to_owned(), c.clone()));
-        Ok(c)
+    /// The member table, peer transport and peer health (shared with Distro and the API).
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
     }
 
     /// This node's id.

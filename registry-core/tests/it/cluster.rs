@@ -215,7 +215,7 @@ async fn bad_peer_input_is_refused_and_the_cluster_stays_up() {
     let cluster = Cluster::start(3, None);
     let leader = cluster.leader(&[0, 1, 2]).await;
     let target = &cluster.members[(leader + 1) % 3];
-    let cluster_addr = format!("127.0.0.1:{}", target.http.port() + 1001);
+    let cluster_addr = target.cluster.to_string();
 
     // Garbage bytes on the cluster port.
     {
@@ -397,11 +397,135 @@ async fn a_member_restarted_on_a_new_address_rejoins_as_itself_and_catches_up() 
         let s = Cluster::raft(&cluster.members[leader]).await?;
         let addr =
             s["members"].as_array()?.iter().find(|x| x["id"] == (moved + 1) as u64)?["address"].as_str()?.to_owned();
-        (addr == format!("127.0.0.1:{}", ports[3] + 1001)).then_some(s)
+        (addr == format!("127.0.0.1:{}", ports[3] + registry_proto::contract::ports::CLUSTER_OFFSET)).then_some(s)
     })
     .await;
     assert!(status.is_some(), "the membership records the member's new address under the same id");
     assert_eq!(voters(&cluster.members[leader]).await, 3, "no member was added or lost");
+}
+
+/// POSTs an admin request to whichever member accepts it (the leader; the others answer 409),
+/// until one does (bounded).
+async fn admin_post(members: &[Server], path: &str, query: &[(&str, String)]) {
+    let done = eventually(Duration::from_secs(30), || async {
+        for m in members {
+            let req = client().post(m.url(path)).query(query).timeout(Duration::from_secs(5));
+            if matches!(req.send().await, Ok(r) if r.status() == 200) {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await;
+    assert!(done.is_some(), "no member accepted POST {path} {query:?}");
+}
+
+/// The clients (`ip:port`) each member owns, from its Distro digest view.
+async fn owned(server: &Server) -> Option<u64> {
+    let (status, body) = call(client().get(server.url("/nacos/v2/core/distro/digest"))).await;
+    (status == 200).then(|| json(&body)["data"]["owned"].as_u64()).flatten()
+}
+
+/// Members on unrelated ephemeral ports (HTTP, gRPC and cluster all 0): nothing may derive one
+/// port from another. Each member lists the members before it by their real ports
+/// (`host:http:cluster`) and its own entry with port 0 (it announces what it bound); the first
+/// bootstraps alone and the others join through the admin API with both addresses, as the
+/// operator adds members. A persistent write and a config publish sent to a follower go to the
+/// leader over the cluster port; v1 ephemeral registrations go over HTTP to the member their
+/// `ip:port` hashes to (they would all stay on the follower if it derived HTTP ports); all of
+/// it reaches every member.
+#[tokio::test(flavor = "multi_thread")]
+async fn members_on_unrelated_ephemeral_ports_forward_and_replicate() {
+    let mut members: Vec<Server> = Vec::new();
+    for id in 1..=3u64 {
+        let mut list: Vec<String> =
+            members.iter().map(|m| format!("127.0.0.1:{}:{}", m.http.port(), m.cluster.port())).collect();
+        list.push("127.0.0.1:0:0".to_owned());
+        let flags = vec!["--node-id".to_owned(), id.to_string(), "--members".to_owned(), list.join(",")];
+        let member = Server::start_with_args(flags);
+        let (http, grpc, cluster) = (member.http.port(), member.grpc.port(), member.cluster.port());
+        assert!(grpc != http + 1000 && cluster != http + 1001, "ports {http}/{grpc}/{cluster} look derived");
+        let address = format!("127.0.0.1:{http}:{cluster}");
+        members.push(member);
+        if id > 1 {
+            let node = ("nodeId", id.to_string());
+            admin_post(&members, "/nacos/v2/core/cluster/members", &[node.clone(), ("address", address)]).await;
+            admin_post(&members, "/nacos/v2/core/cluster/members/promote", &[node]).await;
+        }
+    }
+    let cluster = Cluster { members };
+    let leader = cluster.leader(&[0, 1, 2]).await;
+    let raft = Cluster::raft(&cluster.members[leader]).await.expect("raft status");
+    let recorded: Vec<(String, String)> = raft["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| (m["address"].as_str().unwrap_or("").to_owned(), m["httpAddress"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    let mut expected: Vec<(String, String)> =
+        cluster.members.iter().map(|m| (m.cluster.to_string(), m.http.to_string())).collect();
+    expected.sort();
+    let mut recorded_sorted = recorded.clone();
+    recorded_sorted.sort();
+    assert_eq!(recorded_sorted, expected, "the membership records every member's bound addresses");
+
+    let follower = &cluster.members[(leader + 1) % 3];
+    assert!(register(follower, "unrelated-ports", "10.6.0.1").await, "persistent write via a follower");
+    let (status, body) = call(client().post(follower.url("/nacos/v1/cs/configs")).form(&[
+        ("dataId", "unrelated-ports"),
+        ("group", "DEFAULT_GROUP"),
+        ("content", "v1"),
+    ]))
+    .await;
+    assert_eq!((status, body.as_str()), (200, "true"), "config publish via a follower");
+
+    // The follower hashes v1 clients over the members it finds healthy: wait until that is all.
+    let all_up = eventually(Duration::from_secs(20), || async {
+        let (_, body) = call(client().get(follower.url("/nacos/v1/core/cluster/nodes"))).await;
+        let nodes = json(&body)["data"].as_array().cloned()?;
+        (nodes.len() == 3 && nodes.iter().all(|n| n["state"] == "UP")).then_some(())
+    })
+    .await;
+    assert!(all_up.is_some(), "the follower sees every member UP");
+    let ephemeral: Vec<String> = (1..=12).map(|i| format!("10.8.0.{i}")).collect();
+    for ip in &ephemeral {
+        let (status, body) = call(client().post(follower.url("/nacos/v1/ns/instance")).form(&[
+            ("serviceName", "unrelated-ephemeral"),
+            ("ip", ip.as_str()),
+            ("port", "80"),
+        ]))
+        .await;
+        assert_eq!((status, body.as_str()), (200, "ok"), "v1 ephemeral register of {ip}");
+    }
+
+    for m in &cluster.members {
+        let replicated = eventually(Duration::from_secs(10), || async {
+            (all_have(m, "unrelated-ports", &["10.6.0.1".to_owned()]).await
+                && all_have(m, "unrelated-ephemeral", &ephemeral).await)
+                .then_some(())
+        })
+        .await;
+        assert!(
+            replicated.is_some(),
+            "every member has every instance:
+{}",
+            m.output()
+        );
+        let (status, body) = call(
+            client()
+                .get(m.url("/nacos/v1/cs/configs"))
+                .query(&[("dataId", "unrelated-ports"), ("group", "DEFAULT_GROUP")]),
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (200, "v1"));
+    }
+    // Forwarded over HTTP, each v1 client is owned by the member it hashes to: all three own some.
+    let mut owners = Vec::new();
+    for m in &cluster.members {
+        owners.push(owned(m).await.expect("distro digest"));
+    }
+    assert_eq!(owners.iter().sum::<u64>(), 12, "each v1 client has one owner: {owners:?}");
+    assert!(owners.iter().all(|o| *o > 0), "v1 writes were forwarded to every responsible member: {owners:?}");
 }
 
 pub(crate) fn signal(server: &Server, signal: &str) {

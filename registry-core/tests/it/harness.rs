@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use registry_proto::contract::ports::{CLUSTER_OFFSET, GRPC_OFFSET};
+
 /// How long a server may take to start. `IT_PATIENCE` multiplies every deadline (slow CI).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -23,7 +25,9 @@ pub(crate) fn free_member_ports(n: usize) -> Vec<u16> {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         let p = 10_000 + ((seed >> 33) % 21_000) as u16;
         let clear = out.iter().all(|o| o.abs_diff(p) > 1002);
-        let free = [p, p + 1000, p + 1001].iter().all(|q| std::net::TcpListener::bind(("127.0.0.1", *q)).is_ok());
+        let free = [p, p + GRPC_OFFSET, p + CLUSTER_OFFSET]
+            .iter()
+            .all(|q| std::net::TcpListener::bind(("127.0.0.1", *q)).is_ok());
         if clear && free {
             out.push(p);
         }
@@ -41,7 +45,7 @@ fn member_args(node_id: usize, http_ports: &[u16]) -> (u16, Vec<String>) {
         "--members".to_owned(),
         members.join(","),
         "--cluster-port".to_owned(),
-        (http + 1001).to_string(),
+        (http + CLUSTER_OFFSET).to_string(),
     ];
     (http, extra)
 }
@@ -85,6 +89,15 @@ impl Server {
         s
     }
 
+    /// A server on a fresh data directory with extra flags; every port ephemeral (0), so its
+    /// gRPC and cluster ports are unrelated to its HTTP port.
+    pub(crate) fn start_with_args(extra: Vec<String>) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut s = Self::spawn_on(temp.path(), None, None, extra);
+        s._temp = Some(temp);
+        s
+    }
+
     /// Restarts on the same data directory (after `kill9` or `terminate`), on new ports.
     pub(crate) fn restart(&mut self) {
         self.restart_on(None);
@@ -109,7 +122,8 @@ impl Server {
         assert!(self.child.is_none(), "stop the server before restarting it");
         let (http, extra) = member_args(node_id, http_ports);
         let temp = self._temp.take();
-        let mut fresh = Self::spawn_on(&self.data_dir.clone(), self.config.clone(), Some((http, http + 1000)), extra);
+        let mut fresh =
+            Self::spawn_on(&self.data_dir.clone(), self.config.clone(), Some((http, http + GRPC_OFFSET)), extra);
         fresh._temp = temp;
         *self = fresh;
     }
@@ -148,7 +162,8 @@ impl Server {
     pub(crate) fn try_start_member(node_id: usize, http_ports: &[u16], config: Option<&str>) -> Result<Self, String> {
         let temp = tempfile::tempdir().expect("temp dir");
         let (http, extra) = member_args(node_id, http_ports);
-        let mut s = Self::try_spawn_on(temp.path(), config.map(str::to_owned), Some((http, http + 1000)), extra)?;
+        let mut s =
+            Self::try_spawn_on(temp.path(), config.map(str::to_owned), Some((http, http + GRPC_OFFSET)), extra)?;
         s._temp = Some(temp);
         Ok(s)
     }

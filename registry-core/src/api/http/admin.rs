@@ -151,8 +151,8 @@ async fn raft_status(State(s): State<ApiState>) -> Response {
 }
 
 /// Nacos' member list shape: `{code, message, data: [{ip, port, state, address, extendInfo}]}`.
-/// Addresses are the members' cluster addresses; `state` is `UP` for members of the current
-/// membership (health probing of members arrives with member health checks).
+/// Addresses are the members' cluster addresses; `state` and `failAccessCnt` are what this
+/// member's own calls to each found (`cluster.rs`): `UP`, `SUSPICIOUS` or `DOWN`.
 async fn cluster_nodes(State(s): State<ApiState>) -> Response {
     let status = s.raft.status();
     let leader = status.members.iter().find(|m| m.role == "leader").map(|m| m.address.clone()).unwrap_or_default();
@@ -161,15 +161,17 @@ async fn cluster_nodes(State(s): State<ApiState>) -> Response {
         .iter()
         .map(|m| {
             let (ip, port) = m.address.rsplit_once(':').unwrap_or((m.address.as_str(), "0"));
+            let health = s.raft.cluster().peer_health(m.id);
             serde_json::json!({
                 "ip": ip,
                 "port": port.parse::<u16>().unwrap_or(0),
                 "address": m.address,
-                "state": "UP",
-                "failAccessCnt": 0,
+                "state": health.state,
+                "failAccessCnt": health.failures_in_a_row,
                 "abilities": {},
                 "extendInfo": {
                     "nodeId": m.id,
+                    "httpAddress": m.http_address,
                     "raftRole": m.role,
                     "raftMetaData": { "metaDataMap": { "registry": { "leader": leader, "term": status.term } } },
                 },
@@ -226,15 +228,13 @@ fn node_id(p: &Params) -> Result<u64, super::error::ApiError> {
     p.required_num("nodeId")
 }
 
-/// Adds a learner: `nodeId` and `address` (its HTTP `host:port`; the cluster port is +1001).
+/// Adds a learner: `nodeId` and `address` as in `--members`: `host:httpPort` (cluster port
+/// derived) or `host:httpPort:clusterPort`.
 async fn add_member(State(s): State<ApiState>, p: Params) -> Result<Response, super::error::V2> {
     let id = node_id(&p)?;
     let address = p.required("address")?;
-    let (host, port) = address
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?.checked_add(1001)?)))
-        .ok_or_else(|| super::error::ApiError::BadRequest(format!("address '{address}' is not host:port")))?;
-    Ok(membership_answer(s.raft.add_learner(id, &format!("{host}:{port}")).await))
+    let addr = crate::cluster::MemberAddr::parse(address).map_err(super::error::ApiError::BadRequest)?;
+    Ok(membership_answer(s.raft.add_learner(id, &addr).await))
 }
 
 /// Promotes a learner that has caught up.

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 
 use super::params::Params;
 use crate::api::ApiState;
-use crate::config::CLUSTER_PORT_OFFSET;
 
 /// Marks a request already forwarded by a member.
 pub const FORWARDED_HEADER: &str = "x-registry-forwarded";
@@ -54,11 +53,9 @@ pub async fn to_responsible(s: &ApiState, p: &Params, method: Method, path: &str
         return None;
     }
     let tag = client_tag(p)?;
-    let (node, cluster_addr) = s.distro.responsible_peer(&tag)?;
-    // Members share the port layout: HTTP = cluster port - 1001 (`--members`, peer DNS).
-    let (host, cluster_port) = cluster_addr.rsplit_once(':')?;
-    let http_port = cluster_port.parse::<u16>().ok()?.checked_sub(CLUSTER_PORT_OFFSET)?;
-    let url = format!("http://{host}:{http_port}{path}");
+    let (node, _) = s.distro.responsible_peer(&tag)?;
+    // Its HTTP address as the member table records it: members may use unrelated ports.
+    let url = format!("http://{}{path}", s.raft.cluster().http_addr(node)?);
     let request = client()?
         .request(method, &url)
         .header(FORWARDED_HEADER, s.raft.node_id().to_string())

@@ -353,8 +353,7 @@ async fn bind_unbound(
         .filter_map(|(id, store)| {
             let current = membership.get_node(id)?;
             let bindable = current.store.is_empty() || !voters.contains(id);
-            (bindable && current.store != *store)
-                .then(|| (*id, Member { addr: current.addr.clone(), store: store.clone() }))
+            (bindable && current.store != *store).then(|| (*id, Member { store: store.clone(), ..current.clone() }))
         })
         .collect();
     if nodes.is_empty() {
@@ -388,7 +387,7 @@ mod tests {
         let voters: std::collections::BTreeSet<NodeId> = nodes.iter().filter(|n| n.2).map(|n| n.0).collect();
         let all: BTreeMap<NodeId, Member> = nodes
             .iter()
-            .map(|(id, store, _)| (*id, Member { addr: format!("n{id}"), store: (*store).into() }))
+            .map(|(id, store, _)| (*id, Member { addr: format!("n{id}"), http: String::new(), store: (*store).into() }))
             .collect();
         openraft::Membership::new(vec![voters], all)
     }

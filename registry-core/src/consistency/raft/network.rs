@@ -22,11 +22,12 @@ use registry_proto::cluster::cluster_client::ClusterClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::metadata::MetadataMap;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::identity::{ForeignStore, Identity};
 use super::member::Member;
 use super::{NodeId, TypeConfig};
+use crate::cluster::Cluster;
 /// Largest cluster message (snapshot chunks are far smaller).
 pub(crate) const MAX_CLUSTER_MESSAGE: usize = 64 * 1024 * 1024;
 
@@ -55,26 +56,6 @@ pub(crate) enum PeerError {
     },
 }
 
-/// Opens a lazily connected channel to a member's cluster address.
-///
-/// Addresses may be DNS names (peer DNS): the name is resolved again on every (re)connect, so a
-/// member rescheduled with a new IP is found without any membership change. HTTP/2 keepalive
-/// notices a connection to an IP that vanished (no RST ever comes) within seconds, which
-/// triggers that reconnect.
-pub(crate) fn channel_to(addr: &str) -> Result<Channel, PeerError> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|_| PeerError::Address(addr.to_owned()))?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(2))
-        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_INTERVAL)
-        .keep_alive_while_idle(true)
-        .connect_lazy())
-}
-
-/// HTTP/2 ping period and ack timeout on member connections.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3);
-
 /// A client to one member's cluster service, stamped with our id.
 pub(crate) fn cluster_client(channel: Channel) -> ClusterClient<Channel> {
     ClusterClient::new(channel)
@@ -87,19 +68,23 @@ pub(crate) fn cluster_client(channel: Channel) -> ClusterClient<Channel> {
 pub(crate) struct GrpcNetwork {
     /// This member's ids, sent with every RPC, and everyone's bound store.
     pub(crate) identity: Arc<Identity>,
+    /// The peer transport (one channel per member, shared with Distro) and peer health.
+    pub(crate) cluster: Arc<Cluster>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
-        Peer { identity: self.identity.clone(), target, channel: channel_to(&node.addr) }
+        let channel = self.cluster.channel(target, &node.addr).map_err(|e| PeerError::Address(e.0));
+        Peer { identity: self.identity.clone(), cluster: Arc::clone(&self.cluster), target, channel }
     }
 }
 
 /// A client for one peer.
 pub(crate) struct Peer {
     identity: Arc<Identity>,
+    cluster: Arc<Cluster>,
     target: NodeId,
     channel: Result<Channel, PeerError>,
 }
@@ -140,9 +125,11 @@ impl Peer {
             Rpc::Snapshot => client.install_snapshot(request).await,
         };
         let reply = reply.map_err(|status| {
+            self.cluster.failed(self.target);
             let e = PeerError::Rpc { target: self.target, status };
             RPCError::Unreachable(Unreachable::new(&e))
         })?;
+        self.cluster.answered(self.target);
         let (metadata, reply, _) = reply.into_parts();
         let decoded: Result<Resp, E> = serde_json::from_slice(&reply.json).map_err(|source| {
             RPCError::Network(NetworkError::new(&PeerError::Decode { target: self.target, source }))

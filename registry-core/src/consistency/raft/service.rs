@@ -135,11 +135,13 @@ impl Cluster for ClusterService {
         Ok(Response::new(ForwardReply { result_json }))
     }
 
-    /// On the leader: records the sender's new cluster address in the membership (its id is
-    /// its identity; only the member itself may move itself).
+    /// On the leader: records the sender's new cluster and HTTP addresses in the membership (its
+    /// id is its identity; only the member itself may move itself). An empty HTTP address (an
+    /// older member) keeps the recorded one.
     async fn rejoin(&self, request: Request<RejoinRequest>) -> Result<Response<RejoinReply>, Status> {
         let sender = self.sender(&request)?;
         let address = request.get_ref().address.trim().to_owned();
+        let http = Some(request.get_ref().http_address.trim()).filter(|h| !h.is_empty());
         if address.is_empty() {
             return Err(Status::invalid_argument("empty address"));
         }
@@ -150,12 +152,14 @@ impl Cluster for ClusterService {
         let Some(current) = m.membership_config.membership().get_node(&sender).cloned() else {
             return Err(Status::permission_denied(format!("node {sender} is not in the membership")));
         };
-        if current.addr == address {
+        let http = http.map_or_else(|| current.http.clone(), str::to_owned);
+        if current.addr == address && current.http == http {
             return Ok(Response::new(RejoinReply { updated: false }));
         }
-        tracing::info!(node = sender, from = %current.addr, to = %address, "member moved: updating its address");
-        // Only the address moves: the store binding stays the member's.
-        let nodes = std::collections::BTreeMap::from([(sender, super::Member { addr: address, store: current.store })]);
+        tracing::info!(node = sender, from = %current.addr, to = %address, %http, "member moved: updating its addresses");
+        // Only the addresses move: the store binding stays the member's.
+        let nodes =
+            std::collections::BTreeMap::from([(sender, super::Member { addr: address, http, store: current.store })]);
         self.raft
             .change_membership(openraft::ChangeMembers::SetNodes(nodes), true)
             .await
