@@ -57,9 +57,7 @@ fn cpu_share() -> Option<f64> {
     let mut last = LAST.get_or_init(|| Mutex::new(None)).lock();
     let share = match last.as_ref() {
         Some(prev) if now.duration_since(prev.at) < MIN_WINDOW => return Some(prev.share),
-        Some(prev) => {
-            (stat.cpu_seconds - prev.cpu_seconds) / (now.duration_since(prev.at).as_secs_f64() * cores())
-        }
+        Some(prev) => (stat.cpu_seconds - prev.cpu_seconds) / (now.duration_since(prev.at).as_secs_f64() * cores()),
         None => {
             let lived = uptime_seconds()? - stat.started_seconds;
             if lived <= 0.0 { 0.0 } else { stat.cpu_seconds / (lived * cores()) }

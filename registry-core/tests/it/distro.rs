@@ -235,8 +235,12 @@ async fn distro_state(server: &Server) -> Option<Value> {
 
 /// `responsibleInstanceCount` of a member's operator metrics.
 async fn responsible_instances(server: &Server) -> Option<u64> {
-    let resp =
-        client().get(server.url("/nacos/v1/ns/operator/metrics")).query(&[("onlyStatus", "false")]).send().await.ok()?;
+    let resp = client()
+        .get(server.url("/nacos/v1/ns/operator/metrics"))
+        .query(&[("onlyStatus", "false")])
+        .send()
+        .await
+        .ok()?;
     let body: Value = resp.json().await.ok()?;
     body["responsibleInstanceCount"].as_u64()
 }

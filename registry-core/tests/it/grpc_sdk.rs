@@ -199,9 +199,8 @@ const CHILD_MARKER: &str = "SDK-CHILD-REGISTERED";
 async fn sdk_client_child() {
     // Run by hand (`--ignored`) without the environment its parent sets, it fails: a helper
     // that passes while doing nothing would hide a broken parent.
-    let var = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| panic!("{name} not set: run only by spawn_sdk_child"))
-    };
+    let var =
+        |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} not set: run only by spawn_sdk_child"));
     let http_port = var(CHILD_HTTP_PORT);
     let grpc_port: u16 = var(CHILD_GRPC_PORT).parse().unwrap();
     let service = var(CHILD_SERVICE);

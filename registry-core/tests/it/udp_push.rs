@@ -127,7 +127,8 @@ async fn unacknowledged_push_is_resent_and_an_ack_stops_resends() {
     // The ack window scales with the patience factor: a slow machine must not turn the test's
     // own ack into a late one.
     let ack_ms = 300 * patience();
-    let server = Server::start_with_config(Some(&format!("[push]\nudp_ack_timeout_ms = {ack_ms}\nudp_max_retries = 5\n")));
+    let server =
+        Server::start_with_config(Some(&format!("[push]\nudp_ack_timeout_ms = {ack_ms}\nudp_max_retries = 5\n")));
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     subscribe(&server, &sock, "acked").await;
     // The subscription itself is pushed once; acknowledge it so it stays quiet.
@@ -158,9 +159,10 @@ async fn unacknowledged_push_is_resent_and_an_ack_stops_resends() {
     // The server's count of pushes awaiting an ack reaches 0: nothing is left to resend. Any
     // resend it made before taking the ack is on the socket already (loopback delivers at send).
     ack(&sock, &resent).await;
-    let settled =
-        eventually(Duration::from_secs(5), || async { (metric(&server, "registry_push_pending_acks").await == 0).then_some(()) })
-            .await;
+    let settled = eventually(Duration::from_secs(5), || async {
+        (metric(&server, "registry_push_pending_acks").await == 0).then_some(())
+    })
+    .await;
     assert!(settled.is_some(), "the acknowledged push is still pending (would be resent)");
     if let Some(late) = buffered_push(&sock) {
         assert_eq!(late.last_ref_time, push.last_ref_time, "only a resend that crossed the ack may be buffered");

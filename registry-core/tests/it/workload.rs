@@ -35,7 +35,12 @@ pub(crate) struct Write {
 }
 
 /// Publishes a config; `Err` when no answer came within the bound (the failure under test).
-pub(crate) async fn publish(http: &reqwest::Client, base: &str, data_id: &str, content: &str) -> Result<Outcome, String> {
+pub(crate) async fn publish(
+    http: &reqwest::Client,
+    base: &str,
+    data_id: &str,
+    content: &str,
+) -> Result<Outcome, String> {
     let req = http.post(format!("{base}/nacos/v1/cs/configs")).form(&[
         ("dataId", data_id),
         ("group", "DEFAULT_GROUP"),
@@ -141,4 +146,3 @@ pub(crate) async fn has_every_acked_write(server: &Server, history: &[Write]) ->
     }
     true
 }
-
