@@ -286,6 +286,7 @@ impl ConfigService {
         if !changed.is_empty() || no_hangup {
             return changed;
         }
+        let _held = self.hub.hold();
         let deadline = tokio::time::Instant::now() + hold;
         loop {
             tokio::select! {

@@ -20,7 +20,7 @@ pub mod service_info;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -176,6 +176,23 @@ pub struct NamingCounts {
     pub instances: usize,
     /// v1 heartbeat clients tracked by this node.
     pub beat_clients: usize,
+}
+
+/// Clients as Nacos' `/operator/metrics` counts them: every client this member holds (its own,
+/// Distro copies of other members' and the Raft-replicated persistent ones), by kind, and those
+/// this member is responsible for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientCounts {
+    /// gRPC connections: this member's own (publishing or not) and the copies it holds.
+    pub connection_based: usize,
+    /// v1 `ip:port#true` clients.
+    pub ephemeral_ip_port: usize,
+    /// v1 `ip:port#false` clients (one per persistent instance address).
+    pub persistent_ip_port: usize,
+    /// Ephemeral clients this member owns (Distro), plus its own connections.
+    pub responsible_clients: usize,
+    /// Instances those clients publish.
+    pub responsible_instances: usize,
 }
 
 /// Encoded query answers by (service, clusters, healthy-only, bare name, with `dom`), each valid
@@ -566,6 +583,46 @@ impl NamingService {
             instances: views.iter().map(|v| v.instance_count()).sum(),
             beat_clients: self.beats.len(),
         }
+    }
+
+    /// Counts clients for `/operator/metrics`; `connections` are this member's gRPC
+    /// connection ids (a connection is a client even before it publishes, as in Nacos).
+    ///
+    /// Responsibility follows Distro ownership (`Consistency::owns`): the member that runs a
+    /// client's liveness. Persistent clients belong to no single member (Raft replicates them
+    /// to all), so none is responsible for them, as in Nacos 2.x where only ephemeral clients
+    /// have a responsible server.
+    pub fn client_counts(&self, connections: &[String]) -> ClientCounts {
+        // Gathered under the index lock, judged after it: ownership takes Distro's lock, which
+        // must never be taken inside the writer's.
+        let (ephemeral, persistent) = self.store.read_data(|d| {
+            let mut ephemeral: HashMap<ClientId, usize> = HashMap::new();
+            let mut persistent: HashSet<ClientId> = HashSet::new();
+            for (_, record) in d.records() {
+                for (client, publication) in &record.ephemeral {
+                    *ephemeral.entry(client.clone()).or_default() += publication.len();
+                }
+                persistent.extend(record.persistent.keys().cloned());
+            }
+            (ephemeral, persistent.len())
+        });
+        let local: HashSet<&str> = connections.iter().map(String::as_str).collect();
+        let mut counts = ClientCounts { persistent_ip_port: persistent, ..ClientCounts::default() };
+        for (client, instances) in &ephemeral {
+            if client.as_str().ends_with("#true") {
+                counts.ephemeral_ip_port += 1;
+            } else {
+                counts.connection_based += 1;
+            }
+            if local.contains(client.as_str()) || self.consistency.owns(client) {
+                counts.responsible_clients += 1;
+                counts.responsible_instances += instances;
+            }
+        }
+        let silent = local.iter().filter(|c| !ephemeral.contains_key(**c)).count();
+        counts.connection_based += silent;
+        counts.responsible_clients += silent;
+        counts
     }
 
     /// A metadata value for a new service, with defaults.

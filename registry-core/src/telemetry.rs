@@ -1,4 +1,7 @@
-//! Logging through `tracing`: `RUST_LOG` when set, else the configured level.
+//! Logging through `tracing`: `RUST_LOG` when set, else the configured level; process load
+//! figures for the operator endpoints (`load`).
+
+pub mod load;
 
 use std::io::IsTerminal;
 

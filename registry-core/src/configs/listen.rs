@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -16,6 +16,18 @@ use crate::model::ConfigKey;
 pub struct ListenHub {
     waiters: Mutex<HashMap<ConfigKey, HashMap<u64, Arc<Notify>>>>,
     next_id: AtomicU64,
+    /// Requests past their MD5 comparison and waiting (see [`ListenHub::hold`]): `/metrics`
+    /// shows it, so a test can know a request is held instead of guessing from a sleep.
+    held: AtomicUsize,
+}
+
+/// Counts one held request while it lives (see [`ListenHub::hold`]).
+pub struct Held<'a>(&'a ListenHub);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One held request's interest; dropping it unregisters.
@@ -54,6 +66,17 @@ impl ListenHub {
                 n.notify_one();
             }
         }
+    }
+
+    /// Marks a request as held (nothing it listens to differs) until the guard drops.
+    pub fn hold(&self) -> Held<'_> {
+        self.held.fetch_add(1, Ordering::Relaxed);
+        Held(self)
+    }
+
+    /// Requests held right now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
     }
 
     /// Number of (key, request) registrations.
@@ -102,5 +125,9 @@ mod tests {
         assert_eq!(hub.len(), 1);
         drop(w);
         assert!(hub.is_empty());
+        let held = hub.hold();
+        assert_eq!(hub.held(), 1);
+        drop(held);
+        assert_eq!(hub.held(), 0);
     }
 }

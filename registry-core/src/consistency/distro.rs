@@ -180,6 +180,11 @@ impl Distro {
         });
     }
 
+    /// Whether this node runs standalone (no peers: nothing to replicate).
+    pub fn is_standalone(&self) -> bool {
+        self.standalone.load(Ordering::Acquire)
+    }
+
     /// Whether the startup snapshot is in (readiness).
     pub fn loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)

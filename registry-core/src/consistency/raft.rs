@@ -289,6 +289,8 @@ pub struct RaftStatus {
     /// Whether this node leads but no quorum acknowledged it within the lease (it then
     /// reports no leader and refuses writes).
     pub lease_lapsed: bool,
+    /// Snapshots this node received from a leader and installed since it started.
+    pub snapshot_installs: u64,
 }
 
 /// Counters of the member-identity checks since start, for `/metrics`.
@@ -342,6 +344,8 @@ pub struct RaftNode {
     write_timeout: Duration,
     /// Writes failed for want of a quorum (refused, lost in flight, timed out).
     quorum_failures: Arc<std::sync::atomic::AtomicU64>,
+    /// Snapshots installed from a leader since start (counted by the state machine).
+    snapshot_installs: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -360,6 +364,7 @@ impl RaftNode {
         let log_store = LogStore::new(db.clone()).map_err(RaftError::LogWriter)?;
         let log_stats = log_store.stats();
         let state_machine = StateMachine::open(db.clone(), applier)?;
+        let snapshot_installs = state_machine.installs();
         let pristine = log_store.is_pristine()? && state_machine.last_applied().is_none();
         // Ready once applied this far again. A standalone node commits every entry of its own
         // log (they are all its own), so it waits for the last one; a member waits for the
@@ -430,6 +435,7 @@ impl RaftNode {
             lease,
             write_timeout: config.write_timeout,
             quorum_failures: Arc::default(),
+            snapshot_installs,
             raft,
         })
     }
@@ -447,6 +453,11 @@ impl RaftNode {
             self.quorum_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         result
+    }
+
+    /// Snapshots received from a leader and installed since start.
+    pub fn snapshot_installs(&self) -> u64 {
+        self.snapshot_installs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Writes failed since start for want of a quorum (refused by a leader whose lease lapsed,
@@ -647,6 +658,7 @@ impl RaftNode {
             cluster_id: self.identity.cluster(),
             displaced: self.identity.displaced(),
             lease_lapsed: self.lease.lapsed_in(&m),
+            snapshot_installs: self.snapshot_installs(),
         }
     }
 

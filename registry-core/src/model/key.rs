@@ -75,7 +75,20 @@ impl ServiceKey {
     }
 
     /// Builds a key from a possibly grouped name (`group@@service` or `service` + separate group),
-    /// the way the v1 grouped-name filter does.
+    /// the way the v1 grouped-name filter does: a group inside the name wins over the separate
+    /// one, blank parts take the defaults, and an empty group part is refused.
+    ///
+    /// ```
+    /// use registry_core::model::ServiceKey;
+    ///
+    /// let k = ServiceKey::from_grouped("", "payments@@orders", Some("ignored")).unwrap();
+    /// assert_eq!((k.namespace.as_str(), k.grouped_name().as_str()), ("public", "payments@@orders"));
+    ///
+    /// let bare = ServiceKey::from_grouped("dev", " orders ", None).unwrap();
+    /// assert_eq!(bare.grouped_name(), "DEFAULT_GROUP@@orders");
+    ///
+    /// assert!(ServiceKey::from_grouped("", "@@orders", None).is_err());
+    /// ```
     pub fn from_grouped(namespace: &str, grouped_or_bare: &str, group: Option<&str>) -> Result<Self, NameError> {
         let name = grouped_or_bare.trim();
         match name.split_once(GROUP_SEPARATOR) {

@@ -187,6 +187,8 @@ impl Engine {
                     self.udp.expire(Duration::from_millis(self.config.udp_subscriber_ttl_ms));
                 }
             }
+            let pending = self.pending_udp.len() + self.pending_grpc.len();
+            self.stats.pending.store(pending as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

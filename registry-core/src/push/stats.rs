@@ -13,6 +13,9 @@ pub struct PushStats {
     pub(crate) retried: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) dropped_slow: AtomicU64,
+    /// Pushes sent and neither acknowledged nor given up on yet (a gauge): what may still be
+    /// resent. Lets a test show "no more resends" from a count instead of a quiet period.
+    pub(crate) pending: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
     latency_sum_us: AtomicU64,
     latency_count: AtomicU64,
@@ -71,6 +74,11 @@ impl PushStats {
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         }
+        let pending = self.pending.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP registry_push_pending_acks Pushes awaiting an acknowledgement (may be resent)\n# TYPE registry_push_pending_acks gauge\nregistry_push_pending_acks {pending}"
+        );
         let name = "registry_push_ack_latency_seconds";
         let _ = writeln!(out, "# HELP {name} Change to acknowledgement latency of pushes\n# TYPE {name} histogram");
         let mut cumulative = 0;

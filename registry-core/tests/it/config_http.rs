@@ -10,7 +10,7 @@ use md5::{Digest, Md5};
 use reqwest::RequestBuilder;
 use serde_json::Value;
 
-use crate::harness::{Server, call, client, json, patience};
+use crate::harness::{Server, call, client, eventually, json, patience};
 
 const CONFIGS: &str = "/nacos/v1/cs/configs";
 const LISTENER: &str = "/nacos/v1/cs/configs/listener";
@@ -160,9 +160,35 @@ async fn join_poll(task: tokio::task::JoinHandle<(u16, String, Instant)>) -> (u1
         .expect("long-poll task did not panic")
 }
 
-/// Lets a spawned long-poll reach the server and be held before the test changes anything.
-async fn let_poll_settle() {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+/// Long-polls the server holds right now (past their MD5 comparison, waiting), from its
+/// `/metrics` gauge: how a test knows a request is held instead of guessing from a sleep.
+async fn held_polls(server: &Server) -> u64 {
+    let (_, text) = call(client().get(server.url("/metrics"))).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("registry_config_long_polls_held ")?.trim().parse().ok())
+        .expect("registry_config_long_polls_held in /metrics")
+}
+
+/// Waits (bounded) until the server holds exactly `n` long-polls: the spawned ones reached it
+/// and found nothing changed, before the test changes anything.
+async fn let_poll_settle(server: &Server, n: u64) {
+    let held = eventually(Duration::from_secs(10), || async { (held_polls(server).await == n).then_some(()) }).await;
+    assert!(held.is_some(), "expected {n} held long-polls, the server holds {}", held_polls(server).await);
+}
+
+/// A causal barrier for "this change did not answer that poll": holds one more poll on a key of
+/// its own, publishes that key and waits for the answer. The one notifier task handles changes
+/// in order, so every change made before the barrier has been delivered once it returns; the
+/// polls that must stay held are then checked through the gauge, not after a quiet period.
+async fn notifier_barrier(server: &Server) {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let key = format!("barrier-{}.yaml", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let before = held_polls(server).await;
+    let task = spawn_poll(listen_req(server, &rec(&key, GROUP, ""), &[("Long-Pulling-Timeout", "30000")]));
+    let_poll_settle(server, before + 1).await;
+    publish(server, &key, "barrier", &[]).await;
+    let (_, body, _) = join_poll(task).await;
+    assert_eq!(body, changed_body(&[(key.as_str(), GROUP, "")]));
 }
 
 /// `GET /nacos/v1/cs/history?search=accurate` page items (default group, namespace).
@@ -566,13 +592,14 @@ async fn held_long_poll_is_woken_by_a_publish() {
     let listening = format!("{}{}", rec("held.yaml", GROUP, &md5_hex("v1")), rec("other.yaml", GROUP, &md5_hex("o1")));
     let started = Instant::now();
     let task = spawn_poll(listen_req(&server, &listening, &[("Long-Pulling-Timeout", "30000")]));
-    let_poll_settle().await;
+    let_poll_settle(&server, 1).await;
     assert!(!task.is_finished(), "an up-to-date long-poll must be held");
 
     // Republishing identical content is not a change (MD5 unchanged) and must not wake it.
     publish(&server, "held.yaml", "v1", &[]).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    notifier_barrier(&server).await;
     assert!(!task.is_finished(), "publishing the same content must not answer the long-poll");
+    assert_eq!(held_polls(&server).await, 1, "the long-poll is still held after the same content");
 
     let publish_at = Instant::now();
     publish(&server, "held.yaml", "v2", &[]).await;
@@ -581,7 +608,7 @@ async fn held_long_poll_is_woken_by_a_publish() {
     let after_publish = answered_at.saturating_duration_since(publish_at);
     assert!(after_publish < Duration::from_secs(1) * patience(), "woken {after_publish:?} after the publish");
     assert!(
-        answered_at.saturating_duration_since(started) < Duration::from_secs(10),
+        answered_at.saturating_duration_since(started) < Duration::from_secs(10) * patience(),
         "long-poll ran to its hold time instead of waking"
     );
 
@@ -591,7 +618,7 @@ async fn held_long_poll_is_woken_by_a_publish() {
         &rec("other.yaml", GROUP, &md5_hex("o1")),
         &[("Long-Pulling-Timeout", "30000")],
     ));
-    let_poll_settle().await;
+    let_poll_settle(&server, 1).await;
     assert!(!task.is_finished());
     let (status, _) =
         call(client().delete(server.url(CONFIGS)).query(&[("dataId", "other.yaml"), ("group", GROUP)])).await;
@@ -630,7 +657,7 @@ async fn no_hangup_answers_at_once_when_nothing_changed() {
     ))
     .await;
     assert_eq!((status, body.as_str()), (200, ""));
-    assert!(elapsed < Duration::from_secs(3), "No-Hangup request was held for {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3) * patience(), "No-Hangup request was held for {elapsed:?}");
 
     // With a change, No-Hangup still reports it.
     let (_, body, _, _) = poll(listen_req(
@@ -653,7 +680,7 @@ async fn missing_config_with_empty_md5_is_up_to_date_until_published() {
 
     // Creating it wakes the waiter.
     let task = spawn_poll(listen_req(&server, &rec("later.yaml", GROUP, ""), &[("Long-Pulling-Timeout", "30000")]));
-    let_poll_settle().await;
+    let_poll_settle(&server, 1).await;
     assert!(!task.is_finished());
     publish(&server, "later.yaml", "born", &[]).await;
     let (_, body, _) = join_poll(task).await;
@@ -677,10 +704,11 @@ async fn long_poll_with_tenant_is_woken_only_by_its_namespace_and_echoes_the_ten
         &rec_t("t.yaml", GROUP, &md5_hex("dev-1"), "dev"),
         &[("Long-Pulling-Timeout", "30000")],
     ));
-    let_poll_settle().await;
+    let_poll_settle(&server, 1).await;
     publish(&server, "t.yaml", "pub-2", &[]).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    notifier_barrier(&server).await;
     assert!(!task.is_finished(), "a change in public must not answer a dev listener");
+    assert_eq!(held_polls(&server).await, 1, "the dev listener is still held");
 
     let publish_at = Instant::now();
     publish(&server, "t.yaml", "dev-2", &[("tenant", "dev")]).await;
@@ -695,7 +723,7 @@ async fn long_poll_with_tenant_is_woken_only_by_its_namespace_and_echoes_the_ten
         &rec_t("t.yaml", GROUP, &md5_hex("pub-2"), "public"),
         &[("Long-Pulling-Timeout", "30000")],
     ));
-    let_poll_settle().await;
+    let_poll_settle(&server, 1).await;
     assert!(!task.is_finished(), "`public` with the current md5 of the default namespace is up to date");
     publish(&server, "t.yaml", "pub-3", &[("tenant", "")]).await;
     let (_, body, _) = join_poll(task).await;
@@ -716,7 +744,7 @@ async fn one_publish_wakes_every_held_long_poll_of_the_key() {
         &rec("bystander.yaml", GROUP, &md5_hex("b1")),
         &[("Long-Pulling-Timeout", "30000")],
     ));
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let_poll_settle(&server, 51).await;
     assert!(tasks.iter().all(|t| !t.is_finished()), "held polls answered before any change");
 
     let publish_at = Instant::now();
@@ -727,7 +755,9 @@ async fn one_publish_wakes_every_held_long_poll_of_the_key() {
         let after = answered_at.saturating_duration_since(publish_at);
         assert!(after < Duration::from_secs(2) * patience(), "a waiter was answered {after:?} after the publish");
     }
+    notifier_barrier(&server).await;
     assert!(!bystander.is_finished(), "a waiter on another key must stay held");
+    assert_eq!(held_polls(&server).await, 1, "only the bystander is still held");
     bystander.abort();
 }
 
@@ -1013,7 +1043,7 @@ async fn beta_by_ip_serves_listed_callers_and_stops() {
         &rec("beta.yaml", GROUP, &md5_hex("beta-here")),
         &[("Long-Pulling-Timeout", "30000")],
     ));
-    let_poll_settle().await;
+    let_poll_settle(&server, 1).await;
     assert!(!task.is_finished());
     let (status, body) = call(client().delete(server.url(CONFIGS)).query(&[
         ("dataId", "beta.yaml"),
@@ -1049,7 +1079,7 @@ async fn held_long_poll_is_woken_by_a_matching_beta() {
         &rec("bw.yaml", GROUP, &md5_hex("formal")),
         &[("Long-Pulling-Timeout", "30000")],
     ));
-    let_poll_settle().await;
+    let_poll_settle(&server, 1).await;
     let publish_at = Instant::now();
     let (status, _) = call(client().post(server.url(CONFIGS)).header("betaIps", "127.0.0.1").form(&[
         ("dataId", "bw.yaml"),
@@ -1091,7 +1121,7 @@ async fn label_gray_serves_matching_readers_and_wakes_their_long_polls() {
         &rec("lbl.yaml", GROUP, &formal_md5),
         &[("Long-Pulling-Timeout", "3000"), ("Config-Labels", "env=prod")],
     ));
-    let_poll_settle().await;
+    let_poll_settle(&server, 2).await;
     assert!(!canary.is_finished());
 
     let publish_at = Instant::now();

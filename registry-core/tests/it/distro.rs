@@ -198,16 +198,51 @@ async fn killing_a_member_loses_nothing_its_clients_registered() {
     eventually(Duration::from_secs(20), || async { connected_member(&cluster, &survivors).await })
         .await
         .expect("the SDK reconnected to a surviving member");
-    // Past the grace period (4 s) the dead member's copies are gone; the redone ones remain.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    for &i in &survivors {
-        let m = &cluster.members[i];
-        eventually(Duration::from_secs(10), || async { serves_exactly(m, "survive", &want).await.then_some(()) })
-            .await
-            .expect("nothing the reconnected client registered was lost");
-    }
-    let outputs: String = survivors.iter().map(|i| cluster.members[*i].output()).collect();
-    assert!(outputs.contains("distro copies expired"), "the dead member's copies expired after the grace period");
+    // The end state, read from the survivors' own counts rather than after a fixed wait: the
+    // dead member's copies expired (each survivor's copies are exactly what the other owns),
+    // the client is owned by a survivor (its 5 instances are that member's responsibility,
+    // none are the other's), both digests agree, and both serve all 5 instances.
+    let (a, b) = (&cluster.members[survivors[0]], &cluster.members[survivors[1]]);
+    let settled = eventually(Duration::from_secs(30), || async {
+        let (da, db) = (distro_state(a).await?, distro_state(b).await?);
+        let copies_are_the_others = da["copies"] == db["owned"] && db["copies"] == da["owned"];
+        let responsible = [responsible_instances(a).await?, responsible_instances(b).await?];
+        let owned_by_one = responsible.iter().sum::<u64>() == 5 && responsible.contains(&5);
+        (copies_are_the_others
+            && owned_by_one
+            && da["digest"] == db["digest"]
+            && serves_exactly(a, "survive", &want).await
+            && serves_exactly(b, "survive", &want).await)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        settled.is_some(),
+        "survivors did not settle: {:?} {:?} responsible {:?} {:?}",
+        distro_state(a).await,
+        distro_state(b).await,
+        responsible_instances(a).await,
+        responsible_instances(b).await
+    );
+}
+
+/// A member's `/nacos/v2/core/distro/digest` data: digest, owned and copied client counts.
+async fn distro_state(server: &Server) -> Option<Value> {
+    let resp = client().get(server.url("/nacos/v2/core/distro/digest")).send().await.ok()?;
+    let body: Value = resp.json().await.ok()?;
+    Some(body["data"].clone())
+}
+
+/// `responsibleInstanceCount` of a member's operator metrics.
+async fn responsible_instances(server: &Server) -> Option<u64> {
+    let resp = client()
+        .get(server.url("/nacos/v1/ns/operator/metrics"))
+        .query(&[("onlyStatus", "false")])
+        .send()
+        .await
+        .ok()?;
+    let body: Value = resp.json().await.ok()?;
+    body["responsibleInstanceCount"].as_u64()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -344,6 +379,22 @@ async fn bad_and_stale_distro_messages_are_refused_or_ignored() {
     assert!(b.output().contains("refused"), "refusals are logged");
 }
 
+/// The responsible server a member names for `10.7.7.1:<port>` of each port.
+async fn responsible_servers(server: &Server, ports: &[String]) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for port in ports {
+        let resp = client()
+            .get(server.url("/nacos/v1/ns/operator/distro/client"))
+            .query(&[("ip", "10.7.7.1"), ("port", port.as_str())])
+            .send()
+            .await
+            .ok()?;
+        let body: Value = resp.json().await.ok()?;
+        out.push(body["responsibleServer"].as_str()?.to_owned());
+    }
+    Some(out)
+}
+
 async fn owned(server: &Server) -> u64 {
     let (_, body) = call(client().get(server.url("/nacos/v2/core/distro/digest"))).await;
     json(&body)["data"]["owned"].as_u64().unwrap_or(0)
@@ -358,9 +409,19 @@ async fn v1_clients_are_owned_by_the_member_their_address_hashes_to() {
             .await
             .expect("every member ready");
     }
-    // A few verify rounds (500 ms): every member has heard from every other one.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // Every member has heard from every other one once they all name the same responsible
+    // member for every address (`/operator/distro/client`), and more than one is named.
     let ports: Vec<String> = (0..30).map(|k| (8000 + k).to_string()).collect();
+    let named = eventually(Duration::from_secs(10), || async {
+        let mut views = Vec::new();
+        for m in &cluster.members {
+            views.push(responsible_servers(m, &ports).await?);
+        }
+        let distinct: std::collections::BTreeSet<&String> = views[0].iter().collect();
+        (views.windows(2).all(|w| w[0] == w[1]) && distinct.len() > 1).then(|| views.swap_remove(0))
+    })
+    .await
+    .expect("every member names the same responsible member for each address");
     for port in &ports {
         let (status, body) = call(client().post(cluster.members[0].url("/nacos/v1/ns/instance")).form(&[
             ("serviceName", "hashed"),
@@ -383,6 +444,17 @@ async fn v1_clients_are_owned_by_the_member_their_address_hashes_to() {
     let counts = [owned(&cluster.members[0]).await, owned(&cluster.members[1]).await, owned(&cluster.members[2]).await];
     assert_eq!(counts.iter().sum::<u64>(), 30, "one owner per client: {counts:?}");
     assert!(counts.iter().all(|c| *c > 0), "the clients are spread over the members: {counts:?}");
+    // `/operator/distro/client` named the owner: each member owns as many clients as it was
+    // named for, and is responsible for as many instances (one each).
+    for (i, m) in cluster.members.iter().enumerate() {
+        let me = m.http.to_string();
+        let named_here = named.iter().filter(|s| **s == me).count() as u64;
+        assert_eq!(named_here, counts[i], "member {} owns what distro/client says: {named:?}", i + 1);
+        assert_eq!(responsible_instances(m).await, Some(counts[i]), "responsibleInstanceCount of member {}", i + 1);
+    }
+    let (_, switches) = call(client().get(cluster.members[0].url("/nacos/v1/ns/operator/switches"))).await;
+    let switches = json(&switches);
+    assert_eq!((&switches["distroEnabled"], &switches["enableStandalone"]), (&Value::Bool(true), &Value::Bool(false)));
     // Light beats sent to member 3 reach each client's owner (a member that does not own a
     // client would answer 20404 and make it re-register).
     for port in &ports {

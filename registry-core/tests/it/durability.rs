@@ -100,3 +100,51 @@ async fn sigterm_shuts_down_cleanly_and_keeps_data() {
     server.restart();
     assert_eq!(list(&server, "calm").await.len(), 1);
 }
+
+/// A Prometheus counter of `server`.
+async fn counter(server: &Server, name: &str) -> u64 {
+    let (_, text) = call(client().get(server.url("/metrics"))).await;
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_persistent_writes_share_log_flushes_through_the_real_raft_node() {
+    // End to end: HTTP → naming → the real Raft node's batcher → openraft → the redb log
+    // writer's group commit. Every write is acknowledged only once durable; under concurrency
+    // they must share fsyncs (and entries), or a 2-core machine would do one fsync per write.
+    let server = Server::start();
+    let before = [
+        counter(&server, "registry_raft_proposed_commands_total").await,
+        counter(&server, "registry_raft_proposals_total").await,
+        counter(&server, "registry_raft_log_flushes_total").await,
+    ];
+    const WRITES: u32 = 256;
+    let http = client();
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in 0..WRITES {
+        let req = http.post(server.url("/nacos/v1/ns/instance")).form(&[
+            ("serviceName", format!("batched-{}", k % 8)),
+            ("ip", format!("10.9.{}.{}", k / 250, k % 250)),
+            ("port", "80".to_owned()),
+            ("ephemeral", "false".to_owned()),
+        ]);
+        tasks.spawn(call(req));
+    }
+    while let Some(answer) = tasks.join_next().await {
+        assert_eq!(answer.expect("task"), (200, "ok".to_owned()));
+    }
+    let commands = counter(&server, "registry_raft_proposed_commands_total").await - before[0];
+    let proposals = counter(&server, "registry_raft_proposals_total").await - before[1];
+    let flushes = counter(&server, "registry_raft_log_flushes_total").await - before[2];
+    assert_eq!(commands, u64::from(WRITES), "every write went through the batcher once");
+    assert!(proposals < commands, "{commands} writes in {proposals} entries: nothing was batched");
+    assert!(flushes < commands, "{commands} writes took {flushes} log flushes: no group commit");
+    let mut total = 0;
+    for s in 0..8 {
+        total += list(&server, &format!("batched-{s}")).await.len();
+    }
+    assert_eq!(total, WRITES as usize, "every acknowledged write is served");
+}

@@ -197,8 +197,11 @@ const CHILD_MARKER: &str = "SDK-CHILD-REGISTERED";
 #[ignore = "helper process for sdk_client_killed_with_sigkill_loses_its_instances_and_subscribers_are_pushed \
             and persistent_instance_over_grpc_outlives_its_client_and_a_server_kill9"]
 async fn sdk_client_child() {
-    let Ok(http_port) = std::env::var(CHILD_HTTP_PORT) else { return };
-    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"));
+    // Run by hand (`--ignored`) without the environment its parent sets, it fails: a helper
+    // that passes while doing nothing would hide a broken parent.
+    let var =
+        |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} not set: run only by spawn_sdk_child"));
+    let http_port = var(CHILD_HTTP_PORT);
     let grpc_port: u16 = var(CHILD_GRPC_PORT).parse().unwrap();
     let service = var(CHILD_SERVICE);
     let ephemeral = var(CHILD_EPHEMERAL) == "true";

@@ -22,3 +22,4 @@ mod naming_v2;
 mod quorum;
 mod robustness;
 mod udp_push;
+mod workload;

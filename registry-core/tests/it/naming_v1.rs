@@ -1151,23 +1151,31 @@ async fn operator_metrics_reports_status_and_counts() {
     register_ok(&server, &[("serviceName", "m1"), ("ip", "10.20.0.1"), ("port", "80")]).await;
     register_ok(&server, &[("serviceName", "m1"), ("ip", "10.20.0.2"), ("port", "80")]).await;
     register_ok(&server, &[("serviceName", "m2"), ("ip", "10.20.0.1"), ("port", "80")]).await;
+    register_ok(&server, &[("serviceName", "m3"), ("ip", "10.20.0.9"), ("port", "81"), ("ephemeral", "false")]).await;
     let full = get_json(&server, "/operator/metrics", &[("onlyStatus", "false")]).await;
     assert_eq!(full["status"], "UP");
-    assert_eq!(full["serviceCount"], 2);
-    assert_eq!(full["instanceCount"], 3);
-    for field in [
-        "subscribeCount",
-        "responsibleInstanceCount",
-        "clientCount",
-        "connectionBasedClientCount",
-        "ephemeralIpPortClientCount",
-        "persistentIpPortClientCount",
-        "responsibleClientCount",
-        "cpu",
-        "load",
-        "mem",
-    ] {
-        assert!(full[field].is_number(), "{field} missing: {full}");
+    assert_eq!(full["serviceCount"], 3);
+    assert_eq!(full["instanceCount"], 4);
+    // Clients as Nacos counts them: `10.20.0.1:80#true` (in m1 and m2), `10.20.0.2:80#true`,
+    // and the persistent `10.20.0.9:81#false`. Standalone, this node owns every ephemeral one;
+    // persistent clients have no responsible member.
+    assert_eq!(full["ephemeralIpPortClientCount"], 2, "{full}");
+    assert_eq!(full["persistentIpPortClientCount"], 1, "{full}");
+    assert_eq!(full["connectionBasedClientCount"], 0, "{full}");
+    assert_eq!(full["clientCount"], 3, "{full}");
+    assert_eq!(full["responsibleClientCount"], 2, "{full}");
+    assert_eq!(full["responsibleInstanceCount"], 3, "{full}");
+    assert_eq!(full["subscribeCount"], 0, "{full}");
+    // Real process figures: the server has used some CPU and holds some memory (fractions of
+    // the machine), and the load average is what /proc says, never negative.
+    let (cpu, mem, load) = (full["cpu"].as_f64(), full["mem"].as_f64(), full["load"].as_f64());
+    assert!(cpu.is_some_and(|c| c > 0.0 && c <= 1.0), "cpu {full}");
+    assert!(mem.is_some_and(|m| m > 0.0 && m < 1.0), "mem {full}");
+    assert!(load.is_some_and(|l| l >= 0.0), "load {full}");
+    #[cfg(target_os = "linux")]
+    {
+        let ours: f64 = std::fs::read_to_string("/proc/loadavg").unwrap().split(' ').next().unwrap().parse().unwrap();
+        assert!((load.unwrap() - ours).abs() < 2.0, "load {load:?} is the machine's 1-minute average ({ours})");
     }
 }
 
@@ -1240,6 +1248,12 @@ async fn operator_switches_answer() {
     assert_eq!(v["clientBeatInterval"], 5000);
     assert_eq!(v["lightBeatEnabled"], true);
     assert_eq!(v["defaultPushCacheMillis"], 10000);
+    // The running mode: standalone replicates nothing.
+    assert_eq!(v["distroEnabled"], false);
+    assert_eq!(v["enableStandalone"], true);
+    // Standalone, this node is responsible for every client.
+    let owner = get_json(&server, "/operator/distro/client", &[("ip", "10.25.0.1"), ("port", "80")]).await;
+    assert_eq!(owner["responsibleServer"], server.http.to_string());
 }
 
 #[tokio::test]

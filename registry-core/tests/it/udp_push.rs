@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::net::UdpSocket;
 
-use crate::harness::{Server, call, client, json};
+use crate::harness::{Server, call, client, eventually, json, patience};
 
 const JAVA_UA: &str = "Nacos-Java-Client:v1.4.1";
 
@@ -19,19 +19,42 @@ struct Push {
     info: Value,
 }
 
+/// The next push within `within` (`None`: nothing arrived). A datagram that is not a push
+/// fails the test: a broken encoding must never pass for "no push".
 async fn recv_push(sock: &UdpSocket, within: Duration) -> Option<Push> {
     let mut buf = vec![0u8; 65_536];
-    let (n, from) = tokio::time::timeout(within, sock.recv_from(&mut buf)).await.ok()?.ok()?;
-    let mut raw = buf[..n].to_vec();
+    let (n, from) = tokio::time::timeout(within, sock.recv_from(&mut buf)).await.ok()?.expect("udp receive");
+    Some(decode_push(&buf[..n], from))
+}
+
+fn decode_push(datagram: &[u8], from: SocketAddr) -> Push {
+    let mut raw = datagram.to_vec();
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).ok()?;
+        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).expect("a gzip push inflates");
         raw = out;
     }
-    let packet: Value = serde_json::from_slice(&raw).ok()?;
+    let packet: Value = serde_json::from_slice(&raw)
+        .unwrap_or_else(|e| panic!("push is not JSON ({e}): {}", String::from_utf8_lossy(&raw)));
     assert_eq!(packet["type"], "dom", "unexpected packet {packet}");
-    let info: Value = serde_json::from_str(packet["data"].as_str()?).ok()?;
-    Some(Push { from, last_ref_time: packet["lastRefTime"].clone(), info })
+    let data = packet["data"].as_str().unwrap_or_else(|| panic!("push without string data: {packet}"));
+    let info: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("push data is not JSON ({e}): {data}"));
+    Push { from, last_ref_time: packet["lastRefTime"].clone(), info }
+}
+
+/// A datagram already waiting on the socket, without waiting for one.
+fn buffered_push(sock: &UdpSocket) -> Option<Push> {
+    let mut buf = vec![0u8; 65_536];
+    sock.try_recv_from(&mut buf).ok().map(|(n, from)| decode_push(&buf[..n], from))
+}
+
+/// A gauge or counter from `/metrics`.
+async fn metric(server: &Server, name: &str) -> u64 {
+    let (_, text) = call(client().get(server.url("/metrics"))).await;
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
 
 /// Java sends the stamp back as a quoted string.
@@ -55,7 +78,7 @@ async fn subscribe(server: &Server, sock: &UdpSocket, service: &str) {
 
 /// Waits for the next push whose host list satisfies `pred`, acking everything it sees.
 async fn next_matching(sock: &UdpSocket, pred: impl Fn(&Value) -> bool) -> Push {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15) * crate::harness::patience();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15) * patience();
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let push = recv_push(sock, left).await.expect("expected a push before the deadline");
@@ -101,11 +124,15 @@ async fn subscriber_gets_pushes_for_registration_unhealthy_and_expiry() {
 
 #[tokio::test]
 async fn unacknowledged_push_is_resent_and_an_ack_stops_resends() {
-    let server = Server::start_with_config(Some("[push]\nudp_ack_timeout_ms = 300\nudp_max_retries = 5\n"));
+    // The ack window scales with the patience factor: a slow machine must not turn the test's
+    // own ack into a late one.
+    let ack_ms = 300 * patience();
+    let server =
+        Server::start_with_config(Some(&format!("[push]\nudp_ack_timeout_ms = {ack_ms}\nudp_max_retries = 5\n")));
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     subscribe(&server, &sock, "acked").await;
     // The subscription itself is pushed once; acknowledge it so it stays quiet.
-    let first = recv_push(&sock, Duration::from_secs(10)).await.expect("initial push");
+    let first = recv_push(&sock, Duration::from_secs(10) * patience()).await.expect("initial push");
     ack(&sock, &first).await;
 
     let (status, _) = call(client().post(server.url("/nacos/v1/ns/instance")).query(&[
@@ -118,19 +145,28 @@ async fn unacknowledged_push_is_resent_and_an_ack_stops_resends() {
 
     // Not acknowledged: the same datagram (same lastRefTime) comes again.
     let push = loop {
-        let p = recv_push(&sock, Duration::from_secs(10)).await.expect("registration push");
+        let p = recv_push(&sock, Duration::from_secs(10) * patience()).await.expect("registration push");
         if p.info["hosts"].as_array().is_some_and(|a| a.len() == 1) {
             break p;
         }
         ack(&sock, &p).await;
     };
-    let resent = recv_push(&sock, Duration::from_secs(5)).await.expect("resend after the ack timeout");
+    let resent = recv_push(&sock, Duration::from_secs(5) * patience()).await.expect("resend after the ack timeout");
     assert_eq!(resent.last_ref_time, push.last_ref_time);
     assert_eq!(resent.info["hosts"], push.info["hosts"]);
 
     // Acknowledged: nothing more arrives although four resends were still allowed.
+    // The server's count of pushes awaiting an ack reaches 0: nothing is left to resend. Any
+    // resend it made before taking the ack is on the socket already (loopback delivers at send).
     ack(&sock, &resent).await;
-    assert!(recv_push(&sock, Duration::from_millis(1500)).await.is_none(), "resent after ack");
+    let settled = eventually(Duration::from_secs(5), || async {
+        (metric(&server, "registry_push_pending_acks").await == 0).then_some(())
+    })
+    .await;
+    assert!(settled.is_some(), "the acknowledged push is still pending (would be resent)");
+    if let Some(late) = buffered_push(&sock) {
+        assert_eq!(late.last_ref_time, push.last_ref_time, "only a resend that crossed the ack may be buffered");
+    }
 
     let (_, body) = call(client().get(server.url("/nacos/v1/ns/operator/push/state"))).await;
     let state = json(&body);
@@ -156,8 +192,10 @@ async fn clients_that_cannot_take_pushes_are_not_subscribed() {
         ("port", "1"),
     ]))
     .await;
-    assert!(recv_push(&sock, Duration::from_millis(800)).await.is_none());
+    // Not subscribed (the server's own list), so no push can be sent, let alone pending.
     let (_, body) =
         call(client().get(server.url("/nacos/v1/ns/service/subscribers")).query(&[("serviceName", "polled")])).await;
     assert_eq!(json(&body)["count"], 0);
+    assert_eq!(metric(&server, "registry_push_pending_acks").await, 0);
+    assert!(buffered_push(&sock).is_none(), "a client that cannot take pushes got one");
 }

@@ -109,6 +109,7 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         ("registry_http_beat_clients", "v1 heartbeat clients tracked by this node", c.beat_clients),
         ("registry_grpc_connections", "Registered gRPC connections", s.connections.len()),
         ("registry_subscribers", "Subscriptions (UDP and gRPC)", s.push.subscriber_count()),
+        ("registry_config_long_polls_held", "Config long-polls held waiting for a change", s.configs.hub().held()),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
@@ -137,6 +138,11 @@ async fn metrics(State(s): State<ApiState>) -> Response {
             "registry_raft_writes_refused_no_quorum_total",
             "Persistent writes answered with an error because no quorum acknowledged the leader (refused, lost quorum in flight, or timed out)",
             s.raft.quorum_failures(),
+        ),
+        (
+            "registry_raft_snapshot_installs_total",
+            "Snapshots received from a leader and installed (a member too far behind for the log)",
+            s.raft.snapshot_installs(),
         ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");

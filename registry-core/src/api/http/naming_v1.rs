@@ -449,20 +449,23 @@ pub(crate) fn metrics_body(s: &ApiState, only_status: bool) -> Value {
         return json!({ "status": status });
     }
     let c = s.naming.counts();
+    let connections: Vec<String> = s.connections.list().into_iter().map(|m| m.connection_id).collect();
+    let clients = s.naming.client_counts(&connections);
+    let load = crate::telemetry::load::sample();
     json!({
         "status": status,
         "serviceCount": c.services,
         "instanceCount": c.instances,
         "subscribeCount": s.push.subscriber_count(),
-        "responsibleInstanceCount": c.instances,
-        "clientCount": c.beat_clients + s.connections.len(),
-        "connectionBasedClientCount": s.connections.len(),
-        "ephemeralIpPortClientCount": c.beat_clients,
-        "persistentIpPortClientCount": 0,
-        "responsibleClientCount": c.beat_clients,
-        "cpu": 0.0,
-        "load": 0.0,
-        "mem": 0.0,
+        "responsibleInstanceCount": clients.responsible_instances,
+        "clientCount": clients.connection_based + clients.ephemeral_ip_port + clients.persistent_ip_port,
+        "connectionBasedClientCount": clients.connection_based,
+        "ephemeralIpPortClientCount": clients.ephemeral_ip_port,
+        "persistentIpPortClientCount": clients.persistent_ip_port,
+        "responsibleClientCount": clients.responsible_clients,
+        "cpu": load.cpu,
+        "load": load.load,
+        "mem": load.mem,
     })
 }
 
@@ -472,6 +475,9 @@ async fn metrics(State(s): State<ApiState>, p: Params) -> V1Result {
 
 pub(crate) fn switches_body(s: &ApiState) -> Value {
     let cfg = s.naming.config();
+    // The running mode, not constants: a member replicates ephemeral data through Distro; a
+    // standalone node (no peers ever configured) does not.
+    let standalone = s.distro.is_standalone();
     json!({
         "name": "00-00---000-NACOS_SWITCH_DOMAIN-000---00-00",
         "defaultPushCacheMillis": crate::naming::service_info::DEFAULT_CACHE_MILLIS,
@@ -480,8 +486,8 @@ pub(crate) fn switches_body(s: &ApiState) -> Value {
         "defaultInstanceEphemeral": true,
         "pushEnabled": true,
         "healthCheckEnabled": true,
-        "distroEnabled": false,
-        "enableStandalone": true,
+        "distroEnabled": !standalone,
+        "enableStandalone": standalone,
         "checkTimes": 3,
     })
 }
@@ -512,9 +518,19 @@ async fn push_state(State(s): State<ApiState>) -> V1Result {
     .into_response())
 }
 
-/// Standalone: this node is responsible for every client.
+/// The member responsible for the v1 client `ip:port` (Nacos' Distro hash over the healthy
+/// members, see `Distro::responsible_peer`), by its HTTP address: the one that takes that
+/// client's writes and beats. This node when it is responsible, or standalone.
 async fn distro_client(State(s): State<ApiState>, p: Params) -> V1Result {
-    p.required("ip")?;
-    p.required("port")?;
-    Ok(Json(json!({ "responsibleServer": s.http_addr.to_string() })).into_response())
+    let ip = p.required("ip")?;
+    let port: u16 = p.required_num("port")?;
+    let server = match s.distro.responsible_peer(&format!("{ip}:{port}")) {
+        Some((id, _)) => s
+            .raft
+            .cluster()
+            .http_addr(id)
+            .ok_or_else(|| ApiError::Internal(format!("member {id} has no known HTTP address")))?,
+        None => s.http_addr.to_string(),
+    };
+    Ok(Json(json!({ "responsibleServer": server })).into_response())
 }

@@ -9,6 +9,7 @@
 
 use std::io::Cursor;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -81,13 +82,23 @@ pub(crate) struct StateMachine {
     last_membership: StoredMembership<NodeId, Member>,
     /// Makes snapshot ids unique within this process.
     snapshot_seq: u64,
+    /// Snapshots received from a leader and installed since start (shared with the node, for
+    /// `/metrics` and the Raft status): the one observable proof that a member caught up by
+    /// snapshot rather than by log.
+    installs: Arc<AtomicU64>,
 }
 
 impl StateMachine {
     /// Opens the state machine: restores the stored snapshot, if any, into `applier`.
     pub(crate) fn open(db: Arc<Db>, applier: Arc<Applier>) -> Result<Self, SnapshotError> {
-        let mut sm =
-            Self { applier, db, last_applied: None, last_membership: StoredMembership::default(), snapshot_seq: 0 };
+        let mut sm = Self {
+            applier,
+            db,
+            last_applied: None,
+            last_membership: StoredMembership::default(),
+            snapshot_seq: 0,
+            installs: Arc::default(),
+        };
         if let Some((meta, data)) = load(&sm.db)? {
             let payload = SnapshotPayload::decode(&data)?;
             sm.applier.restore(payload.state);
@@ -95,6 +106,11 @@ impl StateMachine {
             sm.last_membership = meta.last_membership;
         }
         Ok(sm)
+    }
+
+    /// The count of installed snapshots, shared.
+    pub(crate) fn installs(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.installs)
     }
 
     /// Last applied log id (restored snapshots count).
@@ -199,6 +215,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.applier.restore(payload.state);
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
+        self.installs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
