@@ -315,8 +315,8 @@ async fn a_client_that_redoes_30_s_after_its_member_died_stays_listed_on_the_sur
     // kind (the restarted member's new client was removed by its owner, not expired).
     for (n, member) in survivors.iter().enumerate() {
         let expired = eventually(Duration::from_secs(10), || async {
-            let n = metric(member, GRPC_COPIES_EXPIRED).await - expired_before[n];
-            (n == CLIENTS as u64).then_some(())
+            let delta = metric(member, GRPC_COPIES_EXPIRED).await - expired_before[n];
+            (delta == CLIENTS as u64).then_some(())
         })
         .await;
         assert!(
