@@ -32,7 +32,7 @@ pub mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use md5::{Digest as _, Md5};
@@ -107,6 +107,11 @@ pub struct Distro {
     outboxes: Mutex<HashMap<NodeId, Arc<Outbox>>>,
     /// Whether the startup snapshot was loaded (or there was nobody to load it from).
     loaded: AtomicBool,
+    /// Whether a peer's snapshot was applied at start, unlike `loaded`, which a member also
+    /// reaches when no peer answered in time: the metric that tells the two apart.
+    snapshot_from_peer: AtomicBool,
+    /// Copies removed because their owner stopped confirming them, by kind of client.
+    expired: ExpiredCopies,
     /// A standalone node replicates nothing: its writes skip all bookkeeping.
     standalone: AtomicBool,
     /// Since when some peer's view has differed from ours (verify found differences).
@@ -147,6 +152,8 @@ impl Distro {
             ledger: Mutex::new(Ledger::default()),
             outboxes: Mutex::new(HashMap::new()),
             loaded: AtomicBool::new(false),
+            snapshot_from_peer: AtomicBool::new(false),
+            expired: ExpiredCopies::default(),
             standalone: AtomicBool::new(false),
             disagree_since: Mutex::new(None),
             checked: Mutex::new(orphans::Checked::default()),
@@ -188,6 +195,18 @@ impl Distro {
     /// Whether the startup snapshot is in (readiness).
     pub fn loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Whether this member applied a peer's snapshot when it started (false: standalone, or no
+    /// peer answered within `load_timeout_ms` and it started from local data only).
+    pub fn snapshot_loaded_from_peer(&self) -> bool {
+        self.snapshot_from_peer.load(Ordering::Acquire)
+    }
+
+    /// How many copies expired since start: (gRPC connections, v1 heartbeat clients). Their
+    /// owner stopped confirming them (it died, restarted or is cut off) for their whole grace.
+    pub fn copies_expired(&self) -> (u64, u64) {
+        (self.expired.grpc.load(Ordering::Relaxed), self.expired.v1.load(Ordering::Relaxed))
     }
 
     /// Seconds since some peer's view last started to differ from ours (0: all agree).
@@ -419,6 +438,7 @@ impl Distro {
         if !expired.is_empty() {
             tracing::info!(clients = expired.len(), "distro copies expired: their owner stopped confirming them");
             self.remove_copies(&expired, Removal::Expired);
+            self.expired.count(&expired);
         }
     }
 
@@ -499,6 +519,7 @@ impl Distro {
                         Ok(batch) => {
                             let total = batch.clients.len();
                             let applied = self.receive(peer, batch, true);
+                            self.snapshot_from_peer.store(true, Ordering::Release);
                             tracing::info!(peer, total, applied, "distro snapshot loaded");
                             return;
                         }
@@ -619,6 +640,22 @@ impl Distro {
     }
 }
 
+/// Counters of expired copies, split by kind because their grace differs (`orphans::grace`):
+/// a gRPC copy lasts `expire_after_ms`, a v1 copy its instances' delete timeout.
+#[derive(Debug, Default)]
+struct ExpiredCopies {
+    grpc: AtomicU64,
+    v1: AtomicU64,
+}
+
+impl ExpiredCopies {
+    fn count(&self, clients: &[ClientId]) {
+        let v1 = clients.iter().filter(|c| c.is_ip_port()).count() as u64;
+        self.v1.fetch_add(v1, Ordering::Relaxed);
+        self.grpc.fetch_add(clients.len() as u64 - v1, Ordering::Relaxed);
+    }
+}
+
 /// Why a copy is removed locally.
 #[derive(Debug, Clone, Copy)]
 enum Removal {
@@ -648,7 +685,19 @@ fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::java_string_hash;
+    use std::sync::atomic::Ordering;
+
+    use super::{ExpiredCopies, java_string_hash};
+    use crate::model::ClientId;
+
+    #[test]
+    fn expired_copies_are_counted_by_kind_of_client() {
+        let expired = ExpiredCopies::default();
+        expired.count(&[ClientId::from("1_127.0.0.1_5000"), ClientId::ip_port("10.0.0.1", 80, true)]);
+        expired.count(&[ClientId::from("2_127.0.0.1_5001")]);
+        assert_eq!(expired.grpc.load(Ordering::Relaxed), 2);
+        assert_eq!(expired.v1.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn the_responsibility_hash_is_javas_string_hash() {

@@ -18,7 +18,7 @@ use crate::cluster::{Cluster, readiness};
 use crate::grpc_raw::{
     connect_addr_with, deregister, http_ips, must_instance, open_stream, payload, register, setup_body, try_unary, wait,
 };
-use crate::harness::{Server, client, eventually, patience};
+use crate::harness::{Server, call, client, eventually, patience};
 
 /// How long the simulated clients wait after reconnecting before they redo (nacos-sdk-python
 /// 2.x). Fixed: it is the behaviour under test, not a deadline to stretch on slow machines.
@@ -123,6 +123,18 @@ async fn churn(member: SocketAddr, done: Arc<AtomicUsize>, stop: tokio_util::syn
     }
 }
 
+/// Copies of dead gRPC connections a member has expired since it started.
+const GRPC_COPIES_EXPIRED: &str = "registry_distro_copies_expired_total{client=\"grpc\"}";
+
+/// One series of `member`'s `/metrics` (`series`: name with its labels, as exposed).
+async fn metric(member: &Server, series: &str) -> u64 {
+    let (status, text) = call(client().get(member.url("/metrics"))).await;
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("metric {series} missing"))
+}
+
 /// How often each expected IP appears in `member`'s list of the service.
 async fn counts(member: &Server, want: &[String]) -> (Vec<usize>, Vec<String>) {
     let ips = http_ips(member, SERVICE).await;
@@ -202,7 +214,9 @@ async fn a_client_that_redoes_30_s_after_its_member_died_stays_listed_on_the_sur
     }
     // The count before the kill: every survivor-to-be lists all of them, once.
     let survivors = [&cluster.members[1], &cluster.members[2]];
+    let mut expired_before = Vec::new();
     for m in survivors {
+        expired_before.push(metric(m, GRPC_COPIES_EXPIRED).await);
         eventually(Duration::from_secs(10), || async {
             (counts(m, &want).await.0.iter().all(|c| *c == 1)).then_some(())
         })
@@ -297,8 +311,40 @@ async fn a_client_that_redoes_30_s_after_its_member_died_stays_listed_on_the_sur
     })
     .await;
     assert!(all_listed(&survivors, &remaining, killed_at).await, "listed exactly once after the expiry");
-    let expired = survivors.iter().filter(|m| m.output().contains("distro copies expired")).count();
-    assert_eq!(expired, 2, "both survivors expired the dead connections' copies meanwhile");
+    // Both survivors expired the dead connections' copies meanwhile, and nothing else of the
+    // kind (the restarted member's new client was removed by its owner, not expired).
+    for (n, member) in survivors.iter().enumerate() {
+        let expired = eventually(Duration::from_secs(10), || async {
+            let delta = metric(member, GRPC_COPIES_EXPIRED).await - expired_before[n];
+            (delta == CLIENTS as u64).then_some(())
+        })
+        .await;
+        assert!(
+            expired.is_some(),
+            "survivor {n} expired {} copies of gRPC clients, wanted {CLIENTS}",
+            metric(member, GRPC_COPIES_EXPIRED).await - expired_before[n]
+        );
+    }
+
+    // The restarted member serves the redone instances too. Checked while the clients still
+    // hold their connections: once they are gone their owners remove the instances everywhere,
+    // and this would race that removal.
+    let mut remaining_sorted = remaining.clone();
+    remaining_sorted.sort();
+    let restarted_ips = || async {
+        let mut ips = http_ips(&restarted, SERVICE).await;
+        ips.sort();
+        ips
+    };
+    let caught_up =
+        eventually(Duration::from_secs(10), || async { (restarted_ips().await == remaining_sorted).then_some(()) })
+            .await;
+    assert!(caught_up.is_some(), "the restarted member lists {:?}", restarted_ips().await);
+    assert_eq!(
+        metric(&restarted, "registry_distro_snapshot_loaded").await,
+        1,
+        "the restarted member rejoined Distro with a peer's snapshot"
+    );
 
     stop_churn.cancel();
     churn_task.await.expect("churn task");
@@ -306,12 +352,5 @@ async fn a_client_that_redoes_30_s_after_its_member_died_stays_listed_on_the_sur
     for task in clients {
         task.abort();
     }
-    // The restarted member serves the redone instances too.
-    let caught_up = eventually(Duration::from_secs(10), || async {
-        (http_ips(&restarted, SERVICE).await == remaining).then_some(())
-    })
-    .await;
-    assert!(caught_up.is_some(), "the restarted member lists {:?}", http_ips(&restarted, SERVICE).await);
-    assert!(restarted.output().contains("distro snapshot loaded"), "the restarted member rejoined Distro");
     drop(new_run_client);
 }

@@ -118,6 +118,16 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         "# HELP registry_distro_disagreement_seconds How long some member's ephemeral view has differed from this one's (0: all agree)\n# TYPE registry_distro_disagreement_seconds gauge\nregistry_distro_disagreement_seconds {}",
         s.distro.disagreement_seconds()
     );
+    let _ = writeln!(
+        out,
+        "# HELP registry_distro_snapshot_loaded 1 once this member applied a peer's Distro snapshot at start (0: standalone, or no peer answered and it started from local data)\n# TYPE registry_distro_snapshot_loaded gauge\nregistry_distro_snapshot_loaded {}",
+        u8::from(s.distro.snapshot_loaded_from_peer())
+    );
+    let (grpc, v1) = s.distro.copies_expired();
+    let _ = writeln!(
+        out,
+        "# HELP registry_distro_copies_expired_total Copies of other members' clients removed because their owner stopped confirming them (gRPC: after distro.expire_after_ms; v1: after the delete timeout)\n# TYPE registry_distro_copies_expired_total counter\nregistry_distro_copies_expired_total{{client=\"grpc\"}} {grpc}\nregistry_distro_copies_expired_total{{client=\"v1\"}} {v1}"
+    );
     let w = s.raft.write_counters();
     for (name, help, v) in [
         ("registry_raft_proposals_total", "Raft entries proposed by the write batcher", w.proposals),
