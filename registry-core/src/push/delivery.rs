@@ -135,6 +135,7 @@ mod tests {
         let (mut d, s) = (delivery(), sink(false));
         let id = d.next_request_id();
         d.send(&*s, "K", id.clone(), Vec::new(), "p", 0).unwrap();
+        assert_eq!(*s.sent.lock(), ["K"]);
         assert_eq!(d.remove("other".into(), id.clone()), None, "an ack from another connection does not count");
         assert_eq!(d.remove("c1".into(), id), Some("p"));
         tokio::time::advance(Duration::from_secs(10)).await;
