@@ -6,7 +6,8 @@
 //!                                                                        │ ConfigChanged
 //!  notify.rs (one task) ◄────────────────────────────────────────────────┘
 //!     ├─► ListenHub: wakes held long-polls of that key
-//!     └─► gRPC listeners: ConfigChangeNotifyRequest (acked, resent, then connection closed)
+//!     └─► gRPC listeners: ConfigChangeNotifyRequest (acked, resent, then connection closed,
+//!         by the push engine's machinery: push/table.rs, push/pending.rs, push/delivery.rs)
 //! ```
 
 pub mod archive;

@@ -11,24 +11,32 @@
 //!  acks (stream responses, UDP push-ack) ──► pending tables; resend with backoff, then give up
 //! ```
 //! Transports register subscribers through [`PushHandle`]; they never see the engine.
+//!
+//! Shared with config change notification (`configs/notify.rs`): [`table`] (the subscriber
+//! table), `pending` (the pending-ack table and retry policy) and `delivery` (acknowledged
+//! requests over gRPC connections, with the slow-consumer rule).
 
 pub mod conn_subscribers;
+pub(crate) mod delivery;
 pub mod engine;
+pub(crate) mod pending;
 pub mod stats;
 pub mod subscribers;
+pub mod table;
 pub mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::model::ServiceKey;
-use conn_subscribers::ConnSubscribers;
+use conn_subscribers::{ConnSubscribers, ConnSubscription};
 pub use conn_subscribers::{PushSink, SinkError};
 pub use stats::{PushStats, PushStatsSnapshot};
 pub use subscribers::SubscriberInfo;
-use subscribers::UdpSubscribers;
+use subscribers::{UdpSubscriber, UdpSubscribers};
 pub use udp::is_push_capable;
 
 /// Tunables of the push engine.
@@ -90,7 +98,13 @@ impl PushHandle {
     /// Records (or refreshes) a v1 UDP subscriber of `key`. The first registration of an
     /// address triggers a push of the current state to it.
     pub fn subscribe_udp(&self, key: &ServiceKey, addr: SocketAddr, clusters: &str, agent: &str, app: Option<&str>) {
-        if self.udp.upsert(key, addr, clusters, agent, app) {
+        let info = SubscriberInfo {
+            addr,
+            clusters: clusters.to_owned(),
+            agent: agent.to_owned(),
+            app: app.unwrap_or("unknown").to_owned(),
+        };
+        if self.udp.insert(key, addr, UdpSubscriber { info, refreshed: Instant::now() }) {
             // The engine ends only at shutdown; a lost wake-up then is harmless.
             let _ = self.control.send(Control::NewUdp(key.clone(), addr));
         }
@@ -100,18 +114,18 @@ impl PushHandle {
     /// one replaces the old clusters filter). The current state is pushed to it shortly after.
     pub fn subscribe_conn(&self, key: &ServiceKey, clusters: &str, sink: Arc<dyn PushSink>) {
         let id = sink.id().to_owned();
-        self.conns.subscribe(key, clusters, sink);
+        self.conns.insert(key, id.clone(), ConnSubscription { clusters: clusters.to_owned(), sink });
         let _ = self.control.send(Control::NewConn(key.clone(), id));
     }
 
     /// Removes a connection's subscription to `key`.
     pub fn unsubscribe_conn(&self, key: &ServiceKey, conn_id: &str) {
-        self.conns.unsubscribe(key, conn_id);
+        self.conns.remove(key, conn_id);
     }
 
     /// Drops every subscription of a closed connection.
     pub fn connection_closed(&self, conn_id: &str) {
-        self.conns.remove_connection(conn_id);
+        self.conns.remove_subscriber(conn_id);
     }
 
     /// A connection acknowledged a push.
@@ -121,7 +135,7 @@ impl PushHandle {
 
     /// UDP subscribers of one service.
     pub fn subscribers_of(&self, key: &ServiceKey) -> Vec<SubscriberInfo> {
-        self.udp.of(key)
+        self.udp.of(key).into_iter().map(|s| s.info).collect()
     }
 
     /// Number of (service, subscriber) pairs, UDP and gRPC.

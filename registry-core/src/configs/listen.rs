@@ -2,19 +2,19 @@
 //! and sleeps until one of them changes or its hold time ends. Registration happens before the
 //! MD5 comparison, and `Notify` keeps a permit, so a change between the two is never missed.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::model::ConfigKey;
+use crate::push::table::SubscriberTable;
 
 /// Interest of held requests, by key.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ListenHub {
-    waiters: Mutex<HashMap<ConfigKey, HashMap<u64, Arc<Notify>>>>,
+    /// Key → request id → its wake-up; the reverse index lets a request leave all its keys at once.
+    waiters: SubscriberTable<ConfigKey, u64, Arc<Notify>>,
     next_id: AtomicU64,
     /// Requests past their MD5 comparison and waiting (see [`ListenHub::hold`]): `/metrics`
     /// shows it, so a test can know a request is held instead of guessing from a sleep.
@@ -34,7 +34,6 @@ impl Drop for Held<'_> {
 pub struct Watch {
     hub: Arc<ListenHub>,
     id: u64,
-    keys: Vec<ConfigKey>,
     notify: Arc<Notify>,
 }
 
@@ -43,28 +42,23 @@ impl ListenHub {
     pub fn watch(self: &Arc<Self>, keys: Vec<ConfigKey>) -> Watch {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let notify = Arc::new(Notify::new());
-        let mut waiters = self.waiters.lock();
         for k in &keys {
-            waiters.entry(k.clone()).or_default().insert(id, Arc::clone(&notify));
+            self.waiters.insert(k, id, Arc::clone(&notify));
         }
-        Watch { hub: Arc::clone(self), id, keys, notify }
+        Watch { hub: Arc::clone(self), id, notify }
     }
 
     /// Wakes every request waiting on `key`.
     pub fn wake(&self, key: &ConfigKey) {
-        if let Some(ws) = self.waiters.lock().get(key) {
-            for n in ws.values() {
-                n.notify_one();
-            }
+        for n in self.waiters.of(key) {
+            n.notify_one();
         }
     }
 
     /// Wakes every waiting request (after lost events).
     pub fn wake_all(&self) {
-        for ws in self.waiters.lock().values() {
-            for n in ws.values() {
-                n.notify_one();
-            }
+        for key in self.waiters.keys() {
+            self.wake(&key);
         }
     }
 
@@ -81,7 +75,7 @@ impl ListenHub {
 
     /// Number of (key, request) registrations.
     pub fn len(&self) -> usize {
-        self.waiters.lock().values().map(HashMap::len).sum()
+        self.waiters.len()
     }
 
     /// Whether nothing waits.
@@ -99,15 +93,7 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let mut waiters = self.hub.waiters.lock();
-        for k in &self.keys {
-            if let Some(ws) = waiters.get_mut(k) {
-                ws.remove(&self.id);
-                if ws.is_empty() {
-                    waiters.remove(k);
-                }
-            }
-        }
+        self.hub.waiters.remove_subscriber(&self.id);
     }
 }
 

@@ -1,20 +1,21 @@
 //! Config change notification: the one task that reads `ConfigChanged` events. It wakes held
 //! long-polls (through the [`ListenHub`]) and sends `ConfigChangeNotifyRequest` to every gRPC
-//! connection listening to the key; unacknowledged notifications are resent with a growing
-//! delay, and a connection that never acknowledges is closed so its client resyncs (§13.6).
+//! connection listening to the key. Listeners live in the push engine's [`SubscriberTable`],
+//! and acks, resends and the slow-consumer rule are the push engine's [`ConnDelivery`]:
+//! unacknowledged notifications are resent with a growing delay, and a connection that never
+//! acknowledges is closed so its client resyncs (§13.6).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::RwLock;
 use tokio::sync::{broadcast, mpsc};
-use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::ConfigCenterConfig;
 use super::listen::ListenHub;
 use crate::model::{ChangeEvent, ConfigKey};
+use crate::push::delivery::{CloseReasons, ConnDelivery};
+use crate::push::pending::{Backoff, Due, RetryPolicy};
+use crate::push::table::SubscriberTable;
 use crate::push::{PushSink, SinkError};
 
 /// The gRPC message type of a config change notification.
@@ -30,10 +31,7 @@ struct Listener {
 }
 
 /// gRPC config listeners: key → connection → listener.
-#[derive(Default)]
-struct Listeners {
-    by_key: RwLock<HashMap<ConfigKey, HashMap<String, Listener>>>,
-}
+type Listeners = SubscriberTable<ConfigKey, String, Listener>;
 
 enum Control {
     Ack(String, String),
@@ -52,26 +50,17 @@ impl ConfigNotifyHandle {
         let id = sink.id().to_owned();
         let listener =
             Listener { sink, data_id: data_id.to_owned(), group: group.to_owned(), tenant: tenant.to_owned() };
-        self.listeners.by_key.write().entry(key).or_default().insert(id, listener);
+        self.listeners.insert(&key, id, listener);
     }
 
     /// Removes a connection's interest in a key.
     pub fn unlisten(&self, key: &ConfigKey, conn: &str) {
-        let mut map = self.listeners.by_key.write();
-        if let Some(l) = map.get_mut(key) {
-            l.remove(conn);
-            if l.is_empty() {
-                map.remove(key);
-            }
-        }
+        self.listeners.remove(key, conn);
     }
 
     /// Drops every listen of a closed connection.
     pub fn connection_closed(&self, conn: &str) {
-        self.listeners.by_key.write().retain(|_, l| {
-            l.remove(conn);
-            !l.is_empty()
-        });
+        self.listeners.remove_subscriber(conn);
     }
 
     /// A connection acknowledged a notification.
@@ -81,19 +70,13 @@ impl ConfigNotifyHandle {
 
     /// Number of (key, connection) listens.
     pub fn len(&self) -> usize {
-        self.listeners.by_key.read().values().map(HashMap::len).sum()
+        self.listeners.len()
     }
 
     /// Whether nobody listens.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.listeners.is_empty()
     }
-}
-
-struct Pending {
-    key: ConfigKey,
-    attempt: u32,
-    deadline: Instant,
 }
 
 /// Starts the notifier.
@@ -105,13 +88,14 @@ pub fn spawn(
 ) -> ConfigNotifyHandle {
     let (control, control_rx) = mpsc::unbounded_channel();
     let handle = ConfigNotifyHandle { listeners: Arc::new(Listeners::default()), control };
+    let policy = RetryPolicy::from_millis(config.push_ack_timeout_ms.max(1), config.push_max_retries, Backoff::Linear);
+    let reasons =
+        CloseReasons { slow: "config notification queue full", unacked: "config notifications not acknowledged" };
     let notifier = Notifier {
         hub,
         listeners: Arc::clone(&handle.listeners),
-        pending: HashMap::new(),
-        next_request_id: AtomicU64::new(1),
-        ack_timeout: Duration::from_millis(config.push_ack_timeout_ms.max(1)),
-        max_retries: config.push_max_retries,
+        // Notifications are few (one per listener per change) and were never capped.
+        delivery: ConnDelivery::new(policy, usize::MAX, reasons),
     };
     tokio::spawn(notifier.run(events, control_rx, shutdown));
     handle
@@ -120,10 +104,7 @@ pub fn spawn(
 struct Notifier {
     hub: Arc<ListenHub>,
     listeners: Arc<Listeners>,
-    pending: HashMap<(String, String), Pending>,
-    next_request_id: AtomicU64,
-    ack_timeout: Duration,
-    max_retries: u32,
+    delivery: ConnDelivery<ConfigKey>,
 }
 
 impl Notifier {
@@ -133,7 +114,7 @@ impl Notifier {
         mut control: mpsc::UnboundedReceiver<Control>,
         shutdown: CancellationToken,
     ) {
-        let mut ticker = tokio::time::interval((self.ack_timeout / 4).max(Duration::from_millis(10)));
+        let mut ticker = tokio::time::interval(self.delivery.check_every());
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -147,15 +128,14 @@ impl Notifier {
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "config notifier lagged; notifying every listener");
                         self.hub.wake_all();
-                        let keys: Vec<ConfigKey> = self.listeners.by_key.read().keys().cloned().collect();
-                        for key in keys {
+                        for key in self.listeners.keys() {
                             self.notify_key(&key);
                         }
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 Some(Control::Ack(conn, id)) = control.recv() => {
-                    self.pending.remove(&(conn, id));
+                    self.delivery.remove(conn, id);
                 }
                 _ = ticker.tick() => self.retry_due(),
             }
@@ -163,49 +143,36 @@ impl Notifier {
     }
 
     fn notify_key(&mut self, key: &ConfigKey) {
-        let targets: Vec<Listener> =
-            self.listeners.by_key.read().get(key).map(|l| l.values().cloned().collect()).unwrap_or_default();
-        for l in targets {
+        for l in self.listeners.of(key) {
             self.send(key, &l, 0);
         }
     }
 
     fn send(&mut self, key: &ConfigKey, l: &Listener, attempt: u32) {
-        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed).to_string();
+        let request_id = self.delivery.next_request_id();
         let body = serde_json::json!({
             "headers": {}, "module": "config", "requestId": request_id,
             "dataId": l.data_id, "group": l.group, "tenant": l.tenant,
         });
-        let conn = l.sink.id().to_owned();
-        match l.sink.try_send(CHANGE_NOTIFY, serde_json::to_vec(&body).unwrap_or_default()) {
-            Ok(()) => {
-                // Nacos' schedule: the n-th resend waits about 2·n seconds; ours scales the ack timeout.
-                let wait = self.ack_timeout.saturating_mul(attempt.saturating_add(1));
-                self.pending
-                    .insert((conn, request_id), Pending { key: key.clone(), attempt, deadline: Instant::now() + wait });
-            }
-            Err(SinkError::Full) => {
-                tracing::warn!(%conn, "config listener is not reading; closing its connection");
-                l.sink.close("config notification queue full");
-            }
-            Err(SinkError::Closed) => {}
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        // A full queue closes the connection; its listens go when the transport reports it closed.
+        if let Err(SinkError::Full) =
+            self.delivery.send(&*l.sink, CHANGE_NOTIFY, request_id, body, key.clone(), attempt)
+        {
+            tracing::warn!(conn = l.sink.id(), "config listener is not reading; closing its connection");
         }
     }
 
     fn retry_due(&mut self) {
-        let now = Instant::now();
-        let due: Vec<(String, String)> =
-            self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(k, _)| k.clone()).collect();
-        for k in due {
-            let Some(p) = self.pending.remove(&k) else { continue };
-            let listener = self.listeners.by_key.read().get(&p.key).and_then(|l| l.get(&k.0).cloned());
-            let Some(l) = listener else { continue };
-            if p.attempt >= self.max_retries {
-                tracing::warn!(conn = %k.0, "config notification never acknowledged; closing the connection");
-                l.sink.close("config notifications not acknowledged");
-                continue;
+        for (conn, due) in self.delivery.take_due() {
+            let Some(l) = self.listeners.get(due.payload(), &conn) else { continue };
+            match due {
+                Due::Resend { payload: key, attempt } => self.send(&key, &l, attempt),
+                Due::GiveUp(_) => {
+                    tracing::warn!(%conn, "config notification never acknowledged; closing the connection");
+                    self.delivery.give_up(&*l.sink);
+                }
             }
-            self.send(&p.key, &l, p.attempt + 1);
         }
     }
 }

@@ -2,11 +2,9 @@
 //! subscription per service (spec §10). The sink is the connection's bounded outbound queue,
 //! owned by the gRPC transport; this module only knows the trait.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
-
+use super::table::SubscriberTable;
 use crate::model::ServiceKey;
 
 /// Why a push could not be queued.
@@ -39,65 +37,5 @@ pub struct ConnSubscription {
     pub sink: Arc<dyn PushSink>,
 }
 
-/// The table. Reads (every push) far outnumber writes (subscribe/unsubscribe); the lock is
-/// never held across an `.await`.
-#[derive(Default)]
-pub struct ConnSubscribers {
-    by_service: RwLock<HashMap<ServiceKey, HashMap<String, ConnSubscription>>>,
-}
-
-impl ConnSubscribers {
-    /// Adds or replaces the subscription of `sink`'s connection to `key`.
-    pub fn subscribe(&self, key: &ServiceKey, clusters: &str, sink: Arc<dyn PushSink>) {
-        let id = sink.id().to_owned();
-        self.by_service
-            .write()
-            .entry(key.clone())
-            .or_default()
-            .insert(id, ConnSubscription { clusters: clusters.to_owned(), sink });
-    }
-
-    /// Removes one subscription.
-    pub fn unsubscribe(&self, key: &ServiceKey, conn_id: &str) {
-        let mut map = self.by_service.write();
-        if let Some(subs) = map.get_mut(key) {
-            subs.remove(conn_id);
-            if subs.is_empty() {
-                map.remove(key);
-            }
-        }
-    }
-
-    /// Removes every subscription of a connection.
-    pub fn remove_connection(&self, conn_id: &str) {
-        self.by_service.write().retain(|_, subs| {
-            subs.remove(conn_id);
-            !subs.is_empty()
-        });
-    }
-
-    /// Subscriptions to a service.
-    pub fn of(&self, key: &ServiceKey) -> Vec<ConnSubscription> {
-        self.by_service.read().get(key).map(|m| m.values().cloned().collect()).unwrap_or_default()
-    }
-
-    /// One connection's subscription to a service.
-    pub fn get(&self, key: &ServiceKey, conn_id: &str) -> Option<ConnSubscription> {
-        self.by_service.read().get(key).and_then(|m| m.get(conn_id)).cloned()
-    }
-
-    /// Services with subscribers.
-    pub fn services(&self) -> Vec<ServiceKey> {
-        self.by_service.read().keys().cloned().collect()
-    }
-
-    /// Number of (service, connection) pairs.
-    pub fn len(&self) -> usize {
-        self.by_service.read().values().map(HashMap::len).sum()
-    }
-
-    /// Whether there is no subscription.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+/// The gRPC subscriber table, keyed by connection id.
+pub type ConnSubscribers = SubscriberTable<ServiceKey, String, ConnSubscription>;

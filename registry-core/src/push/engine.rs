@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc};
@@ -13,6 +12,8 @@ use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::conn_subscribers::{ConnSubscribers, ConnSubscription, SinkError};
+use super::delivery::{CloseReasons, ConnDelivery};
+use super::pending::{Backoff, Due, PendingAcks, RetryPolicy};
 use super::subscribers::UdpSubscribers;
 use super::udp::{encode_push, parse_ack};
 use super::{Control, PushConfig, PushHandle, PushStats};
@@ -23,18 +24,10 @@ use crate::state::NamingStore;
 /// The gRPC message type of a naming push.
 const NOTIFY_SUBSCRIBER: &str = "NotifySubscriberRequest";
 
-/// An unacknowledged datagram.
-struct PendingUdp {
-    packet: Arc<Vec<u8>>,
-    deadline: Instant,
-    retries_left: u32,
-}
-
-/// An unacknowledged gRPC push.
+/// What an unacknowledged gRPC push remembers: the service to re-render on resend and when
+/// it changed (the ack latency runs from there).
 struct PendingGrpc {
     key: ServiceKey,
-    deadline: Instant,
-    attempt: u32,
     changed_at: Instant,
 }
 
@@ -53,19 +46,22 @@ pub fn spawn(
         stats: Arc::new(PushStats::default()),
         control,
     };
+    let udp_policy = RetryPolicy::from_millis(config.udp_ack_timeout_ms, config.udp_max_retries, Backoff::Fixed);
+    let grpc_policy = RetryPolicy::from_millis(config.grpc_ack_timeout_ms, config.grpc_max_retries, Backoff::Doubling);
+    let reasons =
+        CloseReasons { slow: "push queue full: the client is not reading", unacked: "pushes not acknowledged" };
     let engine = Engine {
         store,
         udp: Arc::clone(&handle.udp),
         conns: Arc::clone(&handle.conns),
         stats: Arc::clone(&handle.stats),
         socket,
-        config,
-        pending_udp: HashMap::new(),
-        pending_grpc: HashMap::new(),
+        pending_udp: PendingAcks::new(udp_policy, config.max_pending_acks),
+        grpc: ConnDelivery::new(grpc_policy, config.max_pending_acks, reasons),
         latest_grpc: HashMap::new(),
         epoch: Instant::now(),
         last_ref_time: 0,
-        next_request_id: AtomicU64::new(1),
+        config,
     };
     tokio::spawn(engine.run(events, control_rx, shutdown));
     handle
@@ -79,15 +75,14 @@ struct Engine {
     socket: UdpSocket,
     config: PushConfig,
     /// Keyed by (subscriber, lastRefTime), the pair the client echoes in its ack.
-    pending_udp: HashMap<(SocketAddr, u64), PendingUdp>,
-    /// Keyed by (connection, requestId), the pair the client echoes in its response.
-    pending_grpc: HashMap<(String, String), PendingGrpc>,
+    pending_udp: PendingAcks<(SocketAddr, u64), Arc<Vec<u8>>>,
+    /// gRPC pushes and their acks.
+    grpc: ConnDelivery<PendingGrpc>,
     /// The request id of the newest push per (connection, service): an older unacknowledged
     /// push is superseded by a newer one, never resent after it.
     latest_grpc: HashMap<(String, ServiceKey), String>,
     epoch: Instant,
     last_ref_time: u64,
-    next_request_id: AtomicU64,
 }
 
 /// Per-flush cache of encoded views: (service, clusters, form) → ServiceInfo JSON.
@@ -101,8 +96,8 @@ impl Engine {
         shutdown: CancellationToken,
     ) {
         let debounce = Duration::from_millis(self.config.debounce_ms);
-        let ack_floor = self.config.udp_ack_timeout_ms.min(self.config.grpc_ack_timeout_ms);
-        let mut ticker = tokio::time::interval(Duration::from_millis((ack_floor / 4).clamp(10, 1_000)));
+        let check_every = self.pending_udp.policy().check_every().min(self.grpc.check_every());
+        let mut ticker = tokio::time::interval(check_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut dirty: HashMap<ServiceKey, Instant> = HashMap::new();
         let mut new_udp: Vec<(ServiceKey, SocketAddr)> = Vec::new();
@@ -133,7 +128,7 @@ impl Engine {
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "push engine lagged; re-pushing every subscribed service");
                         let now = Instant::now();
-                        for key in self.udp.services().into_iter().chain(self.conns.services()) {
+                        for key in self.udp.keys().into_iter().chain(self.conns.keys()) {
                             dirty.entry(key).or_insert(now);
                         }
                         flush_at.get_or_insert(now.max(last_flush + debounce));
@@ -184,10 +179,12 @@ impl Engine {
                 _ = ticker.tick() => {
                     self.retry_udp().await;
                     self.retry_grpc();
-                    self.udp.expire(Duration::from_millis(self.config.udp_subscriber_ttl_ms));
+                    let ttl = Duration::from_millis(self.config.udp_subscriber_ttl_ms);
+                    let now = Instant::now();
+                    self.udp.retain(|s| now.saturating_duration_since(s.refreshed) <= ttl);
                 }
             }
-            let pending = self.pending_udp.len() + self.pending_grpc.len();
+            let pending = self.pending_udp.len() + self.grpc.len();
             self.stats.pending.store(pending as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
@@ -223,42 +220,35 @@ impl Engine {
         cache: &mut Rendered,
     ) {
         let Some(info) = self.render(key, &sub.clusters, NameForm::Bare, cache) else { return };
-        let request_id = self.next_request_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_string();
+        let request_id = self.grpc.next_request_id();
         let body = format!(r#"{{"headers":{{}},"module":"naming","requestId":"{request_id}","serviceInfo":{info}}}"#);
         let conn = sub.sink.id().to_owned();
-        match sub.sink.try_send(NOTIFY_SUBSCRIBER, body.into_bytes()) {
-            Ok(()) => {
-                PushStats::add(if attempt == 0 { &self.stats.sent } else { &self.stats.retried }, 1);
-                if let Some(old) = self.latest_grpc.insert((conn.clone(), key.clone()), request_id.clone()) {
-                    self.pending_grpc.remove(&(conn.clone(), old));
+        // A newer push supersedes an older unacknowledged one: it is never resent after it.
+        // Should the send fail, the connection is forgotten entirely anyway.
+        if let Some(old) = self.latest_grpc.insert((conn.clone(), key.clone()), request_id.clone()) {
+            self.grpc.remove(conn.clone(), old);
+        }
+        let pending = PendingGrpc { key: key.clone(), changed_at };
+        match self.grpc.send(&*sub.sink, NOTIFY_SUBSCRIBER, request_id, body.into_bytes(), pending, attempt) {
+            Ok(()) => PushStats::add(if attempt == 0 { &self.stats.sent } else { &self.stats.retried }, 1),
+            Err(e) => {
+                if e == SinkError::Full {
+                    PushStats::add(&self.stats.dropped_slow, 1);
+                    tracing::warn!(%conn, service = %key, "subscriber is not reading its pushes; closing its connection");
                 }
-                if self.pending_grpc.len() < self.config.max_pending_acks {
-                    let timeout =
-                        Duration::from_millis(self.config.grpc_ack_timeout_ms.saturating_mul(1 << attempt.min(10)));
-                    self.pending_grpc.insert(
-                        (conn, request_id),
-                        PendingGrpc { key: key.clone(), deadline: Instant::now() + timeout, attempt, changed_at },
-                    );
-                }
-            }
-            Err(SinkError::Full) => {
-                PushStats::add(&self.stats.dropped_slow, 1);
-                tracing::warn!(%conn, service = %key, "subscriber is not reading its pushes; closing its connection");
-                sub.sink.close("push queue full: the client is not reading");
                 self.forget_connection(&conn);
             }
-            Err(SinkError::Closed) => self.forget_connection(&conn),
         }
     }
 
     fn forget_connection(&mut self, conn: &str) {
-        self.conns.remove_connection(conn);
-        self.pending_grpc.retain(|(c, _), _| c != conn);
+        self.conns.remove_subscriber(conn);
+        self.grpc.forget_connection(conn);
         self.latest_grpc.retain(|(c, _), _| c != conn);
     }
 
     fn on_grpc_ack(&mut self, conn: String, request_id: String) {
-        if let Some(p) = self.pending_grpc.remove(&(conn.clone(), request_id)) {
+        if let Some(p) = self.grpc.remove(conn.clone(), request_id) {
             self.latest_grpc.remove(&(conn, p.key));
             PushStats::add(&self.stats.acked, 1);
             let micros = u64::try_from(p.changed_at.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -267,32 +257,30 @@ impl Engine {
     }
 
     fn retry_grpc(&mut self) {
-        let now = Instant::now();
-        let due: Vec<(String, String)> =
-            self.pending_grpc.iter().filter(|(_, p)| p.deadline <= now).map(|(k, _)| k.clone()).collect();
         let mut cache = Rendered::new();
-        for k in due {
-            let Some(p) = self.pending_grpc.remove(&k) else { continue };
-            let (conn, _) = k;
-            let Some(sub) = self.conns.get(&p.key, &conn) else { continue };
-            if p.attempt >= self.config.grpc_max_retries {
-                PushStats::add(&self.stats.failed, 1);
-                tracing::warn!(%conn, service = %p.key, "push never acknowledged; closing the connection");
-                sub.sink.close("pushes not acknowledged");
-                self.forget_connection(&conn);
-                continue;
+        for (conn, due) in self.grpc.take_due() {
+            let Some(sub) = self.conns.get(&due.payload().key, &conn) else { continue };
+            match due {
+                Due::Resend { payload, attempt } => {
+                    self.push_grpc(&payload.key, &sub, payload.changed_at, attempt, &mut cache);
+                }
+                Due::GiveUp(p) => {
+                    PushStats::add(&self.stats.failed, 1);
+                    tracing::warn!(%conn, service = %p.key, "push never acknowledged; closing the connection");
+                    self.grpc.give_up(&*sub.sink);
+                    self.forget_connection(&conn);
+                }
             }
-            self.push_grpc(&p.key, &sub, p.changed_at, p.attempt + 1, &mut cache);
         }
     }
 
     /// Pushes the current view of `key` to its UDP subscribers (or only to `only`).
     async fn push_udp(&mut self, key: &ServiceKey, only: Option<SocketAddr>, cache: &mut Rendered) {
         let subs = match only {
-            Some(addr) => self.udp.get(key, addr).into_iter().collect(),
+            Some(addr) => self.udp.get(key, &addr).into_iter().collect(),
             None => self.udp.of(key),
         };
-        for sub in subs {
+        for sub in subs.into_iter().map(|s| s.info) {
             let Some(info) = self.render(key, &sub.clusters, NameForm::Grouped, cache) else { continue };
             let last_ref_time = self.next_ref_time();
             let packet = match encode_push(&info, last_ref_time) {
@@ -304,16 +292,7 @@ impl Engine {
             };
             self.send_udp(sub.addr, &packet).await;
             PushStats::add(&self.stats.sent, 1);
-            if self.pending_udp.len() < self.config.max_pending_acks {
-                self.pending_udp.insert(
-                    (sub.addr, last_ref_time),
-                    PendingUdp {
-                        packet,
-                        deadline: Instant::now() + Duration::from_millis(self.config.udp_ack_timeout_ms),
-                        retries_left: self.config.udp_max_retries,
-                    },
-                );
-            }
+            self.pending_udp.track((sub.addr, last_ref_time), packet, 0);
         }
     }
 
@@ -340,21 +319,18 @@ impl Engine {
     }
 
     async fn retry_udp(&mut self) {
-        let now = Instant::now();
-        let due: Vec<(SocketAddr, u64)> =
-            self.pending_udp.iter().filter(|(_, p)| p.deadline <= now).map(|(k, _)| *k).collect();
-        for k in due {
-            let Some(mut p) = self.pending_udp.remove(&k) else { continue };
-            if p.retries_left == 0 {
-                PushStats::add(&self.stats.failed, 1);
-                tracing::debug!(addr = %k.0, "udp push not acknowledged; giving up");
-                continue;
+        for ((addr, stamp), due) in self.pending_udp.take_due() {
+            match due {
+                Due::Resend { payload: packet, attempt } => {
+                    self.send_udp(addr, &packet).await;
+                    PushStats::add(&self.stats.retried, 1);
+                    self.pending_udp.track((addr, stamp), packet, attempt);
+                }
+                Due::GiveUp(_) => {
+                    PushStats::add(&self.stats.failed, 1);
+                    tracing::debug!(%addr, "udp push not acknowledged; giving up");
+                }
             }
-            p.retries_left -= 1;
-            p.deadline = now + Duration::from_millis(self.config.udp_ack_timeout_ms);
-            self.send_udp(k.0, &p.packet).await;
-            PushStats::add(&self.stats.retried, 1);
-            self.pending_udp.insert(k, p);
         }
     }
 }
