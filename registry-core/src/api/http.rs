@@ -16,6 +16,7 @@ pub mod config_v2;
 pub mod console;
 pub mod error;
 pub mod forward;
+mod naming;
 pub mod naming_v1;
 pub mod naming_v2;
 pub mod params;
