@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod config_v1;
 pub mod config_v2;
+mod configs;
 pub mod console;
 pub mod error;
 pub mod forward;
