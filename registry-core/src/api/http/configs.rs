@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::params::{Params, parse_metadata};
+use super::params::Params;
 use crate::api::ApiState;
+use crate::api::metadata::parse as parse_metadata;
 use crate::configs::ConfigError;
 use crate::model::{ConfigKey, ConfigMeta, GrayRule, HistoryEntry, Source};
 
@@ -50,7 +51,7 @@ pub(super) fn caller_ip(p: &Params) -> String {
 /// The caller's labels from the [`LABELS_HEADER`] header.
 pub(super) fn caller_labels(p: &Params) -> Result<BTreeMap<String, String>, ApiError> {
     match p.headers.get(LABELS_HEADER).and_then(|v| v.to_str().ok()) {
-        Some(raw) if !raw.trim().is_empty() => parse_metadata(raw),
+        Some(raw) if !raw.trim().is_empty() => Ok(parse_metadata(raw)?),
         _ => Ok(BTreeMap::new()),
     }
 }

@@ -9,6 +9,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::api::metadata::MetadataError;
 use crate::configs::ConfigError;
 use crate::model::NameError;
 use crate::model::instance::InstanceError;
@@ -40,6 +41,12 @@ pub enum ApiError {
 impl From<NameError> for ApiError {
     fn from(e: NameError) -> Self {
         Self::Naming(NamingError::Name(e))
+    }
+}
+
+impl From<MetadataError> for ApiError {
+    fn from(e: MetadataError) -> Self {
+        Self::BadRequest(e.to_string())
     }
 }
 
