@@ -8,6 +8,7 @@
 
 pub mod grpc;
 pub mod http;
+pub mod metadata;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

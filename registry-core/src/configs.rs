@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_millis;
 use crate::consistency::{ApplyError, Command, ConfigCommand, Consistency, SubmitError};
 use crate::model::config::{CONFIG_TYPES, ConfigKeyError};
 use crate::model::{ConfigItem, ConfigKey, ConfigMeta, GrayKind, GrayRule, HistoryEntry, Source};
-use crate::naming::service_info::now_millis;
 use crate::state::ConfigStore;
 use listen::ListenHub;
 

@@ -180,7 +180,7 @@ impl BiRequestStream for GrpcState {
             app_name: setup.labels.get("AppName").cloned().unwrap_or_else(|| "-".to_owned()),
             labels: setup.labels.clone(),
             tenant: setup.tenant.clone().unwrap_or_default(),
-            create_time: crate::naming::service_info::now_millis(),
+            create_time: crate::clock::now_millis(),
         };
         let (conn, rx) = self.connections.register(meta, self.config.outbound_queue);
         if setup.ability_table.is_some() {

@@ -1,4 +1,4 @@
-//! The HTTP Open API (axum): Nacos v1 and v2 naming, console health.
+//! The HTTP Open API (axum): Nacos v1 and v2 naming and config, console health, admin.
 //!
 //! ```text
 //!  router() ─┬─ naming_v1::routes()  /nacos/v1/ns/...     plain `ok` / JSON, errors as text
@@ -9,13 +9,18 @@
 //!            └─ admin::routes()      /nacos/v2/core/loader/current (connections), /metrics
 //! ```
 //! Every handler reads parameters through [`params::Params`] (query string + form body).
+//! Decoding and answer bodies that v1 and v2 share live in `naming.rs` and `configs.rs`; the
+//! `*_v1`/`*_v2` modules hold the routes and thin handlers that add their version's envelope.
+//! Failures become answers in [`error`] only.
 
 pub mod admin;
 pub mod config_v1;
 pub mod config_v2;
+mod configs;
 pub mod console;
 pub mod error;
 pub mod forward;
+mod naming;
 pub mod naming_v1;
 pub mod naming_v2;
 pub mod params;

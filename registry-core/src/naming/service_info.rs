@@ -3,11 +3,11 @@
 //! Every field clients require is always present; strings are never `null` (spec §16.5).
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::selector::Selection;
+use crate::clock::now_millis;
 use crate::model::{Instance, ServiceKey};
 
 /// `cacheMillis` sent with every ServiceInfo (Nacos `defaultPushCacheMillis`).
@@ -124,11 +124,6 @@ impl ServiceInfo {
             valid: true,
         }
     }
-}
-
-/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ impl TrackedIo {
         let remote = io.peer_addr()?;
         // Lower latency for small request/response pairs (clients do the same or suffer Nagle).
         io.set_nodelay(true)?;
-        let id = format!("{}_{}_{}", crate::naming::service_info::now_millis(), remote.ip(), remote.port());
+        let id = format!("{}_{}_{}", crate::clock::now_millis(), remote.ip(), remote.port());
         Ok(Self { io, info: TransportInfo { id: id.into(), remote }, registry })
     }
 }

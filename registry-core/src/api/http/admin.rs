@@ -217,26 +217,9 @@ async fn cluster_self(State(s): State<ApiState>) -> Response {
 const PROMOTE_MAX_LAG: u64 = 100;
 
 fn membership_answer(result: Result<(), crate::consistency::raft::RaftError>) -> Response {
-    use crate::consistency::raft::RaftError;
-    use axum::http::StatusCode;
     match result {
         Ok(()) => v2_ok("ok"),
-        Err(RaftError::NotLeader { leader_id, leader_addr }) => (
-            StatusCode::CONFLICT,
-            Json(serde_json::json!({ "code": 23000, "message": "not the leader",
-                "data": { "leaderId": leader_id, "leaderClusterAddress": leader_addr } })),
-        )
-            .into_response(),
-        Err(e @ (RaftError::Refused(_) | RaftError::Membership(_))) => (
-            StatusCode::CONFLICT,
-            Json(serde_json::json!({ "code": 23000, "message": "membership change refused", "data": e.to_string() })),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "code": 30000, "message": "server error", "data": e.to_string() })),
-        )
-            .into_response(),
+        Err(e) => super::error::membership_refusal(e),
     }
 }
 

@@ -5,8 +5,6 @@
 //! and the reader's labels in the `Config-Labels` header (the sidecar sends pod labels there or
 //! as gRPC connection labels), so gray release works where client IPs mean nothing.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -15,11 +13,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+use super::configs::{
+    caller_ip, caller_labels, config_key, header, history_config_list, history_info, page_of, publish_from,
+    read_consistency, source,
+};
 use super::error::{ApiError, V1};
-use super::params::{Params, parse_metadata, percent_decode};
+use super::params::{Params, percent_decode};
 use crate::api::ApiState;
 use crate::configs::{ConfigError, ConfigRead, Listening, Reader, archive};
-use crate::model::{ConfigItem, ConfigKey, ConfigMeta, GrayKind, GrayRule, HistoryEntry, Source};
+use crate::model::{ConfigItem, ConfigKey, ConfigMeta, GrayKind, GrayRule};
 
 type V1Result = Result<Response, V1>;
 
@@ -31,8 +33,6 @@ const LINE_SEPARATOR: char = '\u{1}';
 const MAX_LONG_POLL_MS: u64 = 5 * 60 * 1000;
 /// Most keys one long-poll may listen to.
 const MAX_LISTEN_KEYS: usize = 10_000;
-/// Header carrying the reader's labels (`k=v,k2=v2`), our extension for label gray rules.
-pub(crate) const LABELS_HEADER: &str = "Config-Labels";
 
 /// v1 config routes.
 pub fn routes() -> Router<ApiState> {
@@ -46,51 +46,7 @@ pub fn routes() -> Router<ApiState> {
     Router::new().nest("/nacos/v1/cs", cs)
 }
 
-/// The config key from `dataId`, `group` and `tenant` (or `namespaceId`).
-pub(crate) fn config_key(p: &Params) -> Result<ConfigKey, ApiError> {
-    let data_id = p.required("dataId")?;
-    let group = p.required("group")?;
-    let tenant = p.opt_any(&["tenant", "namespaceId"]).unwrap_or_default();
-    Ok(ConfigKey::new(tenant, group, data_id).map_err(ConfigError::from)?)
-}
-
-/// Honours `consistency=linearizable` (a ReadIndex barrier before the read, see
-/// `ConfigService::read_barrier`); `consistency=local` or none reads local state at once.
-pub(crate) async fn read_consistency(s: &ApiState, p: &Params) -> Result<(), ApiError> {
-    match p.opt("consistency") {
-        None | Some("local") => Ok(()),
-        Some("linearizable") => Ok(s.configs.read_barrier().await?),
-        Some(other) => Err(ApiError::BadRequest(format!("consistency '{other}' is not one of: local, linearizable"))),
-    }
-}
-
-/// The caller's IP: `X-Forwarded-For` / `X-Real-IP` first (proxies), else the peer address.
-pub(crate) fn caller_ip(p: &Params) -> String {
-    let header =
-        |name: &str| p.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
-    if let Some(xff) = header("x-forwarded-for") {
-        return xff.split(',').next().unwrap_or_default().trim().to_owned();
-    }
-    if let Some(real) = header("x-real-ip") {
-        return real.to_owned();
-    }
-    p.remote.map(|r| r.ip().to_string()).unwrap_or_default()
-}
-
-/// The caller's labels from the [`LABELS_HEADER`] header.
-pub(crate) fn caller_labels(p: &Params) -> Result<BTreeMap<String, String>, ApiError> {
-    match p.headers.get(LABELS_HEADER).and_then(|v| v.to_str().ok()) {
-        Some(raw) if !raw.trim().is_empty() => parse_metadata(raw),
-        _ => Ok(BTreeMap::new()),
-    }
-}
-
-/// Who made a change: `src_user` and the caller's IP.
-pub(crate) fn source(p: &Params) -> Source {
-    Source { user: p.opt_any(&["src_user", "srcUser"]).unwrap_or_default().to_owned(), ip: caller_ip(p) }
-}
-
-pub(crate) fn content_type_of(config_type: &str) -> &'static str {
+fn content_type_of(config_type: &str) -> &'static str {
     match config_type {
         "json" => "application/json;charset=UTF-8",
         "xml" => "application/xml;charset=UTF-8",
@@ -110,7 +66,7 @@ fn header_value(s: &str) -> HeaderValue {
 }
 
 /// The plain GET answer: raw content plus Nacos' headers.
-pub(crate) fn content_response(read: &ConfigRead) -> Response {
+fn content_response(read: &ConfigRead) -> Response {
     let config_type = if read.item.meta.config_type.is_empty() { "text" } else { read.item.meta.config_type.as_str() };
     let mut resp = read.content.clone().into_response();
     let h = resp.headers_mut();
@@ -135,7 +91,7 @@ fn not_found() -> Response {
 }
 
 /// `show=all`: the page item plus times, author, description and tags.
-pub(crate) fn all_info(key: &ConfigKey, item: &ConfigItem) -> Value {
+fn all_info(key: &ConfigKey, item: &ConfigItem) -> Value {
     let mut v = page_item(key, item);
     v["createTime"] = json!(item.create_time);
     v["modifyTime"] = json!(item.modify_time);
@@ -146,7 +102,7 @@ pub(crate) fn all_info(key: &ConfigKey, item: &ConfigItem) -> Value {
     v
 }
 
-pub(crate) fn page_item(key: &ConfigKey, item: &ConfigItem) -> Value {
+fn page_item(key: &ConfigKey, item: &ConfigItem) -> Value {
     json!({
         "id": item.id.to_string(),
         "dataId": key.data_id,
@@ -158,15 +114,6 @@ pub(crate) fn page_item(key: &ConfigKey, item: &ConfigItem) -> Value {
         "appName": item.meta.app_name,
         "type": item.meta.config_type,
     })
-}
-
-/// Nacos' `Page`: `{totalCount, pageNumber, pagesAvailable, pageItems}`.
-pub(crate) fn page_of<T: Clone + serde::Serialize>(items: &[T], page_no: usize, page_size: usize) -> Value {
-    let page_no = page_no.max(1);
-    let page_size = page_size.max(1);
-    let pages = items.len().div_ceil(page_size);
-    let slice: Vec<T> = items.iter().skip((page_no - 1).saturating_mul(page_size)).take(page_size).cloned().collect();
-    json!({ "totalCount": items.len(), "pageNumber": page_no, "pagesAvailable": pages, "pageItems": slice })
 }
 
 /// `GET ?export=true` / `?exportV2=true`: a zip of a namespace's configs (optionally one group,
@@ -187,7 +134,7 @@ fn export(s: &ApiState, p: &Params) -> V1Result {
         .filter(|(_, i)| ids.as_ref().is_none_or(|ids| ids.contains(&i.id)))
         .collect();
     let bytes = archive::export(&configs).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let name = format!("nacos_config_export_{}.zip", crate::naming::service_info::now_millis());
+    let name = format!("nacos_config_export_{}.zip", crate::clock::now_millis());
     Ok((
         [
             (header::CONTENT_TYPE, "application/zip".to_owned()),
@@ -326,51 +273,6 @@ async fn get_config(State(s): State<ApiState>, p: Params) -> V1Result {
     }
 }
 
-pub(crate) fn meta_from(p: &Params) -> ConfigMeta {
-    ConfigMeta {
-        config_type: p.opt("type").unwrap_or("text").to_owned(),
-        desc: p.opt("desc").unwrap_or_default().to_owned(),
-        tags: p.opt_any(&["config_tags", "configTags"]).unwrap_or_default().to_owned(),
-        app_name: p.opt("appName").unwrap_or_default().to_owned(),
-        encrypted_data_key: p.opt("encryptedDataKey").unwrap_or_default().to_owned(),
-    }
-}
-
-fn header<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
-    p.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
-}
-
-/// Gray rule from the `betaIps` or `grayLabels` header (or parameter), if any.
-pub(crate) fn gray_rule(p: &Params) -> Result<Option<GrayRule>, ApiError> {
-    if let Some(ips) = header(p, "betaIps").or_else(|| p.opt("betaIps")) {
-        let ips: Vec<String> = ips.split(',').map(str::trim).filter(|i| !i.is_empty()).map(str::to_owned).collect();
-        return Ok(Some(GrayRule::BetaIps(ips)));
-    }
-    if let Some(labels) = header(p, "grayLabels").or_else(|| p.opt("grayLabels")) {
-        return Ok(Some(GrayRule::Labels(parse_metadata(labels)?)));
-    }
-    Ok(None)
-}
-
-/// Publishes; with a gray header, publishes the gray variant; with `casMd5`, compare-and-swap.
-pub(crate) async fn publish_from(s: &ApiState, p: &Params) -> Result<(), ApiError> {
-    let key = config_key(p)?;
-    if p.opt("tag").is_some() {
-        return Err(ApiError::BadRequest(
-            "tag variants are not supported; use beta (betaIps) or label gray rules".into(),
-        ));
-    }
-    let content = p.values_raw("content").ok_or(ApiError::MissingParam("content"))?.to_owned();
-    let meta = meta_from(p);
-    if let Some(rule) = gray_rule(p)? {
-        s.configs.publish_gray(key, rule, content, meta.encrypted_data_key).await?;
-        return Ok(());
-    }
-    let cas = header(p, "casMd5").or_else(|| p.opt("casMd5")).map(str::to_owned);
-    s.configs.publish(key, content, meta, cas, source(p)).await?;
-    Ok(())
-}
-
 async fn publish(State(s): State<ApiState>, p: Params) -> V1Result {
     if p.bool_or(&["import"], false)? {
         return import(&s, &p).await;
@@ -406,16 +308,16 @@ async fn delete(State(s): State<ApiState>, p: Params) -> V1Result {
 }
 
 /// A listened key as the client spelled it, and its canonical form.
-pub(crate) struct ListenRecord {
-    pub(crate) data_id: String,
-    pub(crate) group: String,
-    pub(crate) tenant: String,
-    pub(crate) listening: Listening,
+struct ListenRecord {
+    data_id: String,
+    group: String,
+    tenant: String,
+    listening: Listening,
 }
 
 /// Parses `Listening-Configs` (already decoded once by the form parser; decoded once more
 /// here, as Nacos does): records `dataId^Bgroup^Bmd5[^Btenant]^A`.
-pub(crate) fn parse_listening(raw: &str) -> Result<Vec<ListenRecord>, ApiError> {
+fn parse_listening(raw: &str) -> Result<Vec<ListenRecord>, ApiError> {
     let decoded = percent_decode(raw.as_bytes())?;
     let mut out = Vec::new();
     for record in decoded.split(LINE_SEPARATOR).filter(|r| !r.is_empty()) {
@@ -441,7 +343,7 @@ pub(crate) fn parse_listening(raw: &str) -> Result<Vec<ListenRecord>, ApiError> 
 }
 
 /// Java `URLEncoder` (UTF-8): unreserved `A-Za-z0-9.-*_` kept, space as `+`, the rest `%XX`.
-pub(crate) fn url_encode(s: &str) -> String {
+fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         match b {
@@ -454,7 +356,7 @@ pub(crate) fn url_encode(s: &str) -> String {
 }
 
 /// The long-poll answer body: URL-encoded `dataId^Bgroup[^Btenant]^A` records and a line break.
-pub(crate) fn changed_body(records: &[ListenRecord], changed: &[usize]) -> String {
+fn changed_body(records: &[ListenRecord], changed: &[usize]) -> String {
     if changed.is_empty() {
         return String::new();
     }
@@ -499,25 +401,6 @@ async fn listener(State(s): State<ApiState>, p: Params) -> V1Result {
     Ok(resp)
 }
 
-pub(crate) fn history_info(h: &HistoryEntry, last_id: Option<u64>) -> Value {
-    json!({
-        "id": h.id.to_string(),
-        "lastId": last_id.map_or(-1, |i| i as i64),
-        "dataId": h.key.data_id,
-        "group": h.key.group,
-        "tenant": h.key.tenant,
-        "appName": h.app_name,
-        "md5": h.md5,
-        "content": h.content,
-        "srcIp": h.source.ip,
-        "srcUser": h.source.user,
-        "opType": h.op.code(),
-        "createdTime": h.time,
-        "lastModifiedTime": h.time,
-        "encryptedDataKey": h.encrypted_data_key,
-    })
-}
-
 async fn history(State(s): State<ApiState>, p: Params) -> V1Result {
     if let Some(nid) = p.num::<u64>("nid")? {
         let key = config_key(&p)?;
@@ -539,15 +422,6 @@ async fn history_previous(State(s): State<ApiState>, p: Params) -> V1Result {
 async fn history_configs(State(s): State<ApiState>, p: Params) -> V1Result {
     let tenant = p.opt_any(&["tenant", "namespaceId"]).unwrap_or_default();
     Ok(Json(history_config_list(&s, tenant)).into_response())
-}
-
-/// Configs of a namespace that have history, as `[{dataId, group, tenant}]`.
-pub(crate) fn history_config_list(s: &ApiState, tenant: &str) -> Vec<Value> {
-    s.configs
-        .history_configs(tenant)
-        .into_iter()
-        .map(|k| json!({ "dataId": k.data_id, "group": k.group, "tenant": k.tenant }))
-        .collect()
 }
 
 /// Beyond Nacos' API (its console republishes by hand): republish a history entry.

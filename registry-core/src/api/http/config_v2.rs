@@ -7,7 +7,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::Value;
 
-use super::config_v1::{
+use super::configs::{
     caller_ip, caller_labels, config_key, gray_rule, history_config_list, history_info, page_of, publish_from,
     read_consistency, source,
 };

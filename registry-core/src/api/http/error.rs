@@ -9,7 +9,9 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::api::metadata::MetadataError;
 use crate::configs::ConfigError;
+use crate::consistency::raft::RaftError;
 use crate::model::NameError;
 use crate::model::instance::InstanceError;
 use crate::naming::NamingError;
@@ -40,6 +42,12 @@ pub enum ApiError {
 impl From<NameError> for ApiError {
     fn from(e: NameError) -> Self {
         Self::Naming(NamingError::Name(e))
+    }
+}
+
+impl From<MetadataError> for ApiError {
+    fn from(e: MetadataError) -> Self {
+        Self::BadRequest(e.to_string())
     }
 }
 
@@ -146,4 +154,28 @@ impl IntoResponse for V2 {
 /// The v2 success envelope around `data`.
 pub fn v2_ok<T: serde::Serialize>(data: T) -> Response {
     Json(serde_json::json!({ "code": 0, "message": "success", "data": data })).into_response()
+}
+
+/// A refused cluster membership change (admin API), in the v2 envelope: 409 with code 23000
+/// and the leader's id and cluster address when this node is not the leader, 409 when the
+/// change was refused, 503 otherwise.
+pub fn membership_refusal(e: RaftError) -> Response {
+    match e {
+        RaftError::NotLeader { leader_id, leader_addr } => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({ "code": 23000, "message": "not the leader",
+                "data": { "leaderId": leader_id, "leaderClusterAddress": leader_addr } })),
+        )
+            .into_response(),
+        e @ (RaftError::Refused(_) | RaftError::Membership(_)) => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({ "code": 23000, "message": "membership change refused", "data": e.to_string() })),
+        )
+            .into_response(),
+        e => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "code": 30000, "message": "server error", "data": e.to_string() })),
+        )
+            .into_response(),
+    }
 }

@@ -9,7 +9,7 @@ use axum::routing::{get, put};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, V2, v2_ok};
-use super::naming_v1::{
+use super::naming::{
     beat_reply, forward_ephemeral, healthy_param, instance_from_params, instance_key, metrics_body, override_patch,
     page, service_clusters, service_create_params, service_patch, switches_body,
 };

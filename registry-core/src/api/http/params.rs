@@ -196,39 +196,8 @@ impl Params {
 
     /// Metadata as a JSON object string, or the legacy `k1=v1,k2=v2` form. `None` when absent.
     pub fn metadata(&self, name: &'static str) -> Result<Option<BTreeMap<String, String>>, ApiError> {
-        self.opt(name).map(parse_metadata).transpose()
+        Ok(self.opt(name).map(crate::api::metadata::parse).transpose()?)
     }
-}
-
-/// Parses instance/service metadata: a JSON object (non-string values are stringified), or
-/// `k1=v1,k2=v2`. Anything else is refused.
-pub fn parse_metadata(raw: &str) -> Result<BTreeMap<String, String>, ApiError> {
-    let raw = raw.trim();
-    if raw.starts_with('{') {
-        let value: serde_json::Value =
-            serde_json::from_str(raw).map_err(|e| ApiError::BadRequest(format!("metadata is not valid JSON: {e}")))?;
-        let serde_json::Value::Object(map) = value else {
-            return Err(ApiError::BadRequest("metadata must be a JSON object".into()));
-        };
-        return Ok(map
-            .into_iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                (k, v)
-            })
-            .collect());
-    }
-    let mut out = BTreeMap::new();
-    for pair in raw.split(',').filter(|p| !p.trim().is_empty()) {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| ApiError::BadRequest(format!("metadata entry '{pair}' is neither JSON nor k=v")))?;
-        out.insert(k.trim().to_owned(), v.trim().to_owned());
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -262,16 +231,5 @@ mod tests {
             assert_eq!(parse_bool(f), Some(false));
         }
         assert_eq!(parse_bool("maybe"), None);
-    }
-
-    #[test]
-    fn metadata_accepts_json_and_pairs() {
-        let m = parse_metadata(r#"{"a":"1","n":2}"#).unwrap();
-        assert_eq!((m["a"].as_str(), m["n"].as_str()), ("1", "2"));
-        let m = parse_metadata("a=1, b=2").unwrap();
-        assert_eq!(m["b"], "2");
-        assert!(parse_metadata("{broken").is_err());
-        assert!(parse_metadata("novalue").is_err());
-        assert!(parse_metadata("[1]").is_err());
     }
 }

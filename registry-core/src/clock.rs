@@ -1,0 +1,10 @@
+//! Wall-clock time as the Nacos wire and the stores use it: milliseconds since the Unix epoch.
+//! Used by naming (`lastRefTime`), configs (publish and history times), the gRPC connection ids
+//! and the HTTP config export.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
