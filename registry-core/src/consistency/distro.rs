@@ -11,7 +11,8 @@
 //!     answers the clients it lacks or holds stale ──► they are marked dirty for that peer;
 //!     copies the owner (in its current run) no longer lists are dropped; copies nobody
 //!     renews lose what live clients republished (orphans.rs) and expire (grace)
-//!  start: Snapshot from a peer (every client it holds) before this member reports ready
+//!  start: Snapshot from a peer (every client it holds) before this member reports ready;
+//!     the copies of this member's own earlier run (a restart) are copies here too
 //! ```
 //!
 //! The unit of replication is a client with its whole publication (a gRPC connection, or a v1
@@ -342,10 +343,20 @@ impl Distro {
                         owner: self.me,
                         revision: *revision,
                         publication: Some(publication),
+                        unconfirmed_ms: 0,
                     });
                 }
-                let tomb = ledger.tombstones.get(client).filter(|t| t.owner == self.me)?;
-                Some(ClientData { client: client.clone(), owner: self.me, revision: tomb.revision, publication: None })
+                // Not the tombstone of an expired copy of this member's earlier run: those
+                // clients are not this run's to remove everywhere.
+                let tomb =
+                    ledger.tombstones.get(client).filter(|t| t.owner == self.me && !ledger.earlier_run(t.revision))?;
+                Some(ClientData {
+                    client: client.clone(),
+                    owner: self.me,
+                    revision: tomb.revision,
+                    publication: None,
+                    unconfirmed_ms: 0,
+                })
             })
             .collect();
         ClientBatch { clients }
@@ -358,9 +369,9 @@ impl Distro {
         let mut applied = 0;
         let mut ledger = self.ledger.lock();
         for data in batch.clients {
-            // A member speaks only for its own clients; a snapshot relays everyone's, but
-            // never this member's own (it is their owner).
-            if (!from_snapshot && data.owner != sender) || data.owner == self.me {
+            // A member speaks only for its own clients; a snapshot relays everyone's, this
+            // member's earlier run's included (see `Ledger::admits`).
+            if !ledger.admits(self.me, sender, data.owner, data.revision, from_snapshot) {
                 tracing::debug!(sender, owner = data.owner, client = %data.client, "distro data for another owner ignored");
                 continue;
             }
@@ -376,7 +387,8 @@ impl Distro {
                 tracing::warn!(client = %data.client, error = %e, "replicated client refused by the state");
                 continue;
             }
-            ledger.record(&data.client, data.owner, data.revision, present, now);
+            let unconfirmed = Duration::from_millis(data.unconfirmed_ms);
+            ledger.record_unconfirmed(&data.client, data.owner, data.revision, present, now, unconfirmed);
             applied += 1;
         }
         applied
@@ -533,19 +545,23 @@ impl Distro {
         tracing::warn!("no peer answered with a distro snapshot; starting from local data only");
     }
 
-    /// Every client this member holds (own and copies), for a peer's snapshot.
+    /// Every client this member holds (own and copies), for a peer's snapshot; copies with how
+    /// long they have gone unconfirmed, so they age on the peer as they do here.
     fn snapshot(&self) -> ClientBatch {
+        let now = Instant::now();
         let ledger = self.ledger.lock();
         let naming = self.applier.naming();
         let clients = naming.read_data(|d| {
-            let own = ledger.owned.iter().map(|(c, r)| (c, self.me, *r));
-            let copies = ledger.copies.iter().map(|(c, m)| (c, m.owner, m.revision));
+            let own = ledger.owned.iter().map(|(c, r)| (c, self.me, *r, Duration::ZERO));
+            let copies =
+                ledger.copies.iter().map(|(c, m)| (c, m.owner, m.revision, now.saturating_duration_since(m.renewed)));
             own.chain(copies)
-                .map(|(client, owner, revision)| ClientData {
+                .map(|(client, owner, revision, unconfirmed)| ClientData {
                     client: client.clone(),
                     owner,
                     revision,
                     publication: Some(d.publication_of(client)),
+                    unconfirmed_ms: u64::try_from(unconfirmed.as_millis()).unwrap_or(u64::MAX),
                 })
                 .collect()
         });

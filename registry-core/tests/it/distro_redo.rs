@@ -256,6 +256,8 @@ async fn a_client_that_redoes_30_s_after_its_member_died_stays_listed_on_the_sur
     }));
     let mut restarted = None;
     let mut new_run_client = None;
+    // Whether the restarted member was seen listing the old run's instances before any redo.
+    let mut copies_of_old_run_listed = false;
 
     let mut redone = BTreeSet::new();
     let redo_deadline = killed_at + REDO_AFTER + wait(30);
@@ -267,6 +269,19 @@ async fn a_client_that_redoes_30_s_after_its_member_died_stays_listed_on_the_sur
         if let Some(member) = restarted.as_ref().filter(|_| new_run_client.is_none())
             && readiness(member).await == 200
         {
+            // Ready means the peer's snapshot is in: it holds the copies of the member's old
+            // connections, which every survivor lists until their clients redo. The restarted
+            // member must list them too (as copies of a silent owner), or clients connected to
+            // it see partial lists for up to `expire_after_ms`.
+            if redone.is_empty() {
+                let (on_survivor, _) = counts(survivors[0], &want).await;
+                let (on_restarted, ips) = counts(member, &want).await;
+                assert_eq!(
+                    on_restarted, on_survivor,
+                    "ready after its restart, the member lists {ips:?}; a survivor lists each of {want:?} {on_survivor:?} times"
+                );
+                copies_of_old_run_listed = true;
+            }
             // A client of the member's new run: its clock moves past the old connections'
             // revisions, so its digests would drop their copies if the survivors did not tell
             // the copies of its earlier run apart.
@@ -284,6 +299,7 @@ async fn a_client_that_redoes_30_s_after_its_member_died_stays_listed_on_the_sur
         }
     }
     assert!(new_run_client.is_some(), "the killed member was back, with a client, before the clients redid");
+    assert!(copies_of_old_run_listed, "the restarted member was ready before any client redid");
     let restarted = restarted.expect("restarted");
     let redone_at = Instant::now();
     assert!(

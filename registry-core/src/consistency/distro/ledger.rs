@@ -97,6 +97,29 @@ impl Ledger {
         revision
     }
 
+    /// Whether `revision` of this member's own clients comes from one of its earlier runs
+    /// (before this process started): a client this member no longer owns or watches.
+    pub(crate) fn earlier_run(&self, revision: u64) -> bool {
+        revision < self.since
+    }
+
+    /// Whether replicated data about a client of `owner` at `revision` may be applied here
+    /// (`me` receives it from `sender`; `from_snapshot`: in a startup snapshot).
+    ///
+    /// A sync speaks only for the sender's own clients. A snapshot relays everyone's,
+    /// including this member's own earlier run's (a restart: same id, its connections gone):
+    /// every other member holds those as copies of a silent owner, and so must this one, or
+    /// it lists fewer instances than they do until the clients redo or the copies expire.
+    /// They become copies like any other (expired, superseded, never renewed, owned or
+    /// replicated as this member's own). Data about this run's clients is never taken from
+    /// anyone: this member is their owner.
+    pub(crate) fn admits(&self, me: NodeId, sender: NodeId, owner: NodeId, revision: u64, from_snapshot: bool) -> bool {
+        if owner == me {
+            return from_snapshot && self.earlier_run(revision);
+        }
+        from_snapshot || owner == sender
+    }
+
     /// Judges a replicated client from `owner` at `revision`; renews a matching copy.
     pub(crate) fn judge(&mut self, client: &ClientId, owner: NodeId, revision: u64, now: Instant) -> Verdict {
         if self.owned.get(client).is_some_and(|r| *r >= revision) {
@@ -121,9 +144,24 @@ impl Ledger {
     /// Records an applied replicated client (`present = false`: a tombstone). Ownership moves
     /// to `owner` if this member thought it owned an older revision.
     pub(crate) fn record(&mut self, client: &ClientId, owner: NodeId, revision: u64, present: bool, now: Instant) {
+        self.record_unconfirmed(client, owner, revision, present, now, Duration::ZERO);
+    }
+
+    /// [`Self::record`] for a copy its owner last confirmed `unconfirmed` before `now` (relayed
+    /// by a snapshot): it expires and counts as unconfirmed when the sender's copy does.
+    pub(crate) fn record_unconfirmed(
+        &mut self,
+        client: &ClientId,
+        owner: NodeId,
+        revision: u64,
+        present: bool,
+        now: Instant,
+        unconfirmed: Duration,
+    ) {
         self.owned.remove(client);
         if present {
-            self.copies.insert(client.clone(), CopyMeta { owner, revision, renewed: now });
+            let renewed = now.checked_sub(unconfirmed).unwrap_or(now);
+            self.copies.insert(client.clone(), CopyMeta { owner, revision, renewed });
             self.tombstones.remove(client);
         } else {
             self.copies.remove(client);
@@ -280,6 +318,28 @@ mod tests {
         assert!(l.copies.contains_key(&client("before-restart")), "kept until superseded or expired");
         assert_eq!(l.copies[&client("before-restart")].renewed, now, "kept, but not renewed");
         assert_eq!(l.copies[&client("also-before")].renewed, later, "listed: renewed");
+    }
+
+    #[test]
+    fn only_a_snapshot_brings_this_members_own_clients_and_only_those_of_its_earlier_runs() {
+        let (mut l, now) = (Ledger::default(), Instant::now());
+        let (me, peer, other) = (1, 2, 3);
+        let (before, after) = (l.since - 1, l.since + 1);
+        // A restart: the peers' copies of this member's previous run are copies here too.
+        assert!(l.admits(me, peer, me, before, true), "earlier run, from a snapshot");
+        assert!(!l.admits(me, peer, me, after, true), "this run's clients are its own to decide");
+        assert!(!l.admits(me, peer, me, before, false), "a sync speaks for its sender only");
+        assert!(l.admits(me, peer, other, after, true) && l.admits(me, peer, peer, after, false));
+        assert!(!l.admits(me, peer, other, after, false));
+        // Admitted, it is a copy like a dead member's: not owned, not in this member's digest,
+        // unconfirmed as long as the peer's copy was, and nothing renews it.
+        let c = client("1_10.0.0.1_5000");
+        let silent = Duration::from_secs(7);
+        assert_eq!(l.judge(&c, me, before, now), Verdict::Apply);
+        l.record_unconfirmed(&c, me, before, true, now, silent);
+        assert!(!l.owned.contains_key(&c) && l.copies[&c].owner == me);
+        assert!(l.digest(me).clients.is_empty());
+        assert_eq!(l.unrenewed(Duration::from_secs(6), now), vec![(c, silent)]);
     }
 
     #[test]

@@ -18,6 +18,13 @@ pub struct ClientData {
     pub revision: u64,
     /// Its whole publication, or `None` once the client is gone (a tombstone).
     pub publication: Option<Vec<(ServiceKey, Vec<Instance>)>>,
+    /// How long the sender has held this copy without its owner confirming it (ms): 0 from the
+    /// owner itself. A snapshot carries it so that a starting member's copies of a silent owner
+    /// (a dead member, or this member's own previous run) expire and count as unconfirmed when
+    /// the other members' do, not a whole grace period after the start. Absent (0) from
+    /// members that predate it.
+    #[serde(default)]
+    pub unconfirmed_ms: u64,
 }
 
 /// `Sync` and `Snapshot` payload: a batch of clients.
