@@ -18,7 +18,7 @@ use crate::cluster::{Cluster, readiness};
 use crate::grpc_raw::{
     connect_addr_with, deregister, http_ips, must_instance, open_stream, payload, register, setup_body, try_unary, wait,
 };
-use crate::harness::{Server, call, client, eventually, patience};
+use crate::harness::{Server, client, eventually, metric, patience};
 
 /// How long the simulated clients wait after reconnecting before they redo (nacos-sdk-python
 /// 2.x). Fixed: it is the behaviour under test, not a deadline to stretch on slow machines.
@@ -125,15 +125,6 @@ async fn churn(member: SocketAddr, done: Arc<AtomicUsize>, stop: tokio_util::syn
 
 /// Copies of dead gRPC connections a member has expired since it started.
 const GRPC_COPIES_EXPIRED: &str = "registry_distro_copies_expired_total{client=\"grpc\"}";
-
-/// One series of `member`'s `/metrics` (`series`: name with its labels, as exposed).
-async fn metric(member: &Server, series: &str) -> u64 {
-    let (status, text) = call(client().get(member.url("/metrics"))).await;
-    assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("metric {series} missing"))
-}
 
 /// How often each expected IP appears in `member`'s list of the service.
 async fn counts(member: &Server, want: &[String]) -> (Vec<usize>, Vec<String>) {

@@ -333,6 +333,16 @@ pub(crate) async fn call(req: reqwest::RequestBuilder) -> (u16, String) {
     (status, resp.text().await.expect("body"))
 }
 
+/// One series of `server`'s `/metrics`: a name, with its labels as exposed when it has any
+/// (`name{label="v"}`). Fails when the series is missing.
+pub(crate) async fn metric(server: &Server, series: &str) -> u64 {
+    let (status, text) = call(client().get(server.url("/metrics"))).await;
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} missing from /metrics"))
+}
+
 /// Parses JSON or fails with the text.
 pub(crate) fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))

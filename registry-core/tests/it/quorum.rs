@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::cluster::{Cluster, admin, readiness};
-use crate::harness::{Server, client, eventually, patience};
-use crate::workload::{Outcome, WRITE_BOUND, Writers, has_every_acked_write, metric, publish};
+use crate::harness::{Server, client, eventually, metric, patience};
+use crate::workload::{Outcome, WRITE_BOUND, Writers, has_every_acked_write, publish};
 
 async fn raft_status(server: &Server) -> Option<Value> {
     let resp = client().get(server.url("/nacos/v2/core/cluster/raft")).send().await.ok()?;

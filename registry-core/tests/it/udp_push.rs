@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::net::UdpSocket;
 
-use crate::harness::{Server, call, client, eventually, json, patience};
+use crate::harness::{Server, call, client, eventually, json, metric, patience};
 
 const JAVA_UA: &str = "Nacos-Java-Client:v1.4.1";
 
@@ -46,15 +46,6 @@ fn decode_push(datagram: &[u8], from: SocketAddr) -> Push {
 fn buffered_push(sock: &UdpSocket) -> Option<Push> {
     let mut buf = vec![0u8; 65_536];
     sock.try_recv_from(&mut buf).ok().map(|(n, from)| decode_push(&buf[..n], from))
-}
-
-/// A gauge or counter from `/metrics`.
-async fn metric(server: &Server, name: &str) -> u64 {
-    let (_, text) = call(client().get(server.url("/metrics"))).await;
-    let prefix = format!("{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
 
 /// Java sends the stamp back as a quoted string.

@@ -127,14 +127,6 @@ impl Writers {
     }
 }
 
-/// A Prometheus counter of `server`.
-pub(crate) async fn metric(server: &Server, name: &str) -> u64 {
-    let (_, text) = call(client().get(server.url("/metrics"))).await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("metric {name} missing"))
-}
-
 /// Every acknowledged write reads back with its content on `server` (after convergence).
 pub(crate) async fn has_every_acked_write(server: &Server, history: &[Write]) -> bool {
     for w in history.iter().filter(|w| w.outcome == Outcome::Acked) {
