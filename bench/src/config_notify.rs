@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::grpc::{Conn, raw_payload};
+use crate::grpc::{self, raw_payload};
 use crate::push_latency::string_field;
 
 /// How listeners listen.
@@ -62,10 +62,10 @@ pub async fn run(cfg: &ConfigNotify) -> anyhow::Result<(Histogram<u64>, u64)> {
         let changes = cfg.changes;
         match cfg.mode {
             Mode::Grpc => {
-                let mut conn = Conn::connect(cfg.grpc).await?;
+                let mut conn = grpc::connect(cfg.grpc).await?;
                 let listen = json!({ "listen": true, "configListenContexts": [
                     { "dataId": data_id, "group": "DEFAULT_GROUP", "tenant": "", "md5": md5_of("initial") } ] });
-                let (kind, _) = conn.call("ConfigBatchListenRequest", &listen).await?;
+                let (kind, _) = conn.unary().call("ConfigBatchListenRequest", &listen).await?;
                 anyhow::ensure!(kind == "ConfigChangeBatchListenResponse", "listen answered {kind}");
                 tasks.push(tokio::spawn(async move {
                     let mut seen = 0;
@@ -165,5 +165,5 @@ pub async fn run(cfg: &ConfigNotify) -> anyhow::Result<(Histogram<u64>, u64)> {
 
 /// Lower-case hex MD5, as the server computes it.
 fn md5_of(s: &str) -> String {
-    crate::md5_hex(s)
+    registry_proto::model::md5_hex(s)
 }

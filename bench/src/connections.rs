@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use crate::grpc::{Conn, open, payload};
+use crate::grpc::{self, open, payload};
 
 /// Start of the line the tool prints once every connection is open and held.
 pub const HOLDING: &str = "holding";
@@ -99,7 +99,7 @@ pub async fn open_all(cfg: &Connections) -> Opened {
         let mut batch = JoinSet::new();
         for _ in 0..n {
             let addr = cfg.grpc;
-            batch.spawn(async move { tokio::time::timeout(CONNECT_TIMEOUT, Conn::connect(addr)).await });
+            batch.spawn(async move { tokio::time::timeout(CONNECT_TIMEOUT, grpc::connect(addr)).await });
         }
         let mut batch_ok = 0;
         while let Some(done) = batch.join_next().await {
@@ -129,7 +129,7 @@ pub fn allowed_by_nofile(requested: usize, nofile: u64) -> usize {
 
 /// Keeps one connection open, answering the server's stream requests, until the server ends
 /// the stream or the task is aborted.
-async fn keep(mut conn: Conn, open_now: Arc<AtomicUsize>) {
+async fn keep(mut conn: registry_proto::client::Connection, open_now: Arc<AtomicUsize>) {
     while let Ok(Some(p)) = conn.from_server.message().await {
         let (kind, body) = open(&p);
         // Every server request (ClientDetectionRequest, ConnectResetRequest, pushes) expects

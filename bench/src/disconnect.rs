@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::json;
 
-use crate::grpc::{Conn, open, payload};
+use crate::grpc::{self, open, payload};
 
 /// Parameters of one run.
 #[derive(Debug, Clone)]
@@ -22,7 +22,11 @@ pub struct Disconnect {
 }
 
 /// Waits for a push whose host count is `want`, acking every push; `None` on timeout.
-async fn wait_hosts(sub: &mut Conn, want: usize, timeout: Duration) -> anyhow::Result<Option<Instant>> {
+async fn wait_hosts(
+    sub: &mut registry_proto::client::Connection,
+    want: usize,
+    timeout: Duration,
+) -> anyhow::Result<Option<Instant>> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let next = tokio::time::timeout_at(deadline, sub.from_server.message()).await;
@@ -45,11 +49,11 @@ async fn wait_hosts(sub: &mut Conn, want: usize, timeout: Duration) -> anyhow::R
 pub async fn run(cfg: &Disconnect) -> anyhow::Result<Histogram<u64>> {
     let service = format!("bench-disconnect-{}", std::process::id());
     let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let mut sub = Conn::connect(cfg.grpc).await?;
-    sub.subscribe(&service).await?;
+    let mut sub = grpc::connect(cfg.grpc).await?;
+    grpc::subscribe(&sub, &service).await?;
     for round in 0..cfg.rounds {
-        let mut client = Conn::connect(cfg.grpc).await?;
-        client.register(&service, 30_000 + round as u64).await?;
+        let client = grpc::connect(cfg.grpc).await?;
+        grpc::register(&client, &service, 30_000 + round as u64).await?;
         anyhow::ensure!(wait_hosts(&mut sub, 1, cfg.push_timeout).await?.is_some(), "registration never pushed");
         let t0 = Instant::now();
         drop(client);

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::grpc::{Conn, open, payload};
+use crate::grpc::{self, open, payload};
 
 /// The line a child prints once its instance is registered.
 pub const REGISTERED: &str = "registered";
@@ -40,8 +40,8 @@ pub struct Frozen {
 /// The child's side: registers `127.0.0.1:port` in `service`, says so on stdout, then behaves
 /// as an idle live SDK (answers the server's probes) until it is stopped and killed.
 pub async fn child(grpc: SocketAddr, service: &str, port: u64) -> anyhow::Result<()> {
-    let mut conn = Conn::connect(grpc).await?;
-    conn.register(service, port).await?;
+    let mut conn = grpc::connect(grpc).await?;
+    grpc::register(&conn, service, port).await?;
     println!("{REGISTERED}");
     while let Some(p) = conn.from_server.message().await? {
         let (kind, body) = open(&p);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::grpc::Conn;
+use crate::grpc;
 use crate::report::LoadResult;
 
 /// Time a connection waits for one answer beyond the run's deadline before giving up.
@@ -37,7 +37,7 @@ pub async fn run(cfg: &GrpcRegister) -> anyhow::Result<LoadResult> {
     let mut connecting = JoinSet::new();
     for _ in 0..cfg.connections.max(1) {
         let addr = cfg.grpc;
-        connecting.spawn(async move { Conn::connect(addr).await });
+        connecting.spawn(async move { grpc::connect(addr).await });
     }
     let mut conns = Vec::with_capacity(cfg.connections.max(1));
     while let Some(c) = connecting.join_next().await {
@@ -49,7 +49,7 @@ pub async fn run(cfg: &GrpcRegister) -> anyhow::Result<LoadResult> {
     let give_up = tokio::time::Instant::from_std(start + cfg.deadline + ANSWER_GRACE);
     let cpu0 = crate::process_cpu();
     let mut workers = JoinSet::new();
-    for mut conn in conns {
+    for conn in conns {
         let (next, count, deadline) = (Arc::clone(&next), cfg.count, cfg.deadline);
         workers.spawn(async move {
             let mut h = crate::report::latency_histogram();
@@ -61,7 +61,7 @@ pub async fn run(cfg: &GrpcRegister) -> anyhow::Result<LoadResult> {
                 }
                 let service = format!("bench-grpc-reg-{run}-{i}");
                 let t0 = Instant::now();
-                match tokio::time::timeout_at(give_up, conn.register(&service, 8080)).await {
+                match tokio::time::timeout_at(give_up, grpc::register(&conn, &service, 8080)).await {
                     Ok(Ok(())) => {
                         let _ = h.record((t0.elapsed().as_micros() as u64).max(1));
                     }

@@ -18,13 +18,6 @@ pub mod report;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use md5::{Digest, Md5};
-
-/// Lower-case hex MD5 of the UTF-8 bytes (what Nacos servers compute).
-pub fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// CPU time (user + system) this process has used so far, from `/proc/self/stat` (clock
 /// ticks of 10 ms, the Linux default `CLK_TCK` of 100); zero where it cannot be read.
 pub fn process_cpu() -> Duration {

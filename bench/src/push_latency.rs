@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::sync::Mutex;
 
-use crate::grpc::{Conn, raw_payload};
+use crate::grpc::{self, raw_payload};
 
 /// Parameters of one run.
 #[derive(Debug, Clone)]
@@ -47,8 +47,8 @@ pub async fn run(cfg: &PushLatency) -> anyhow::Result<PushResult> {
     let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
     let mut tasks = Vec::with_capacity(cfg.subscribers);
     for _ in 0..cfg.subscribers {
-        let mut conn = Conn::connect(cfg.grpc).await?;
-        conn.subscribe(&service).await?;
+        let mut conn = grpc::connect(cfg.grpc).await?;
+        grpc::subscribe(&conn, &service).await?;
         let sent_at = Arc::clone(&sent_at);
         let hist = Arc::clone(&hist);
         let changes = cfg.changes;
@@ -87,7 +87,7 @@ pub async fn run(cfg: &PushLatency) -> anyhow::Result<PushResult> {
             }
         }));
     }
-    let mut writer = Conn::connect(cfg.grpc).await?;
+    let writer = grpc::connect(cfg.grpc).await?;
     // Let the initial subscription pushes pass before measuring.
     tokio::time::sleep(Duration::from_millis(200)).await;
     for i in 0..cfg.changes {
@@ -95,7 +95,7 @@ pub async fn run(cfg: &PushLatency) -> anyhow::Result<PushResult> {
             break;
         }
         sent_at[i].store((start.elapsed().as_nanos() as u64).max(1), Ordering::Release);
-        writer.register(&service, BASE_PORT + i as u64).await?;
+        grpc::register(&writer, &service, BASE_PORT + i as u64).await?;
         tokio::time::sleep(cfg.interval).await;
     }
     let grace = Duration::from_secs(5);

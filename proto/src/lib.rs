@@ -5,7 +5,13 @@
 //! modules for the server and the matching `*_client` modules for tests and tools. All of it is
 //! behind the default `grpc` feature; [`contract`] is not.
 
+#[cfg(feature = "client")]
+pub mod client;
+pub mod clock;
 pub mod contract;
+pub mod model;
+pub mod select;
+pub mod wire;
 
 /// The Nacos SDK channel.
 #[cfg(feature = "grpc")]

@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::now_millis;
 use crate::consistency::{ApplyError, Command, ConfigCommand, Consistency, SubmitError};
 use crate::model::config::{CONFIG_TYPES, ConfigKeyError};
 use crate::model::{ConfigItem, ConfigKey, ConfigMeta, GrayKind, GrayRule, HistoryEntry, Source};
 use crate::state::ConfigStore;
 use listen::ListenHub;
+use registry_proto::clock::now_millis;
 
 /// Longest wait of a linearizable read for this member to catch up with the leader.
 const LINEARIZABLE_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

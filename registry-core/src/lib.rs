@@ -24,7 +24,6 @@
 
 pub mod api;
 pub mod app;
-pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod configs;

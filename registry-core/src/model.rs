@@ -1,14 +1,11 @@
-//! Plain data shared by every layer: validated names, instances, service metadata and the
-//! change events the single writer emits. No IO, no tokio, no locks: everything here is a value.
+//! The shared data model (`registry_proto::model`: names, instances, metadata, config items) and
+//! the change events the single writer emits, which only the server has.
 
-pub mod config;
 pub mod event;
-pub mod instance;
-pub mod key;
-pub mod service;
 
-pub use config::{ConfigItem, ConfigKey, ConfigMeta, GrayKind, GrayRule, HistoryEntry, HistoryOp, Source};
 pub use event::ChangeEvent;
-pub use instance::{ClientId, Instance, InstanceKey, InstanceOverride};
-pub use key::{NameError, ServiceKey};
-pub use service::{ClusterMetadata, ServiceMetadata};
+pub use registry_proto::model::{
+    ClientId, ClusterMetadata, ConfigItem, ConfigKey, ConfigMeta, GrayKind, GrayRule, HistoryEntry, HistoryOp,
+    Instance, InstanceKey, InstanceOverride, NameError, ServiceKey, ServiceMetadata, Source, config, instance, key,
+    service,
+};

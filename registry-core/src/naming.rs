@@ -11,8 +11,8 @@
 //!
 //! Layout: this file holds the service, its configuration and the writes (instances, services,
 //! clusters, manual health); `beat.rs` the v1 heartbeat protocol; `queries.rs` the reads and
-//! counts; `error.rs` [`NamingError`]; `selector.rs` and `service_info.rs` the query selection
-//! and its JSON shape.
+//! counts; `error.rs` [`NamingError`]. Selection and the `ServiceInfo` shape are the shared
+//! crate's (`registry_proto::select`, `registry_proto::wire`), used by clients too.
 //!
 //! Checks that depend on ephemeral data (a service's kind, whether it exists) happen here,
 //! before submitting, because Raft commands must be decided by replicated data alone.
@@ -22,8 +22,6 @@ pub mod cleaner;
 mod error;
 pub mod health;
 mod queries;
-pub mod selector;
-pub mod service_info;
 
 #[cfg(test)]
 mod tests;
@@ -40,8 +38,21 @@ pub use beat::{BEAT_NOT_FOUND, BEAT_OK, BeatInfo, BeatReply};
 pub use error::NamingError;
 pub use health::BeatTracker;
 pub use queries::{ClientCounts, NamingCounts};
-pub use selector::{Selection, parse_clusters, select};
-pub use service_info::{InstanceInfo, NameForm, ServiceInfo};
+pub use registry_proto::select::{Selection, parse_clusters};
+pub use registry_proto::wire::{InstanceInfo, NameForm, ServiceInfo};
+
+/// The hosts of a service view for a caller (see [`registry_proto::select::select`]); an absent
+/// service selects nothing.
+pub fn select(view: Option<&ServiceView>, clusters: &[String], healthy_only: bool) -> Selection {
+    view.map_or_else(Selection::default, |v| {
+        registry_proto::select::select(
+            v.instances(),
+            v.metadata.as_ref().map(|m| m.protect_threshold),
+            clusters,
+            healthy_only,
+        )
+    })
+}
 
 /// Tunables of the naming domain.
 #[derive(Debug, Clone, serde::Deserialize)]

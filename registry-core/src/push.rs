@@ -23,7 +23,6 @@ pub(crate) mod pending;
 pub mod stats;
 pub mod subscribers;
 pub mod table;
-pub mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,10 +33,10 @@ use tokio::time::Instant;
 use crate::model::ServiceKey;
 use conn_subscribers::{ConnSubscribers, ConnSubscription};
 pub use conn_subscribers::{PushSink, SinkError};
+pub use registry_proto::wire::udp::is_push_capable;
 pub use stats::{PushStats, PushStatsSnapshot};
 pub use subscribers::SubscriberInfo;
 use subscribers::{UdpSubscriber, UdpSubscribers};
-pub use udp::is_push_capable;
 
 /// Tunables of the push engine.
 #[derive(Debug, Clone, serde::Deserialize)]

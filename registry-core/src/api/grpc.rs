@@ -13,7 +13,6 @@
 pub mod config;
 pub mod connection;
 pub mod dispatch;
-pub mod messages;
 pub mod naming;
 
 use std::sync::Arc;
@@ -35,7 +34,9 @@ use crate::configs::notify::ConfigNotifyHandle;
 use crate::naming::NamingService;
 use crate::push::PushHandle;
 use connection::{ConnectionMeta, Connections, TrackedIo, TransportInfo};
-use messages::{ConnectionSetup, open, payload};
+use registry_proto::wire::codes::ERR_UNREGISTERED;
+use registry_proto::wire::frame::{error_response, open, payload};
+use registry_proto::wire::naming::{Common, ConnectionSetup};
 
 /// Tunables of the gRPC channel.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -159,10 +160,8 @@ impl BiRequestStream for GrpcState {
             _ => None,
         };
         let Some(setup) = setup else {
-            let err = messages::error_response(
-                messages::ERR_UNREGISTERED,
-                "the first message on the stream must be ConnectionSetupRequest",
-            );
+            let err =
+                error_response(ERR_UNREGISTERED, "the first message on the stream must be ConnectionSetupRequest");
             return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(err)]))));
         };
         let client_ip = first
@@ -180,7 +179,7 @@ impl BiRequestStream for GrpcState {
             app_name: setup.labels.get("AppName").cloned().unwrap_or_else(|| "-".to_owned()),
             labels: setup.labels.clone(),
             tenant: setup.tenant.clone().unwrap_or_default(),
-            create_time: crate::clock::now_millis(),
+            create_time: registry_proto::clock::now_millis(),
         };
         let (conn, rx) = self.connections.register(meta, self.config.outbound_queue);
         if setup.ability_table.is_some() {
@@ -219,7 +218,7 @@ impl BiRequestStream for GrpcState {
 fn on_stream_message(state: &GrpcState, conn_id: &str, p: &Payload) {
     let Some((kind, body)) = open(p) else { return };
     if kind == "NotifySubscriberResponse" || kind == "ConfigChangeNotifyResponse" {
-        let common: messages::Common = serde_json::from_slice(body).unwrap_or_default();
+        let common: Common = serde_json::from_slice(body).unwrap_or_default();
         if let Some(id) = common.request_id {
             if kind == "NotifySubscriberResponse" {
                 state.push.ack(conn_id, &id);

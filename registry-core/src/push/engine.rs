@@ -15,11 +15,11 @@ use super::conn_subscribers::{ConnSubscribers, ConnSubscription, SinkError};
 use super::delivery::{CloseReasons, ConnDelivery};
 use super::pending::{Backoff, Due, PendingAcks, RetryPolicy};
 use super::subscribers::UdpSubscribers;
-use super::udp::{encode_push, parse_ack};
 use super::{Control, PushConfig, PushHandle, PushStats};
 use crate::model::{ChangeEvent, ServiceKey};
 use crate::naming::{NameForm, ServiceInfo, parse_clusters, select};
 use crate::state::NamingStore;
+use registry_proto::wire::udp::{encode_push, parse_ack};
 
 /// The gRPC message type of a naming push.
 const NOTIFY_SUBSCRIBER: &str = "NotifySubscriberRequest";

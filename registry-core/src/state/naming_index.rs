@@ -372,17 +372,6 @@ impl ServiceView {
             None => Arc::clone(i),
         }
     }
-
-    /// A view of `instances`, each published by its own client, for tests elsewhere.
-    #[cfg(test)]
-    pub(crate) fn for_test(key: ServiceKey, metadata: Option<ServiceMetadata>, instances: Vec<Instance>) -> Self {
-        let mut record = ServiceRecord::new(1);
-        record.metadata = metadata;
-        for (n, i) in instances.into_iter().enumerate() {
-            record.ephemeral.insert(ClientId::from(format!("test-{n}").as_str()), Publication::One(Arc::new(i)));
-        }
-        Self::of(&Arc::new(key), &record)
-    }
 }
 
 /// The naming index: the writer's data plus the readers' views.

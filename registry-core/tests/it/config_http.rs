@@ -6,11 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
 use reqwest::RequestBuilder;
 use serde_json::Value;
 
-use crate::harness::{Server, call, client, eventually, json, patience};
+use crate::harness::{Server, call, client, eventually, json, md5_hex, patience};
 
 const CONFIGS: &str = "/nacos/v1/cs/configs";
 const LISTENER: &str = "/nacos/v1/cs/configs/listener";
@@ -22,11 +21,6 @@ const GROUP: &str = "DEFAULT_GROUP";
 const SHORT_POLL: &str = "[configs]\nlong_poll_min_ms = 300\nlong_poll_margin_ms = 100\n";
 
 // ---- helpers ----------------------------------------------------------------------------------
-
-/// Lower-case hex MD5 of the UTF-8 bytes (spec §7.2), computed independently of the server.
-fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Java `URLEncoder` (UTF-8), written out here so the expected long-poll bodies do not come
 /// from the server's own encoder.

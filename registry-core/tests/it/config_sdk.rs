@@ -24,14 +24,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
 use nacos_sdk::api::config::{ConfigChangeListener, ConfigResponse, ConfigService, ConfigServiceBuilder};
 use nacos_sdk::api::error::Error as SdkError;
 use nacos_sdk::api::props::ClientProps;
 use serde_json::Value;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::harness::{Server, call, client, json, patience};
+use crate::harness::{Server, call, client, json, md5_hex, patience};
 
 /// Bound for one SDK call (the SDK has its own timeouts; this keeps a hang from stalling the run).
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -96,10 +95,6 @@ async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T 
     tokio::time::timeout(CALL_TIMEOUT * patience(), fut)
         .await
         .unwrap_or_else(|_| panic!("{what} did not return in time"))
-}
-
-fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn sdk_publish(sdk: &ConfigService, data_id: &str, content: &str) {

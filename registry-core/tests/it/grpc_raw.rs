@@ -12,15 +12,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use registry_proto::Any;
+use registry_proto::nacos::Payload;
 use registry_proto::nacos::bi_request_stream_client::BiRequestStreamClient;
 use registry_proto::nacos::request_client::RequestClient;
-use registry_proto::nacos::{Metadata, Payload};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
+
+pub(crate) use registry_proto::wire::frame::{payload, raw_payload};
 
 use crate::harness::{Server, call, client, eventually, json, patience};
 
@@ -47,19 +49,6 @@ async fn connect_with(server: &Server, tune: impl FnOnce(Endpoint) -> Endpoint) 
 pub(crate) async fn connect_addr_with(addr: SocketAddr, tune: impl FnOnce(Endpoint) -> Endpoint) -> Channel {
     let endpoint = Endpoint::from_shared(format!("http://{addr}")).expect("endpoint uri").connect_timeout(wait(10));
     timeout(wait(15), tune(endpoint).connect()).await.expect("connected in time").expect("grpc connect")
-}
-
-/// A payload: `metadata.type` = `kind`, JSON body in `Any.value` with an empty `type_url`.
-pub(crate) fn payload(kind: &str, body: &Value) -> Payload {
-    raw_payload(kind, serde_json::to_vec(body).expect("json"))
-}
-
-/// A payload with arbitrary body bytes.
-fn raw_payload(kind: &str, body: Vec<u8>) -> Payload {
-    Payload {
-        metadata: Some(Metadata { r#type: kind.to_owned(), headers: Default::default(), client_ip: String::new() }),
-        body: Some(Any { type_url: String::new(), value: body }),
-    }
 }
 
 /// The type and JSON body of a payload.

@@ -347,3 +347,10 @@ pub(crate) async fn metric(server: &Server, series: &str) -> u64 {
 pub(crate) fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
+
+/// Lower-case hex MD5 of the UTF-8 bytes (spec §7.2), computed here, independently of the
+/// server's implementation, so tests check the server against the rule.
+pub(crate) fn md5_hex(s: &str) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}

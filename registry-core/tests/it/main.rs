@@ -8,6 +8,7 @@
 mod harness;
 
 mod beat;
+mod client;
 mod cluster;
 mod config_archive;
 mod config_http;

@@ -6,53 +6,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use registry_proto::nacos::Payload;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::GrpcState;
 use super::connection::Connection;
-use super::messages::{ERR_BAD_GATEWAY, error_response, failed_response, ok_response};
 use crate::configs::{ConfigError, Listening, Reader};
 use crate::model::{ConfigKey, ConfigMeta, GrayRule, Source};
-
-/// errorCode of a `ConfigQueryResponse` for an absent config.
-const CONFIG_NOT_FOUND: i32 = 300;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct ConfigRequest {
-    data_id: Option<String>,
-    group: Option<String>,
-    tenant: Option<String>,
-    tag: Option<String>,
-    content: Option<String>,
-    cas_md5: Option<String>,
-    addition_map: HashMap<String, Value>,
-    /// Request headers; `consistency: linearizable` asks for a ReadIndex read.
-    headers: HashMap<String, Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct ListenContext {
-    data_id: Option<String>,
-    group: Option<String>,
-    tenant: Option<String>,
-    md5: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct BatchListenRequest {
-    listen: bool,
-    config_listen_contexts: Vec<ListenContext>,
-}
-
-impl Default for BatchListenRequest {
-    fn default() -> Self {
-        Self { listen: true, config_listen_contexts: Vec::new() }
-    }
-}
+use registry_proto::wire::codes::{CONFIG_NOT_FOUND, ERR_BAD_GATEWAY};
+use registry_proto::wire::config::{BatchListenRequest, ConfigRequest};
+use registry_proto::wire::frame::{error_response, failed_response, ok_response};
 
 fn labels_of(conn: &Connection) -> BTreeMap<String, String> {
     conn.meta.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()

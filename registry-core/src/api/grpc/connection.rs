@@ -23,8 +23,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 
-use super::messages::payload;
 use crate::push::{PushSink, SinkError};
+use registry_proto::wire::frame::payload;
 
 /// Facts about one TCP transport, attached to every request on it.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ impl TrackedIo {
         let remote = io.peer_addr()?;
         // Lower latency for small request/response pairs (clients do the same or suffer Nagle).
         io.set_nodelay(true)?;
-        let id = format!("{}_{}_{}", crate::clock::now_millis(), remote.ip(), remote.port());
+        let id = format!("{}_{}_{}", registry_proto::clock::now_millis(), remote.ip(), remote.port());
         Ok(Self { io, info: TransportInfo { id: id.into(), remote }, registry })
     }
 }

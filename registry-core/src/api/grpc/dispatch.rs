@@ -7,7 +7,8 @@ use serde_json::json;
 
 use super::GrpcState;
 use super::connection::TransportInfo;
-use super::messages::{ERR_NO_HANDLER, ERR_STARTING, ERR_UNREGISTERED, error_response, ok_response, open};
+use registry_proto::wire::codes::{ERR_NO_HANDLER, ERR_STARTING, ERR_UNREGISTERED};
+use registry_proto::wire::frame::{error_response, ok_response, open};
 
 /// Request types this server handles (besides ServerCheck).
 const HANDLED: &[&str] = &[

@@ -6,13 +6,14 @@ use serde_json::json;
 
 use super::GrpcState;
 use super::connection::Connection;
-use super::messages::{
-    BatchInstanceRequest, InstanceRequest, NamingBase, ServiceListRequest, ServiceQueryRequest,
-    SubscribeServiceRequest, error_response, ok_response,
-};
 use crate::model::ServiceKey;
 use crate::model::key::DEFAULT_NAMESPACE;
 use crate::naming::{NameForm, NamingError, ServiceInfo, parse_clusters};
+use registry_proto::wire::codes::{ERR_BAD_GATEWAY, INVALID_PARAM, SERVER_ERROR};
+use registry_proto::wire::frame::{error_response, ok_response};
+use registry_proto::wire::naming::{
+    BatchInstanceRequest, InstanceRequest, NamingBase, ServiceListRequest, ServiceQueryRequest, SubscribeServiceRequest,
+};
 
 /// A refused request: becomes an `ErrorResponse` with this code and message.
 struct Reject {
@@ -29,11 +30,6 @@ impl Reject {
         error_response(self.code, &self.message)
     }
 }
-
-/// Nacos' INVALID_PARAM.
-const INVALID_PARAM: i32 = 400;
-/// Nacos' SERVER_ERROR.
-const SERVER_ERROR: i32 = 500;
 
 fn key_of(base: &NamingBase) -> Result<ServiceKey, Reject> {
     let service = base.service_name.as_deref().unwrap_or_default();
@@ -52,8 +48,7 @@ fn naming_error(e: &NamingError) -> Reject {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reject> {
-    serde_json::from_slice(body)
-        .map_err(|e| Reject::new(super::messages::ERR_BAD_GATEWAY, &format!("malformed request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| Reject::new(ERR_BAD_GATEWAY, &format!("malformed request body: {e}")))
 }
 
 /// Handles a naming request of type `kind`; `None` when the type is not a naming type.

@@ -134,7 +134,7 @@ fn export(s: &ApiState, p: &Params) -> V1Result {
         .filter(|(_, i)| ids.as_ref().is_none_or(|ids| ids.contains(&i.id)))
         .collect();
     let bytes = archive::export(&configs).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let name = format!("nacos_config_export_{}.zip", crate::clock::now_millis());
+    let name = format!("nacos_config_export_{}.zip", registry_proto::clock::now_millis());
     Ok((
         [
             (header::CONTENT_TYPE, "application/zip".to_owned()),

@@ -188,7 +188,7 @@ pub(super) fn switches_body(s: &ApiState) -> Value {
     let standalone = s.distro.is_standalone();
     json!({
         "name": "00-00---000-NACOS_SWITCH_DOMAIN-000---00-00",
-        "defaultPushCacheMillis": crate::naming::service_info::DEFAULT_CACHE_MILLIS,
+        "defaultPushCacheMillis": registry_proto::wire::DEFAULT_CACHE_MILLIS,
         "clientBeatInterval": cfg.client_beat_interval_ms,
         "lightBeatEnabled": cfg.light_beat_enabled,
         "defaultInstanceEphemeral": true,

@@ -1,13 +1,13 @@
 //! Which instances a query or a push returns (spec §2.5): cluster filter, enabled-only,
-//! healthy-only, and the protect threshold. Pure functions over a service view.
+//! healthy-only, and the protect threshold. Pure functions over a list of instances, used by the
+//! server for queries and pushes and by clients that select from a cached list.
 
 use std::sync::Arc;
 
 use crate::model::Instance;
-use crate::state::ServiceView;
 
 /// The instances chosen for one caller.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Selection {
     /// Hosts to return, in the view's stable order (shared with the view).
     pub hosts: Vec<Arc<Instance>>,
@@ -20,18 +20,21 @@ pub fn parse_clusters(clusters: &str) -> Vec<String> {
     clusters.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()
 }
 
-/// Selects the hosts of `view` for a caller asking for `clusters` (empty = all), keeping only
-/// enabled hosts, only healthy ones when `healthy_only`, then applying the protect threshold:
-/// when the service has metadata and healthy/returned ≤ threshold, every returned host is shown
-/// as healthy. The ratio's denominator is the already-filtered list, as in Nacos; an empty list
-/// never triggers protection.
-pub fn select(view: Option<&ServiceView>, clusters: &[String], healthy_only: bool) -> Selection {
-    let Some(view) = view else {
-        return Selection { hosts: Vec::new(), reach_protection_threshold: false };
-    };
+/// Selects from a service's `instances` for a caller asking for `clusters` (empty = all),
+/// keeping only enabled hosts, only healthy ones when `healthy_only`, then applying the protect
+/// threshold: when the service has metadata (`protect_threshold` is `Some`) and
+/// healthy/returned ≤ threshold, every returned host is shown as healthy. The ratio's
+/// denominator is the already-filtered list, as in Nacos; an empty list never triggers
+/// protection.
+pub fn select<'a>(
+    instances: impl IntoIterator<Item = &'a Arc<Instance>>,
+    protect_threshold: Option<f64>,
+    clusters: &[String],
+    healthy_only: bool,
+) -> Selection {
     let mut healthy_count = 0usize;
     let mut hosts: Vec<Arc<Instance>> = Vec::new();
-    for i in view.instances() {
+    for i in instances {
         if !i.enabled || !(clusters.is_empty() || clusters.iter().any(|c| *c == i.cluster)) {
             continue;
         }
@@ -42,10 +45,10 @@ pub fn select(view: Option<&ServiceView>, clusters: &[String], healthy_only: boo
             hosts.push(Arc::clone(i));
         }
     }
-    let Some(metadata) = &view.metadata else {
+    let Some(threshold) = protect_threshold else {
         return Selection { hosts, reach_protection_threshold: false };
     };
-    let threshold = metadata.protect_threshold.max(0.0);
+    let threshold = threshold.max(0.0);
     if hosts.is_empty() || (healthy_count as f64 / hosts.len() as f64) > threshold {
         return Selection { hosts, reach_protection_threshold: false };
     }
@@ -60,15 +63,16 @@ pub fn select(view: Option<&ServiceView>, clusters: &[String], healthy_only: boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ServiceKey, ServiceMetadata};
 
-    fn view(instances: Vec<Instance>, threshold: Option<f64>) -> ServiceView {
-        let metadata = threshold.map(|t| {
-            let mut m = ServiceMetadata::new(true);
-            m.protect_threshold = t;
-            m
-        });
-        ServiceView::for_test(ServiceKey::new("public", "DEFAULT_GROUP", "s").unwrap(), metadata, instances)
+    /// A service's instances and its protect threshold (`None`: no metadata).
+    struct View(Vec<Arc<Instance>>, Option<f64>);
+
+    fn view(instances: Vec<Instance>, threshold: Option<f64>) -> View {
+        View(instances.into_iter().map(Arc::new).collect(), threshold)
+    }
+
+    fn select(view: Option<&View>, clusters: &[String], healthy_only: bool) -> Selection {
+        view.map_or_else(Selection::default, |v| super::select(&v.0, v.1, clusters, healthy_only))
     }
 
     fn inst(ip: &str, cluster: &str, healthy: bool, enabled: bool) -> Instance {

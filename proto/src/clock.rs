@@ -1,6 +1,5 @@
-//! Wall-clock time as the Nacos wire and the stores use it: milliseconds since the Unix epoch.
-//! Used by naming (`lastRefTime`), configs (publish and history times), the gRPC connection ids
-//! and the HTTP config export.
+//! Wall-clock time as the Nacos wire uses it: milliseconds since the Unix epoch (`lastRefTime`,
+//! config publish and history times, connection ids).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

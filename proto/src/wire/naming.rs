@@ -1,28 +1,16 @@
-//! The JSON bodies of Nacos gRPC messages (spec §9–§10) and the `Payload` framing: the body is
-//! the UTF-8 JSON of the message in `Any.value`, `metadata.type` the Java simple class name.
-//! Responses always carry `resultCode`, `errorCode` and `success` (spec §9.3, §16.5).
+//! The JSON bodies of the connection and naming requests (spec §9–§10), in both directions: the
+//! server decodes them, clients encode them. Absent fields take Nacos' defaults.
 
 use std::collections::{BTreeMap, HashMap};
 
-use registry_proto::Any;
-use registry_proto::nacos::{Metadata, Payload};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::model::Instance;
 use crate::model::key::DEFAULT_CLUSTER;
 
-/// `ErrorResponse` code: the server is starting.
-pub const ERR_STARTING: i32 = 300;
-/// `ErrorResponse` code: the connection is not registered (no ConnectionSetup yet, or evicted).
-pub const ERR_UNREGISTERED: i32 = 301;
-/// `ErrorResponse` code: no handler for the request type.
-pub const ERR_NO_HANDLER: i32 = 302;
-/// `ErrorResponse` code: the body could not be parsed.
-pub const ERR_BAD_GATEWAY: i32 = 502;
-
 /// Fields every request may carry.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Common {
     /// Client-chosen id, echoed on responses to server pushes.
@@ -30,7 +18,7 @@ pub struct Common {
 }
 
 /// `ConnectionSetupRequest`, the first message on the bi-stream.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ConnectionSetup {
     /// `Nacos-Java-Client:v2.x.y`, ...
@@ -44,7 +32,7 @@ pub struct ConnectionSetup {
 }
 
 /// Base of naming requests: bare service name with separate group (spec §10, §16.6).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct NamingBase {
     /// Namespace (`public` when null/empty).
@@ -56,7 +44,7 @@ pub struct NamingBase {
 }
 
 /// `InstanceRequest` / `PersistentInstanceRequest`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct InstanceRequest {
     /// Service identity.
@@ -70,7 +58,7 @@ pub struct InstanceRequest {
 }
 
 /// `BatchInstanceRequest`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct BatchInstanceRequest {
     /// Service identity.
@@ -84,7 +72,7 @@ pub struct BatchInstanceRequest {
 }
 
 /// `ServiceQueryRequest`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ServiceQueryRequest {
     /// Service identity.
@@ -97,7 +85,7 @@ pub struct ServiceQueryRequest {
 }
 
 /// `SubscribeServiceRequest`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct SubscribeServiceRequest {
     /// Service identity.
@@ -110,7 +98,7 @@ pub struct SubscribeServiceRequest {
 }
 
 /// `ServiceListRequest`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ServiceListRequest {
     /// Namespace and group (service name unused).
@@ -123,7 +111,7 @@ pub struct ServiceListRequest {
 }
 
 /// An instance as clients send it; absent fields take Nacos' defaults.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct WireInstance {
     /// Client-chosen id.
@@ -189,52 +177,6 @@ impl WireInstance {
     }
 }
 
-/// Frames a message: `type` in metadata, JSON in `Any.value`.
-pub fn payload(kind: &str, body: &Value) -> Payload {
-    Payload {
-        metadata: Some(Metadata { r#type: kind.to_owned(), headers: HashMap::new(), client_ip: String::new() }),
-        body: Some(Any { type_url: String::new(), value: serde_json::to_vec(body).unwrap_or_default() }),
-    }
-}
-
-/// A success response of type `kind` with extra fields.
-pub fn ok_response(kind: &str, mut fields: Value, request_id: Option<&str>) -> Payload {
-    if !fields.is_object() {
-        fields = json!({});
-    }
-    fields["resultCode"] = json!(200);
-    fields["errorCode"] = json!(0);
-    fields["success"] = json!(true);
-    if let Some(id) = request_id {
-        fields["requestId"] = json!(id);
-    }
-    payload(kind, &fields)
-}
-
-/// A typed failure (`resultCode` 500, `errorCode` = `code`) of type `kind`.
-pub fn failed_response(kind: &str, code: i32, message: &str, mut fields: Value) -> Payload {
-    if !fields.is_object() {
-        fields = json!({});
-    }
-    fields["resultCode"] = json!(500);
-    fields["errorCode"] = json!(code);
-    fields["success"] = json!(false);
-    fields["message"] = json!(message);
-    payload(kind, &fields)
-}
-
-/// `ErrorResponse`, which sets both codes to `code` (Nacos `ErrorResponse.build`).
-pub fn error_response(code: i32, message: &str) -> Payload {
-    payload("ErrorResponse", &json!({ "resultCode": code, "errorCode": code, "success": false, "message": message }))
-}
-
-/// The type and JSON body of a payload; `None` when the metadata or body is missing.
-pub fn open(p: &Payload) -> Option<(&str, &[u8])> {
-    let kind = p.metadata.as_ref().map(|m| m.r#type.as_str()).filter(|t| !t.is_empty())?;
-    let body = p.body.as_ref().map_or(&b"{}"[..], |b| if b.value.is_empty() { &b"{}"[..] } else { &b.value[..] });
-    Some((kind, body))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,18 +189,5 @@ mod tests {
         assert_eq!(i.metadata["n"], "1");
         let bad: WireInstance = serde_json::from_str(r#"{"ip":"1.1.1.1","port":70000}"#).unwrap();
         assert!(bad.into_instance(true).is_err());
-    }
-
-    #[test]
-    fn responses_always_carry_codes() {
-        let p = ok_response("InstanceResponse", json!({"type":"registerInstance"}), None);
-        let v: Value = serde_json::from_slice(&p.body.unwrap().value).unwrap();
-        assert_eq!(
-            (v["resultCode"].as_i64(), v["errorCode"].as_i64(), v["success"].as_bool()),
-            (Some(200), Some(0), Some(true))
-        );
-        let e = error_response(302, "x");
-        let v: Value = serde_json::from_slice(&e.body.unwrap().value).unwrap();
-        assert_eq!((v["resultCode"].as_i64(), v["errorCode"].as_i64()), (Some(302), Some(302)));
     }
 }

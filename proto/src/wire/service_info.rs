@@ -1,14 +1,14 @@
 //! The Nacos JSON shapes of instances and of `ServiceInfo` (spec §2.2, §2.3), shared by every
-//! transport that returns instance lists (HTTP v1/v2 queries, UDP pushes, later gRPC).
+//! transport that returns instance lists (HTTP v1/v2 queries, gRPC, UDP pushes).
 //! Every field clients require is always present; strings are never `null` (spec §16.5).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::selector::Selection;
 use crate::clock::now_millis;
 use crate::model::{Instance, ServiceKey};
+use crate::select::Selection;
 
 /// `cacheMillis` sent with every ServiceInfo (Nacos `defaultPushCacheMillis`).
 pub const DEFAULT_CACHE_MILLIS: u64 = 10_000;

@@ -87,7 +87,8 @@ mod tests {
 
     use super::*;
     use crate::model::{Instance, ServiceKey};
-    use crate::naming::{NameForm, Selection, ServiceInfo};
+    use crate::select::Selection;
+    use crate::wire::{NameForm, ServiceInfo};
 
     #[test]
     fn push_capability_follows_user_agent_and_version() {
