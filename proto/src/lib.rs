@@ -11,6 +11,8 @@ pub mod clock;
 pub mod contract;
 pub mod model;
 pub mod select;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod wire;
 
 /// The Nacos SDK channel.

@@ -35,7 +35,7 @@ pub struct Services {
     /// The Raft node (cluster admin endpoints).
     pub raft: crate::consistency::RaftNode,
     /// gRPC connections (shown by the admin endpoint).
-    pub connections: Arc<grpc::connection::Connections>,
+    pub connections: Arc<registry_proto::server::Connections>,
     /// Distro (ephemeral replication: digests, diff, readiness).
     pub distro: Arc<crate::consistency::distro::Distro>,
 }

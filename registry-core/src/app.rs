@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::grpc::{self, GrpcState, connection::Connections};
+use crate::api::grpc::{self, GrpcState};
 use crate::api::{ApiState, Services, http};
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -23,6 +23,7 @@ use crate::consistency::{Applier, Consistency, RaftNode, raft::RaftError};
 use crate::naming::{NamingService, cleaner, health};
 use crate::push::{self, PushHandle};
 use crate::state::NamingStore;
+use registry_proto::server::Connections;
 
 /// How long startup waits for the Raft store to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,76 +1,50 @@
-//! The Nacos gRPC 2.x SDK channel (tonic), on the HTTP port + 1000.
+//! The registry behind the Nacos gRPC 2.x SDK channel: the channel itself (connections,
+//! handshake, detection, routing) is the shared crate's `registry_proto::server`; this module
+//! is its [`Handler`]: naming and config requests, push acks, and the cleanup after every ended
+//! connection (its instances, subscriptions and config listeners go).
 //!
 //! ```text
-//!  TCP accept ─► TrackedIo (connection id; drop = transport closed)
-//!     ├─ /Request/request ─────────► dispatch::unary ─► naming handlers ─► NamingService
-//!     └─ /BiRequestStream/requestBiStream
-//!          first message ConnectionSetupRequest ─► Connections::register (+ SetupAck)
-//!          later messages: acks of server pushes ─► PushHandle::ack
-//!          outbound: bounded queue ◄─ push engine (NotifySubscriberRequest), detection probes
-//!  every end of a connection ─► cleanup: RemoveClient (instances) + push subscriptions dropped
+//!  registry_proto::server ─► GrpcState::handle ─► naming::handle ─► NamingService
+//!                                               └► config::handle ─► ConfigService
+//!                         ─► on_response (acks) ─► PushHandle / ConfigNotifyHandle
+//!                         ─► closed(id) ─► push + listeners dropped, RemoveClient
 //! ```
 
 pub mod config;
-pub mod connection;
-pub mod dispatch;
 pub mod naming;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use registry_proto::nacos::Payload;
-use registry_proto::nacos::bi_request_stream_server::{BiRequestStream, BiRequestStreamServer};
-use registry_proto::nacos::request_server::{Request, RequestServer};
+use registry_proto::server::{Connection, Connections, Handler};
+use registry_proto::wire::codes::ERR_NO_HANDLER;
+use registry_proto::wire::frame::error_response;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_util::sync::CancellationToken;
-use tonic::{Status, Streaming};
 
 use super::ReadinessProbe;
 use crate::configs::ConfigService;
 use crate::configs::notify::ConfigNotifyHandle;
 use crate::naming::NamingService;
 use crate::push::PushHandle;
-use connection::{ConnectionMeta, Connections, TrackedIo, TransportInfo};
-use registry_proto::wire::codes::ERR_UNREGISTERED;
-use registry_proto::wire::frame::{error_response, open, payload};
-use registry_proto::wire::naming::{Common, ConnectionSetup};
 
-/// Tunables of the gRPC channel.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GrpcConfig {
-    /// Largest accepted message (bytes). Nacos: 10 MiB.
-    pub max_message_bytes: usize,
-    /// Server→client messages queued per connection; a full queue means the client is not
-    /// reading, and its connection is closed (its client redoes on reconnect).
-    pub outbound_queue: usize,
-    /// A connection silent this long (no request, no stream message) gets a
-    /// `ClientDetectionRequest` on its stream (ms). With `detect_timeout_ms` this sets how long a
-    /// client that froze with its connection open (SIGSTOP, a hung VM, a silent network drop)
-    /// stays listed: `idle_detect_after_ms + detect_timeout_ms` after its last message, 20 s by
-    /// default, which is what Nacos clients expect (Nacos probes after 20 s idle). Live SDKs
-    /// never get here: they send a health check after 5 s without traffic.
-    pub idle_detect_after_ms: u64,
-    /// How long the probe may go unanswered before the connection ends and its instances are
-    /// removed (ms). Nacos waits 5 s and scans every 3 s, which made removal take up to 28 s;
-    /// here the deadline is met within milliseconds, so 2 s is a comfortable margin for a live
-    /// client's answer (a round trip plus a pause of its runtime).
-    pub detect_timeout_ms: u64,
-}
+/// Tunables of the gRPC channel (TOML section `[grpc]`).
+pub use registry_proto::server::ChannelConfig as GrpcConfig;
 
-impl Default for GrpcConfig {
-    fn default() -> Self {
-        Self {
-            max_message_bytes: 10 * 1024 * 1024,
-            outbound_queue: 1024,
-            idle_detect_after_ms: 18_000,
-            detect_timeout_ms: 2_000,
-        }
-    }
-}
+/// Request types this server handles (besides ServerCheck and HealthCheck, which the channel
+/// answers itself).
+const HANDLED: &[&str] = &[
+    "InstanceRequest",
+    "PersistentInstanceRequest",
+    "BatchInstanceRequest",
+    "ServiceQueryRequest",
+    "SubscribeServiceRequest",
+    "ServiceListRequest",
+    "ConfigQueryRequest",
+    "ConfigPublishRequest",
+    "ConfigRemoveRequest",
+    "ConfigBatchListenRequest",
+];
 
 /// What the gRPC handlers share.
 #[derive(Clone)]
@@ -91,185 +65,66 @@ pub struct GrpcState {
     pub config: Arc<GrpcConfig>,
 }
 
-/// Abilities this server announces in `SetupAckRequest` (spec §9.4).
-fn server_abilities() -> serde_json::Value {
-    serde_json::json!({ "supportPersistentInstanceByGrpc": true })
-}
-
-/// Builds the connection registry and the task that cleans up after every ended connection.
+/// The connection registry; every connection that ends loses its push subscriptions, config
+/// listeners and instances.
 pub fn connections(
     naming: NamingService,
     push: PushHandle,
     config_notify: ConfigNotifyHandle,
     shutdown: CancellationToken,
 ) -> Arc<Connections> {
-    let (closed_tx, mut closed_rx) = mpsc::unbounded_channel::<String>();
-    tokio::spawn(async move {
-        loop {
-            let id = tokio::select! {
-                () = shutdown.cancelled() => return,
-                id = closed_rx.recv() => match id { Some(id) => id, None => return },
-            };
+    let on_closed = move |id: String| {
+        let (naming, push, config_notify) = (naming.clone(), push.clone(), config_notify.clone());
+        async move {
             push.connection_closed(&id);
             config_notify.connection_closed(&id);
             if let Err(e) = naming.connection_closed(&id).await {
                 tracing::warn!(%id, error = %e, "could not remove a closed connection's instances");
             }
         }
-    });
-    Connections::new(closed_tx)
+    };
+    registry_proto::server::connections(on_closed, shutdown)
 }
 
-#[tonic::async_trait]
-impl Request for GrpcState {
-    async fn request(&self, request: tonic::Request<Payload>) -> Result<tonic::Response<Payload>, Status> {
-        let transport = request
-            .extensions()
-            .get::<TransportInfo>()
-            .cloned()
-            .ok_or_else(|| Status::internal("no transport info"))?;
-        let response = dispatch::unary(self, &transport, request.get_ref()).await;
-        Ok(tonic::Response::new(response))
-    }
-}
-
-type OutStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Payload, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl BiRequestStream for GrpcState {
-    type requestBiStreamStream = OutStream;
-
-    async fn request_bi_stream(
-        &self,
-        request: tonic::Request<Streaming<Payload>>,
-    ) -> Result<tonic::Response<OutStream>, Status> {
-        let transport = request
-            .extensions()
-            .get::<TransportInfo>()
-            .cloned()
-            .ok_or_else(|| Status::internal("no transport info"))?;
-        let mut inbound = request.into_inner();
-        // The first message must be the setup; anything else gets an error and an empty stream.
-        let first = match inbound.message().await {
-            Ok(Some(p)) => p,
-            Ok(None) => return Ok(tonic::Response::new(Box::pin(futures_util::stream::empty()))),
-            Err(status) => return Err(status),
-        };
-        let setup = match open(&first) {
-            Some(("ConnectionSetupRequest", body)) => serde_json::from_slice::<ConnectionSetup>(body).ok(),
-            _ => None,
-        };
-        let Some(setup) = setup else {
-            let err =
-                error_response(ERR_UNREGISTERED, "the first message on the stream must be ConnectionSetupRequest");
-            return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(err)]))));
-        };
-        let client_ip = first
-            .metadata
-            .as_ref()
-            .map(|m| m.client_ip.clone())
-            .filter(|ip| !ip.is_empty())
-            .unwrap_or_else(|| transport.remote.ip().to_string());
-        let meta = ConnectionMeta {
-            connection_id: transport.id.to_string(),
-            client_ip,
-            remote_ip: transport.remote.ip().to_string(),
-            remote_port: transport.remote.port(),
-            version: setup.client_version.clone().unwrap_or_default(),
-            app_name: setup.labels.get("AppName").cloned().unwrap_or_else(|| "-".to_owned()),
-            labels: setup.labels.clone(),
-            tenant: setup.tenant.clone().unwrap_or_default(),
-            create_time: registry_proto::clock::now_millis(),
-        };
-        let (conn, rx) = self.connections.register(meta, self.config.outbound_queue);
-        if setup.ability_table.is_some() {
-            // Clients that negotiate abilities wait for this before they consider themselves
-            // connected (spec §9.4 (c)); it must always be sent to them.
-            let ack = serde_json::json!({ "headers": {}, "abilityTable": server_abilities(), "module": "internal" });
-            let _ = conn.send(payload("SetupAckRequest", &ack));
-        }
-
-        let state = self.clone();
-        let reader_conn = Arc::clone(&conn);
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    () = reader_conn.closed.cancelled() => break,
-                    next = inbound.message() => next,
-                };
-                match next {
-                    Ok(Some(p)) => {
-                        reader_conn.touch(state.connections.now_ms());
-                        on_stream_message(&state, &reader_conn.meta.connection_id, &p);
-                    }
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            state.connections.unregister_if_same(&reader_conn, "stream ended");
-        });
-
-        let closed = conn.closed.clone();
-        let out = ReceiverStream::new(rx).map(|p| Ok(*p)).take_until(async move { closed.cancelled_owned().await });
-        Ok(tonic::Response::new(Box::pin(out)))
-    }
-}
-
-/// Messages clients send on the stream: responses to server requests.
-fn on_stream_message(state: &GrpcState, conn_id: &str, p: &Payload) {
-    let Some((kind, body)) = open(p) else { return };
-    if kind == "NotifySubscriberResponse" || kind == "ConfigChangeNotifyResponse" {
-        let common: Common = serde_json::from_slice(body).unwrap_or_default();
-        if let Some(id) = common.request_id {
-            if kind == "NotifySubscriberResponse" {
-                state.push.ack(conn_id, &id);
-            } else {
-                state.config_notify.ack(conn_id, &id);
-            }
-        }
-    }
-    // ClientDetectionResponse and ConnectResetResponse only prove liveness (already recorded).
-}
-
-/// Serves the SDK channel on `listener` until `shutdown`; also runs idle-connection detection.
+/// Serves the SDK channel on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     state: GrpcState,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let detect = tokio::spawn(connection::run_detection(
-        Arc::clone(&state.connections),
-        state.config.idle_detect_after_ms,
-        state.config.detect_timeout_ms,
-        shutdown.clone(),
-    ));
-    let conns = Arc::clone(&state.connections);
-    let incoming = TcpListenerStream::new(listener).filter_map(move |accepted| {
-        let conns = Arc::clone(&conns);
-        async move {
-            match accepted.and_then(|io| TrackedIo::new(io, conns)) {
-                Ok(io) => Some(Ok::<_, std::io::Error>(io)),
-                Err(e) => {
-                    tracing::debug!(error = %e, "grpc accept failed");
-                    None
-                }
-            }
+    let (connections, config) = (Arc::clone(&state.connections), Arc::clone(&state.config));
+    registry_proto::server::serve(listener, Arc::new(state), connections, config, shutdown).await
+}
+
+impl Handler for GrpcState {
+    fn handles(&self, kind: &str) -> bool {
+        HANDLED.contains(&kind)
+    }
+
+    fn ready(&self) -> bool {
+        (self.ready)()
+    }
+
+    async fn handle(&self, conn: &Arc<Connection>, kind: &str, body: &[u8]) -> Payload {
+        if let Some(response) = naming::handle(self, conn, kind, body).await {
+            return response;
         }
-    });
-    let max = state.config.max_message_bytes;
-    let conns_for_reset = Arc::clone(&state.connections);
-    let result = tonic::transport::Server::builder()
-        // Java clients ping every 6 min; accept that and probe idle peers ourselves.
-        .http2_keepalive_interval(None)
-        .add_service(RequestServer::new(state.clone()).max_decoding_message_size(max).max_encoding_message_size(max))
-        .add_service(BiRequestStreamServer::new(state).max_decoding_message_size(max).max_encoding_message_size(max))
-        .serve_with_incoming_shutdown(incoming, async move {
-            shutdown.cancelled().await;
-            let reset = conns_for_reset.reset_all();
-            tracing::info!(connections = reset, "asked gRPC clients to reconnect elsewhere");
-            // Give the resets a moment to be written before the streams end.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        })
-        .await;
-    detect.abort();
-    result
+        match config::handle(self, conn, kind, body).await {
+            Some(response) => response,
+            None => error_response(ERR_NO_HANDLER, &format!("RequestHandler Not Found: {kind}")),
+        }
+    }
+
+    fn on_response(&self, conn_id: &str, kind: &str, request_id: &str) {
+        match kind {
+            "NotifySubscriberResponse" => self.push.ack(conn_id, request_id),
+            "ConfigChangeNotifyResponse" => self.config_notify.ack(conn_id, request_id),
+            // ClientDetectionResponse and ConnectResetResponse only prove liveness (recorded).
+            _ => {}
+        }
+    }
+
+    fn abilities(&self) -> serde_json::Value {
+        serde_json::json!({ "supportPersistentInstanceByGrpc": true })
+    }
 }

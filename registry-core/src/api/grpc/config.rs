@@ -9,9 +9,9 @@ use registry_proto::nacos::Payload;
 use serde_json::{Value, json};
 
 use super::GrpcState;
-use super::connection::Connection;
 use crate::configs::{ConfigError, Listening, Reader};
 use crate::model::{ConfigKey, ConfigMeta, GrayRule, Source};
+use registry_proto::server::Connection;
 use registry_proto::wire::codes::{CONFIG_NOT_FOUND, ERR_BAD_GATEWAY};
 use registry_proto::wire::config::{BatchListenRequest, ConfigRequest};
 use registry_proto::wire::frame::{error_response, failed_response, ok_response};

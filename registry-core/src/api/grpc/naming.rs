@@ -5,10 +5,10 @@ use registry_proto::nacos::Payload;
 use serde_json::json;
 
 use super::GrpcState;
-use super::connection::Connection;
 use crate::model::ServiceKey;
 use crate::model::key::DEFAULT_NAMESPACE;
 use crate::naming::{NameForm, NamingError, ServiceInfo, parse_clusters};
+use registry_proto::server::Connection;
 use registry_proto::wire::codes::{ERR_BAD_GATEWAY, INVALID_PARAM, SERVER_ERROR};
 use registry_proto::wire::frame::{error_response, ok_response};
 use registry_proto::wire::naming::{

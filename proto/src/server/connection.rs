@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use dashmap::DashMap;
-use registry_proto::nacos::Payload;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -23,8 +22,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 
-use crate::push::{PushSink, SinkError};
-use registry_proto::wire::frame::payload;
+use super::sink::{PushSink, SinkError};
+use crate::nacos::Payload;
+use crate::wire::frame::payload;
 
 /// Facts about one TCP transport, attached to every request on it.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ impl TrackedIo {
         let remote = io.peer_addr()?;
         // Lower latency for small request/response pairs (clients do the same or suffer Nagle).
         io.set_nodelay(true)?;
-        let id = format!("{}_{}_{}", registry_proto::clock::now_millis(), remote.ip(), remote.port());
+        let id = format!("{}_{}_{}", crate::clock::now_millis(), remote.ip(), remote.port());
         Ok(Self { io, info: TransportInfo { id: id.into(), remote }, registry })
     }
 }
@@ -131,7 +131,7 @@ pub struct Connection {
     /// `Result<Payload, Status>` is ~180 bytes (5.8 KiB for every idle connection).
     outbound: mpsc::Sender<Box<Payload>>,
     /// Ends the response stream when cancelled.
-    pub(crate) closed: CancellationToken,
+    pub closed: CancellationToken,
     last_active_ms: AtomicU64,
     /// When a detection probe was sent (ms on the registry clock), 0 when none is pending.
     probe_sent_ms: AtomicU64,
