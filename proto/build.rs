@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // No `connect` constructors: callers build their channel (and pick the tonic features).
+        .build_transport(false)
         .codec_path("crate::codec::LeanCodec")
         .compile_fds(descriptors)?;
     Ok(())

@@ -1,9 +1,13 @@
-//! Generated protobuf types and tonic stubs of the Nacos gRPC channel (`nacos_grpc_service.proto`).
+//! The Nacos protocol, both directions, defined once for the registry, the sidecar, the
+//! operator and the tools (ARCHITECTURE.md, "Target layout").
 //!
-//! The proto has no package, so the generated items live at the crate root of the included
-//! file: [`nacos::Payload`], [`nacos::Metadata`], the `request_server` / `bi_request_stream_server`
-//! modules for the server and the matching `*_client` modules for tests and tools. All of it is
-//! behind the default `grpc` feature; [`contract`] is not.
+//! Always present (no feature): [`contract`] (ports, the sidecar's environment: what the operator
+//! writes and the others read), [`model`] (names, instances, metadata, config items, MD5),
+//! [`wire`] (bodies, codes, `ServiceInfo`, the UDP packet), [`select`] (what a query returns),
+//! [`clock`]. Feature `grpc` (default): the generated stubs ([`nacos`], [`cluster`]) and the
+//! `Payload` framing, without any transport. Feature `client`: the gRPC client (connection,
+//! session with failover and redo). Feature `server`: the SDK channel's server kit. None of it
+//! stores anything: no openraft, no redb, and with default features no axum or hyper server.
 
 #[cfg(feature = "client")]
 pub mod client;
