@@ -6,13 +6,16 @@
 //! [`wire`] (bodies, codes, `ServiceInfo`, the UDP packet), [`select`] (what a query returns),
 //! [`clock`]. Feature `grpc` (default): the generated stubs ([`nacos`], [`cluster`]) and the
 //! `Payload` framing, without any transport. Feature `client`: the gRPC client (connection,
-//! session with failover and redo). Feature `server`: the SDK channel's server kit. None of it
+//! session with failover and redo). Feature `server`: the SDK channel's server kit. Feature
+//! `http`: Open API parameters and answer shapes (axum). None of it
 //! stores anything: no openraft, no redb, and with default features no axum or hyper server.
 
 #[cfg(feature = "client")]
 pub mod client;
 pub mod clock;
 pub mod contract;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod model;
 pub mod select;
 #[cfg(feature = "server")]

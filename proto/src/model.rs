@@ -5,6 +5,7 @@
 pub mod config;
 pub mod instance;
 pub mod key;
+pub mod metadata;
 pub mod service;
 
 pub use config::{ConfigItem, ConfigKey, ConfigMeta, GrayKind, GrayRule, HistoryEntry, HistoryOp, Source, md5_hex};

@@ -8,7 +8,6 @@
 
 pub mod grpc;
 pub mod http;
-pub mod metadata;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -8,7 +8,8 @@
 //!            ├─ console::routes()    /nacos/v1/console/health/{liveness,readiness}
 //!            └─ admin::routes()      /nacos/v2/core/loader/current (connections), /metrics
 //! ```
-//! Every handler reads parameters through [`params::Params`] (query string + form body).
+//! Every handler reads parameters through `registry_proto::http::Params` (query string + form
+//! body, shared with the sidecar).
 //! Decoding and answer bodies that v1 and v2 share live in `naming.rs` and `configs.rs`; the
 //! `*_v1`/`*_v2` modules hold the routes and thin handlers that add their version's envelope.
 //! Failures become answers in [`error`] only.
@@ -23,7 +24,6 @@ pub mod forward;
 mod naming;
 pub mod naming_v1;
 pub mod naming_v2;
-pub mod params;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

@@ -136,7 +136,7 @@ async fn publish(state: &GrpcState, conn: &Connection, r: ConfigRequest) -> Payl
         let ips = beta_ips.split(',').map(str::trim).filter(|i| !i.is_empty()).map(str::to_owned).collect();
         state.configs.publish_gray(key, GrayRule::BetaIps(ips), content, meta.encrypted_data_key).await
     } else if !gray_labels.is_empty() {
-        match crate::api::metadata::parse(&gray_labels) {
+        match registry_proto::model::metadata::parse(&gray_labels) {
             Ok(labels) => {
                 state.configs.publish_gray(key, GrayRule::Labels(labels), content, meta.encrypted_data_key).await
             }

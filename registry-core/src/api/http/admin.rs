@@ -10,8 +10,8 @@ use axum::{Json, Router};
 use serde_json::{Map, Value};
 
 use super::error::v2_ok;
-use super::params::Params;
 use crate::api::ApiState;
+use registry_proto::http::Params;
 
 /// Admin routes.
 pub fn routes() -> Router<ApiState> {
@@ -224,7 +224,7 @@ fn membership_answer(result: Result<(), crate::consistency::raft::RaftError>) ->
 }
 
 fn node_id(p: &Params) -> Result<u64, super::error::ApiError> {
-    p.required_num("nodeId")
+    Ok(p.required_num("nodeId")?)
 }
 
 /// Adds a learner: `nodeId` and `address` as in `--members`: `host:httpPort` (cluster port

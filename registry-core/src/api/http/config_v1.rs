@@ -18,10 +18,10 @@ use super::configs::{
     read_consistency, source,
 };
 use super::error::{ApiError, V1};
-use super::params::{Params, percent_decode};
 use crate::api::ApiState;
 use crate::configs::{ConfigError, ConfigRead, Listening, Reader, archive};
 use crate::model::{ConfigItem, ConfigKey, ConfigMeta, GrayKind, GrayRule};
+use registry_proto::http::{Params, percent_decode};
 
 type V1Result = Result<Response, V1>;
 

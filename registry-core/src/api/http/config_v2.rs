@@ -12,13 +12,13 @@ use super::configs::{
     read_consistency, source,
 };
 use super::error::{ApiError, V2, v2_ok};
-use super::params::Params;
 use crate::api::ApiState;
 use crate::configs::{ConfigError, Reader};
 use crate::model::GrayKind;
+use registry_proto::http::{ParamError, Params};
 
 type V2Result = Result<Response, V2>;
-type P = Result<Params, ApiError>;
+type P = Result<Params, ParamError>;
 
 /// v2 config routes.
 pub fn routes() -> Router<ApiState> {

@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::params::Params;
 use crate::api::ApiState;
-use crate::api::metadata::parse as parse_metadata;
 use crate::configs::ConfigError;
 use crate::model::{ConfigKey, ConfigMeta, GrayRule, HistoryEntry, Source};
+use registry_proto::http::Params;
+use registry_proto::model::metadata::parse as parse_metadata;
 
 /// Header carrying the reader's labels (`k=v,k2=v2`), our extension for label gray rules.
 const LABELS_HEADER: &str = "Config-Labels";

@@ -5,16 +5,18 @@
 //! `{code, message, data}` envelope: `code` the detailed v2 error code, `message` its abstract,
 //! `data` the detail (spec §3). Internal details are logged, not shown.
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+pub use registry_proto::http::v2_ok;
+use registry_proto::http::{v1_error, v2_error};
 
-use crate::api::metadata::MetadataError;
 use crate::configs::ConfigError;
 use crate::consistency::raft::RaftError;
 use crate::model::NameError;
 use crate::model::instance::InstanceError;
 use crate::naming::NamingError;
+use registry_proto::http::ParamError;
+use registry_proto::model::metadata::MetadataError;
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,17 @@ pub enum ApiError {
 impl From<NameError> for ApiError {
     fn from(e: NameError) -> Self {
         Self::Naming(NamingError::Name(e))
+    }
+}
+
+impl From<ParamError> for ApiError {
+    fn from(e: ParamError) -> Self {
+        match e {
+            ParamError::MissingParam(name) => Self::MissingParam(name),
+            ParamError::BadRequest(detail) => Self::BadRequest(detail),
+            ParamError::PayloadTooLarge => Self::PayloadTooLarge,
+            ParamError::Name(e) => e.into(),
+        }
     }
 }
 
@@ -102,13 +115,13 @@ impl ApiError {
     /// Renders the v1 form: status + plain-text message.
     pub fn into_v1(self) -> Response {
         let (status, _, _) = self.classify();
-        (status, [(axum::http::header::CONTENT_TYPE, "text/plain;charset=UTF-8")], self.detail()).into_response()
+        v1_error(status, self.detail())
     }
 
     /// Renders the v2 form: status + `{code, message, data}`.
     pub fn into_v2(self) -> Response {
         let (status, code, message) = self.classify();
-        (status, Json(serde_json::json!({ "code": code, "message": message, "data": self.detail() }))).into_response()
+        v2_error(status, code, message, self.detail())
     }
 }
 
@@ -151,31 +164,20 @@ impl IntoResponse for V2 {
     }
 }
 
-/// The v2 success envelope around `data`.
-pub fn v2_ok<T: serde::Serialize>(data: T) -> Response {
-    Json(serde_json::json!({ "code": 0, "message": "success", "data": data })).into_response()
-}
-
 /// A refused cluster membership change (admin API), in the v2 envelope: 409 with code 23000
 /// and the leader's id and cluster address when this node is not the leader, 409 when the
 /// change was refused, 503 otherwise.
 pub fn membership_refusal(e: RaftError) -> Response {
     match e {
-        RaftError::NotLeader { leader_id, leader_addr } => (
+        RaftError::NotLeader { leader_id, leader_addr } => v2_error(
             StatusCode::CONFLICT,
-            Json(serde_json::json!({ "code": 23000, "message": "not the leader",
-                "data": { "leaderId": leader_id, "leaderClusterAddress": leader_addr } })),
-        )
-            .into_response(),
-        e @ (RaftError::Refused(_) | RaftError::Membership(_)) => (
-            StatusCode::CONFLICT,
-            Json(serde_json::json!({ "code": 23000, "message": "membership change refused", "data": e.to_string() })),
-        )
-            .into_response(),
-        e => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "code": 30000, "message": "server error", "data": e.to_string() })),
-        )
-            .into_response(),
+            23000,
+            "not the leader",
+            serde_json::json!({ "leaderId": leader_id, "leaderClusterAddress": leader_addr }),
+        ),
+        e @ (RaftError::Refused(_) | RaftError::Membership(_)) => {
+            v2_error(StatusCode::CONFLICT, 23000, "membership change refused", e.to_string())
+        }
+        e => v2_error(StatusCode::SERVICE_UNAVAILABLE, 30000, "server error", e.to_string()),
     }
 }

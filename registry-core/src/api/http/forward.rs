@@ -12,8 +12,8 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::params::Params;
 use crate::api::ApiState;
+use registry_proto::http::Params;
 
 /// Marks a request already forwarded by a member.
 pub const FORWARDED_HEADER: &str = "x-registry-forwarded";

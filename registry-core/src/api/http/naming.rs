@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::params::Params;
 use crate::api::ApiState;
 use crate::model::{ClusterMetadata, Instance, InstanceKey, InstanceOverride};
 use crate::naming::{BeatInfo, NamingService, ServicePatch};
+use registry_proto::http::Params;
 
 /// Builds an instance from v1/v2 parameters (Nacos `HttpRequestInstanceBuilder`).
 pub(super) fn instance_from_params(p: &Params, default_ephemeral: bool) -> Result<Instance, ApiError> {
@@ -150,7 +150,7 @@ pub(super) fn healthy_param(p: &Params) -> Result<bool, ApiError> {
     if p.opt_any(&["healthy", "valid"]).is_none() {
         return Err(ApiError::MissingParam("healthy"));
     }
-    p.bool_or(&["healthy", "valid"], true)
+    Ok(p.bool_or(&["healthy", "valid"], true)?)
 }
 
 /// The `/operator/metrics` body: only the status, or the status with counts and load.

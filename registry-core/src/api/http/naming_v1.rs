@@ -16,12 +16,12 @@ use super::naming::{
     beat_reply, cluster_metadata, forward_ephemeral, healthy_param, instance_from_params, instance_key, metrics_body,
     override_patch, page, service_clusters, service_create_params, service_patch, switches_body,
 };
-use super::params::Params;
 use crate::api::ApiState;
 use crate::model::InstanceOverride;
 use crate::model::key::DEFAULT_GROUP;
 use crate::naming::NameForm;
 use crate::push::is_push_capable;
+use registry_proto::http::Params;
 
 type V1Result = Result<Response, V1>;
 

@@ -8,19 +8,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use serde_json::{Value, json};
 
-use super::error::{ApiError, V2, v2_ok};
+use super::error::{V2, v2_ok};
 use super::naming::{
     beat_reply, forward_ephemeral, healthy_param, instance_from_params, instance_key, metrics_body, override_patch,
     page, service_clusters, service_create_params, service_patch, switches_body,
 };
-use super::params::Params;
 use crate::api::ApiState;
 use crate::model::InstanceOverride;
 use crate::model::key::DEFAULT_GROUP;
 use crate::naming::{InstanceInfo, NameForm, NamingError, ServiceInfo, parse_clusters};
+use registry_proto::http::{ParamError, Params};
 
 type V2Result = Result<Response, V2>;
-type P = Result<Params, ApiError>;
+type P = Result<Params, ParamError>;
 
 /// Largest page of `/service/list`.
 const MAX_PAGE_SIZE: usize = 500;

@@ -12,9 +12,36 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, Request};
 use axum::http::header;
 
-use super::error::ApiError;
-use crate::model::ServiceKey;
 use crate::model::key::{DEFAULT_CLUSTER, DEFAULT_NAMESPACE};
+use crate::model::{NameError, ServiceKey, metadata};
+
+/// A parameter that cannot be read; servers map it to their error answer (v1 text, v2 envelope).
+#[derive(Debug, thiserror::Error)]
+pub enum ParamError {
+    /// A required parameter is absent or blank.
+    #[error("Parameter '{0}' is missing")]
+    MissingParam(&'static str),
+    /// A parameter is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request body is larger than the configured limit.
+    #[error("request body is larger than the configured limit")]
+    PayloadTooLarge,
+    /// A service, group or namespace name breaks the naming rules.
+    #[error(transparent)]
+    Name(#[from] NameError),
+}
+
+impl axum::response::IntoResponse for ParamError {
+    /// As an extractor rejection there is no version context: the v1 form (status + text).
+    fn into_response(self) -> axum::response::Response {
+        let status = match self {
+            Self::PayloadTooLarge => axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            _ => axum::http::StatusCode::BAD_REQUEST,
+        };
+        super::v1_error(status, self.to_string())
+    }
+}
 
 /// Parameters of one request plus the caller facts handlers need.
 #[derive(Debug, Clone, Default)]
@@ -38,7 +65,7 @@ impl Params {
 }
 
 impl<S: Send + Sync> FromRequest<S> for Params {
-    type Rejection = ApiError;
+    type Rejection = ParamError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let mut values = HashMap::new();
@@ -56,9 +83,9 @@ impl<S: Send + Sync> FromRequest<S> for Params {
         let headers = req.headers().clone();
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
+                ParamError::PayloadTooLarge
             } else {
-                ApiError::BadRequest(format!("cannot read request body: {e}"))
+                ParamError::BadRequest(format!("cannot read request body: {e}"))
             }
         })?;
         if is_form && !body.is_empty() {
@@ -70,7 +97,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 }
 
 /// Decodes `a=b&c=d` into `out`, keeping values already present.
-fn decode_into(raw: &[u8], out: &mut HashMap<String, String>) -> Result<(), ApiError> {
+fn decode_into(raw: &[u8], out: &mut HashMap<String, String>) -> Result<(), ParamError> {
     for pair in raw.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
         let (k, v) = match pair.iter().position(|b| *b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),
@@ -85,7 +112,7 @@ fn decode_into(raw: &[u8], out: &mut HashMap<String, String>) -> Result<(), ApiE
 
 /// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XY` a byte; malformed
 /// escapes are kept literally (as Java's lenient decoders do); the result must be UTF-8.
-pub fn percent_decode(raw: &[u8]) -> Result<String, ApiError> {
+pub fn percent_decode(raw: &[u8]) -> Result<String, ParamError> {
     let mut bytes = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -102,7 +129,7 @@ pub fn percent_decode(raw: &[u8]) -> Result<String, ApiError> {
         }
         i += 1;
     }
-    String::from_utf8(bytes).map_err(|_| ApiError::BadRequest("request parameter is not valid UTF-8".into()))
+    String::from_utf8(bytes).map_err(|_| ParamError::BadRequest("request parameter is not valid UTF-8".into()))
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -146,35 +173,35 @@ impl Params {
     }
 
     /// A required parameter.
-    pub fn required(&self, name: &'static str) -> Result<&str, ApiError> {
-        self.opt(name).ok_or(ApiError::MissingParam(name))
+    pub fn required(&self, name: &'static str) -> Result<&str, ParamError> {
+        self.opt(name).ok_or(ParamError::MissingParam(name))
     }
 
     /// A loose boolean; `default` when absent; 400 when unparseable.
-    pub fn bool_or(&self, names: &[&'static str], default: bool) -> Result<bool, ApiError> {
+    pub fn bool_or(&self, names: &[&'static str], default: bool) -> Result<bool, ParamError> {
         for name in names {
             if let Some(v) = self.opt(name) {
                 return parse_bool(v)
-                    .ok_or_else(|| ApiError::BadRequest(format!("parameter '{name}' is not a boolean: '{v}'")));
+                    .ok_or_else(|| ParamError::BadRequest(format!("parameter '{name}' is not a boolean: '{v}'")));
             }
         }
         Ok(default)
     }
 
     /// A parsed number; `None` when absent; 400 when unparseable.
-    pub fn num<T: std::str::FromStr>(&self, name: &'static str) -> Result<Option<T>, ApiError> {
+    pub fn num<T: std::str::FromStr>(&self, name: &'static str) -> Result<Option<T>, ParamError> {
         match self.opt(name) {
             None => Ok(None),
             Some(v) => v
                 .parse()
                 .map(Some)
-                .map_err(|_| ApiError::BadRequest(format!("parameter '{name}' is not a valid number: '{v}'"))),
+                .map_err(|_| ParamError::BadRequest(format!("parameter '{name}' is not a valid number: '{v}'"))),
         }
     }
 
     /// A required parsed number.
-    pub fn required_num<T: std::str::FromStr>(&self, name: &'static str) -> Result<T, ApiError> {
-        self.num(name)?.ok_or(ApiError::MissingParam(name))
+    pub fn required_num<T: std::str::FromStr>(&self, name: &'static str) -> Result<T, ParamError> {
+        self.num(name)?.ok_or(ParamError::MissingParam(name))
     }
 
     /// The naming namespace (`namespaceId`, default `public`).
@@ -184,7 +211,7 @@ impl Params {
 
     /// The service key from `serviceName` (grouped or bare) + `groupName` + `namespaceId`,
     /// as the v1 grouped-name filter composes it.
-    pub fn service_key(&self) -> Result<ServiceKey, ApiError> {
+    pub fn service_key(&self) -> Result<ServiceKey, ParamError> {
         let name = self.required("serviceName")?;
         Ok(ServiceKey::from_grouped(self.namespace(), name, self.opt("groupName"))?)
     }
@@ -195,8 +222,8 @@ impl Params {
     }
 
     /// Metadata as a JSON object string, or the legacy `k1=v1,k2=v2` form. `None` when absent.
-    pub fn metadata(&self, name: &'static str) -> Result<Option<BTreeMap<String, String>>, ApiError> {
-        Ok(self.opt(name).map(crate::api::metadata::parse).transpose()?)
+    pub fn metadata(&self, name: &'static str) -> Result<Option<BTreeMap<String, String>>, ParamError> {
+        self.opt(name).map(metadata::parse).transpose().map_err(|e| ParamError::BadRequest(e.to_string()))
     }
 }
 
