@@ -6,6 +6,7 @@
 //! behind the default `grpc` feature; [`contract`] is not.
 
 pub mod contract;
+pub mod probe;
 
 /// The Nacos SDK channel.
 #[cfg(feature = "grpc")]
