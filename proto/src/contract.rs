@@ -44,3 +44,48 @@ pub mod ports {
         }
     }
 }
+
+/// What the operator's webhook gives the injected sidecar and what the sidecar must serve: the
+/// environment it writes into the `nacos-sidecar` container and the admin endpoint its preStop
+/// hook calls. The probe variables' values follow [`crate::probe::spec`].
+pub mod sidecar {
+    /// Port of the sidecar's admin endpoint (health, [`DRAIN_PATH`]) inside the pod. The sidecar
+    /// shares the pod's network namespace with the application, so this is a high port that
+    /// applications rarely use.
+    pub const ADMIN_PORT: u16 = 15090;
+
+    /// Path the preStop hook calls on [`ADMIN_PORT`]: the sidecar deregisters the instance and
+    /// answers once the registry accepted that, so clients stop choosing the pod before its
+    /// containers get SIGTERM.
+    pub const DRAIN_PATH: &str = "/drain";
+
+    /// Environment variable names, in the order the webhook writes them.
+    pub mod env {
+        /// `host:port` of the registry's HTTP port (the cluster's client Service).
+        pub const SERVER_ADDR: &str = "NACOS_SERVER_ADDR";
+        /// Service name the instance registers under.
+        pub const SERVICE: &str = "NACOS_SIDECAR_SERVICE";
+        /// Instance port (a number; the webhook resolves named ports).
+        pub const PORT: &str = "NACOS_SIDECAR_PORT";
+        /// Nacos group; absent means the sidecar's default.
+        pub const GROUP: &str = "NACOS_SIDECAR_GROUP";
+        /// Nacos namespace (tenant), not the Kubernetes namespace; absent means public.
+        pub const NAMESPACE: &str = "NACOS_SIDECAR_NAMESPACE";
+        /// Probe kind: `tcp`, `http` or `none`.
+        pub const PROBE: &str = "NACOS_SIDECAR_PROBE";
+        /// Port probed (for `tcp` and `http`).
+        pub const PROBE_PORT: &str = "NACOS_SIDECAR_PROBE_PORT";
+        /// Path requested (for `http`), starting with `/`.
+        pub const PROBE_PATH: &str = "NACOS_SIDECAR_PROBE_PATH";
+        /// The admin port the sidecar listens on ([`super::ADMIN_PORT`]).
+        pub const ADMIN_PORT: &str = "NACOS_SIDECAR_ADMIN_PORT";
+        /// Pod name (downward API `metadata.name`).
+        pub const POD_NAME: &str = "POD_NAME";
+        /// Kubernetes namespace of the pod (downward API `metadata.namespace`).
+        pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
+        /// Pod IP, the address registered (downward API `status.podIP`).
+        pub const POD_IP: &str = "POD_IP";
+        /// Node the pod runs on (downward API `spec.nodeName`).
+        pub const NODE_NAME: &str = "NODE_NAME";
+    }
+}

@@ -1,14 +1,17 @@
 //! The Nacos protocol, both directions, defined once for the registry, the sidecar, the
 //! operator and the tools (ARCHITECTURE.md, "Target layout").
 //!
-//! Always present (no feature): [`contract`] (ports, the sidecar's environment: what the operator
-//! writes and the others read), [`model`] (names, instances, metadata, config items, MD5),
-//! [`wire`] (bodies, codes, `ServiceInfo`, the UDP packet), [`select`] (what a query returns),
-//! [`clock`]. Feature `grpc` (default): the generated stubs ([`nacos`], [`cluster`]) and the
-//! `Payload` framing, without any transport. Feature `client`: the gRPC client (connection,
-//! session with failover and redo). Feature `server`: the SDK channel's server kit. Feature
-//! `http`: Open API parameters and answer shapes (axum). None of it
-//! stores anything: no openraft, no redb, and with default features no axum or hyper server.
+//! Always present (no feature): [`contract`] (ports, the sidecar's environment: what the
+//! operator writes and the others read), [`model`] (names, instances, metadata, config items,
+//! MD5), [`wire`] (bodies, codes, `ServiceInfo`, the UDP packet), [`select`] (what a query
+//! returns), [`clock`], and the pure half of [`probe`] (probe-spec grammar, checker JSON,
+//! outcomes, health tracker, schedule).
+//!
+//! Features: `grpc` (default) the generated stubs ([`nacos`], [`cluster`]) and the `Payload`
+//! framing, without any transport; `client` the gRPC client (connection, session with failover
+//! and redo); `server` the SDK channel's server kit; `http` Open API parameters and answer
+//! shapes (axum); `probe` running TCP, HTTP and MySQL health checks. None of it stores anything:
+//! no openraft, no redb, and with default features no axum or hyper server.
 
 #[cfg(feature = "client")]
 pub mod client;
@@ -17,6 +20,7 @@ pub mod contract;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod model;
+pub mod probe;
 pub mod select;
 #[cfg(feature = "server")]
 pub mod server;

@@ -24,6 +24,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use registry_proto::contract::sidecar::{self, env};
+use registry_proto::probe::spec::ProbeSpec;
 use snafu::{ResultExt, Snafu};
 
 use crate::controller::OperatorEnvironment;
@@ -42,7 +44,8 @@ pub mod annotation {
     /// Port registered for the instance: a number or the name of a container port (required).
     pub const PORT: &str = "nacos.rs/port";
     /// Health probe deciding whether the instance is healthy: `tcp` (default, connect to the
-    /// port), `tcp:PORT`, `http:/PATH` (GET on the port), `http:PORT/PATH`, or `none`.
+    /// port), `tcp:PORT`, `http:/PATH` (GET on the port), `http:PORT/PATH`, or `none`; the
+    /// grammar is `registry_proto::probe::spec`, shared with the sidecar.
     pub const PROBE: &str = "nacos.rs/probe";
     /// Nacos group of the service (optional; the sidecar's default is `DEFAULT_GROUP`).
     pub const GROUP: &str = "nacos.rs/group";
@@ -54,14 +57,6 @@ pub mod annotation {
 /// Name of the injected container; a pod that has it is never injected again, so a
 /// reinvocation or an update of an injected pod's template is a no-op.
 pub const SIDECAR_CONTAINER: &str = "nacos-sidecar";
-
-/// Port of the sidecar's admin endpoint (health, `/drain`) inside the pod. It shares the pod's
-/// network namespace with the application, so it is a high port applications rarely use.
-pub const SIDECAR_ADMIN_PORT: i32 = 15090;
-
-/// Path the preStop hook calls: the sidecar deregisters the instance and returns once the
-/// registry has accepted that, so clients stop picking the pod before its containers get SIGTERM.
-pub const DRAIN_PATH: &str = "/drain";
 
 /// Why an HTTP body is not an AdmissionReview the webhook can answer. Answered with HTTP 400:
 /// there is no request uid to put in a response.
@@ -146,31 +141,12 @@ pub struct App {
     pub service: String,
     /// Instance port.
     pub port: u16,
-    /// Health probe.
-    pub probe: Probe,
+    /// Health probe, its ports resolved.
+    pub probe: ProbeSpec,
     /// Nacos group, when given.
     pub group: Option<String>,
     /// Nacos namespace, when given.
     pub nacos_namespace: Option<String>,
-}
-
-/// How the sidecar decides the instance is healthy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Probe {
-    /// Healthy while a TCP connection to the port succeeds.
-    Tcp {
-        /// Port probed.
-        port: u16,
-    },
-    /// Healthy while `GET path` on the port answers 2xx/3xx.
-    Http {
-        /// Port probed.
-        port: u16,
-        /// Path requested, starting with `/`.
-        path: String,
-    },
-    /// Always healthy while the sidecar runs.
-    None,
 }
 
 /// First step: is this a pod that asked for injection, and are its annotations usable?
@@ -266,33 +242,22 @@ pub fn complete(
 /// The sidecar container without image settings: env for the registry address, the instance
 /// and the downward API, and the preStop hook.
 fn sidecar_container(app: &App, registry: &str) -> Container {
-    let mut env = vec![
-        value("NACOS_SERVER_ADDR", registry),
-        value("NACOS_SIDECAR_SERVICE", &app.service),
-        value("NACOS_SIDECAR_PORT", &app.port.to_string()),
+    let mut vars = vec![
+        value(env::SERVER_ADDR, registry),
+        value(env::SERVICE, &app.service),
+        value(env::PORT, &app.port.to_string()),
     ];
-    env.extend(app.group.as_deref().map(|group| value("NACOS_SIDECAR_GROUP", group)));
-    env.extend(app.nacos_namespace.as_deref().map(|ns| value("NACOS_SIDECAR_NAMESPACE", ns)));
-    match &app.probe {
-        Probe::Tcp { port } => {
-            env.push(value("NACOS_SIDECAR_PROBE", "tcp"));
-            env.push(value("NACOS_SIDECAR_PROBE_PORT", &port.to_string()));
-        }
-        Probe::Http { port, path } => {
-            env.push(value("NACOS_SIDECAR_PROBE", "http"));
-            env.push(value("NACOS_SIDECAR_PROBE_PORT", &port.to_string()));
-            env.push(value("NACOS_SIDECAR_PROBE_PATH", path));
-        }
-        Probe::None => env.push(value("NACOS_SIDECAR_PROBE", "none")),
-    }
-    env.push(value("NACOS_SIDECAR_ADMIN_PORT", &SIDECAR_ADMIN_PORT.to_string()));
+    vars.extend(app.group.as_deref().map(|group| value(env::GROUP, group)));
+    vars.extend(app.nacos_namespace.as_deref().map(|ns| value(env::NAMESPACE, ns)));
+    vars.extend(app.probe.env().into_iter().map(|(name, probe)| value(name, &probe)));
+    vars.push(value(env::ADMIN_PORT, &sidecar::ADMIN_PORT.to_string()));
     for (name, field) in [
-        ("POD_NAME", "metadata.name"),
-        ("POD_NAMESPACE", "metadata.namespace"),
-        ("POD_IP", "status.podIP"),
-        ("NODE_NAME", "spec.nodeName"),
+        (env::POD_NAME, "metadata.name"),
+        (env::POD_NAMESPACE, "metadata.namespace"),
+        (env::POD_IP, "status.podIP"),
+        (env::NODE_NAME, "spec.nodeName"),
     ] {
-        env.push(EnvVar {
+        vars.push(EnvVar {
             name: name.into(),
             value_from: Some(EnvVarSource {
                 field_ref: Some(ObjectFieldSelector { field_path: field.into(), ..ObjectFieldSelector::default() }),
@@ -303,12 +268,12 @@ fn sidecar_container(app: &App, registry: &str) -> Container {
     }
     Container {
         name: SIDECAR_CONTAINER.into(),
-        env: Some(env),
+        env: Some(vars),
         lifecycle: Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {
                 http_get: Some(HTTPGetAction {
-                    path: Some(DRAIN_PATH.into()),
-                    port: IntOrString::Int(SIDECAR_ADMIN_PORT),
+                    path: Some(sidecar::DRAIN_PATH.into()),
+                    port: IntOrString::Int(sidecar::ADMIN_PORT.into()),
                     ..HTTPGetAction::default()
                 }),
                 ..LifecycleHandler::default()
@@ -409,32 +374,27 @@ fn read_annotations(
 
 /// A port number, or the number of the application container port with that name.
 fn resolve_port(pod: &Pod, value: &str) -> Option<u16> {
-    if let Ok(number) = value.parse::<u16>() {
-        return (number != 0).then_some(number);
+    match value.parse::<u16>() {
+        Ok(number) => (number != 0).then_some(number),
+        Err(_) => named_port(pod, value),
     }
+}
+
+/// The number of the application container port named `name`.
+fn named_port(pod: &Pod, name: &str) -> Option<u16> {
     pod.spec
         .iter()
         .flat_map(|spec| &spec.containers)
         .flat_map(|container| container.ports.iter().flatten())
-        .find(|port: &&ContainerPort| port.name.as_deref() == Some(value))
+        .find(|port: &&ContainerPort| port.name.as_deref() == Some(name))
         .and_then(|port| u16::try_from(port.container_port).ok())
         .filter(|&number| number != 0)
 }
 
-fn parse_probe(pod: &Pod, value: &str, app_port: u16) -> Option<Probe> {
-    let (kind, rest) = value.split_once(':').unwrap_or((value, ""));
-    match kind {
-        "none" if rest.is_empty() => Some(Probe::None),
-        "tcp" if rest.is_empty() => Some(Probe::Tcp { port: app_port }),
-        "tcp" => resolve_port(pod, rest).map(|port| Probe::Tcp { port }),
-        "http" => {
-            let slash = rest.find('/')?;
-            let (port, path) = rest.split_at(slash);
-            let port = if port.is_empty() { app_port } else { resolve_port(pod, port)? };
-            (!path.chars().any(char::is_whitespace)).then(|| Probe::Http { port, path: path.to_owned() })
-        }
-        _ => None,
-    }
+/// The probe annotation with its ports resolved: the syntax is the shared grammar's, only the
+/// container port names are the pod's.
+fn parse_probe(pod: &Pod, value: &str, app_port: u16) -> Option<ProbeSpec> {
+    ProbeSpec::parse_annotation(value).ok()?.resolve(app_port, |name| named_port(pod, name))
 }
 
 /// RFC 1123 label: what namespaces and `NacosCluster` names are.

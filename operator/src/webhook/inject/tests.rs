@@ -278,19 +278,20 @@ fn cluster_defaults_to_the_pod_namespace_or_the_operator_default() {
 #[test]
 fn probe_annotation_forms() {
     let pod: Pod = serde_json::from_value(pod(Value::Null)).unwrap();
-    let http = |port, path: &str| Some(Probe::Http { port, path: path.into() });
+    let http = |port, path: &str| Some(ProbeSpec::Http { port, path: path.into() });
     for (value, expected) in [
-        ("tcp", Some(Probe::Tcp { port: 9000 })),
-        ("tcp:7000", Some(Probe::Tcp { port: 7000 })),
-        ("tcp:http", Some(Probe::Tcp { port: 8080 })),
+        ("tcp", Some(ProbeSpec::Tcp { port: 9000 })),
+        ("tcp:7000", Some(ProbeSpec::Tcp { port: 7000 })),
+        ("tcp:http", Some(ProbeSpec::Tcp { port: 8080 })),
         ("http:/healthz", http(9000, "/healthz")),
         ("http:8081/ready", http(8081, "/ready")),
         ("http:http/", http(8080, "/")),
-        ("none", Some(Probe::None)),
+        ("none", Some(ProbeSpec::None)),
         ("http:healthz", None),
         ("http:", None),
         ("tcp:0", None),
         ("tcp:70000", None),
+        ("tcp:grpc", None),
         ("none:1", None),
         ("grpc", None),
     ] {
