@@ -43,6 +43,9 @@ pub enum ClientError {
     /// A body that is not the JSON its type calls for.
     #[error("malformed body: {0}")]
     Json(#[from] serde_json::Error),
+    /// The server did not answer within the request timeout.
+    #[error("no answer within the request timeout")]
+    Timeout,
     /// The server never registered the connection's setup.
     #[error("{0} never registered the connection")]
     NotRegistered(SocketAddr),

@@ -59,6 +59,10 @@ pub mod sidecar {
     /// containers get SIGTERM.
     pub const DRAIN_PATH: &str = "/drain";
 
+    /// Instance metadata key set by the sidecar on a persistent instance whose health it reports
+    /// from its own probe: the server does not probe such an instance.
+    pub const HEALTH_REPORTED_METADATA: &str = "nacos.rs/health-reported-by";
+
     /// Environment variable names, in the order the webhook writes them.
     pub mod env {
         /// `host:port` of the registry's HTTP port (the cluster's client Service).
@@ -87,5 +91,26 @@ pub mod sidecar {
         pub const POD_IP: &str = "POD_IP";
         /// Node the pod runs on (downward API `spec.nodeName`).
         pub const NODE_NAME: &str = "NODE_NAME";
+
+        // Read by the sidecar, not written by the webhook (a pod spec may set them).
+
+        /// Local HTTP port of the Nacos API on 127.0.0.1 (gRPC = this + 1000); default 8848.
+        pub const HTTP_PORT: &str = "NACOS_SIDECAR_HTTP_PORT";
+        /// Pod labels file in the downward-API format (`key="value"` lines); they become the
+        /// upstream connection's labels, so label-based gray configs reach this pod.
+        pub const LABELS_FILE: &str = "NACOS_SIDECAR_LABELS_FILE";
+        /// Directory of the failover cache (instances and configs survive a sidecar restart).
+        pub const CACHE_DIR: &str = "NACOS_SIDECAR_CACHE_DIR";
+        /// Seconds between disabling the instance and deregistering it on drain; default 5.
+        pub const DRAIN_SECONDS: &str = "NACOS_SIDECAR_DRAIN_SECONDS";
+        /// Nacos cluster of the declared instance; default `DEFAULT`.
+        pub const CLUSTER: &str = "NACOS_SIDECAR_CLUSTER";
+        /// Weight of the declared instance; default 1.
+        pub const WEIGHT: &str = "NACOS_SIDECAR_WEIGHT";
+        /// `false` registers the declared instance as persistent (health from the sidecar's
+        /// probe); default `true` (ephemeral, bound to the sidecar's connection).
+        pub const EPHEMERAL: &str = "NACOS_SIDECAR_EPHEMERAL";
+        /// Extra instance metadata as a JSON object or `k1=v1,k2=v2`.
+        pub const METADATA: &str = "NACOS_SIDECAR_METADATA";
     }
 }

@@ -41,6 +41,9 @@ pub struct Setup {
     pub labels: HashMap<String, String>,
     /// Bound on the TCP + HTTP/2 connect.
     pub connect_timeout: Duration,
+    /// Bound on every unary call (the Java SDK's 3 s): a server that stops answering must not
+    /// hang its caller until the connection's keepalive gives up.
+    pub request_timeout: Duration,
     /// Sent as the `accessToken` header on every request, once auth gives one.
     pub access_token: Option<String>,
 }
@@ -54,6 +57,7 @@ impl Setup {
             tenant: String::new(),
             labels,
             connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(3),
             access_token: None,
         }
     }
@@ -63,6 +67,7 @@ impl Setup {
 #[derive(Debug, Clone)]
 pub struct Unary {
     client: RequestClient<Channel>,
+    timeout: Duration,
     access_token: Option<String>,
 }
 
@@ -73,7 +78,9 @@ impl Unary {
         if let (Some(token), Some(meta)) = (&self.access_token, request.metadata.as_mut()) {
             meta.headers.insert("accessToken".to_owned(), token.clone());
         }
-        let response = self.client.clone().request(request).await?.into_inner();
+        let mut client = self.client.clone();
+        let call = client.request(request);
+        let response = tokio::time::timeout(self.timeout, call).await.map_err(|_| ClientError::Timeout)??.into_inner();
         decode(&response).ok_or(ClientError::Untyped)
     }
 
@@ -217,7 +224,11 @@ impl Connection {
         to_server.send(payload("ConnectionSetupRequest", &body)).await.map_err(|_| ClientError::Closed)?;
         let from_server =
             BiRequestStreamClient::new(channel.clone()).request_bi_stream(ReceiverStream::new(rx)).await?.into_inner();
-        let unary = Unary { client: RequestClient::new(channel), access_token: setup.access_token.clone() };
+        let unary = Unary {
+            client: RequestClient::new(channel),
+            timeout: setup.request_timeout,
+            access_token: setup.access_token.clone(),
+        };
         for _ in 0..REGISTER_ATTEMPTS {
             match unary.request("HealthCheckRequest", &json!({}), "HealthCheckResponse").await {
                 Ok(_) => return Ok(Self { unary, addr, to_server, from_server }),

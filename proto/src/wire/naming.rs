@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::Instance;
-use crate::model::key::DEFAULT_CLUSTER;
+use crate::model::key::{DEFAULT_CLUSTER, DEFAULT_NAMESPACE};
+use crate::model::{Instance, NameError, ServiceKey};
 
 /// Fields every request may carry.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -41,6 +41,19 @@ pub struct NamingBase {
     pub service_name: Option<String>,
     /// Group name.
     pub group_name: Option<String>,
+}
+
+impl NamingBase {
+    /// The service these fields name: namespace `public` when null or empty, the group from
+    /// `groupName` or a grouped `serviceName` (spec §16.6).
+    pub fn service_key(&self) -> Result<ServiceKey, NameError> {
+        let namespace = self.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(DEFAULT_NAMESPACE);
+        ServiceKey::from_grouped(
+            namespace,
+            self.service_name.as_deref().unwrap_or_default(),
+            self.group_name.as_deref(),
+        )
+    }
 }
 
 /// `InstanceRequest` / `PersistentInstanceRequest`.

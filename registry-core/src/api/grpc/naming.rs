@@ -32,10 +32,7 @@ impl Reject {
 }
 
 fn key_of(base: &NamingBase) -> Result<ServiceKey, Reject> {
-    let service = base.service_name.as_deref().unwrap_or_default();
-    let namespace = base.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(DEFAULT_NAMESPACE);
-    ServiceKey::from_grouped(namespace, service, base.group_name.as_deref())
-        .map_err(|e| Reject::new(INVALID_PARAM, &e.to_string()))
+    base.service_key().map_err(|e| Reject::new(INVALID_PARAM, &e.to_string()))
 }
 
 fn naming_error(e: &NamingError) -> Reject {

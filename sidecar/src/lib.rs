@@ -1,0 +1,159 @@
+//! `nacos-sidecar`: the per-pod agent. The pod's apps talk to a Nacos API on localhost; the
+//! sidecar carries it to the cluster over its own upstream sessions (failover, redo), registers
+//! the pod from its environment once the app's probe passes, keeps its health, drains it before
+//! the pod stops, and answers reads from a failover cache while the cluster is away.
+//!
+//! ```text
+//!  app (any Nacos SDK) ─► 127.0.0.1:9848 gRPC ─► local ─► upstream sessions ─► registry members
+//!  env (webhook) ─► settings ─► declare (probe ─► publish, drain) ─► local
+//!  upstream events ─► cache (memory + disk) ─► local pushes
+//!  kubelet ─► :15090 admin: /live /ready /metrics /drain
+//! ```
+
+pub mod admin;
+pub mod cache;
+pub mod declare;
+pub mod local;
+pub mod metrics;
+pub mod settings;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use registry_proto::contract::ports;
+use registry_proto::server::ChannelConfig;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::Cache;
+use crate::declare::Declaration;
+use crate::local::Local;
+use crate::metrics::Stats;
+use crate::settings::Settings;
+use crate::upstream::Upstream;
+
+/// Why the sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A registry address that does not resolve.
+    #[error("cannot resolve registry address {0}: {1}")]
+    Resolve(String, std::io::Error),
+    /// A listener that cannot be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    /// The failover cache directory cannot be used.
+    #[error("failover cache: {0}")]
+    Cache(std::io::Error),
+    /// The upstream session cannot start.
+    #[error("upstream: {0}")]
+    Upstream(#[from] registry_proto::client::ClientError),
+}
+
+/// A running sidecar.
+pub struct Running {
+    /// Local gRPC address (the SDK channel).
+    pub local_grpc: SocketAddr,
+    /// Admin address.
+    pub admin: SocketAddr,
+    declaration: Option<Arc<Declaration>>,
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+/// Resolves `host:port` HTTP addresses into the members' gRPC addresses (+ 1000).
+async fn grpc_addresses(servers: &[String]) -> Result<Vec<SocketAddr>, StartError> {
+    let mut out = Vec::new();
+    for server in servers {
+        let addrs =
+            tokio::net::lookup_host(server.as_str()).await.map_err(|e| StartError::Resolve(server.clone(), e))?;
+        for addr in addrs {
+            if let Some(grpc) = ports::grpc(addr.port()) {
+                out.push(SocketAddr::new(addr.ip(), grpc));
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|e| StartError::Bind(addr, e))
+}
+
+/// Starts every part; returns once the local and admin ports listen.
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    let servers = grpc_addresses(&settings.servers).await?;
+    let cache = Arc::new(Cache::open(settings.cache_dir.clone()).map_err(StartError::Cache)?);
+    let stats = Arc::new(Stats::default());
+    let labels = settings.labels.clone().into_iter().collect();
+    let (upstream, mut events) = Upstream::new(servers, labels);
+    let namespace = settings.declared.as_ref().map_or_else(String::new, |d| d.service.namespace.clone());
+    upstream.session(&namespace)?;
+    let local = Arc::new(Local::new(upstream, Arc::clone(&cache), Arc::clone(&stats)));
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    let on_events = Arc::clone(&local);
+    tasks.spawn(async move {
+        while let Some(event) = events.recv().await {
+            on_events.on_event(event);
+        }
+    });
+
+    let grpc_listener = bind(settings.local_grpc).await?;
+    let local_grpc = grpc_listener.local_addr().map_err(|e| StartError::Bind(settings.local_grpc, e))?;
+    let closer = Arc::clone(&local);
+    let connections = registry_proto::server::connections(
+        move |id: String| {
+            let local = Arc::clone(&closer);
+            async move { local.connection_closed(&id).await }
+        },
+        stop.child_token(),
+    );
+    let (channel, conns, grpc_stop) = (Arc::clone(&local), Arc::clone(&connections), stop.child_token());
+    tasks.spawn(async move {
+        let config = Arc::new(ChannelConfig::default());
+        if let Err(e) = registry_proto::server::serve(grpc_listener, channel, conns, config, grpc_stop).await {
+            tracing::error!(error = %e, "local gRPC API failed");
+        }
+    });
+
+    let declaration = settings
+        .declared
+        .clone()
+        .map(|d| Arc::new(Declaration::new(d, Arc::clone(&local), Arc::clone(&stats), settings.drain)));
+    if let Some(declaration) = &declaration {
+        tasks.spawn(Arc::clone(declaration).run(stop.child_token()));
+    }
+
+    let admin_listener = bind(settings.admin).await?;
+    let admin = admin_listener.local_addr().map_err(|e| StartError::Bind(settings.admin, e))?;
+    let router = admin::router(admin::Admin {
+        local: Arc::clone(&local),
+        connections,
+        cache,
+        stats,
+        declaration: declaration.clone(),
+    });
+    let admin_stop = stop.child_token();
+    tasks.spawn(async move {
+        let served = axum::serve(admin_listener, router).with_graceful_shutdown(admin_stop.cancelled_owned()).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "admin port failed");
+        }
+    });
+    tracing::info!(grpc = %local_grpc, %admin, "sidecar listening");
+    Ok(Running { local_grpc, admin, declaration, stop, tasks })
+}
+
+impl Running {
+    /// Drains the declared instance (if any), then stops everything.
+    pub async fn shutdown(mut self) {
+        if let Some(declaration) = &self.declaration {
+            declaration.drain().await;
+        }
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}

@@ -1,0 +1,83 @@
+//! The sidecar's way to the cluster: one [`Session`] (the shared client: failover between
+//! members, reconnect with backoff, redo) per Nacos namespace the pod uses, because naming pushes
+//! do not name their namespace and a session's subscriptions must be unambiguous. Every session
+//! carries the pod's labels as connection labels, so label-based gray configs reach this pod.
+//! Events of all sessions arrive on one channel, tagged with their namespace.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use registry_proto::client::{ClientError, Event, Session, SessionConfig, Setup};
+use registry_proto::model::key::DEFAULT_NAMESPACE;
+use tokio::sync::mpsc;
+
+/// `clientVersion` the sidecar announces upstream.
+pub const CLIENT_VERSION: &str = concat!("Nacos-Rust-Sidecar:v", env!("CARGO_PKG_VERSION"));
+
+/// An event of the namespace's session.
+pub type Tagged = (String, Event);
+
+/// The sessions.
+pub struct Upstream {
+    servers: Vec<SocketAddr>,
+    labels: HashMap<String, String>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    events: mpsc::UnboundedSender<Tagged>,
+    connected: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    /// No session yet; events of every session later started go to the returned receiver.
+    pub fn new(servers: Vec<SocketAddr>, labels: HashMap<String, String>) -> (Self, mpsc::UnboundedReceiver<Tagged>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let upstream =
+            Self { servers, labels, sessions: Mutex::default(), events, connected: Arc::new(AtomicUsize::new(0)) };
+        (upstream, rx)
+    }
+
+    /// The session of `namespace` (`""` is `public`), started on first use.
+    pub fn session(&self, namespace: &str) -> Result<Arc<Session>, ClientError> {
+        let namespace = if namespace.is_empty() { DEFAULT_NAMESPACE } else { namespace };
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(session) = sessions.get(namespace) {
+            return Ok(Arc::clone(session));
+        }
+        let mut setup = Setup::new(CLIENT_VERSION, "naming,config");
+        setup.tenant = namespace.to_owned();
+        setup.labels.extend(self.labels.clone());
+        let (session, mut events) = Session::start(SessionConfig::new(self.servers.clone(), setup))?;
+        let session = Arc::new(session);
+        sessions.insert(namespace.to_owned(), Arc::clone(&session));
+        let (tagged, connected, namespace) = (self.events.clone(), Arc::clone(&self.connected), namespace.to_owned());
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                match &event {
+                    Event::Connected(_) => {
+                        connected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Event::Disconnected(_) => {
+                        connected.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                if tagged.send((namespace.clone(), event)).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(session)
+    }
+
+    /// How many sessions are connected right now.
+    pub fn connected(&self) -> usize {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// How many sessions exist, and how many connections they set up in total.
+    pub fn sessions(&self) -> (usize, u64) {
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        (sessions.len(), sessions.values().map(|s| s.connects()).sum())
+    }
+}
