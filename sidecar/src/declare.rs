@@ -1,13 +1,15 @@
 //! The instance declared by the environment: registered once the app's probe first passes,
 //! kept healthy or unhealthy by the probe (Nacos' thresholds and scheduling, shared with the
-//! server's checker), and drained on request: disabled first, so consumers stop choosing it
-//! while the app still serves, then withdrawn.
+//! server's checker), and drained on request: published with weight 0 first, so consumers'
+//! load balancers stop choosing it while the app still serves, then withdrawn. (Weight 0, not
+//! `enabled=false`: a disabled instance vanishes from queries and pushes at once, so consumers
+//! could not tell a drain from a removal.)
 //!
 //! ```text
 //!  Waiting ──probe ok──► Serving{healthy} ──flip (3 in a row / fail now)──► re-published
 //!                            │ drain (/drain, SIGTERM)
 //!                            ▼
-//!                        Draining (enabled=false upstream) ──window──► Drained (withdrawn)
+//!                        Draining (weight 0 upstream) ──window──► Drained (withdrawn)
 //! ```
 
 use std::net::SocketAddr;
@@ -42,7 +44,7 @@ pub enum Phase {
         /// Health as last published.
         healthy: bool,
     },
-    /// Published disabled; withdrawn when the drain window ends.
+    /// Published with weight 0; withdrawn when the drain window ends.
     Draining,
     /// Withdrawn.
     Drained,
@@ -85,7 +87,7 @@ impl Declaration {
         }
     }
 
-    fn instance(&self, healthy: bool, enabled: bool) -> WireInstance {
+    fn instance(&self, healthy: bool, draining: bool) -> WireInstance {
         let mut metadata: std::collections::BTreeMap<String, serde_json::Value> =
             self.spec.metadata.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
         if !self.spec.ephemeral {
@@ -95,9 +97,9 @@ impl Declaration {
         WireInstance {
             ip: Some(self.spec.ip.to_string()),
             port: i64::from(self.spec.port),
-            weight: self.spec.weight,
+            weight: if draining { 0.0 } else { self.spec.weight },
             healthy,
-            enabled,
+            enabled: true,
             ephemeral: self.spec.ephemeral,
             cluster_name: Some(self.spec.cluster.clone()),
             metadata: Some(metadata),
@@ -192,7 +194,7 @@ impl Declaration {
     }
 
     async fn set_healthy(&self, phase: &mut Phase, healthy: bool) {
-        if let Err(e) = self.publish(Some(self.instance(healthy, true))).await {
+        if let Err(e) = self.publish(Some(self.instance(healthy, false))).await {
             tracing::warn!(error = %e, "could not publish the declared instance; it is redone on reconnect");
         }
         *phase = Phase::Serving { healthy };
@@ -201,8 +203,8 @@ impl Declaration {
         tracing::info!(service = %self.spec.service, healthy, "declared instance published");
     }
 
-    /// Drains (idempotent; a second caller waits for the first): publishes the instance
-    /// disabled, waits the drain window while the app still serves, then withdraws it.
+    /// Drains (idempotent; a second caller waits for the first): publishes the instance with
+    /// weight 0, waits the drain window while the app still serves, then withdraws it.
     pub async fn drain(&self) {
         {
             let mut phase = self.phase.lock().await;
@@ -214,11 +216,11 @@ impl Declaration {
                 }
                 Phase::Waiting => {}
                 Phase::Serving { healthy } => {
-                    if let Err(e) = self.publish(Some(self.instance(healthy, false))).await {
-                        tracing::warn!(error = %e, "could not disable the declared instance");
+                    if let Err(e) = self.publish(Some(self.instance(healthy, true))).await {
+                        tracing::warn!(error = %e, "could not publish the draining instance");
                     }
                     self.stats.drain_state.store(1, Ordering::Relaxed);
-                    tracing::info!(window = ?self.drain_window, "draining: instance disabled");
+                    tracing::info!(window = ?self.drain_window, "draining: instance published with weight 0");
                 }
             }
             let was_serving = matches!(*phase, Phase::Serving { .. });

@@ -153,10 +153,15 @@ impl Local {
         format!("sidecar-{}", self.next_request_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Sends a request as it came on the session of `namespace`; the answer as it came.
+    /// Sends a request as it came on the session of `namespace`; the answer as it came. While
+    /// the session reconnects it waits briefly (its request timeout), then fails: the caller
+    /// answers from the cache instead.
     async fn call(&self, namespace: &str, kind: &str, body: &Value) -> Result<(String, Value), ClientError> {
         let session = self.upstream.session(namespace)?;
-        let answer = session.unary().await?.call(kind, body).await;
+        let answer = match session.unary().await {
+            Ok(unary) => unary.call(kind, body).await,
+            Err(e) => Err(e),
+        };
         if answer.is_err() {
             self.stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
         }

@@ -16,6 +16,9 @@ use tokio::sync::mpsc;
 /// `clientVersion` the sidecar announces upstream.
 pub const CLIENT_VERSION: &str = concat!("Nacos-Rust-Sidecar:v", env!("CARGO_PKG_VERSION"));
 
+/// Bound on one upstream call.
+const UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// An event of the namespace's session.
 pub type Tagged = (String, Event);
 
@@ -46,8 +49,14 @@ impl Upstream {
         }
         let mut setup = Setup::new(CLIENT_VERSION, "naming,config");
         setup.tenant = namespace.to_owned();
+        // Shorter than a local SDK's own 3 s: a hung member yields a cache answer or a clear
+        // error before the local caller gives up.
+        setup.request_timeout = UPSTREAM_TIMEOUT;
         setup.labels.extend(self.labels.clone());
-        let (session, mut events) = Session::start(SessionConfig::new(self.servers.clone(), setup))?;
+        let mut config = SessionConfig::new(self.servers.clone(), setup);
+        // Calls made while reconnecting are recorded and redone; they need not wait long.
+        config.request_timeout = std::time::Duration::from_millis(500);
+        let (session, mut events) = Session::start(config)?;
         let session = Arc::new(session);
         sessions.insert(namespace.to_owned(), Arc::clone(&session));
         let (tagged, connected, namespace) = (self.events.clone(), Arc::clone(&self.connected), namespace.to_owned());

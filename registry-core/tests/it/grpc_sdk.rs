@@ -35,7 +35,7 @@ const AFTER_SDK_POLL: Duration = Duration::from_millis(1_500);
 
 /// A `nacos-sdk` naming client with its own on-disk cache directory (the default is `~/nacos`,
 /// shared by every test).
-struct Sdk {
+pub(crate) struct Sdk {
     naming: NamingService,
     _cache: tempfile::TempDir,
 }
@@ -59,7 +59,7 @@ fn props(http_port: u16, grpc_port: u16, cache: &std::path::Path) -> ClientProps
         .cache_dir(cache)
 }
 
-async fn sdk_with(http_port: u16, grpc_port: u16, tweak: impl FnOnce(ClientProps) -> ClientProps) -> Sdk {
+pub(crate) async fn sdk_with(http_port: u16, grpc_port: u16, tweak: impl FnOnce(ClientProps) -> ClientProps) -> Sdk {
     let cache = tempfile::tempdir().expect("sdk cache dir");
     let props = tweak(props(http_port, grpc_port, cache.path()));
     let naming = bounded("NamingServiceBuilder::build", NamingServiceBuilder::new(props).build())
@@ -74,25 +74,25 @@ async fn sdk(server: &Server) -> Sdk {
 }
 
 /// Awaits an SDK call at most `CALL_TIMEOUT` × patience.
-async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+pub(crate) async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(CALL_TIMEOUT * patience(), fut)
         .await
         .unwrap_or_else(|_| panic!("{what} did not return in time"))
 }
 
-fn instance(ip: &str, port: i32) -> ServiceInstance {
+pub(crate) fn instance(ip: &str, port: i32) -> ServiceInstance {
     ServiceInstance { ip: ip.to_owned(), port, ..Default::default() }
 }
 
-fn addrs(instances: &[ServiceInstance]) -> BTreeSet<String> {
+pub(crate) fn addrs(instances: &[ServiceInstance]) -> BTreeSet<String> {
     instances.iter().map(ServiceInstance::ip_and_port).collect()
 }
 
-fn set(items: &[&str]) -> BTreeSet<String> {
+pub(crate) fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
-async fn all_instances(sdk: &NamingService, service: &str, group: Option<&str>) -> Vec<ServiceInstance> {
+pub(crate) async fn all_instances(sdk: &NamingService, service: &str, group: Option<&str>) -> Vec<ServiceInstance> {
     bounded("get_all_instances", sdk.get_all_instances(service.to_owned(), group.map(str::to_owned), Vec::new(), false))
         .await
         .unwrap_or_else(|e| panic!("get_all_instances({service}, {group:?}) failed: {e}"))
@@ -110,7 +110,7 @@ impl NamingEventListener for Collect {
 }
 
 /// Subscribes `service` (default group) with a collecting listener.
-async fn subscribe(sdk: &NamingService, service: &str) -> UnboundedReceiver<Arc<NamingChangeEvent>> {
+pub(crate) async fn subscribe(sdk: &NamingService, service: &str) -> UnboundedReceiver<Arc<NamingChangeEvent>> {
     let (tx, rx) = unbounded_channel();
     bounded("subscribe", sdk.subscribe(service.to_owned(), None, Vec::new(), Arc::new(Collect(tx))))
         .await
@@ -120,7 +120,7 @@ async fn subscribe(sdk: &NamingService, service: &str) -> UnboundedReceiver<Arc<
 
 /// Waits (bounded) for a listener event whose instance addresses equal `want`; returns its
 /// instances, or panics listing every event seen meanwhile.
-async fn expect_event(
+pub(crate) async fn expect_event(
     rx: &mut UnboundedReceiver<Arc<NamingChangeEvent>>,
     within: Duration,
     want: &BTreeSet<String>,
@@ -152,7 +152,7 @@ async fn expect_event(
 // ---- HTTP view of the server ------------------------------------------------------------------
 
 /// `GET /nacos/v1/ns/instance/list` hosts, with extra query parameters.
-async fn http_hosts(server: &Server, service: &str, extra: &[(&str, &str)]) -> Vec<Value> {
+pub(crate) async fn http_hosts(server: &Server, service: &str, extra: &[(&str, &str)]) -> Vec<Value> {
     let mut query = vec![("serviceName", service)];
     query.extend_from_slice(extra);
     let (status, body) = call(client().get(server.url("/nacos/v1/ns/instance/list")).query(&query)).await;
@@ -160,12 +160,12 @@ async fn http_hosts(server: &Server, service: &str, extra: &[(&str, &str)]) -> V
     json(&body)["hosts"].as_array().cloned().unwrap_or_else(|| panic!("no hosts array: {body}"))
 }
 
-fn http_addrs(hosts: &[Value]) -> BTreeSet<String> {
+pub(crate) fn http_addrs(hosts: &[Value]) -> BTreeSet<String> {
     hosts.iter().map(|h| format!("{}:{}", h["ip"].as_str().unwrap_or("?"), h["port"])).collect()
 }
 
 /// Waits (bounded) until the HTTP view of `service` has exactly the addresses `want`.
-async fn wait_http(server: &Server, service: &str, want: &BTreeSet<String>, within: Duration) -> Vec<Value> {
+pub(crate) async fn wait_http(server: &Server, service: &str, want: &BTreeSet<String>, within: Duration) -> Vec<Value> {
     let got = eventually(within, || async {
         let hosts = http_hosts(server, service, &[]).await;
         (&http_addrs(&hosts) == want).then_some(hosts)

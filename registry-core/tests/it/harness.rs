@@ -98,6 +98,16 @@ impl Server {
         s
     }
 
+    /// A server whose gRPC and cluster ports follow its HTTP port (+1000, +1001), as in a
+    /// deployment: for clients that derive the gRPC port (the sidecar).
+    pub(crate) fn start_on_derived_ports() -> Self {
+        let http = free_member_ports(1)[0];
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut s = Self::spawn_on(temp.path(), None, Some((http, http + GRPC_OFFSET)), Vec::new());
+        s._temp = Some(temp);
+        s
+    }
+
     /// Restarts on the same data directory (after `kill9` or `terminate`), on new ports.
     pub(crate) fn restart(&mut self) {
         self.restart_on(None);

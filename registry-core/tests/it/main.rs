@@ -22,5 +22,6 @@ mod naming_v1;
 mod naming_v2;
 mod quorum;
 mod robustness;
+mod sidecar;
 mod udp_push;
 mod workload;

@@ -199,7 +199,16 @@ impl Local {
         }
         let raw: serde_json::Value = parse(body)?;
         match self.call(&key.namespace, "ServiceQueryRequest", &raw).await {
-            Ok((answer, body)) => Ok(registry_proto::wire::frame::payload(&answer, &body)),
+            Ok((answer, body)) => {
+                // A full list (all clusters, healthy or not) is what the cache holds.
+                if clusters.is_empty() && !req.healthy_only && answer == "QueryServiceResponse" {
+                    let info = body.get("serviceInfo").cloned().map(serde_json::from_value::<ServiceInfo>);
+                    if let Some(Ok(info)) = info {
+                        self.cache.put_service(&key, &info);
+                    }
+                }
+                Ok(registry_proto::wire::frame::payload(&answer, &body))
+            }
             Err(e) if unreachable(&e) => {
                 let info = self.cache.service(&key).ok_or_else(|| Reject::unavailable(&e))?;
                 self.stats.cache_answers.fetch_add(1, Ordering::Relaxed);

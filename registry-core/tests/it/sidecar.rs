@@ -1,0 +1,365 @@
+//! The sidecar (`nacos-sidecar`, a real process) between apps and a real `registry`: an
+//! unmodified Nacos SDK registers and discovers through its localhost API; the instance declared
+//! by the environment appears once its probe passes and returns after a registry `kill -9` and
+//! restart; with the registry down, lookups and config reads are answered from the failover
+//! cache (memory, and disk across a sidecar restart); a drain shows a subscriber weight 0 first,
+//! then the removal, while the app still serves.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use registry_proto::client::{Connection, Event, Session, SessionConfig, Setup};
+use registry_proto::contract::sidecar::env;
+use registry_proto::model::ServiceKey;
+use serde_json::{Value, json};
+
+use crate::grpc_sdk::{
+    all_instances, bounded, expect_event, http_hosts, instance, sdk_with, set, subscribe, wait_http,
+};
+use crate::harness::{Server, call, client, eventually, free_member_ports, patience};
+
+/// How long a sidecar may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The sidecar binary next to the registry's (the workspace build makes both); built on demand
+/// when only this package's tests were built.
+fn sidecar_bin() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_registry")).parent().expect("target dir").to_path_buf();
+    let bin = dir.join("nacos-sidecar");
+    if !bin.exists() {
+        let status =
+            Command::new(env!("CARGO")).args(["build", "-p", "nacos-sidecar", "--bin", "nacos-sidecar"]).status();
+        assert!(status.is_ok_and(|s| s.success()), "building nacos-sidecar failed");
+    }
+    bin
+}
+
+/// A running sidecar process.
+struct Sidecar {
+    child: Option<Child>,
+    /// Local HTTP port (the SDK's server address).
+    http_port: u16,
+    /// Local gRPC address (HTTP + 1000).
+    grpc: SocketAddr,
+    /// Admin address.
+    admin: SocketAddr,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Sidecar {
+    /// A sidecar for `servers` with extra environment.
+    fn start(servers: &[&Server], extra: &[(&str, String)]) -> Self {
+        let http_port = free_member_ports(1)[0];
+        let addrs: Vec<String> = servers.iter().map(|s| s.http.to_string()).collect();
+        let mut cmd = Command::new(sidecar_bin());
+        cmd.env_clear()
+            .env("RUST_LOG", "info")
+            .env(env::SERVER_ADDR, addrs.join(","))
+            .env(env::HTTP_PORT, http_port.to_string())
+            .env(env::ADMIN_PORT, "0")
+            .args(["--admin-bind", "127.0.0.1"])
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn nacos-sidecar");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let streams: [Box<dyn std::io::Read + Send>; 2] =
+            [Box::new(child.stdout.take().expect("stdout")), Box::new(child.stderr.take().expect("stderr"))];
+        for stream in streams {
+            let (out, tx) = (Arc::clone(&output), tx.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    out.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let deadline = std::time::Instant::now() + START_TIMEOUT * patience();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                panic!("sidecar did not start; output:\n{}", output.lock().unwrap().join("\n"));
+            };
+            if !line.contains("sidecar listening") {
+                continue;
+            }
+            let field = |name: &str| -> SocketAddr {
+                let rest = &line[line.find(name).expect("field logged") + name.len()..];
+                rest.split_whitespace().next().and_then(|a| a.parse().ok()).expect("address")
+            };
+            return Self { child: Some(child), http_port, grpc: field("grpc="), admin: field("admin="), output };
+        }
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// One series of the sidecar's `/metrics`.
+    async fn metric(&self, name: &str) -> u64 {
+        let (status, text) = call(client().get(self.admin_url("/metrics"))).await;
+        assert_eq!(status, 200, "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from the sidecar's /metrics"))
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("--- sidecar output ---\n{}", self.output.lock().unwrap().join("\n"));
+        }
+    }
+}
+
+fn declared_env(service: &str, port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        (env::SERVICE, service.to_owned()),
+        (env::PORT, port.to_string()),
+        (env::POD_IP, "127.0.0.1".to_owned()),
+        (env::POD_NAME, format!("{service}-pod-0")),
+    ]
+}
+
+/// A raw SDK connection to the sidecar's local gRPC port (the shared client).
+async fn local_connection(sidecar: &Sidecar) -> Connection {
+    Connection::connect(sidecar.grpc, &Setup::new("it-local-app", "naming")).await.expect("local connection")
+}
+
+async fn publish_config(server: &Server, data_id: &str, content: &str) {
+    let (status, body) = call(client().post(server.url("/nacos/v1/cs/configs")).form(&[
+        ("dataId", data_id),
+        ("group", "DEFAULT_GROUP"),
+        ("content", content),
+    ]))
+    .await;
+    assert_eq!((status, body.as_str()), (200, "true"));
+}
+
+async fn register_persistent(server: &Server, service: &str, ip: &str, port: u16) {
+    let port = port.to_string();
+    let (status, body) = call(client().post(server.url("/nacos/v1/ns/instance")).form(&[
+        ("serviceName", service),
+        ("ip", ip),
+        ("port", port.as_str()),
+        ("ephemeral", "false"),
+    ]))
+    .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_sdk_app_registers_and_discovers_through_the_sidecar() {
+    let server = Server::start_on_derived_ports();
+    let sidecar = Sidecar::start(&[&server], &[]);
+    let app = sdk_with(sidecar.http_port, sidecar.grpc.port(), |p| p).await;
+    bounded("register", app.register_instance("sc-orders".into(), None, instance("10.30.0.1", 8080)))
+        .await
+        .expect("register through the sidecar");
+    wait_http(&server, "sc-orders", &set(&["10.30.0.1:8080"]), Duration::from_secs(10)).await;
+
+    let mut pushes = subscribe(&app, "sc-orders").await;
+    // Another client, straight to the registry.
+    let other = Connection::connect(server.grpc, &Setup::new("it-other", "naming")).await.unwrap();
+    let key = ServiceKey::new("public", "DEFAULT_GROUP", "sc-orders").unwrap();
+    let wire =
+        registry_proto::wire::naming::WireInstance { ip: Some("10.30.0.2".into()), port: 8080, ..Default::default() };
+    other.unary().register(&key, &wire).await.unwrap();
+    let both = set(&["10.30.0.1:8080", "10.30.0.2:8080"]);
+    expect_event(&mut pushes, Duration::from_secs(10), &both, "a change pushed through the sidecar").await;
+    let listed = all_instances(&app, "sc-orders", None).await;
+    assert_eq!(crate::grpc_sdk::addrs(&listed), both);
+
+    // The registry sees the sidecar's connection, not the app's.
+    let (status, body) = call(client().get(server.url("/nacos/v2/core/loader/current"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Nacos-Rust-Sidecar"), "the sidecar's connection is listed: {body}");
+    assert!(sidecar.metric("sidecar_local_requests_total").await >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_declared_instance_appears_after_its_probe_passes_and_returns_after_a_registry_kill9() {
+    let mut server = Server::start_on_derived_ports();
+    // The app's port is closed at first: nothing may be registered until the probe passes.
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = reserved.local_addr().unwrap().port();
+    drop(reserved);
+    let sidecar = Sidecar::start(&[&server], &declared_env("sc-declared", port));
+    let failed = eventually(Duration::from_secs(10), || async {
+        (sidecar.metric("sidecar_probes_failed_total").await >= 2).then_some(())
+    })
+    .await;
+    assert!(failed.is_some(), "the probe ran against the closed port");
+    assert!(http_hosts(&server, "sc-declared", &[]).await.is_empty(), "registered before the probe passed");
+    assert_eq!(sidecar.metric("sidecar_instance_registered").await, 0);
+
+    let _app = std::net::TcpListener::bind(("127.0.0.1", port)).expect("app port");
+    let want = set(&[&format!("127.0.0.1:{port}")]);
+    let hosts = wait_http(&server, "sc-declared", &want, Duration::from_secs(10)).await;
+    assert_eq!(hosts[0]["metadata"]["k8s.pod.name"], "sc-declared-pod-0", "{hosts:?}");
+
+    server.kill9();
+    server.restart_same_ports();
+    wait_http(&server, "sc-declared", &want, Duration::from_secs(30)).await;
+    assert!(sidecar.metric("sidecar_upstream_connects_total").await >= 2, "reconnected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_registry_down_lookups_and_config_reads_come_from_the_cache() {
+    let mut server = Server::start_on_derived_ports();
+    register_persistent(&server, "sc-cached", "10.31.0.1", 80).await;
+    publish_config(&server, "sc-cfg", "k=v").await;
+    let cache = tempfile::tempdir().unwrap();
+    let cache_env = vec![(env::CACHE_DIR, cache.path().display().to_string())];
+    let mut sidecar = Sidecar::start(&[&server], &cache_env);
+
+    let query = json!({ "namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": "sc-cached",
+                        "cluster": "", "healthyOnly": false });
+    let config = json!({ "dataId": "sc-cfg", "group": "DEFAULT_GROUP", "tenant": "" });
+    let read = |conn: Connection| {
+        let (query, config) = (query.clone(), config.clone());
+        async move {
+            let hosts =
+                conn.unary().request("ServiceQueryRequest", &query, "QueryServiceResponse").await.expect("query");
+            let content =
+                conn.unary().request("ConfigQueryRequest", &config, "ConfigQueryResponse").await.expect("config");
+            let ips: Vec<String> = hosts["serviceInfo"]["hosts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["ip"].as_str().unwrap().to_owned())
+                .collect();
+            (ips, content["content"].as_str().unwrap_or_default().to_owned())
+        }
+    };
+    let live = read(local_connection(&sidecar).await).await;
+    assert_eq!(live, (vec!["10.31.0.1".to_owned()], "k=v".to_owned()));
+    let from_cache_before = sidecar.metric("sidecar_cache_answers_total").await;
+
+    server.kill9();
+    let during_outage = read(local_connection(&sidecar).await).await;
+    assert_eq!(during_outage, live, "answered from the cache while the registry is down");
+    assert_eq!(sidecar.metric("sidecar_cache_answers_total").await, from_cache_before + 2);
+
+    // A new sidecar on the same cache directory, the registry still down: from disk.
+    sidecar.kill9();
+    let restarted = Sidecar::start(&[&server], &cache_env);
+    assert_eq!(read(local_connection(&restarted).await).await, live, "answered from the disk cache");
+    assert_eq!(restarted.metric("sidecar_cached_services").await, 1);
+
+    // Nothing cached and nothing reachable: a clear error, not a hang.
+    let unknown = json!({ "namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": "sc-never-seen",
+                          "cluster": "", "healthyOnly": false });
+    let err = local_connection(&restarted)
+        .await
+        .unary()
+        .request("ServiceQueryRequest", &unknown, "QueryServiceResponse")
+        .await;
+    assert!(err.is_err_and(|e| e.to_string().contains("unreachable")), "an error naming the outage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drain_shows_subscribers_weight_zero_then_the_removal_while_the_app_still_serves() {
+    let server = Server::start_on_derived_ports();
+    let app = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = app.local_addr().unwrap().port();
+    let mut env = declared_env("sc-drain", port);
+    env.push((registry_proto::contract::sidecar::env::DRAIN_SECONDS, "2".to_owned()));
+    let sidecar = Sidecar::start(&[&server], &env);
+    let want = set(&[&format!("127.0.0.1:{port}")]);
+    wait_http(&server, "sc-drain", &want, Duration::from_secs(10)).await;
+
+    let setup = Setup::new("it-consumer", "naming");
+    let (consumer, mut events) = Session::start(SessionConfig::new(vec![server.grpc], setup)).unwrap();
+    let key = ServiceKey::new("public", "DEFAULT_GROUP", "sc-drain").unwrap();
+    let now = consumer.subscribe(&key, "").await.unwrap();
+    assert_eq!((now.hosts.len(), now.hosts[0].weight), (1, 1.0));
+
+    let drain_url = sidecar.admin_url("/drain");
+    let drain = tokio::spawn(async move { call(client().get(drain_url)).await });
+    let weights = |e: &Event| match e {
+        Event::Service(info) => Some(info.hosts.iter().map(|h| h.weight).collect::<Vec<f64>>()),
+        _ => None,
+    };
+    let deadline = Duration::from_secs(10) * patience();
+    // Pushes of the unchanged instance (the one after subscribing) are skipped.
+    let first = tokio::time::timeout(deadline, async {
+        loop {
+            if let Some(w) = events.recv().await.as_ref().and_then(weights).filter(|w| *w != [1.0]) {
+                return w;
+            }
+        }
+    })
+    .await
+    .expect("a push after the drain started");
+    assert_eq!(first, vec![0.0], "first the weight drops to 0, the instance still listed");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "the app still serves during the window");
+    assert!(!drain.is_finished(), "/drain answers only after the window");
+    assert_eq!(sidecar.metric("sidecar_drain_state").await, 1);
+    let second = tokio::time::timeout(deadline, async {
+        loop {
+            if let Some(w) = events.recv().await.as_ref().and_then(weights) {
+                return w;
+            }
+        }
+    })
+    .await
+    .expect("a push when the window ended");
+    assert!(second.is_empty(), "then the instance is removed: {second:?}");
+    let (status, body) = drain.await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "drained"));
+    assert!(http_hosts(&server, "sc-drain", &[]).await.is_empty());
+    drop(app);
+}
+
+/// Reads answered by the sidecar never hang on a dead upstream: bounded, then from the cache or
+/// a clear error (checked in the cache test); and local input errors match the server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_local_input_gets_the_servers_errors() {
+    let server = Server::start_on_derived_ports();
+    let sidecar = Sidecar::start(&[&server], &[]);
+    let direct = Connection::connect(server.grpc, &Setup::new("it-direct", "naming")).await.unwrap();
+    let local = local_connection(&sidecar).await;
+    let bad_bodies: [(&str, Value); 3] = [
+        (
+            "InstanceRequest",
+            json!({ "serviceName": "bad name!", "groupName": "G", "type": "registerInstance",
+                                    "instance": { "ip": "1.1.1.1", "port": 80 } }),
+        ),
+        (
+            "InstanceRequest",
+            json!({ "serviceName": "ok", "type": "registerInstance",
+                                    "instance": { "ip": "1.1.1.1", "port": 80, "weight": 20000.0 } }),
+        ),
+        (
+            "InstanceRequest",
+            json!({ "serviceName": "ok", "type": "renameInstance", "instance": { "ip": "1.1.1.1", "port": 80 } }),
+        ),
+    ];
+    for (kind, body) in bad_bodies {
+        let from_server = direct.unary().call(kind, &body).await.unwrap();
+        let from_sidecar = local.unary().call(kind, &body).await.unwrap();
+        assert_eq!(from_sidecar.0, from_server.0, "{body}");
+        for field in ["errorCode", "resultCode"] {
+            assert_eq!(
+                from_sidecar.1[field], from_server.1[field],
+                "{field} for {body}: {from_sidecar:?} vs {from_server:?}"
+            );
+        }
+    }
+}
