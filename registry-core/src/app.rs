@@ -19,7 +19,7 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::configs::{self, ConfigService};
 use crate::consistency::distro::{Distro, DistroService};
-use crate::consistency::{Applier, Consistency, RaftNode, raft::RaftError};
+use crate::consistency::{Admin, Applier, Consistency, RaftNode, raft::RaftError};
 use crate::naming::{NamingService, cleaner, health};
 use crate::push::{self, PushHandle};
 use crate::state::NamingStore;
@@ -173,8 +173,7 @@ impl App {
             ready,
             http_addr,
             connections,
-            raft: raft.clone(),
-            distro,
+            admin: Admin::new(raft.clone(), distro),
         });
         Ok(Self {
             config,

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::metadata::MetadataError;
 use crate::configs::ConfigError;
-use crate::consistency::raft::RaftError;
+use crate::consistency::admin::MembershipError;
 use crate::model::NameError;
 use crate::model::instance::InstanceError;
 use crate::naming::NamingError;
@@ -159,17 +159,17 @@ pub fn v2_ok<T: serde::Serialize>(data: T) -> Response {
 /// A refused cluster membership change (admin API), in the v2 envelope: 409 with code 23000
 /// and the leader's id and cluster address when this node is not the leader, 409 when the
 /// change was refused, 503 otherwise.
-pub fn membership_refusal(e: RaftError) -> Response {
+pub fn membership_refusal(e: MembershipError) -> Response {
     match e {
-        RaftError::NotLeader { leader_id, leader_addr } => (
+        MembershipError::NotLeader { leader_id, leader_addr } => (
             StatusCode::CONFLICT,
             Json(serde_json::json!({ "code": 23000, "message": "not the leader",
                 "data": { "leaderId": leader_id, "leaderClusterAddress": leader_addr } })),
         )
             .into_response(),
-        e @ (RaftError::Refused(_) | RaftError::Membership(_)) => (
+        MembershipError::Refused(why) => (
             StatusCode::CONFLICT,
-            Json(serde_json::json!({ "code": 23000, "message": "membership change refused", "data": e.to_string() })),
+            Json(serde_json::json!({ "code": 23000, "message": "membership change refused", "data": why })),
         )
             .into_response(),
         e => (
