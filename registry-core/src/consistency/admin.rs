@@ -92,6 +92,8 @@ pub struct ClusterCounters {
     pub distro_copies_expired_grpc: u64,
     /// Copies of v1 clients expired likewise.
     pub distro_copies_expired_v1: u64,
+    /// Distro batches to peers that failed (and were resent).
+    pub distro_sync_failures: u64,
 }
 
 /// What the API may ask of Raft and Distro. Cheap to clone.
@@ -188,6 +190,7 @@ impl Admin {
             distro_snapshot_loaded: self.distro.snapshot_loaded_from_peer(),
             distro_copies_expired_grpc: grpc,
             distro_copies_expired_v1: v1,
+            distro_sync_failures: self.distro.sync_failures(),
         }
     }
 }

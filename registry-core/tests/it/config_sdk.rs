@@ -203,8 +203,8 @@ async fn prime(
     tenant: &str,
     rxs: &mut [&mut UnboundedReceiver<ConfigResponse>],
 ) -> String {
-    // Usually enough for the spawned listen requests to arrive, so the first round succeeds.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No head start: a round whose content reaches a listener proves its listen arrived; one
+    // that does not is simply followed by the next.
     let rounds = 10 * patience();
     for round in 0..rounds {
         let content = format!("prime-{round}");

@@ -118,6 +118,11 @@ async fn metrics(State(s): State<ApiState>) -> Response {
     }
     let _ = writeln!(
         out,
+        "# HELP registry_beat_expirations_total v1 instances this node removed because their beats stopped\n# TYPE registry_beat_expirations_total counter\nregistry_beat_expirations_total {}",
+        c.beat_expirations
+    );
+    let _ = writeln!(
+        out,
         "# HELP registry_distro_disagreement_seconds How long some member's ephemeral view has differed from this one's (0: all agree)\n# TYPE registry_distro_disagreement_seconds gauge\nregistry_distro_disagreement_seconds {}",
         cluster.distro_disagreement_seconds
     );
@@ -130,6 +135,11 @@ async fn metrics(State(s): State<ApiState>) -> Response {
     let _ = writeln!(
         out,
         "# HELP registry_distro_copies_expired_total Copies of other members' clients removed because their owner stopped confirming them (gRPC: after distro.expire_after_ms; v1: after the delete timeout)\n# TYPE registry_distro_copies_expired_total counter\nregistry_distro_copies_expired_total{{client=\"grpc\"}} {grpc}\nregistry_distro_copies_expired_total{{client=\"v1\"}} {v1}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP registry_distro_sync_failures_total Distro batches to a peer that failed (kept and resent with back-off)\n# TYPE registry_distro_sync_failures_total counter\nregistry_distro_sync_failures_total {}",
+        cluster.distro_sync_failures
     );
     let w = cluster.writes;
     for (name, help, v) in [
