@@ -277,11 +277,13 @@ async fn a_paused_member_converges_after_sigcont() {
         owner.naming.batch_register_instance(service, None, batch).await.unwrap();
     }
     owner.naming.deregister_instance("paused-0".to_owned(), None, instance("10.7.3.16")).await.unwrap();
-    // A's own count, not a guess from a sleep: a batch to B failed (timed out), so B missed it,
-    // and what B has after SIGCONT comes from Distro's resends and verify repair.
-    eventually(Duration::from_secs(20), || async { (metric(a, SYNC_FAILURES).await > failures_before).then_some(()) })
-        .await
-        .expect("a batch from A to the paused B failed");
+    // A's own count, not a guess from a sleep: a batch to B and the send after it failed (timed
+    // out), so what B has after SIGCONT comes from Distro's resends and verify repair.
+    eventually(Duration::from_secs(20), || async {
+        (metric(a, SYNC_FAILURES).await >= failures_before + 2).then_some(())
+    })
+    .await
+    .expect("two sends from A to the paused B failed");
     signal(b, "-CONT");
     eventually(Duration::from_secs(20), || async { digests_agree(&[a, b, c]).await.then_some(()) })
         .await
