@@ -35,6 +35,8 @@ pub struct Services {
     /// Cluster status, membership and Distro introspection: the API's only door into Raft and
     /// Distro.
     pub admin: crate::consistency::Admin,
+    /// gRPC config listeners (their counts in `/metrics`).
+    pub config_notify: crate::configs::notify::ConfigNotifyHandle,
     /// gRPC connections (shown by the admin endpoint).
     pub connections: Arc<grpc::connection::Connections>,
 }

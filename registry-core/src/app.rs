@@ -160,7 +160,7 @@ impl App {
         let grpc_state = GrpcState {
             naming: naming.clone(),
             configs: configs.clone(),
-            config_notify,
+            config_notify: config_notify.clone(),
             push: push.clone(),
             connections: Arc::clone(&connections),
             ready: Arc::clone(&ready),
@@ -172,6 +172,7 @@ impl App {
             push,
             ready,
             http_addr,
+            config_notify,
             connections,
             admin: Admin::new(raft.clone(), distro),
         });

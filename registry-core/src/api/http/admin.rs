@@ -141,6 +141,20 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         "# HELP registry_distro_sync_failures_total Distro batches to a peer that failed (kept and resent with back-off)\n# TYPE registry_distro_sync_failures_total counter\nregistry_distro_sync_failures_total {}",
         cluster.distro_sync_failures
     );
+    for (name, help, v) in [
+        (
+            "registry_config_changes_notified_total",
+            "Config changes the notifier handled (long-polls woken, gRPC listeners notified)",
+            s.config_notify.changes_handled(),
+        ),
+        (
+            "registry_config_notifications_total",
+            "Config change notifications sent to gRPC listeners (first attempts)",
+            s.config_notify.notifications(),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    }
     let w = cluster.writes;
     for (name, help, v) in [
         ("registry_raft_proposals_total", "Raft entries proposed by the write batcher", w.proposals),
