@@ -272,8 +272,9 @@ async fn expect_notified(server: &Server, before: (u64, u64), sent: u64, context
     assert_eq!(after.1 - before.1, sent, "{context}: notifications sent for the change");
 }
 
-/// Asserts no callback arrives for `QUIET`: for what only the client decides (it compares
-/// MD5s, and ignores deletes), so no server count can show it.
+/// Asserts no callback arrives for `QUIET`: for what only the client decides (the server
+/// notifies every listener of a changed key; the client compares MD5s and ignores deletes), so
+/// no server count can show it.
 async fn expect_quiet(rx: &mut UnboundedReceiver<ConfigResponse>, context: &str) {
     if let Ok(Some(resp)) = tokio::time::timeout(QUIET, rx.recv()).await {
         panic!("{context}: unexpected callback {resp}");
@@ -357,9 +358,13 @@ async fn sdk_listener_hears_publishes_from_another_client_and_http_but_not_delet
     http_publish(&server, "watched.yaml", "", "v3").await;
     expect_change(&mut rx, "v3", "publish over HTTP").await;
 
-    // Same content again: no change, no callback.
+    // Same content again: no change, so no notification. A publish of another key (nobody
+    // listens to it) follows as a fence: once the server handled that change, it had handled
+    // any the republish made, and it sent no notification.
+    let before = notifier_counts(&server).await;
     http_publish(&server, "watched.yaml", "", "v3").await;
-    expect_quiet(&mut rx, "republishing identical content").await;
+    http_publish(&server, "fence.yaml", "", "fence").await;
+    expect_notified(&server, before, 0, "identical republish, then a fence").await;
 
     // Delete: nacos-sdk 0.8.3 fires no callback (its query gets "not found" and it only logs),
     // keeps the old content in its listener cache, while a client without listeners sees the
