@@ -31,12 +31,13 @@ pub struct Services {
     pub ready: ReadinessProbe,
     /// The HTTP address this node serves on (shown by introspection endpoints).
     pub http_addr: SocketAddr,
-    /// The Raft node (cluster admin endpoints).
-    pub raft: crate::consistency::RaftNode,
+    /// Cluster status, membership and Distro introspection: the API's only door into Raft and
+    /// Distro.
+    pub admin: crate::consistency::Admin,
+    /// gRPC config listeners (their counts in `/metrics`).
+    pub config_notify: crate::configs::notify::ConfigNotifyHandle,
     /// gRPC connections (shown by the admin endpoint).
     pub connections: Arc<registry_proto::server::Connections>,
-    /// Distro (ephemeral replication: digests, diff, readiness).
-    pub distro: Arc<crate::consistency::distro::Distro>,
 }
 
 /// The shared handle every request gets: one pointer, because axum clones the state for every

@@ -19,7 +19,7 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::configs::{self, ConfigService};
 use crate::consistency::distro::{Distro, DistroService};
-use crate::consistency::{Applier, Consistency, RaftNode, raft::RaftError};
+use crate::consistency::{Admin, Applier, Consistency, RaftNode, raft::RaftError};
 use crate::naming::{NamingService, cleaner, health};
 use crate::push::{self, PushHandle};
 use crate::state::NamingStore;
@@ -161,7 +161,7 @@ impl App {
         let grpc_state = GrpcState {
             naming: naming.clone(),
             configs: configs.clone(),
-            config_notify,
+            config_notify: config_notify.clone(),
             push: push.clone(),
             connections: Arc::clone(&connections),
             ready: Arc::clone(&ready),
@@ -173,9 +173,9 @@ impl App {
             push,
             ready,
             http_addr,
+            config_notify,
             connections,
-            raft: raft.clone(),
-            distro,
+            admin: Admin::new(raft.clone(), distro),
         });
         Ok(Self {
             config,

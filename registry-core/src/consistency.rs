@@ -14,8 +14,10 @@
 //!
 //! Persistent data (persistent instances, service and cluster metadata, instance overrides) goes
 //! through Raft; ephemeral data is applied locally at once, then replicated to the other members
-//! by `distro` (AP), and never waits on Raft.
+//! by `distro` (AP), and never waits on Raft. The API reaches Raft and Distro only through
+//! [`Admin`] (status, membership, introspection), never their internals.
 
+pub mod admin;
 pub mod apply;
 pub mod command;
 pub mod distro;
@@ -23,6 +25,7 @@ pub mod raft;
 
 use std::sync::Arc;
 
+pub use admin::Admin;
 pub use apply::Applier;
 pub use command::{ApplyError, Command, CommandResult, ConfigCommand, NamingCommand};
 pub use raft::{RaftConfig, RaftNode};

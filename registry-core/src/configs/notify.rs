@@ -6,6 +6,7 @@
 //! acknowledges is closed so its client resyncs (§13.6).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -37,11 +38,22 @@ enum Control {
     Ack(String, String),
 }
 
+/// What the notifier did since start, for `/metrics`: with them a test shows that a listener
+/// was not notified by reading the server, instead of waiting for a callback that never comes.
+#[derive(Debug, Default)]
+struct Counts {
+    /// `ConfigChanged` events handled (counted once their notifications are sent).
+    changes: AtomicU64,
+    /// Notifications sent to listeners (first attempts, not resends).
+    notifications: AtomicU64,
+}
+
 /// What transports use to register config listeners. Cheap to clone.
 #[derive(Clone)]
 pub struct ConfigNotifyHandle {
     listeners: Arc<Listeners>,
     control: mpsc::UnboundedSender<Control>,
+    counts: Arc<Counts>,
 }
 
 impl ConfigNotifyHandle {
@@ -73,6 +85,16 @@ impl ConfigNotifyHandle {
         self.listeners.len()
     }
 
+    /// Config changes handled since start; each one's notifications are already counted.
+    pub fn changes_handled(&self) -> u64 {
+        self.counts.changes.load(Ordering::Relaxed)
+    }
+
+    /// Notifications sent to listeners since start (first attempts).
+    pub fn notifications(&self) -> u64 {
+        self.counts.notifications.load(Ordering::Relaxed)
+    }
+
     /// Whether nobody listens.
     pub fn is_empty(&self) -> bool {
         self.listeners.is_empty()
@@ -87,13 +109,14 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> ConfigNotifyHandle {
     let (control, control_rx) = mpsc::unbounded_channel();
-    let handle = ConfigNotifyHandle { listeners: Arc::new(Listeners::default()), control };
+    let handle = ConfigNotifyHandle { listeners: Arc::new(Listeners::default()), control, counts: Arc::default() };
     let policy = RetryPolicy::from_millis(config.push_ack_timeout_ms.max(1), config.push_max_retries, Backoff::Linear);
     let reasons =
         CloseReasons { slow: "config notification queue full", unacked: "config notifications not acknowledged" };
     let notifier = Notifier {
         hub,
         listeners: Arc::clone(&handle.listeners),
+        counts: Arc::clone(&handle.counts),
         // Notifications are few (one per listener per change) and were never capped.
         delivery: ConnDelivery::new(policy, usize::MAX, reasons),
     };
@@ -104,6 +127,7 @@ pub fn spawn(
 struct Notifier {
     hub: Arc<ListenHub>,
     listeners: Arc<Listeners>,
+    counts: Arc<Counts>,
     delivery: ConnDelivery<ConfigKey>,
 }
 
@@ -123,6 +147,7 @@ impl Notifier {
                     Ok(ChangeEvent::ConfigChanged { key }) => {
                         self.hub.wake(&key);
                         self.notify_key(&key);
+                        self.counts.changes.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(ChangeEvent::ServiceChanged { .. }) => {}
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -131,6 +156,7 @@ impl Notifier {
                         for key in self.listeners.keys() {
                             self.notify_key(&key);
                         }
+                        self.counts.changes.fetch_add(missed, Ordering::Relaxed);
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
@@ -149,6 +175,9 @@ impl Notifier {
     }
 
     fn send(&mut self, key: &ConfigKey, l: &Listener, attempt: u32) {
+        if attempt == 0 {
+            self.counts.notifications.fetch_add(1, Ordering::Relaxed);
+        }
         let request_id = self.delivery.next_request_id();
         let body = serde_json::json!({
             "headers": {}, "module": "config", "requestId": request_id,

@@ -113,6 +113,9 @@ pub struct Distro {
     snapshot_from_peer: AtomicBool,
     /// Copies removed because their owner stopped confirming them, by kind of client.
     expired: ExpiredCopies,
+    /// Batches to a peer that failed (kept and resent with back-off): shows a test that a
+    /// paused member really missed a send, instead of a sleep hoping so.
+    sync_failures: AtomicU64,
     /// A standalone node replicates nothing: its writes skip all bookkeeping.
     standalone: AtomicBool,
     /// Since when some peer's view has differed from ours (verify found differences).
@@ -155,6 +158,7 @@ impl Distro {
             loaded: AtomicBool::new(false),
             snapshot_from_peer: AtomicBool::new(false),
             expired: ExpiredCopies::default(),
+            sync_failures: AtomicU64::new(0),
             standalone: AtomicBool::new(false),
             disagree_since: Mutex::new(None),
             checked: Mutex::new(orphans::Checked::default()),
@@ -202,6 +206,11 @@ impl Distro {
     /// peer answered within `load_timeout_ms` and it started from local data only).
     pub fn snapshot_loaded_from_peer(&self) -> bool {
         self.snapshot_from_peer.load(Ordering::Acquire)
+    }
+
+    /// Batches to peers that failed since start (each is resent).
+    pub fn sync_failures(&self) -> u64 {
+        self.sync_failures.load(Ordering::Relaxed)
     }
 
     /// How many copies expired since start: (gRPC connections, v1 heartbeat clients). Their
@@ -316,6 +325,7 @@ impl Distro {
                     Ok(_) => backoff = Duration::from_millis(10),
                     Err(e) => {
                         tracing::debug!(peer, error = %e, clients = clients.len(), "distro sync failed; retrying");
+                        this.sync_failures.fetch_add(1, Ordering::Relaxed);
                         outbox.dirty.lock().extend(clients);
                         tokio::select! {
                             () = this.shutdown.cancelled() => return,

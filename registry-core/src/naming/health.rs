@@ -6,6 +6,7 @@
 //! health actually flips. The sweeper is a thin loop around the pure [`verdict`].
 
 use crate::state::{FastDashMap, FastMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -39,11 +40,14 @@ pub struct BeatTracker {
     services: FastDashMap<ServiceKey, FastMap<ClientId, BeatState>>,
     /// What beat times are counted from.
     epoch: Instant,
+    /// Instances the sweeper decided to remove since start: lets a test show that no second
+    /// member expired the same instance without waiting for one to.
+    expired: AtomicU64,
 }
 
 impl Default for BeatTracker {
     fn default() -> Self {
-        Self { services: FastDashMap::default(), epoch: Instant::now() }
+        Self { services: FastDashMap::default(), epoch: Instant::now(), expired: AtomicU64::new(0) }
     }
 }
 
@@ -59,6 +63,12 @@ pub enum BeatOutcome {
 }
 
 impl BeatTracker {
+    /// Instances this member's sweeper removed for silence since start (counted when it
+    /// decides, before the removal is applied).
+    pub fn expired(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
+    }
+
     /// Starts tracking an instance just registered (counts as a beat). Its timeouts are taken
     /// from its metadata now, so a sweep looks an instance up only to change its health.
     pub fn track(&self, service: &ServiceKey, client: &ClientId, instance: &crate::model::Instance) {
@@ -201,6 +211,7 @@ pub async fn sweep(naming: &NamingService) -> usize {
             }
             Verdict::Remove => {
                 tracing::info!(%service, %client, silent_ms = silent, "heartbeat expired: instance removed");
+                tracker.expired.fetch_add(1, Ordering::Relaxed);
                 tracker.untrack(&service, &client);
                 NamingCommand::UnpublishEphemeral { service: service.clone(), client: client.clone() }
             }

@@ -18,6 +18,8 @@ pub struct NamingCounts {
     pub instances: usize,
     /// v1 heartbeat clients tracked by this node.
     pub beat_clients: usize,
+    /// v1 instances this node removed because their beats stopped, since start.
+    pub beat_expirations: u64,
 }
 
 /// Clients as Nacos' `/operator/metrics` counts them: every client this member holds (its own,
@@ -118,6 +120,7 @@ impl NamingService {
             services: views.len(),
             instances: views.iter().map(|v| v.instance_count()).sum(),
             beat_clients: self.beats.len(),
+            beat_expirations: self.beats.expired(),
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use registry_proto::contract::ports;
 use serde_json::Value;
 
 use crate::harness::{Server, call, client, eventually, free_member_ports, json};
@@ -33,6 +34,15 @@ impl Cluster {
         let resp = client().get(server.url("/nacos/v2/core/cluster/raft")).send().await.ok()?;
         let body: Value = resp.json().await.ok()?;
         Some(body["data"].clone())
+    }
+
+    /// How member `viewer` finds member `peer` from its own calls (`UP`, `SUSPICIOUS`, `DOWN`:
+    /// `DOWN` after three calls in a row got no answer); both are indexes into `members`.
+    pub(crate) async fn peer_state(&self, viewer: usize, peer: usize) -> Option<String> {
+        let url = self.members[viewer].url("/nacos/v1/core/cluster/nodes");
+        let body: Value = client().get(url).send().await.ok()?.json().await.ok()?;
+        let node = body["data"].as_array()?.iter().find(|n| n["extendInfo"]["nodeId"] == peer + 1)?;
+        node["state"].as_str().map(str::to_owned)
     }
 
     /// Index of the member that every live member agrees is the leader.
@@ -167,7 +177,13 @@ async fn a_paused_follower_catches_up_after_sigcont() {
         assert!(register(&cluster.members[leader], "paused", &ip).await);
         acked.push(ip);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The leader's own record, not a guess from a sleep: its appends to the paused follower
+    // went unanswered three times in a row, so the follower missed them and their retries.
+    eventually(Duration::from_secs(10), || async {
+        (cluster.peer_state(leader, follower).await.as_deref() == Some("DOWN")).then_some(())
+    })
+    .await
+    .expect("the leader's calls to the paused follower failed");
     assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
     let m = &cluster.members[follower];
     eventually(Duration::from_secs(20), || async { all_have(m, "paused", &acked).await.then_some(()) })
@@ -436,7 +452,8 @@ async fn members_on_unrelated_ephemeral_ports_forward_and_replicate() {
         let flags = vec!["--node-id".to_owned(), id.to_string(), "--members".to_owned(), list.join(",")];
         let member = Server::start_with_args(flags);
         let (http, grpc, cluster) = (member.http.port(), member.grpc.port(), member.cluster.port());
-        assert!(grpc != http + 1000 && cluster != http + 1001, "ports {http}/{grpc}/{cluster} look derived");
+        let derived = ports::grpc(http) == Some(grpc) || ports::cluster(http) == Some(cluster);
+        assert!(!derived, "ports {http}/{grpc}/{cluster} look derived");
         let address = format!("127.0.0.1:{http}:{cluster}");
         members.push(member);
         if id > 1 {

@@ -30,7 +30,7 @@ use nacos_sdk::api::props::ClientProps;
 use serde_json::Value;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::harness::{Server, call, client, json, md5_hex, patience};
+use crate::harness::{Server, call, client, eventually, json, md5_hex, metric, patience};
 
 /// Bound for one SDK call (the SDK has its own timeouts; this keeps a hang from stalling the run).
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -198,8 +198,8 @@ async fn prime(
     tenant: &str,
     rxs: &mut [&mut UnboundedReceiver<ConfigResponse>],
 ) -> String {
-    // Usually enough for the spawned listen requests to arrive, so the first round succeeds.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No head start: a round whose content reaches a listener proves its listen arrived; one
+    // that does not is simply followed by the next.
     let rounds = 10 * patience();
     for round in 0..rounds {
         let content = format!("prime-{round}");
@@ -248,7 +248,28 @@ async fn expect_change(rx: &mut UnboundedReceiver<ConfigResponse>, content: &str
     resp
 }
 
-/// Asserts no callback arrives for `QUIET`.
+/// The server notifier's counts: config changes handled, notifications sent.
+async fn notifier_counts(server: &Server) -> (u64, u64) {
+    let changes = metric(server, "registry_config_changes_notified_total").await;
+    (changes, metric(server, "registry_config_notifications_total").await)
+}
+
+/// Waits until the server handled a config change after `before` (its own count), then asserts
+/// it sent exactly `sent` notifications for it: who was not notified is read from the server,
+/// not guessed from a listener that stayed quiet for a while.
+async fn expect_notified(server: &Server, before: (u64, u64), sent: u64, context: &str) {
+    let after = eventually(PUSH_TIMEOUT, || async {
+        let now = notifier_counts(server).await;
+        (now.0 > before.0).then_some(now)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{context}: the server never handled the change"));
+    assert_eq!(after.1 - before.1, sent, "{context}: notifications sent for the change");
+}
+
+/// Asserts no callback arrives for `QUIET`: for what only the client decides (the server
+/// notifies every listener of a changed key; the client compares MD5s and ignores deletes), so
+/// no server count can show it.
 async fn expect_quiet(rx: &mut UnboundedReceiver<ConfigResponse>, context: &str) {
     if let Ok(Some(resp)) = tokio::time::timeout(QUIET, rx.recv()).await {
         panic!("{context}: unexpected callback {resp}");
@@ -332,9 +353,13 @@ async fn sdk_listener_hears_publishes_from_another_client_and_http_but_not_delet
     http_publish(&server, "watched.yaml", "", "v3").await;
     expect_change(&mut rx, "v3", "publish over HTTP").await;
 
-    // Same content again: no change, no callback.
+    // Same content again: no change, so no notification. A publish of another key (nobody
+    // listens to it) follows as a fence: once the server handled that change, it had handled
+    // any the republish made, and it sent no notification.
+    let before = notifier_counts(&server).await;
     http_publish(&server, "watched.yaml", "", "v3").await;
-    expect_quiet(&mut rx, "republishing identical content").await;
+    http_publish(&server, "fence.yaml", "", "fence").await;
+    expect_notified(&server, before, 0, "identical republish, then a fence").await;
 
     // Delete: nacos-sdk 0.8.3 fires no callback (its query gets "not found" and it only logs),
     // keeps the old content in its listener cache, while a client without listeners sees the
@@ -365,17 +390,19 @@ async fn sdk_listeners_are_isolated_by_namespace() {
     prime(&server, "iso.yaml", "dev", &mut [&mut dev_rx]).await;
     prime(&server, "iso.yaml", "", &mut [&mut pub_rx]).await;
 
-    // A publish in public reaches the public listener only.
+    // A publish in public reaches the public listener only: one notification, none to dev.
+    let before = notifier_counts(&server).await;
     http_publish(&server, "iso.yaml", "", "pub-2").await;
     expect_change(&mut pub_rx, "pub-2", "public listener, public publish").await;
-    expect_quiet(&mut dev_rx, "dev listener, public publish").await;
+    expect_notified(&server, before, 1, "public publish").await;
 
     // A publish in dev (through a dev SDK client) reaches the dev listener only.
     let dev_publisher = sdk_ns(&server, "dev").await;
+    let before = notifier_counts(&server).await;
     sdk_publish(&dev_publisher, "iso.yaml", "dev-2").await;
     let resp = expect_change(&mut dev_rx, "dev-2", "dev listener, dev publish").await;
     assert_eq!(resp.namespace(), "dev", "{resp}");
-    expect_quiet(&mut pub_rx, "public listener, dev publish").await;
+    expect_notified(&server, before, 1, "dev publish").await;
 
     // The server's truth per namespace.
     assert_eq!(http_get(&server, "iso.yaml", "dev").await, (200, "dev-2".to_owned()));
@@ -383,16 +410,20 @@ async fn sdk_listeners_are_isolated_by_namespace() {
     let dev_reader = sdk_ns(&server, "dev").await;
     expect_sdk_content(&dev_reader, "iso.yaml", "dev-2").await;
 
-    // Delete in dev, then recreate: the dev listener hears the new content.
+    // Delete in dev (the dev listener alone is notified; its SDK fires no callback for a
+    // delete), then recreate: the dev listener hears the new content.
+    let before = notifier_counts(&server).await;
     let ok = bounded("remove_config", dev_publisher.remove_config("iso.yaml".into(), GROUP.into()))
         .await
         .expect("remove_config");
     assert!(ok);
+    expect_notified(&server, before, 1, "dev delete").await;
     expect_sdk_not_found(&dev_reader, "iso.yaml").await;
     assert_eq!(http_get(&server, "iso.yaml", "").await, (200, "pub-2".to_owned()));
+    let before = notifier_counts(&server).await;
     http_publish(&server, "iso.yaml", "dev", "dev-3").await;
     expect_change(&mut dev_rx, "dev-3", "dev listener after delete and recreate").await;
-    expect_quiet(&mut pub_rx, "public listener, dev recreate").await;
+    expect_notified(&server, before, 1, "dev recreate").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,10 +15,15 @@ use serde_json::Value;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 use crate::cluster::{Cluster, admin, readiness, signal};
-use crate::harness::{Server, call, client, eventually, free_member_ports, json, patience};
+use crate::harness::{
+    Server, call, client, eventually, free_member_ports, json, metric, patience, pushed_since, settled_pushes,
+};
 
 /// Short Distro timings so failure cases finish quickly.
 const FAST: &str = "[distro]\nverify_interval_ms = 500\nexpire_after_ms = 4000\nsync_retry_max_ms = 500\n";
+
+/// Distro batches a member sent to a peer that failed (each is resent).
+const SYNC_FAILURES: &str = "registry_distro_sync_failures_total";
 
 /// A naming SDK client of the given members (it picks one and fails over to the others).
 struct Sdk {
@@ -100,7 +105,9 @@ async fn an_instance_registered_through_one_member_is_served_and_pushed_by_the_o
         .subscribe("orders".to_owned(), None, Vec::new(), Arc::new(Collect(tx)))
         .await
         .expect("subscribe on C");
-    tokio::time::sleep(Duration::from_millis(1500)).await; // the SDK's own first poll
+    // C's count of acknowledged pushes tells its push from the SDK's own poll (1 s after
+    // subscribing); so far C pushed once: the current state, to the new subscription.
+    let pushes = settled_pushes(c, 1).await;
 
     let owner = sdk(&[a]).await;
     owner.naming.register_instance("orders".to_owned(), None, instance("10.7.0.1")).await.expect("register on A");
@@ -121,6 +128,7 @@ async fn an_instance_registered_through_one_member_is_served_and_pushed_by_the_o
     })
     .await;
     assert_eq!(pushed, Ok(true), "the subscriber on C got a push with the instance registered on A");
+    pushed_since(c, pushes, "the instance registered on A reached C").await;
 
     // And the deregistration travels the same way.
     owner.naming.deregister_instance("orders".to_owned(), None, instance("10.7.0.1")).await.expect("deregister");
@@ -159,9 +167,18 @@ async fn a_v1_instance_expires_exactly_once_after_its_beats_stop() {
             .await
             .expect("the expired instance is gone from every member");
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let removals: usize =
-        cluster.members.iter().map(|m| m.output().matches("heartbeat expired: instance removed").count()).sum();
+    // No member tracks the client any more, so none can expire it later: the count is final.
+    for m in &cluster.members {
+        eventually(Duration::from_secs(10), || async {
+            (metric(m, "registry_http_beat_clients").await == 0).then_some(())
+        })
+        .await
+        .expect("every member stopped tracking the silent client");
+    }
+    let mut removals = 0;
+    for m in &cluster.members {
+        removals += metric(m, "registry_beat_expirations_total").await;
+    }
     assert_eq!(removals, 1, "exactly one member expired the instance");
 }
 
@@ -251,6 +268,7 @@ async fn a_paused_member_converges_after_sigcont() {
     cluster.leader(&[0, 1, 2]).await;
     let [a, b, c] = [&cluster.members[0], &cluster.members[1], &cluster.members[2]];
     let owner = sdk(&[a]).await;
+    let failures_before = metric(a, SYNC_FAILURES).await;
     signal(b, "-STOP");
     // One batch per service and client (Nacos 2.x: a client's registration replaces its last).
     for k in 0..20 {
@@ -259,8 +277,13 @@ async fn a_paused_member_converges_after_sigcont() {
         owner.naming.batch_register_instance(service, None, batch).await.unwrap();
     }
     owner.naming.deregister_instance("paused-0".to_owned(), None, instance("10.7.3.16")).await.unwrap();
-    // Longer than the sync retry back-off: B missed the batches and their first retries.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A's own count, not a guess from a sleep: a batch to B and the send after it failed (timed
+    // out), so what B has after SIGCONT comes from Distro's resends and verify repair.
+    eventually(Duration::from_secs(20), || async {
+        (metric(a, SYNC_FAILURES).await >= failures_before + 2).then_some(())
+    })
+    .await
+    .expect("two sends from A to the paused B failed");
     signal(b, "-CONT");
     eventually(Duration::from_secs(20), || async { digests_agree(&[a, b, c]).await.then_some(()) })
         .await
@@ -350,7 +373,7 @@ async fn bad_and_stale_distro_messages_are_refused_or_ignored() {
         .await
         .expect("replicated to B");
 
-    let addr = format!("http://127.0.0.1:{}", b.http.port() + 1001);
+    let addr = format!("http://{}", b.cluster);
     let channel = tonic::transport::Endpoint::from_shared(addr).unwrap().connect().await.unwrap();
     let mut c = DistroClient::new(channel);
     let from = |sender: &str, json: &[u8]| {

@@ -6,7 +6,8 @@
 //! Client quirks this file works around (see `shared/testing/clients.md`): every unary call takes
 //! ~40 ms (Nagle); the subscribe callback fires with the full instance list after each push that
 //! changes the client's cache; the SDK also polls a subscribed service once, 1 s after subscribing
-//! (then every `cacheMillis × 6` = 60 s), so tests that assert pushes let that poll pass first.
+//! (then every `cacheMillis × 6` = 60 s), so a listener event alone does not prove a push: tests
+//! that assert pushes also check the server's count of acknowledged pushes went up.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
@@ -21,15 +22,12 @@ use nacos_sdk::api::props::ClientProps;
 use serde_json::Value;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::harness::{Server, call, client, eventually, json, patience};
+use crate::harness::{Server, call, client, eventually, json, metric, patience, pushed_since, settled_pushes};
 
 /// Bound for one SDK call (the SDK has its own timeouts; this keeps a hang from stalling the run).
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bound for a push to reach a listener (server debounce + SDK dispatch; normally well under 1 s).
 const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
-/// The SDK polls a freshly subscribed service once after 1 s; waiting this long after subscribing
-/// means later listener events can only come from server pushes (the next poll is 60 s away).
-const AFTER_SDK_POLL: Duration = Duration::from_millis(1_500);
 
 // ---- SDK client -------------------------------------------------------------------------------
 
@@ -357,7 +355,8 @@ async fn subscriber_is_pushed_the_full_list_when_another_client_registers_and_de
     let mut events = subscribe(&subscriber, "pay").await;
     let initial = expect_event(&mut events, PUSH_TIMEOUT, &set(&["10.2.0.1:80"]), "initial push").await;
     assert_eq!(initial[0].service_name.as_deref(), Some("DEFAULT_GROUP@@pay"));
-    tokio::time::sleep(AFTER_SDK_POLL).await;
+    // One push so far: the current state, sent to every new subscription.
+    let pushes = settled_pushes(&server, 1).await;
 
     let other = sdk(&server).await;
     let b = ServiceInstance { metadata: HashMap::from([("k".to_owned(), "v".to_owned())]), ..instance("10.2.0.2", 81) };
@@ -365,9 +364,12 @@ async fn subscriber_is_pushed_the_full_list_when_another_client_registers_and_de
     let both = expect_event(&mut events, PUSH_TIMEOUT, &set(&["10.2.0.1:80", "10.2.0.2:81"]), "push after b").await;
     let pushed_b = both.iter().find(|i| i.ip == "10.2.0.2").unwrap();
     assert_eq!(pushed_b.metadata, b.metadata, "pushed instance keeps its metadata");
+    pushed_since(&server, pushes, "b registered").await;
+    let pushes = settled_pushes(&server, 2).await;
 
     bounded("deregister b", other.deregister_instance("pay".to_owned(), None, b)).await.expect("deregister b");
     expect_event(&mut events, PUSH_TIMEOUT, &set(&["10.2.0.1:80"]), "push after b left").await;
+    pushed_since(&server, pushes, "b deregistered").await;
     assert_eq!(http_addrs(&http_hosts(&server, "pay", &[]).await), set(&["10.2.0.1:80"]));
 }
 
@@ -442,12 +444,13 @@ async fn sdk_client_killed_with_sigkill_loses_its_instances_and_subscribers_are_
     let watcher = sdk_with(server.http.port(), server.grpc.port(), |p| p.naming_push_empty_protection(false)).await;
     let mut events = subscribe(&watcher, "ledger").await;
     expect_event(&mut events, PUSH_TIMEOUT, &set(&["10.5.0.1:7000"]), "initial push").await;
-    tokio::time::sleep(AFTER_SDK_POLL).await;
+    let pushes = settled_pushes(&server, 1).await;
 
     child.kill9();
     // Spec §9.4 step 7 / §13.2: a closed transport unregisters the connection at once.
     wait_http(&server, "ledger", &BTreeSet::new(), Duration::from_secs(10)).await;
     expect_event(&mut events, PUSH_TIMEOUT, &BTreeSet::new(), "push after the client process died").await;
+    pushed_since(&server, pushes, "the client process died").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -459,7 +462,6 @@ async fn sdk_redo_reregisters_and_resubscribes_after_server_kill9_and_restart_on
         .expect("register a");
     let mut events = subscribe(&client_a, "redo").await;
     expect_event(&mut events, PUSH_TIMEOUT, &set(&["10.6.0.1:80"]), "initial push").await;
-    tokio::time::sleep(AFTER_SDK_POLL).await;
 
     let old_pid = server.pid();
     server.kill9();
@@ -471,13 +473,21 @@ async fn sdk_redo_reregisters_and_resubscribes_after_server_kill9_and_restart_on
     // 3 s tick: 6–15 s here.
     wait_http(&server, "redo", &set(&["10.6.0.1:80"]), Duration::from_secs(30)).await;
 
-    // Its subscription was redone too: a change made by another client reaches the listener.
+    // Its subscription was redone too: a change made by another client reaches the listener,
+    // pushed by the new server (counted there, so not the SDK's own poll).
+    eventually(Duration::from_secs(30), || async {
+        (metric(&server, "registry_subscribers").await >= 1).then_some(())
+    })
+    .await
+    .expect("the SDK redid its subscription on the restarted server");
+    let pushes = settled_pushes(&server, 1).await;
     let client_b = sdk(&server).await;
     bounded("register b", client_b.register_instance("redo".to_owned(), None, instance("10.6.0.2", 80)))
         .await
         .expect("register b");
     expect_event(&mut events, Duration::from_secs(30), &set(&["10.6.0.1:80", "10.6.0.2:80"]), "push after restart")
         .await;
+    pushed_since(&server, pushes, "b registered after the restart").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -494,9 +504,20 @@ async fn persistent_instance_over_grpc_outlives_its_client_and_a_server_kill9() 
     assert_eq!(http_addrs(&hosts), want);
     assert_eq!(hosts[0]["ephemeral"], false, "{hosts:?}");
 
-    // A persistent instance is not owned by the connection (spec §2.4).
+    // A persistent instance is not owned by the connection (spec §2.4). The server cleans up
+    // closed connections one at a time, in the order it saw them close; so once a sentinel
+    // client killed after the child has lost its ephemeral instance, the child's close was
+    // handled too, and its persistent instance must still be there.
+    let mut sentinel = spawn_sdk_child(&server, "pdb-sentinel", "10.7.0.2", 80, true).await;
+    let connections = metric(&server, "registry_grpc_connections").await;
     child.kill9();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    eventually(Duration::from_secs(10), || async {
+        (metric(&server, "registry_grpc_connections").await < connections).then_some(())
+    })
+    .await
+    .expect("the server saw the killed child's connection close");
+    sentinel.kill9();
+    wait_http(&server, "pdb-sentinel", &BTreeSet::new(), Duration::from_secs(10)).await;
     assert_eq!(http_addrs(&http_hosts(&server, "pdb", &[]).await), want, "gone with its client's connection");
 
     server.kill9();

@@ -353,6 +353,28 @@ pub(crate) async fn metric(server: &Server, series: &str) -> u64 {
         .unwrap_or_else(|| panic!("{series} missing from /metrics"))
 }
 
+/// `server`'s count of acknowledged pushes, once it has sent at least `sent` and none awaits
+/// its acknowledgement: the baseline from which [`pushed_since`] tells a later push apart from
+/// a client's own poll.
+pub(crate) async fn settled_pushes(server: &Server, sent: u64) -> u64 {
+    eventually(Duration::from_secs(10), || async {
+        let settled = metric(server, "registry_push_sent_total").await >= sent
+            && metric(server, "registry_push_pending_acks").await == 0;
+        settled.then_some(metric(server, "registry_push_acked_total").await)
+    })
+    .await
+    .unwrap_or_else(|| panic!("pushes did not settle: fewer than {sent} sent, or acks still pending"))
+}
+
+/// Fails unless `server` had a push acknowledged after the [`settled_pushes`] baseline.
+pub(crate) async fn pushed_since(server: &Server, baseline: u64, what: &str) {
+    eventually(Duration::from_secs(10), || async {
+        (metric(server, "registry_push_acked_total").await > baseline).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("{what}: the server acknowledged no push since the baseline ({baseline})"));
+}
+
 /// Parses JSON or fails with the text.
 pub(crate) fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))

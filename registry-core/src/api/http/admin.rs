@@ -1,4 +1,6 @@
-//! Operator-facing introspection: gRPC connections and Prometheus metrics.
+//! Operator-facing introspection and cluster administration: gRPC connections, Prometheus
+//! metrics, Raft status and membership, Distro digests. Raft and Distro are reached only through
+//! [`crate::consistency::Admin`]; this file only encodes.
 
 use std::fmt::Write;
 
@@ -11,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::error::v2_ok;
 use crate::api::ApiState;
+use crate::consistency::admin::MembershipError;
 use registry_proto::http::Params;
 
 /// Admin routes.
@@ -45,17 +48,16 @@ fn service_param(p: &Params) -> Result<crate::model::ServiceKey, super::error::A
 async fn distro_digest(State(s): State<ApiState>, p: Params) -> Result<Response, super::error::V2> {
     if p.opt("serviceName").is_some() {
         let service = service_param(&p)?;
-        return Ok(v2_ok(s.distro.inspect(&service)));
+        return Ok(v2_ok(s.admin.distro_service(&service)));
     }
-    let (digest, clients) = s.distro.digest_all();
-    let (owned, copies) = s.distro.counts();
+    let d = s.admin.distro_summary();
     Ok(v2_ok(serde_json::json!({
-        "nodeId": s.raft.node_id(),
-        "digest": digest,
-        "clients": clients,
-        "owned": owned,
-        "copies": copies,
-        "disagreementSeconds": s.distro.disagreement_seconds(),
+        "nodeId": s.admin.node_id(),
+        "digest": d.digest,
+        "clients": d.clients,
+        "owned": d.owned,
+        "copies": d.copies,
+        "disagreementSeconds": d.disagreement_seconds,
     })))
 }
 
@@ -63,7 +65,7 @@ async fn distro_digest(State(s): State<ApiState>, p: Params) -> Result<Response,
 /// digest, and per member the instances it lacks or has beyond the others' union.
 async fn distro_diff(State(s): State<ApiState>, p: Params) -> Result<Response, super::error::V2> {
     let service = service_param(&p)?;
-    let views = s.distro.inspect_all(&service).await;
+    let views = s.admin.distro_service_everywhere(&service).await;
     let union: std::collections::BTreeSet<&String> =
         views.iter().filter_map(|v| v.as_ref().ok()).flat_map(|v| v.instances.iter()).collect();
     let digests: std::collections::BTreeSet<&str> =
@@ -103,6 +105,7 @@ async fn connections(State(s): State<ApiState>) -> Response {
 async fn metrics(State(s): State<ApiState>) -> Response {
     let mut out = String::with_capacity(2048);
     let c = s.naming.counts();
+    let cluster = s.admin.counters();
     for (name, help, v) in [
         ("registry_services", "Services known to this node", c.services),
         ("registry_instances", "Instances known to this node", c.instances),
@@ -115,20 +118,44 @@ async fn metrics(State(s): State<ApiState>) -> Response {
     }
     let _ = writeln!(
         out,
+        "# HELP registry_beat_expirations_total v1 instances this node removed because their beats stopped\n# TYPE registry_beat_expirations_total counter\nregistry_beat_expirations_total {}",
+        c.beat_expirations
+    );
+    let _ = writeln!(
+        out,
         "# HELP registry_distro_disagreement_seconds How long some member's ephemeral view has differed from this one's (0: all agree)\n# TYPE registry_distro_disagreement_seconds gauge\nregistry_distro_disagreement_seconds {}",
-        s.distro.disagreement_seconds()
+        cluster.distro_disagreement_seconds
     );
     let _ = writeln!(
         out,
         "# HELP registry_distro_snapshot_loaded 1 once this member applied a peer's Distro snapshot at start (0: standalone, or no peer answered and it started from local data)\n# TYPE registry_distro_snapshot_loaded gauge\nregistry_distro_snapshot_loaded {}",
-        u8::from(s.distro.snapshot_loaded_from_peer())
+        u8::from(cluster.distro_snapshot_loaded)
     );
-    let (grpc, v1) = s.distro.copies_expired();
+    let (grpc, v1) = (cluster.distro_copies_expired_grpc, cluster.distro_copies_expired_v1);
     let _ = writeln!(
         out,
         "# HELP registry_distro_copies_expired_total Copies of other members' clients removed because their owner stopped confirming them (gRPC: after distro.expire_after_ms; v1: after the delete timeout)\n# TYPE registry_distro_copies_expired_total counter\nregistry_distro_copies_expired_total{{client=\"grpc\"}} {grpc}\nregistry_distro_copies_expired_total{{client=\"v1\"}} {v1}"
     );
-    let w = s.raft.write_counters();
+    let _ = writeln!(
+        out,
+        "# HELP registry_distro_sync_failures_total Distro batches to a peer that failed (kept and resent with back-off)\n# TYPE registry_distro_sync_failures_total counter\nregistry_distro_sync_failures_total {}",
+        cluster.distro_sync_failures
+    );
+    for (name, help, v) in [
+        (
+            "registry_config_changes_notified_total",
+            "Config changes the notifier handled (long-polls woken, gRPC listeners notified)",
+            s.config_notify.changes_handled(),
+        ),
+        (
+            "registry_config_notifications_total",
+            "Config change notifications sent to gRPC listeners (first attempts)",
+            s.config_notify.notifications(),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    }
+    let w = cluster.writes;
     for (name, help, v) in [
         ("registry_raft_proposals_total", "Raft entries proposed by the write batcher", w.proposals),
         ("registry_raft_proposed_commands_total", "Commands carried by those entries", w.proposed_commands),
@@ -137,22 +164,22 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         (
             "registry_raft_refused_answers_total",
             "Raft answers not counted: a voter answered from a store other than the one its membership binds (lost data directory)",
-            s.raft.identity_counters().refused_answers,
+            cluster.identity.refused_answers,
         ),
         (
             "registry_cluster_refused_requests_total",
             "Member-to-member requests refused because they carried another cluster's id",
-            s.raft.identity_counters().refused_requests,
+            cluster.identity.refused_requests,
         ),
         (
             "registry_raft_writes_refused_no_quorum_total",
             "Persistent writes answered with an error because no quorum acknowledged the leader (refused, lost quorum in flight, or timed out)",
-            s.raft.quorum_failures(),
+            cluster.quorum_failures,
         ),
         (
             "registry_raft_snapshot_installs_total",
             "Snapshots received from a leader and installed (a member too far behind for the log)",
-            s.raft.snapshot_installs(),
+            cluster.snapshot_installs,
         ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -163,21 +190,21 @@ async fn metrics(State(s): State<ApiState>) -> Response {
 
 /// This node's Raft view: id, leader, term, applied/last log index, members with roles.
 async fn raft_status(State(s): State<ApiState>) -> Response {
-    v2_ok(s.raft.status())
+    v2_ok(s.admin.raft_status())
 }
 
 /// Nacos' member list shape: `{code, message, data: [{ip, port, state, address, extendInfo}]}`.
 /// Addresses are the members' cluster addresses; `state` and `failAccessCnt` are what this
 /// member's own calls to each found (`cluster.rs`): `UP`, `SUSPICIOUS` or `DOWN`.
 async fn cluster_nodes(State(s): State<ApiState>) -> Response {
-    let status = s.raft.status();
+    let status = s.admin.raft_status();
     let leader = status.members.iter().find(|m| m.role == "leader").map(|m| m.address.clone()).unwrap_or_default();
     let nodes: Vec<Value> = status
         .members
         .iter()
         .map(|m| {
             let (ip, port) = m.address.rsplit_once(':').unwrap_or((m.address.as_str(), "0"));
-            let health = s.raft.cluster().peer_health(m.id);
+            let health = s.admin.peer_health(m.id);
             serde_json::json!({
                 "ip": ip,
                 "port": port.parse::<u16>().unwrap_or(0),
@@ -199,7 +226,7 @@ async fn cluster_nodes(State(s): State<ApiState>) -> Response {
 
 /// This member in Nacos' shape.
 async fn cluster_self(State(s): State<ApiState>) -> Response {
-    let status = s.raft.status();
+    let status = s.admin.raft_status();
     let me = status.members.iter().find(|m| m.id == status.node_id);
     Json(serde_json::json!({
         "code": 200,
@@ -213,10 +240,7 @@ async fn cluster_self(State(s): State<ApiState>) -> Response {
     .into_response()
 }
 
-/// Largest lag (log entries) at which a learner may be promoted.
-const PROMOTE_MAX_LAG: u64 = 100;
-
-fn membership_answer(result: Result<(), crate::consistency::raft::RaftError>) -> Response {
+fn membership_answer(result: Result<(), MembershipError>) -> Response {
     match result {
         Ok(()) => v2_ok("ok"),
         Err(e) => super::error::membership_refusal(e),
@@ -233,17 +257,17 @@ async fn add_member(State(s): State<ApiState>, p: Params) -> Result<Response, su
     let id = node_id(&p)?;
     let address = p.required("address")?;
     let addr = crate::cluster::MemberAddr::parse(address).map_err(super::error::ApiError::BadRequest)?;
-    Ok(membership_answer(s.raft.add_learner(id, &addr).await))
+    Ok(membership_answer(s.admin.add_learner(id, &addr).await))
 }
 
 /// Promotes a learner that has caught up.
 async fn promote_member(State(s): State<ApiState>, p: Params) -> Result<Response, super::error::V2> {
     let id = node_id(&p)?;
-    Ok(membership_answer(s.raft.promote(id, PROMOTE_MAX_LAG).await))
+    Ok(membership_answer(s.admin.promote(id).await))
 }
 
 /// Removes a member, refused when it would leave no reachable quorum.
 async fn remove_member(State(s): State<ApiState>, p: Params) -> Result<Response, super::error::V2> {
     let id = node_id(&p)?;
-    Ok(membership_answer(s.raft.remove_member(id).await))
+    Ok(membership_answer(s.admin.remove_member(id).await))
 }

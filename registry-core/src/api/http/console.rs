@@ -21,9 +21,10 @@ async fn liveness() -> impl IntoResponse {
 }
 
 /// 200 only once this member has applied up to the leader's commit index as of this request
-/// (see `RaftNode::caught_up`), so a rolling restart waits for real recovery.
+/// and loaded its Distro snapshot (see `Admin::caught_up`), so a rolling restart waits for real
+/// recovery.
 async fn readiness(State(state): State<ApiState>) -> impl IntoResponse {
-    if state.distro.loaded() && state.raft.caught_up().await {
+    if state.admin.caught_up().await {
         (StatusCode::OK, "OK")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: the store has not caught up yet")

@@ -11,7 +11,7 @@ pub use registry_proto::http::v2_ok;
 use registry_proto::http::{v1_error, v2_error};
 
 use crate::configs::ConfigError;
-use crate::consistency::raft::RaftError;
+use crate::consistency::admin::MembershipError;
 use crate::model::NameError;
 use crate::model::instance::InstanceError;
 use crate::naming::NamingError;
@@ -167,17 +167,15 @@ impl IntoResponse for V2 {
 /// A refused cluster membership change (admin API), in the v2 envelope: 409 with code 23000
 /// and the leader's id and cluster address when this node is not the leader, 409 when the
 /// change was refused, 503 otherwise.
-pub fn membership_refusal(e: RaftError) -> Response {
+pub fn membership_refusal(e: MembershipError) -> Response {
     match e {
-        RaftError::NotLeader { leader_id, leader_addr } => v2_error(
+        MembershipError::NotLeader { leader_id, leader_addr } => v2_error(
             StatusCode::CONFLICT,
             23000,
             "not the leader",
             serde_json::json!({ "leaderId": leader_id, "leaderClusterAddress": leader_addr }),
         ),
-        e @ (RaftError::Refused(_) | RaftError::Membership(_)) => {
-            v2_error(StatusCode::CONFLICT, 23000, "membership change refused", e.to_string())
-        }
+        MembershipError::Refused(why) => v2_error(StatusCode::CONFLICT, 23000, "membership change refused", why),
         e => v2_error(StatusCode::SERVICE_UNAVAILABLE, 30000, "server error", e.to_string()),
     }
 }

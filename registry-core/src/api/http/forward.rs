@@ -13,6 +13,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::api::ApiState;
+use crate::consistency::admin::Responsible;
 use registry_proto::http::Params;
 
 /// Marks a request already forwarded by a member.
@@ -53,12 +54,12 @@ pub async fn to_responsible(s: &ApiState, p: &Params, method: Method, path: &str
         return None;
     }
     let tag = client_tag(p)?;
-    let (node, _) = s.distro.responsible_peer(&tag)?;
+    let Responsible { node_id: node, http_addr } = s.admin.responsible_member(&tag)?;
     // Its HTTP address as the member table records it: members may use unrelated ports.
-    let url = format!("http://{}{path}", s.raft.cluster().http_addr(node)?);
+    let url = format!("http://{}{path}", http_addr?);
     let request = client()?
         .request(method, &url)
-        .header(FORWARDED_HEADER, s.raft.node_id().to_string())
+        .header(FORWARDED_HEADER, s.admin.node_id().to_string())
         .header(header::USER_AGENT, p.user_agent.as_str())
         .query(&p.pairs().collect::<Vec<_>>());
     match request.send().await {

@@ -185,7 +185,7 @@ pub(super) fn switches_body(s: &ApiState) -> Value {
     let cfg = s.naming.config();
     // The running mode, not constants: a member replicates ephemeral data through Distro; a
     // standalone node (no peers ever configured) does not.
-    let standalone = s.distro.is_standalone();
+    let standalone = s.admin.is_standalone();
     json!({
         "name": "00-00---000-NACOS_SWITCH_DOMAIN-000---00-00",
         "defaultPushCacheMillis": registry_proto::wire::DEFAULT_CACHE_MILLIS,

@@ -17,6 +17,7 @@ use super::naming::{
     override_patch, page, service_clusters, service_create_params, service_patch, switches_body,
 };
 use crate::api::ApiState;
+use crate::consistency::admin::Responsible;
 use crate::model::InstanceOverride;
 use crate::model::key::DEFAULT_GROUP;
 use crate::naming::NameForm;
@@ -347,17 +348,15 @@ async fn push_state(State(s): State<ApiState>) -> V1Result {
 }
 
 /// The member responsible for the v1 client `ip:port` (Nacos' Distro hash over the healthy
-/// members, see `Distro::responsible_peer`), by its HTTP address: the one that takes that
+/// members, see `Admin::responsible_member`), by its HTTP address: the one that takes that
 /// client's writes and beats. This node when it is responsible, or standalone.
 async fn distro_client(State(s): State<ApiState>, p: Params) -> V1Result {
     let ip = p.required("ip")?;
     let port: u16 = p.required_num("port")?;
-    let server = match s.distro.responsible_peer(&format!("{ip}:{port}")) {
-        Some((id, _)) => s
-            .raft
-            .cluster()
-            .http_addr(id)
-            .ok_or_else(|| ApiError::Internal(format!("member {id} has no known HTTP address")))?,
+    let server = match s.admin.responsible_member(&format!("{ip}:{port}")) {
+        Some(Responsible { node_id, http_addr }) => {
+            http_addr.ok_or_else(|| ApiError::Internal(format!("member {node_id} has no known HTTP address")))?
+        }
         None => s.http_addr.to_string(),
     };
     Ok(Json(json!({ "responsibleServer": server })).into_response())

@@ -10,9 +10,11 @@ use tempfile::TempDir;
 use super::log_store::LogStore;
 use super::state_machine::StateMachine;
 use super::*;
+use crate::consistency::apply::Applier;
 use crate::consistency::command::{ApplyError, NamingCommand};
 use crate::model::{ClientId, Instance, ServiceKey, ServiceMetadata};
 use crate::state::NamingStore;
+use crate::storage::Db;
 
 const READY: Duration = Duration::from_secs(10);
 
