@@ -363,3 +363,84 @@ async fn bad_local_input_gets_the_servers_errors() {
         }
     }
 }
+
+/// Whether `server` lists a connection of the sidecar.
+async fn holds_sidecar(server: &Server) -> bool {
+    let (status, body) = call(client().get(server.url("/nacos/v2/core/loader/current"))).await;
+    status == 200 && body.contains("Nacos-Rust-Sidecar")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_member_the_sidecar_uses_moves_it_to_another_without_losing_the_instance() {
+    let mut cluster = crate::cluster::Cluster::start(3, None);
+    let app = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = app.local_addr().unwrap().port();
+    let servers: Vec<&Server> = cluster.members.iter().collect();
+    let sidecar = Sidecar::start(&servers, &declared_env("sc-failover", port));
+    let want = set(&[&format!("127.0.0.1:{port}")]);
+    for m in &cluster.members {
+        wait_http(m, "sc-failover", &want, Duration::from_secs(15)).await;
+    }
+    let mut connected = None;
+    for (i, m) in cluster.members.iter().enumerate() {
+        if holds_sidecar(m).await {
+            connected = Some(i);
+        }
+    }
+    let connected = connected.expect("one member holds the sidecar's connection");
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != connected).collect();
+
+    // Readers poll the survivors throughout the failover: the instance must never be missing.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for &i in &survivors {
+        let (url, stop, want) = (cluster.members[i].url("/nacos/v1/ns/instance/list"), Arc::clone(&stop), want.clone());
+        readers.push(tokio::spawn(async move {
+            let (mut reads, mut missing) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, body) = call(client().get(&url).query(&[("serviceName", "sc-failover")])).await;
+                if status == 200 {
+                    let hosts =
+                        serde_json::from_str::<Value>(&body).unwrap()["hosts"].as_array().cloned().unwrap_or_default();
+                    if crate::grpc_sdk::http_addrs(&hosts) != want {
+                        missing.push(body);
+                    }
+                    reads += 1;
+                }
+            }
+            (reads, missing)
+        }));
+    }
+    cluster.members[connected].kill9();
+    let moved = eventually(Duration::from_secs(30), || async {
+        for &i in &survivors {
+            if holds_sidecar(&cluster.members[i]).await {
+                return Some(i);
+            }
+        }
+        None
+    })
+    .await;
+    let moved = moved.expect("the sidecar reconnected to a surviving member");
+    assert!(sidecar.metric("sidecar_upstream_connects_total").await >= 2);
+    // The instance is published again by the new connection (redo), not only kept as a copy of
+    // the dead member's client: the member it moved to owns a client now.
+    let metrics_url = cluster.members[moved].url("/nacos/v1/ns/operator/metrics");
+    let owned = eventually(Duration::from_secs(10), || async {
+        let (_, body) = call(client().get(&metrics_url).query(&[("onlyStatus", "false")])).await;
+        let owned = serde_json::from_str::<Value>(&body).ok()?["responsibleClientCount"].as_u64()?;
+        (owned >= 1).then_some(owned)
+    })
+    .await;
+    assert!(owned.is_some(), "the member the sidecar moved to owns its redone publication");
+    for &i in &survivors {
+        wait_http(&cluster.members[i], "sc-failover", &want, Duration::from_secs(10)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        let (reads, missing) = reader.await.unwrap();
+        assert!(reads > 0, "the readers ran");
+        assert!(missing.is_empty(), "the instance went missing during the failover: {missing:?}");
+    }
+    drop(app);
+}
