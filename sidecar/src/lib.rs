@@ -5,6 +5,7 @@
 //!
 //! ```text
 //!  app (any Nacos SDK) ─► 127.0.0.1:9848 gRPC ─► local ─► upstream sessions ─► registry members
+//!                      ─► 127.0.0.1:8848 HTTP ─► local::http ─► first member that answers
 //!  env (webhook) ─► settings ─► declare (probe ─► publish, drain) ─► local
 //!  upstream events ─► cache (memory + disk) ─► local pushes
 //!  kubelet ─► :15090 admin: /live /ready /metrics /drain
@@ -53,6 +54,8 @@ pub enum StartError {
 
 /// A running sidecar.
 pub struct Running {
+    /// Local HTTP address (Open API v1/v2).
+    pub local_http: SocketAddr,
     /// Local gRPC address (the SDK channel).
     pub local_grpc: SocketAddr,
     /// Admin address.
@@ -101,6 +104,17 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         }
     });
 
+    let http_listener = bind(settings.local_http).await?;
+    let local_http = http_listener.local_addr().map_err(|e| StartError::Bind(settings.local_http, e))?;
+    let http_api = local::http::HttpApi::new(settings.servers.clone(), Arc::clone(&cache), Arc::clone(&stats)).router();
+    let http_stop = stop.child_token();
+    tasks.spawn(async move {
+        let served = axum::serve(http_listener, http_api).with_graceful_shutdown(http_stop.cancelled_owned()).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "local HTTP API failed");
+        }
+    });
+
     let grpc_listener = bind(settings.local_grpc).await?;
     let local_grpc = grpc_listener.local_addr().map_err(|e| StartError::Bind(settings.local_grpc, e))?;
     let closer = Arc::clone(&local);
@@ -143,8 +157,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             tracing::error!(error = %e, "admin port failed");
         }
     });
-    tracing::info!(grpc = %local_grpc, %admin, "sidecar listening");
-    Ok(Running { local_grpc, admin, declaration, stop, tasks })
+    tracing::info!(http = %local_http, grpc = %local_grpc, %admin, "sidecar listening");
+    Ok(Running { local_http, local_grpc, admin, declaration, stop, tasks })
 }
 
 impl Running {

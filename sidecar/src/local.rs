@@ -19,6 +19,7 @@
 //! failover cache, and fail with a clear error only when nothing was ever cached.
 
 mod config;
+pub mod http;
 mod naming;
 
 use std::collections::BTreeMap;

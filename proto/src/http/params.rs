@@ -151,6 +151,15 @@ pub fn parse_bool(v: &str) -> Option<bool> {
 }
 
 impl Params {
+    /// Parameters of a query string and a form body, read as [`Params::from_request`] reads
+    /// them (query values win), for callers that hold the raw request (the sidecar's proxy).
+    pub fn decode(query: &[u8], form: &[u8]) -> Result<Self, ParamError> {
+        let mut values = HashMap::new();
+        decode_into(query, &mut values)?;
+        decode_into(form, &mut values)?;
+        Ok(Self { values, ..Self::default() })
+    }
+
     /// Builds parameters from pairs (tests, internal callers).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         Self { values: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(), ..Self::default() }

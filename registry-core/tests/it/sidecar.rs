@@ -97,6 +97,10 @@ impl Sidecar {
         }
     }
 
+    fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
     fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin)
     }
@@ -139,6 +143,20 @@ fn declared_env(service: &str, port: u16) -> Vec<(&'static str, String)> {
 /// A raw SDK connection to the sidecar's local gRPC port (the shared client).
 async fn local_connection(sidecar: &Sidecar) -> Connection {
     Connection::connect(sidecar.grpc, &Setup::new("it-local-app", "naming")).await.expect("local connection")
+}
+
+/// The instance IPs of `sc-cached` and the content of `sc-cfg`, through the sidecar's HTTP API.
+async fn read_http(sidecar: &Sidecar) -> (Vec<String>, String) {
+    let (status, body) =
+        call(client().get(sidecar.http_url("/nacos/v1/ns/instance/list")).query(&[("serviceName", "sc-cached")])).await;
+    assert_eq!(status, 200, "{body}");
+    let info: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["name"], "DEFAULT_GROUP@@sc-cached", "the v1 (grouped) form: {body}");
+    let ips = info["hosts"].as_array().unwrap().iter().map(|h| h["ip"].as_str().unwrap().to_owned()).collect();
+    let query = [("dataId", "sc-cfg"), ("group", "DEFAULT_GROUP")];
+    let (status, content) = call(client().get(sidecar.http_url("/nacos/v1/cs/configs")).query(&query)).await;
+    assert_eq!(status, 200, "{content}");
+    (ips, content)
 }
 
 async fn publish_config(server: &Server, data_id: &str, content: &str) {
@@ -249,12 +267,19 @@ async fn with_the_registry_down_lookups_and_config_reads_come_from_the_cache() {
     };
     let live = read(local_connection(&sidecar).await).await;
     assert_eq!(live, (vec!["10.31.0.1".to_owned()], "k=v".to_owned()));
+    let http_live = read_http(&sidecar).await;
+    assert_eq!(http_live, live, "the local HTTP API passes reads through");
     let from_cache_before = sidecar.metric("sidecar_cache_answers_total").await;
 
     server.kill9();
     let during_outage = read(local_connection(&sidecar).await).await;
     assert_eq!(during_outage, live, "answered from the cache while the registry is down");
-    assert_eq!(sidecar.metric("sidecar_cache_answers_total").await, from_cache_before + 2);
+    assert_eq!(read_http(&sidecar).await, live, "the HTTP API answers from the cache too");
+    assert_eq!(sidecar.metric("sidecar_cache_answers_total").await, from_cache_before + 4);
+    let (status, body) =
+        call(client().get(sidecar.http_url("/nacos/v1/ns/instance/list")).query(&[("serviceName", "sc-never-seen")]))
+            .await;
+    assert_eq!(status, 503, "nothing cached: a clear 503: {body}");
 
     // A new sidecar on the same cache directory, the registry still down: from disk.
     sidecar.kill9();
@@ -381,13 +406,19 @@ async fn killing_the_member_the_sidecar_uses_moves_it_to_another_without_losing_
     for m in &cluster.members {
         wait_http(m, "sc-failover", &want, Duration::from_secs(15)).await;
     }
-    let mut connected = None;
-    for (i, m) in cluster.members.iter().enumerate() {
-        if holds_sidecar(m).await {
-            connected = Some(i);
+    // Exactly one member holds the sidecar's connection (a connect refused while a member was
+    // still starting may linger on it for a moment).
+    let connected = eventually(Duration::from_secs(10), || async {
+        let mut holding = Vec::new();
+        for (i, m) in cluster.members.iter().enumerate() {
+            if holds_sidecar(m).await {
+                holding.push(i);
+            }
         }
-    }
-    let connected = connected.expect("one member holds the sidecar's connection");
+        (holding.len() == 1).then(|| holding[0])
+    })
+    .await
+    .expect("one member holds the sidecar's connection");
     let survivors: Vec<usize> = (0..3).filter(|i| *i != connected).collect();
 
     // Readers poll the survivors throughout the failover: the instance must never be missing.
@@ -422,7 +453,12 @@ async fn killing_the_member_the_sidecar_uses_moves_it_to_another_without_losing_
     })
     .await;
     let moved = moved.expect("the sidecar reconnected to a surviving member");
-    assert!(sidecar.metric("sidecar_upstream_connects_total").await >= 2);
+    // The member lists the connection before the sidecar has finished setting it up.
+    let counted = eventually(Duration::from_secs(10), || async {
+        (sidecar.metric("sidecar_upstream_connects_total").await >= 2).then_some(())
+    })
+    .await;
+    assert!(counted.is_some(), "the sidecar counts its second connection");
     // The instance is published again by the new connection (redo), not only kept as a copy of
     // the dead member's client: the member it moved to owns a client now.
     let metrics_url = cluster.members[moved].url("/nacos/v1/ns/operator/metrics");
