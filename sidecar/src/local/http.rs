@@ -86,12 +86,9 @@ impl HttpApi {
                 Ok(response) => {
                     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
                     let mut out = HeaderMap::new();
-                    if let Some(ct) =
-                        response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
-                    {
-                        if let Ok(ct) = ct.parse() {
-                            out.insert(header::CONTENT_TYPE, ct);
-                        }
+                    let content_type = response.headers().get(reqwest::header::CONTENT_TYPE);
+                    if let Some(ct) = content_type.and_then(|v| v.to_str().ok()).and_then(|ct| ct.parse().ok()) {
+                        out.insert(header::CONTENT_TYPE, ct);
                     }
                     match response.bytes().await {
                         Ok(body) => return Some((status, out, body)),
