@@ -60,8 +60,12 @@ enum Scenario {
         #[arg(long, default_value_t = 60)]
         deadline_s: u64,
     },
-    /// Closed-loop gRPC registration throughput (`InstanceRequest`, a new service per request).
+    /// Closed-loop gRPC registration throughput (`InstanceRequest`, a new service per request),
+    /// or with `--query` lookups of a subscribed 10-instance service (`ServiceQueryRequest`).
     GrpcRegister {
+        /// Query a subscribed service instead of registering (a sidecar answers from its cache).
+        #[arg(long)]
+        query: bool,
         /// gRPC address of the server.
         #[arg(long)]
         grpc: SocketAddr,
@@ -210,7 +214,7 @@ async fn main() -> anyhow::Result<()> {
             let r = http_load::run(http, load, http_ops::shape(op, run)).await?;
             println!("{}", report::load_row(&format!("{concurrency} conns"), &r, count as u64));
         }
-        Scenario::GrpcRegister { grpc, connections, count, deadline_s } => {
+        Scenario::GrpcRegister { grpc, connections, count, deadline_s, query } => {
             check_loopback(&grpc).map_err(anyhow::Error::msg)?;
             let cfg = grpc_register::GrpcRegister {
                 grpc,
@@ -218,7 +222,7 @@ async fn main() -> anyhow::Result<()> {
                 count: count as usize,
                 deadline: Duration::from_secs(deadline_s),
             };
-            let r = grpc_register::run(&cfg).await?;
+            let r = if query { grpc_register::run_query(&cfg).await? } else { grpc_register::run(&cfg).await? };
             println!("{}", report::load_row(&format!("{connections} conns"), &r, count));
         }
         Scenario::Connections { grpc, count, batch, hold_s, deadline_s } => {

@@ -11,3 +11,18 @@ pub mod service_info;
 pub mod udp;
 
 pub use service_info::{DEFAULT_CACHE_MILLIS, InstanceInfo, NameForm, ServiceInfo};
+
+/// The SDK requests a Nacos server answers besides `ServerCheckRequest` and
+/// `HealthCheckRequest` (which the channel itself answers): others get `ErrorResponse` 302.
+pub const REQUEST_TYPES: &[&str] = &[
+    "InstanceRequest",
+    "PersistentInstanceRequest",
+    "BatchInstanceRequest",
+    "ServiceQueryRequest",
+    "SubscribeServiceRequest",
+    "ServiceListRequest",
+    "ConfigQueryRequest",
+    "ConfigPublishRequest",
+    "ConfigRemoveRequest",
+    "ConfigBatchListenRequest",
+];

@@ -30,6 +30,7 @@ use registry_proto::client::{ClientError, Event};
 use registry_proto::model::ServiceKey;
 use registry_proto::nacos::Payload;
 use registry_proto::server::{Connection, Handler};
+use registry_proto::wire::REQUEST_TYPES;
 use registry_proto::wire::codes::{ERR_BAD_GATEWAY, INVALID_PARAM, SERVER_ERROR};
 use registry_proto::wire::frame::{error_response, payload};
 use registry_proto::wire::naming::WireInstance;
@@ -61,6 +62,17 @@ struct State {
     publications: BTreeMap<ServiceKey, BTreeMap<Owner, Vec<WireInstance>>>,
     subscribers: BTreeMap<ServiceKey, BTreeMap<String, Subscriber>>,
     listeners: BTreeMap<ConfigId, BTreeMap<String, Arc<Connection>>>,
+}
+
+/// Removes `id` from the members of `key`; true when it was the last one (the entry is gone).
+fn remove_member<K: Ord, V>(map: &mut BTreeMap<K, BTreeMap<String, V>>, key: &K, id: &str) -> bool {
+    let Some(members) = map.get_mut(key) else { return false };
+    members.remove(id);
+    let last = members.is_empty();
+    if last {
+        map.remove(key);
+    }
+    last
 }
 
 /// A refused local request: an `ErrorResponse` with this code, as the server would answer.
@@ -112,20 +124,6 @@ pub struct Local {
     publishing: tokio::sync::Mutex<()>,
     next_request_id: AtomicU64,
 }
-
-/// Request types answered (the rest get `ErrorResponse` 302, as from the server).
-const HANDLED: &[&str] = &[
-    "InstanceRequest",
-    "PersistentInstanceRequest",
-    "BatchInstanceRequest",
-    "ServiceQueryRequest",
-    "SubscribeServiceRequest",
-    "ServiceListRequest",
-    "ConfigQueryRequest",
-    "ConfigPublishRequest",
-    "ConfigRemoveRequest",
-    "ConfigBatchListenRequest",
-];
 
 impl Local {
     /// The local API over `upstream`.
@@ -260,7 +258,7 @@ impl Local {
 
 impl Handler for Local {
     fn handles(&self, kind: &str) -> bool {
-        HANDLED.contains(&kind)
+        REQUEST_TYPES.contains(&kind)
     }
 
     fn ready(&self) -> bool {

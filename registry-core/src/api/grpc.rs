@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use registry_proto::nacos::Payload;
 use registry_proto::server::{Connection, Connections, Handler};
+use registry_proto::wire::REQUEST_TYPES;
 use registry_proto::wire::codes::ERR_NO_HANDLER;
 use registry_proto::wire::frame::error_response;
 use tokio::net::TcpListener;
@@ -30,21 +31,6 @@ use crate::push::PushHandle;
 
 /// Tunables of the gRPC channel (TOML section `[grpc]`).
 pub use registry_proto::server::ChannelConfig as GrpcConfig;
-
-/// Request types this server handles (besides ServerCheck and HealthCheck, which the channel
-/// answers itself).
-const HANDLED: &[&str] = &[
-    "InstanceRequest",
-    "PersistentInstanceRequest",
-    "BatchInstanceRequest",
-    "ServiceQueryRequest",
-    "SubscribeServiceRequest",
-    "ServiceListRequest",
-    "ConfigQueryRequest",
-    "ConfigPublishRequest",
-    "ConfigRemoveRequest",
-    "ConfigBatchListenRequest",
-];
 
 /// What the gRPC handlers share.
 #[derive(Clone)]
@@ -98,7 +84,7 @@ pub async fn serve(
 
 impl Handler for GrpcState {
     fn handles(&self, kind: &str) -> bool {
-        HANDLED.contains(&kind)
+        REQUEST_TYPES.contains(&kind)
     }
 
     fn ready(&self) -> bool {

@@ -10,7 +10,7 @@ use registry_proto::wire::config::{BatchListenRequest, ConfigRequest};
 use registry_proto::wire::frame::{ok_response, payload};
 use serde_json::{Value, json};
 
-use super::{Local, Reject, parse, unreachable};
+use super::{Local, Reject, parse, remove_member, unreachable};
 use crate::cache::{CachedConfig, ConfigId};
 
 fn id_of(tenant: Option<&str>, group: Option<&str>, data_id: Option<&str>) -> ConfigId {
@@ -78,16 +78,7 @@ impl Local {
                     changed.push(json!({ "dataId": data_id, "group": group, "tenant": tenant }));
                 }
             } else {
-                let last = {
-                    let mut state = self.state();
-                    let conns = state.listeners.entry(id.clone()).or_default();
-                    conns.remove(&conn_id);
-                    let last = conns.is_empty();
-                    if last {
-                        state.listeners.remove(&id);
-                    }
-                    last
-                };
+                let last = remove_member(&mut self.state().listeners, &id, &conn_id);
                 if last {
                     let _ = session.unlisten_config(&tenant, &group, &data_id).await;
                 }

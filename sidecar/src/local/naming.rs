@@ -16,7 +16,7 @@ use registry_proto::wire::naming::{
 };
 use serde_json::json;
 
-use super::{Local, Owner, Reject, Subscriber, parse, unreachable};
+use super::{Local, Owner, Reject, Subscriber, parse, remove_member, unreachable};
 
 /// `info` as a subscriber to `clusters` (comma-separated, empty = all) sees it.
 pub(super) fn filtered(info: &ServiceInfo, clusters: &str) -> ServiceInfo {
@@ -131,16 +131,7 @@ impl Local {
         let clusters = req.clusters.unwrap_or_default();
         let id = conn.meta.connection_id.clone();
         if !req.subscribe {
-            let last = {
-                let mut state = self.state();
-                let subs = state.subscribers.entry(key.clone()).or_default();
-                subs.remove(&id);
-                let last = subs.is_empty();
-                if last {
-                    state.subscribers.remove(&key);
-                }
-                last
-            };
+            let last = remove_member(&mut self.state().subscribers, &key, &id);
             if last {
                 self.unsubscribe_upstream(&key).await;
             }

@@ -40,7 +40,7 @@ fn service_param(p: &Params) -> Result<crate::model::ServiceKey, super::error::A
         None => (p.opt("groupName").unwrap_or("DEFAULT_GROUP"), name),
     };
     let namespace = p.opt("namespaceId").filter(|n| !n.is_empty()).unwrap_or("public");
-    crate::model::ServiceKey::new(namespace, group, name).map_err(|e| super::error::ApiError::BadRequest(e.to_string()))
+    crate::model::ServiceKey::new(namespace, group, name).map_err(|e| super::error::ApiError::bad_request(e.to_string()))
 }
 
 /// This member's digest of its ephemeral data: equal on members whose views agree. With
@@ -256,7 +256,7 @@ fn node_id(p: &Params) -> Result<u64, super::error::ApiError> {
 async fn add_member(State(s): State<ApiState>, p: Params) -> Result<Response, super::error::V2> {
     let id = node_id(&p)?;
     let address = p.required("address")?;
-    let addr = crate::cluster::MemberAddr::parse(address).map_err(super::error::ApiError::BadRequest)?;
+    let addr = crate::cluster::MemberAddr::parse(address).map_err(super::error::ApiError::bad_request)?;
     Ok(membership_answer(s.admin.add_learner(id, &addr).await))
 }
 

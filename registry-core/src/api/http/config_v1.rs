@@ -152,10 +152,10 @@ async fn import(s: &ApiState, p: &Params) -> V1Result {
     let tenant = p.opt_any(&["namespace", "tenant", "namespaceId"]).unwrap_or_default().to_owned();
     let policy = p.opt("policy").unwrap_or("ABORT").to_ascii_uppercase();
     if !matches!(policy.as_str(), "ABORT" | "SKIP" | "OVERWRITE") {
-        return Err(ApiError::BadRequest(format!("unknown policy '{policy}' (ABORT | SKIP | OVERWRITE)")).into());
+        return Err(ApiError::bad_request(format!("unknown policy '{policy}' (ABORT | SKIP | OVERWRITE)")).into());
     }
     let zip = upload(p).await?;
-    let entries = archive::import(&zip).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let entries = archive::import(&zip).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (mut succ, mut skipped, mut failed) = (0usize, Vec::new(), Vec::new());
     for e in entries {
         let pair = json!({ "dataId": e.data_id, "group": e.group });
@@ -197,7 +197,7 @@ async fn upload(p: &Params) -> Result<bytes::Bytes, ApiError> {
     let content_type = p.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let Ok(boundary) = multer::parse_boundary(content_type) else {
         if p.body.is_empty() {
-            return Err(ApiError::MissingParam("file"));
+            return Err(ApiError::missing("file"));
         }
         return Ok(p.body.clone());
     };
@@ -205,13 +205,13 @@ async fn upload(p: &Params) -> Result<bytes::Bytes, ApiError> {
     let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
     let mut multipart = multer::Multipart::new(stream, boundary);
     while let Some(field) =
-        multipart.next_field().await.map_err(|e| ApiError::BadRequest(format!("bad multipart body: {e}")))?
+        multipart.next_field().await.map_err(|e| ApiError::bad_request(format!("bad multipart body: {e}")))?
     {
         if field.name() == Some("file") {
-            return field.bytes().await.map_err(|e| ApiError::BadRequest(format!("bad multipart body: {e}")));
+            return field.bytes().await.map_err(|e| ApiError::bad_request(format!("bad multipart body: {e}")));
         }
     }
-    Err(ApiError::MissingParam("file"))
+    Err(ApiError::missing("file"))
 }
 
 async fn get_config(State(s): State<ApiState>, p: Params) -> V1Result {
@@ -260,8 +260,8 @@ async fn get_config(State(s): State<ApiState>, p: Params) -> V1Result {
         return Ok(Json(json!({ "code": 200, "message": "query beta ok", "data": data })).into_response());
     }
     if p.opt("tag").is_some() {
-        return Err(ApiError::BadRequest(
-            "tag variants are not supported; use beta (betaIps) or label gray rules".into(),
+        return Err(ApiError::bad_request(
+            "tag variants are not supported; use beta (betaIps) or label gray rules",
         )
         .into());
     }
@@ -286,7 +286,7 @@ async fn delete(State(s): State<ApiState>, p: Params) -> V1Result {
         let ids: Vec<u64> = p
             .required("ids")?
             .split(',')
-            .map(|i| i.trim().parse::<u64>().map_err(|_| ApiError::BadRequest(format!("invalid id '{i}'"))))
+            .map(|i| i.trim().parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid id '{i}'"))))
             .collect::<Result<_, _>>()?;
         let all = s.configs.search(p.opt_any(&["tenant", "namespaceId"]).unwrap_or_default(), "", "", "", false);
         for (key, _) in all.into_iter().filter(|(_, i)| ids.contains(&i.id)) {
@@ -325,8 +325,8 @@ fn parse_listening(raw: &str) -> Result<Vec<ListenRecord>, ApiError> {
         let (data_id, group, md5, tenant) = match fields.as_slice() {
             [d, g, m] => (*d, *g, *m, ""),
             [d, g, m, t] => (*d, *g, *m, *t),
-            f if f.len() > 4 => return Err(ApiError::BadRequest("invalid protocol,too much key".into())),
-            _ => return Err(ApiError::BadRequest("invalid protocol: a record needs dataId, group and md5".into())),
+            f if f.len() > 4 => return Err(ApiError::bad_request("invalid protocol,too much key")),
+            _ => return Err(ApiError::bad_request("invalid protocol: a record needs dataId, group and md5")),
         };
         let key = ConfigKey::new(tenant, group, data_id).map_err(ConfigError::from)?;
         out.push(ListenRecord {
@@ -336,7 +336,7 @@ fn parse_listening(raw: &str) -> Result<Vec<ListenRecord>, ApiError> {
             listening: Listening { key, md5: md5.to_owned() },
         });
         if out.len() > MAX_LISTEN_KEYS {
-            return Err(ApiError::BadRequest(format!("too many keys: at most {MAX_LISTEN_KEYS} per request")));
+            return Err(ApiError::bad_request(format!("too many keys: at most {MAX_LISTEN_KEYS} per request")));
         }
     }
     Ok(out)
@@ -376,7 +376,7 @@ fn changed_body(records: &[ListenRecord], changed: &[usize]) -> String {
 }
 
 async fn listener(State(s): State<ApiState>, p: Params) -> V1Result {
-    let raw = p.values_raw("Listening-Configs").ok_or(ApiError::MissingParam("Listening-Configs"))?;
+    let raw = p.values_raw("Listening-Configs").ok_or(ApiError::missing("Listening-Configs"))?;
     let records = parse_listening(raw)?;
     let entries: Vec<Listening> = records.iter().map(|r| r.listening.clone()).collect();
     let ip = caller_ip(&p);
@@ -386,7 +386,7 @@ async fn listener(State(s): State<ApiState>, p: Params) -> V1Result {
     let timeout = header(&p, "Long-Pulling-Timeout").map(|v| {
         v.parse::<i64>()
             .map(|t| u64::try_from(t).unwrap_or(0).min(MAX_LONG_POLL_MS))
-            .map_err(|_| ApiError::BadRequest(format!("Long-Pulling-Timeout '{v}' is not a number")))
+            .map_err(|_| ApiError::bad_request(format!("Long-Pulling-Timeout '{v}' is not a number")))
     });
     let changed = match timeout {
         None => s.configs.changed(&entries, reader),

@@ -60,8 +60,8 @@ async fn delete(State(s): State<ApiState>, p: P) -> V2Result {
 async fn publish_gray(State(s): State<ApiState>, p: P) -> V2Result {
     let p = p?;
     let key = config_key(&p)?;
-    let rule = gray_rule(&p)?.ok_or(ApiError::MissingParam("betaIps"))?;
-    let content = p.values_raw("content").ok_or(ApiError::MissingParam("content"))?.to_owned();
+    let rule = gray_rule(&p)?.ok_or(ApiError::missing("betaIps"))?;
+    let content = p.values_raw("content").ok_or(ApiError::missing("content"))?.to_owned();
     let edk = p.opt("encryptedDataKey").unwrap_or_default().to_owned();
     s.configs.publish_gray(key, rule, content, edk).await?;
     Ok(v2_ok(true))
@@ -74,7 +74,7 @@ async fn stop_gray(State(s): State<ApiState>, p: P) -> V2Result {
     let kind = match p.opt("kind").unwrap_or("beta") {
         "beta" => GrayKind::Beta,
         "labels" => GrayKind::Labels,
-        other => return Err(ApiError::BadRequest(format!("unknown gray kind '{other}' (beta | labels)")).into()),
+        other => return Err(ApiError::bad_request(format!("unknown gray kind '{other}' (beta | labels)")).into()),
     };
     s.configs.stop_gray(key, kind).await?;
     Ok(v2_ok(true))

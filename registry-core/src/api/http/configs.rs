@@ -31,7 +31,7 @@ pub(super) async fn read_consistency(s: &ApiState, p: &Params) -> Result<(), Api
     match p.opt("consistency") {
         None | Some("local") => Ok(()),
         Some("linearizable") => Ok(s.configs.read_barrier().await?),
-        Some(other) => Err(ApiError::BadRequest(format!("consistency '{other}' is not one of: local, linearizable"))),
+        Some(other) => Err(ApiError::bad_request(format!("consistency '{other}' is not one of: local, linearizable"))),
     }
 }
 
@@ -102,11 +102,11 @@ pub(super) fn gray_rule(p: &Params) -> Result<Option<GrayRule>, ApiError> {
 pub(super) async fn publish_from(s: &ApiState, p: &Params) -> Result<(), ApiError> {
     let key = config_key(p)?;
     if p.opt("tag").is_some() {
-        return Err(ApiError::BadRequest(
-            "tag variants are not supported; use beta (betaIps) or label gray rules".into(),
+        return Err(ApiError::bad_request(
+            "tag variants are not supported; use beta (betaIps) or label gray rules",
         ));
     }
-    let content = p.values_raw("content").ok_or(ApiError::MissingParam("content"))?.to_owned();
+    let content = p.values_raw("content").ok_or(ApiError::missing("content"))?.to_owned();
     let meta = meta_from(p);
     if let Some(rule) = gray_rule(p)? {
         s.configs.publish_gray(key, rule, content, meta.encrypted_data_key).await?;

@@ -21,15 +21,9 @@ use registry_proto::model::metadata::MetadataError;
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// A required parameter is absent or blank.
-    #[error("Parameter '{0}' is missing")]
-    MissingParam(&'static str),
-    /// A parameter is malformed.
-    #[error("{0}")]
-    BadRequest(String),
-    /// The request body is larger than the configured limit.
-    #[error("request body is larger than the configured limit")]
-    PayloadTooLarge,
+    /// A parameter is absent, malformed, or the body too large (read by the shared `Params`).
+    #[error(transparent)]
+    Param(#[from] ParamError),
     /// A domain rule refused the request.
     #[error(transparent)]
     Naming(#[from] NamingError),
@@ -47,31 +41,31 @@ impl From<NameError> for ApiError {
     }
 }
 
-impl From<ParamError> for ApiError {
-    fn from(e: ParamError) -> Self {
-        match e {
-            ParamError::MissingParam(name) => Self::MissingParam(name),
-            ParamError::BadRequest(detail) => Self::BadRequest(detail),
-            ParamError::PayloadTooLarge => Self::PayloadTooLarge,
-            ParamError::Name(e) => e.into(),
-        }
-    }
-}
-
 impl From<MetadataError> for ApiError {
     fn from(e: MetadataError) -> Self {
-        Self::BadRequest(e.to_string())
+        Self::bad_request(e.to_string())
     }
 }
 
 impl ApiError {
+    /// A malformed parameter.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::Param(ParamError::BadRequest(detail.into()))
+    }
+
+    /// A required parameter that is absent or blank.
+    pub fn missing(name: &'static str) -> Self {
+        Self::Param(ParamError::MissingParam(name))
+    }
+
     /// HTTP status, v2 detail code and v2 abstract.
     fn classify(&self) -> (StatusCode, u32, &'static str) {
         use NamingError as N;
         match self {
-            Self::MissingParam(_) => (StatusCode::BAD_REQUEST, 10000, "parameter missing"),
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, 20002, "parameter validate error"),
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, 20002, "parameter validate error"),
+            Self::Param(ParamError::MissingParam(_)) => (StatusCode::BAD_REQUEST, 10000, "parameter missing"),
+            Self::Param(ParamError::BadRequest(_)) => (StatusCode::BAD_REQUEST, 20002, "parameter validate error"),
+            Self::Param(ParamError::PayloadTooLarge) => (StatusCode::PAYLOAD_TOO_LARGE, 20002, "parameter validate error"),
+            Self::Param(ParamError::Name(e)) => Self::Naming(NamingError::Name(e.clone())).classify(),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, 30000, "server error"),
             Self::Config(c) => match c {
                 ConfigError::Key(_) => (StatusCode::BAD_REQUEST, 20008, "invalid dataId"),

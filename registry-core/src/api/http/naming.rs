@@ -59,14 +59,14 @@ pub(super) async fn beat_reply(s: &ApiState, p: &Params) -> Result<Response, Api
     let key = p.service_key()?;
     let beat: Option<BeatInfo> = match p.opt("beat") {
         Some(raw) => {
-            Some(serde_json::from_str(raw).map_err(|e| ApiError::BadRequest(format!("beat is not valid JSON: {e}")))?)
+            Some(serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("beat is not valid JSON: {e}")))?)
         }
         None => None,
     };
     let ip = p.opt("ip").unwrap_or_default();
     let port: u16 = p.num("port")?.unwrap_or(0);
     if beat.is_none() && (ip.is_empty() || port == 0) {
-        return Err(ApiError::MissingParam("ip"));
+        return Err(ApiError::missing("ip"));
     }
     let reply = s.naming.beat(&key, ip, port, &p.cluster(), beat).await?;
     Ok(Json(json!({
@@ -83,10 +83,10 @@ fn selector_param(p: &Params) -> Result<Option<Value>, ApiError> {
         None => Ok(None),
         Some(raw) => {
             let v: Value = serde_json::from_str(raw)
-                .map_err(|e| ApiError::BadRequest(format!("selector is not valid JSON: {e}")))?;
+                .map_err(|e| ApiError::bad_request(format!("selector is not valid JSON: {e}")))?;
             match v.get("type").and_then(Value::as_str) {
                 Some("none" | "label") => Ok(Some(v)),
-                _ => Err(ApiError::BadRequest("selector type must be 'none' or 'label'".into())),
+                _ => Err(ApiError::bad_request("selector type must be 'none' or 'label'")),
             }
         }
     }
@@ -132,10 +132,10 @@ pub(super) fn page<T: Clone>(items: &[T], page_no: usize, page_size: usize) -> V
 /// `useInstancePort4Check` and `metadata`.
 pub(super) fn cluster_metadata(p: &Params) -> Result<ClusterMetadata, ApiError> {
     let checker: Value = serde_json::from_str(p.required("healthChecker")?)
-        .map_err(|e| ApiError::BadRequest(format!("healthChecker is not valid JSON: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("healthChecker is not valid JSON: {e}")))?;
     match checker.get("type").and_then(Value::as_str).map(str::to_ascii_uppercase).as_deref() {
         Some("TCP" | "HTTP" | "MYSQL" | "NONE") => {}
-        _ => return Err(ApiError::BadRequest("healthChecker type must be one of TCP, HTTP, MYSQL, NONE".into())),
+        _ => return Err(ApiError::bad_request("healthChecker type must be one of TCP, HTTP, MYSQL, NONE")),
     }
     Ok(ClusterMetadata {
         health_check_port: p.required_num("checkPort")?,
@@ -148,7 +148,7 @@ pub(super) fn cluster_metadata(p: &Params) -> Result<ClusterMetadata, ApiError> 
 /// The required health flag (`healthy`, or `valid` as older clients send it).
 pub(super) fn healthy_param(p: &Params) -> Result<bool, ApiError> {
     if p.opt_any(&["healthy", "valid"]).is_none() {
-        return Err(ApiError::MissingParam("healthy"));
+        return Err(ApiError::missing("healthy"));
     }
     Ok(p.bool_or(&["healthy", "valid"], true)?)
 }

@@ -130,7 +130,7 @@ async fn list_instances(State(s): State<ApiState>, p: Params) -> V1Result {
     if udp_port > 0 && is_push_capable(&p.user_agent) {
         let ip = match p.opt("clientIP").map(str::parse::<IpAddr>) {
             Some(Ok(ip)) => Some(ip),
-            Some(Err(_)) => return Err(ApiError::BadRequest("clientIP is not an IP address".into()).into()),
+            Some(Err(_)) => return Err(ApiError::bad_request("clientIP is not an IP address").into()),
             None => p.remote.map(|r| r.ip()),
         };
         if let Some(ip) = ip {
@@ -328,7 +328,7 @@ async fn switches(State(s): State<ApiState>) -> V1Result {
 /// Switches are configuration here (flags, env, file), not runtime state; say so clearly.
 async fn update_switch(p: Params) -> V1Result {
     let entry = p.required("entry")?;
-    Err(ApiError::BadRequest(format!(
+    Err(ApiError::bad_request(format!(
         "switch '{entry}' cannot be changed at runtime on this server; set it in the server configuration"
     ))
     .into())
