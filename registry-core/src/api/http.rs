@@ -7,6 +7,7 @@
 //!            ├─ config_v2::routes()  /nacos/v2/cs/...     configs, gray rules, history
 //!            ├─ console::routes()    /nacos/v1/console/health/{liveness,readiness}
 //!            └─ admin::routes()      /nacos/v2/core/loader/current (connections), /metrics
+//!                                    + metrics::append (sections of other subsystems)
 //! ```
 //! Every handler reads parameters through `registry_proto::http::Params` (query string + form
 //! body, shared with the sidecar).
@@ -21,6 +22,7 @@ mod configs;
 pub mod console;
 pub mod error;
 pub mod forward;
+mod metrics;
 mod naming;
 pub mod naming_v1;
 pub mod naming_v2;
@@ -53,6 +55,7 @@ pub fn router(state: ApiState, config: &HttpConfig) -> Router {
         .merge(config_v2::routes())
         .merge(console::routes())
         .merge(admin::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::append))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
 }
