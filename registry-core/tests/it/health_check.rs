@@ -125,6 +125,15 @@ async fn set_checker(server: &Server, service: &str, cluster: &str, checker: &Va
     assert_eq!((status, body.as_str()), (200, "ok"));
 }
 
+/// A service with metadata has a protect threshold (0 by default), and a list whose instances
+/// are all unhealthy reaches it and shows them healthy (Nacos' rule, spec §2.5). A second,
+/// always healthy instance (cluster `keep`, checker `NONE`, so never probed) keeps the list
+/// showing the real health of the one under test.
+async fn keep_one_healthy(server: &Server, service: &str) {
+    set_checker(server, service, "keep", &serde_json::json!({ "type": "NONE" }), true).await;
+    register(server, service, "keep", SocketAddr::from(([127, 0, 0, 1], 1)), "").await;
+}
+
 /// Registers a persistent instance.
 async fn register(server: &Server, service: &str, cluster: &str, addr: SocketAddr, metadata: &str) {
     let mut form = vec![
@@ -212,6 +221,7 @@ async fn http_checker_follows_nacos_status_rules() {
     let addr = target.addr;
     create_service(&server, "http-checked").await;
     set_checker(&server, "http-checked", "web", &serde_json::json!({ "type": "HTTP", "path": "/health" }), true).await;
+    keep_one_healthy(&server, "http-checked").await;
     register(&server, "http-checked", "web", addr, "").await;
     wait_checks(&server, "HTTP", 1).await;
     assert_eq!(health(&server, "http-checked", addr).await, Some(true));
@@ -245,6 +255,7 @@ async fn mysql_checker_keeps_only_the_writable_server_healthy_and_bad_credential
     let checker = |pwd: &str| serde_json::json!({ "type": "MYSQL", "user": "probe", "pwd": pwd, "cmd": master_check });
     create_service(&server, "db").await;
     set_checker(&server, "db", "DEFAULT", &checker("pw"), true).await;
+    keep_one_healthy(&server, "db").await;
     register(&server, "db", "DEFAULT", db.addr(), "").await;
     wait_checks(&server, "MYSQL", 1).await;
     assert_eq!(health(&server, "db", db.addr()).await, Some(true));
