@@ -12,7 +12,8 @@
 //!
 //! Layout: this file holds the service, its configuration and the writes (instances, services,
 //! clusters, manual health); `beat.rs` the v1 heartbeat protocol; `queries.rs` the reads and
-//! counts; `error.rs` [`NamingError`]. Selection and the `ServiceInfo` shape are the shared
+//! counts; `error.rs` [`NamingError`]; `checker.rs` the server-side health checks of persistent
+//! instances. Selection and the `ServiceInfo` shape are the shared
 //! crate's (`registry_proto::select`, `registry_proto::wire`), used by clients too.
 //!
 //! Checks that depend on ephemeral data (a service's kind, whether it exists) happen here,
