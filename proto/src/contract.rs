@@ -59,8 +59,9 @@ pub mod sidecar {
     /// containers get SIGTERM.
     pub const DRAIN_PATH: &str = "/drain";
 
-    /// Instance metadata key set by the sidecar on a persistent instance whose health it reports
-    /// from its own probe: the server does not probe such an instance.
+    /// Instance metadata key the sidecar sets (any non-empty value) on the instances whose
+    /// health it reports itself: the registry's own health checks skip them, so the sidecar's
+    /// probe is the one source of their health.
     pub const HEALTH_REPORTED_METADATA: &str = "nacos.rs/health-reported-by";
 
     /// Environment variable names, in the order the webhook writes them.

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::configs::{self, ConfigService};
 use crate::consistency::distro::{Distro, DistroService};
 use crate::consistency::{Admin, Applier, Consistency, RaftNode, raft::RaftError};
-use crate::naming::{NamingService, cleaner, health};
+use crate::naming::{NamingService, checker, cleaner, health};
 use crate::push::{self, PushHandle};
 use crate::state::NamingStore;
 use registry_proto::server::Connections;
@@ -223,6 +223,7 @@ impl App {
         });
         tasks.spawn(health::run_sweeper(state.naming.clone(), shutdown.child_token()));
         tasks.spawn(cleaner::run_cleaner(state.naming.clone(), shutdown.child_token()));
+        tasks.spawn(checker::run(state.naming.clone(), shutdown.child_token()));
         tasks.spawn(state.configs.clone().run_history_cleaner(shutdown.child_token()));
 
         let trigger = shutdown.clone();

@@ -330,6 +330,10 @@ impl Config {
         if self.naming.beat_check_interval_ms == 0 || self.naming.empty_service_clean_interval_ms == 0 {
             return invalid("naming check intervals must be positive");
         }
+        let checks = &self.naming.health_check;
+        if checks.max_concurrency == 0 || checks.resync_interval_ms == 0 {
+            return invalid("naming.health_check.max_concurrency and resync_interval_ms must be positive");
+        }
         if self.push.udp_ack_timeout_ms == 0 {
             return invalid("push.udp_ack_timeout_ms must be positive");
         }

@@ -79,6 +79,17 @@ impl Consistency {
         self.distro.as_ref().is_none_or(|d| d.owns(client))
     }
 
+    /// Whether this member is responsible for the v1 client tag `ip:port` (Nacos' Distro hash
+    /// over the healthy members, see `Distro::responsible_peer`); always without Distro.
+    pub fn responsible_for(&self, tag: &str) -> bool {
+        self.distro.as_ref().is_none_or(|d| d.responsible_peer(tag).is_none())
+    }
+
+    /// Change events of everything applied from now on (the single writer's broadcast).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::model::ChangeEvent> {
+        self.applier.subscribe()
+    }
+
     /// The Raft node (readiness, metrics, shutdown).
     pub fn raft(&self) -> &RaftNode {
         &self.raft

@@ -7,17 +7,20 @@
 //!            consistency::submit ──► Raft (persistent) | local apply (ephemeral)
 //!  health.rs: beat tracker + sweeper ──► SetEphemeralHealth / UnpublishEphemeral
 //!  cleaner.rs: empty services ──► RemoveEmptyService
+//!  checker.rs: probes of persistent instances ──► SetPersistentHealth
 //! ```
 //!
 //! Layout: this file holds the service, its configuration and the writes (instances, services,
 //! clusters, manual health); `beat.rs` the v1 heartbeat protocol; `queries.rs` the reads and
-//! counts; `error.rs` [`NamingError`]. Selection and the `ServiceInfo` shape are the shared
+//! counts; `error.rs` [`NamingError`]; `checker.rs` the server-side health checks of persistent
+//! instances. Selection and the `ServiceInfo` shape are the shared
 //! crate's (`registry_proto::select`, `registry_proto::wire`), used by clients too.
 //!
 //! Checks that depend on ephemeral data (a service's kind, whether it exists) happen here,
 //! before submitting, because Raft commands must be decided by replicated data alone.
 
 mod beat;
+pub mod checker;
 pub mod cleaner;
 mod error;
 pub mod health;
@@ -68,6 +71,8 @@ pub struct NamingConfig {
     pub empty_service_clean_interval_ms: u64,
     /// How long a service must stay empty before removal (ms). Nacos: 60 000.
     pub empty_service_expire_ms: u64,
+    /// Server-side health checks of persistent instances (`[naming.health_check]`).
+    pub health_check: checker::CheckerConfig,
 }
 
 impl Default for NamingConfig {
@@ -78,6 +83,7 @@ impl Default for NamingConfig {
             light_beat_enabled: true,
             empty_service_clean_interval_ms: 60_000,
             empty_service_expire_ms: 60_000,
+            health_check: checker::CheckerConfig::default(),
         }
     }
 }
@@ -102,6 +108,8 @@ pub struct NamingService {
     beats: Arc<BeatTracker>,
     config: Arc<NamingConfig>,
     cache: Arc<queries::QueryCache>,
+    /// Counters of the health checks this member runs (`checker.rs`).
+    checks: Arc<checker::CheckStats>,
 }
 
 impl NamingService {
@@ -113,6 +121,7 @@ impl NamingService {
             beats: Arc::new(BeatTracker::default()),
             config: Arc::new(config),
             cache: Arc::new(queries::QueryCache::default()),
+            checks: Arc::new(checker::CheckStats::default()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The Nacos JSON shapes of instances and of `ServiceInfo` (spec §2.2, §2.3), shared by every
 //! transport that returns instance lists (HTTP v1/v2 queries, gRPC, UDP pushes).
-//! Every field clients require is always present; strings are never `null` (spec §16.5).
+//! Every field clients require is always present; strings are never `null` (spec §16.5). Read
+//! leniently: a field another server leaves out (r-nacos sends no `valid`) takes its default.
 
 use std::collections::BTreeMap;
 
@@ -14,8 +15,8 @@ use crate::select::Selection;
 pub const DEFAULT_CACHE_MILLIS: u64 = 10_000;
 
 /// An instance as clients read it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct InstanceInfo {
     /// Client-given id or `ip#port#cluster#group@@service`.
     pub instance_id: String,
@@ -79,8 +80,8 @@ pub enum NameForm {
 }
 
 /// The query/subscribe/push payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct ServiceInfo {
     /// Service name, bare or grouped (see [`NameForm`]).
     pub name: String,
@@ -151,5 +152,12 @@ mod tests {
         }
         assert_eq!(json["name"], "orders");
         assert_eq!(json["hosts"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn fields_another_server_leaves_out_take_their_defaults() {
+        let info: ServiceInfo =
+            serde_json::from_str(r#"{"name":"s","groupName":"G","hosts":[{"ip":"1.1.1.1","port":80}]}"#).unwrap();
+        assert_eq!((info.name.as_str(), info.hosts[0].ip.as_str(), info.valid), ("s", "1.1.1.1", false));
     }
 }

@@ -10,8 +10,25 @@ use std::time::{Duration, Instant};
 
 use registry_proto::contract::ports::{CLUSTER_OFFSET, GRPC_OFFSET};
 
+pub(crate) mod mariadb;
+
 /// How long a server may take to start. `IT_PATIENCE` multiplies every deadline (slow CI).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Health checks of persistent instances dial the addresses registered, and most tests register
+/// made-up ones (`10.0.0.1:80`): no test may send traffic off loopback, and those instances would
+/// turn unhealthy under tests that never asked for checks. So servers start with checks off
+/// unless the test's config has its own `[naming.health_check]` (see `health_check.rs`).
+const CHECKS_OFF: &str = "\n[naming.health_check]\nenabled = false\n";
+
+/// The config file a server gets: the test's, with health checks off unless it configures them.
+fn effective_config(config: Option<&str>) -> String {
+    let mut toml = config.unwrap_or_default().to_owned();
+    if !toml.contains("[naming.health_check]") {
+        toml.push_str(CHECKS_OFF);
+    }
+    toml
+}
 
 /// `n` HTTP ports such that each port, +1000 and +1001 were free a moment ago (a parallel test
 /// can still take one first; `Cluster::start` retries on other ports).
@@ -194,11 +211,9 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd.args(&extra);
-        if let Some(toml) = &config {
-            let path = data_dir.join("registry.toml");
-            std::fs::write(&path, toml).expect("write config");
-            cmd.arg("--config").arg(path);
-        }
+        let path = data_dir.join("registry.toml");
+        std::fs::write(&path, effective_config(config.as_deref())).expect("write config");
+        cmd.arg("--config").arg(path);
         let mut child = cmd.spawn().expect("spawn registry");
         let output = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel::<String>();

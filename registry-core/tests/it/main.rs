@@ -18,6 +18,7 @@ mod distro_redo;
 mod durability;
 mod grpc_raw;
 mod grpc_sdk;
+mod health_check;
 mod naming_v1;
 mod naming_v2;
 mod quorum;

@@ -481,32 +481,58 @@ async fn killing_the_member_the_sidecar_uses_moves_it_to_another_without_losing_
     drop(app);
 }
 
-/// The `healthy` flag `server` lists for `service`'s only instance.
+/// Whether `service`'s only instance is healthy on `server`; asked with `healthyOnly`, because
+/// the full list of a service with metadata shows a lone unhealthy instance as healthy (Nacos'
+/// protect threshold, 0 by default).
 async fn health_of(server: &Server, service: &str) -> Option<bool> {
-    let hosts = http_hosts(server, service, &[]).await;
-    (hosts.len() == 1).then(|| hosts[0]["healthy"].as_bool()).flatten()
+    if http_hosts(server, service, &[]).await.len() != 1 {
+        return None;
+    }
+    Some(http_hosts(server, service, &[("healthyOnly", "true")]).await.len() == 1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_declared_instance_follows_its_probe_a_listener_that_goes_away_and_comes_back() {
+    declared_instance_follows_its_probe("sc-probed", true).await;
+}
+
+/// A persistent declared instance: its health is the sidecar's to report (the metadata key
+/// tells the server's own checks to leave it alone), and it outlives the sidecar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_persistent_declared_instance_carries_the_sidecars_health_and_outlives_it() {
+    let (server, mut sidecar) = declared_instance_follows_its_probe("sc-probed-persistent", false).await;
+    let hosts = http_hosts(&server, "sc-probed-persistent", &[]).await;
+    assert_eq!(hosts[0]["ephemeral"], false, "{hosts:?}");
+    assert_eq!(hosts[0]["metadata"][registry_proto::contract::sidecar::HEALTH_REPORTED_METADATA], "nacos-sidecar");
+    sidecar.kill9();
+    assert_eq!(http_hosts(&server, "sc-probed-persistent", &[]).await.len(), 1, "a persistent instance stays");
+}
+
+async fn declared_instance_follows_its_probe(service: &str, ephemeral: bool) -> (Server, Sidecar) {
     let server = Server::start_on_derived_ports();
     let app = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = app.local_addr().unwrap().port();
-    let sidecar = Sidecar::start(&[&server], &declared_env("sc-probed", port));
-    let healthy = eventually(Duration::from_secs(10), || async { health_of(&server, "sc-probed").await.filter(|h| *h) }).await;
+    let mut env = declared_env(service, port);
+    env.push((registry_proto::contract::sidecar::env::EPHEMERAL, ephemeral.to_string()));
+    let sidecar = Sidecar::start(&[&server], &env);
+    let healthy =
+        eventually(Duration::from_secs(10), || async { health_of(&server, service).await.filter(|h| *h) }).await;
     assert!(healthy.is_some(), "registered healthy once the probe passed");
 
     // The app goes away: a refused connection fails at once (fail now), on the next check
     // (2–7 s after registration, Nacos' first delay). The instance is marked, not removed.
     drop(app);
-    let down = eventually(Duration::from_secs(15), || async { health_of(&server, "sc-probed").await.filter(|h| !*h) }).await;
+    let down =
+        eventually(Duration::from_secs(15), || async { health_of(&server, service).await.filter(|h| !*h) }).await;
     assert!(down.is_some(), "marked unhealthy while the app is gone");
     assert_eq!(sidecar.metric("sidecar_instance_healthy").await, 0);
 
     // Back: three passing checks in a row (at least 1 s apart for TCP) make it healthy again.
     let oks_before = sidecar.metric("sidecar_probes_ok_total").await;
-    let _app = std::net::TcpListener::bind(("127.0.0.1", port)).expect("app port again");
-    let up = eventually(Duration::from_secs(30), || async { health_of(&server, "sc-probed").await.filter(|h| *h) }).await;
+    let app = std::net::TcpListener::bind(("127.0.0.1", port)).expect("app port again");
+    let up = eventually(Duration::from_secs(30), || async { health_of(&server, service).await.filter(|h| *h) }).await;
     assert!(up.is_some(), "healthy again after the app returned");
     assert!(sidecar.metric("sidecar_probes_ok_total").await >= oks_before + 3, "after three passing checks");
+    drop(app);
+    (server, sidecar)
 }

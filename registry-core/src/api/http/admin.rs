@@ -40,7 +40,8 @@ fn service_param(p: &Params) -> Result<crate::model::ServiceKey, super::error::A
         None => (p.opt("groupName").unwrap_or("DEFAULT_GROUP"), name),
     };
     let namespace = p.opt("namespaceId").filter(|n| !n.is_empty()).unwrap_or("public");
-    crate::model::ServiceKey::new(namespace, group, name).map_err(|e| super::error::ApiError::bad_request(e.to_string()))
+    crate::model::ServiceKey::new(namespace, group, name)
+        .map_err(|e| super::error::ApiError::bad_request(e.to_string()))
 }
 
 /// This member's digest of its ephemeral data: equal on members whose views agree. With
@@ -185,6 +186,7 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
     }
     s.push.stats_ref().render_prometheus(&mut out);
+    s.naming.health_checks().render_prometheus(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 

@@ -260,10 +260,9 @@ async fn get_config(State(s): State<ApiState>, p: Params) -> V1Result {
         return Ok(Json(json!({ "code": 200, "message": "query beta ok", "data": data })).into_response());
     }
     if p.opt("tag").is_some() {
-        return Err(ApiError::bad_request(
-            "tag variants are not supported; use beta (betaIps) or label gray rules",
-        )
-        .into());
+        return Err(
+            ApiError::bad_request("tag variants are not supported; use beta (betaIps) or label gray rules").into()
+        );
     }
     let ip = caller_ip(&p);
     let labels = caller_labels(&p)?;

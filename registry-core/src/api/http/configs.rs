@@ -102,9 +102,7 @@ pub(super) fn gray_rule(p: &Params) -> Result<Option<GrayRule>, ApiError> {
 pub(super) async fn publish_from(s: &ApiState, p: &Params) -> Result<(), ApiError> {
     let key = config_key(p)?;
     if p.opt("tag").is_some() {
-        return Err(ApiError::bad_request(
-            "tag variants are not supported; use beta (betaIps) or label gray rules",
-        ));
+        return Err(ApiError::bad_request("tag variants are not supported; use beta (betaIps) or label gray rules"));
     }
     let content = p.values_raw("content").ok_or(ApiError::missing("content"))?.to_owned();
     let meta = meta_from(p);

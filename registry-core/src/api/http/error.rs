@@ -64,7 +64,9 @@ impl ApiError {
         match self {
             Self::Param(ParamError::MissingParam(_)) => (StatusCode::BAD_REQUEST, 10000, "parameter missing"),
             Self::Param(ParamError::BadRequest(_)) => (StatusCode::BAD_REQUEST, 20002, "parameter validate error"),
-            Self::Param(ParamError::PayloadTooLarge) => (StatusCode::PAYLOAD_TOO_LARGE, 20002, "parameter validate error"),
+            Self::Param(ParamError::PayloadTooLarge) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, 20002, "parameter validate error")
+            }
             Self::Param(ParamError::Name(e)) => Self::Naming(NamingError::Name(e.clone())).classify(),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, 30000, "server error"),
             Self::Config(c) => match c {
