@@ -19,6 +19,8 @@ pub mod spec;
 
 #[cfg(feature = "probe")]
 pub mod http;
+#[cfg(any(test, feature = "test-support"))]
+pub mod mariadb;
 #[cfg(feature = "probe")]
 pub mod mysql;
 #[cfg(feature = "probe")]

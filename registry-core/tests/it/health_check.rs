@@ -16,8 +16,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
-use crate::harness::mariadb::MariaDb;
 use crate::harness::{Server, call, client, eventually, json, metric};
+use registry_proto::probe::mariadb::MariaDb;
 
 /// Checks on, and a quick resync so responsibility changes are followed within a second.
 const CHECKS_ON: &str = "[naming.health_check]\nenabled = true\nresync_interval_ms = 1000\n";

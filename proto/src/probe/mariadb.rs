@@ -1,6 +1,8 @@
-//! A real MariaDB on a loopback port with a data directory of its own, for the MySQL health
-//! check (`/work/shared/testing/mariadb.md`). The proto crate's probe tests have the same
-//! helper, private to that crate's unit tests; this is the integration tests' copy.
+//! Test support (feature `test-support`): a real MariaDB on a loopback port with a data
+//! directory of its own, for MySQL probe and health-check tests (`shared/testing/mariadb.md`).
+//! One helper for this crate's probe tests and the registry's integration tests. Setup
+//! failures panic: they are broken fixtures, not probe outcomes.
+#![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::patience;
+/// Deadlines scale by `IT_PATIENCE` (default 1), like every wait of the integration tests.
+fn patience() -> u32 {
+    std::env::var("IT_PATIENCE").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
+}
 
 /// `MYSQL_PROBE_REQUIRED=1` turns a missing MariaDB from a skip into a failure (set in CI).
 const REQUIRED: &str = "MYSQL_PROBE_REQUIRED";
@@ -17,7 +22,7 @@ const REQUIRED: &str = "MYSQL_PROBE_REQUIRED";
 const STARTUP: Duration = Duration::from_secs(60);
 
 /// A running `mariadbd`, killed by PID on drop.
-pub(crate) struct MariaDb {
+pub struct MariaDb {
     server: Child,
     port: u16,
     dir: TempDir,
@@ -28,7 +33,7 @@ impl MariaDb {
     /// Installs a data directory, starts `mariadbd` and adds `user`/`password` (all rights,
     /// from 127.0.0.1); `None` (after printing why) when MariaDB is not installed and
     /// `MYSQL_PROBE_REQUIRED` is not `1`.
-    pub(crate) fn start(user: &str, password: &str) -> Option<Self> {
+    pub fn start(user: &str, password: &str) -> Option<Self> {
         let (Some(mariadbd), Some(install_db), Some(client)) =
             (find("mariadbd"), find("mariadb-install-db"), find("mariadb"))
         else {
@@ -38,7 +43,7 @@ impl MariaDb {
             eprintln!("SKIP: health check against a real MariaDB: {message}");
             return None;
         };
-        let dir = tempfile::Builder::new().prefix("it-mariadb").tempdir().unwrap();
+        let dir = tempfile::Builder::new().prefix("mariadb-probe").tempdir().unwrap();
         let data = dir.path().join("data");
         // mariadbd refuses to run as root without `--user=root`, and only root may pass it.
         let as_root = std::fs::read_to_string("/proc/self/status")
@@ -74,12 +79,12 @@ impl MariaDb {
     }
 
     /// Where it listens.
-    pub(crate) fn addr(&self) -> SocketAddr {
+    pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
     /// Runs statements as root over the server's socket.
-    pub(crate) fn sql(&self, statements: &str) {
+    pub fn sql(&self, statements: &str) {
         let output = self.root().arg("-e").arg(statements).output().unwrap();
         assert!(output.status.success(), "{statements}: {}", String::from_utf8_lossy(&output.stderr));
     }
