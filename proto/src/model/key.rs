@@ -79,7 +79,7 @@ impl ServiceKey {
     /// one, blank parts take the defaults, and an empty group part is refused.
     ///
     /// ```
-    /// use registry_core::model::ServiceKey;
+    /// use registry_proto::model::ServiceKey;
     ///
     /// let k = ServiceKey::from_grouped("", "payments@@orders", Some("ignored")).unwrap();
     /// assert_eq!((k.namespace.as_str(), k.grouped_name().as_str()), ("public", "payments@@orders"));
