@@ -25,17 +25,16 @@ use crate::harness::{Server, call, client, eventually, free_member_ports, patien
 /// How long a sidecar may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The sidecar binary next to the registry's (the workspace build makes both); built on demand
-/// when only this package's tests were built.
+/// The sidecar binary next to the registry's, built (a no-op when current) so a test never runs
+/// a stale one: this package's tests do not build another package's binary by themselves.
 fn sidecar_bin() -> PathBuf {
     let dir = Path::new(env!("CARGO_BIN_EXE_registry")).parent().expect("target dir").to_path_buf();
-    let bin = dir.join("nacos-sidecar");
-    if !bin.exists() {
-        let status =
-            Command::new(env!("CARGO")).args(["build", "-p", "nacos-sidecar", "--bin", "nacos-sidecar"]).status();
-        assert!(status.is_ok_and(|s| s.success()), "building nacos-sidecar failed");
-    }
-    bin
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "nacos-sidecar", "--bin", "nacos-sidecar"])
+        .stdout(Stdio::null())
+        .status();
+    assert!(status.is_ok_and(|s| s.success()), "building nacos-sidecar failed");
+    dir.join("nacos-sidecar")
 }
 
 /// A running sidecar process.
