@@ -189,20 +189,12 @@ impl Local {
                 .iter_mut()
                 .filter_map(|(k, owners)| owners.remove(&owner).map(|_| k.clone()))
                 .collect();
-            let mut dropped_subs = Vec::new();
-            for (key, subs) in &mut state.subscribers {
-                if subs.remove(id).is_some() && subs.is_empty() {
-                    dropped_subs.push(key.clone());
-                }
-            }
-            state.subscribers.retain(|_, subs| !subs.is_empty());
-            let mut dropped_listens = Vec::new();
-            for (config, conns) in &mut state.listeners {
-                if conns.remove(id).is_some() && conns.is_empty() {
-                    dropped_listens.push(config.clone());
-                }
-            }
-            state.listeners.retain(|_, conns| !conns.is_empty());
+            let subscribed: Vec<ServiceKey> = state.subscribers.keys().cloned().collect();
+            let dropped_subs: Vec<ServiceKey> =
+                subscribed.into_iter().filter(|key| remove_member(&mut state.subscribers, key, id)).collect();
+            let listened: Vec<ConfigId> = state.listeners.keys().cloned().collect();
+            let dropped_listens: Vec<ConfigId> =
+                listened.into_iter().filter(|config| remove_member(&mut state.listeners, config, id)).collect();
             (services, dropped_subs, dropped_listens)
         };
         for key in services {
