@@ -245,7 +245,7 @@ async fn the_store_file_stays_bounded_under_register_deregister_churn() {
     let node = start_ready(config, dir.path(), fresh_applier()).await;
     let file = dir.path().join(crate::storage::DB_FILE_NAME);
     let (mut sizes, mut written) = (Vec::new(), Vec::new());
-    for _round in 0..6 {
+    for _round in 0..10 {
         let mut bytes = 0;
         for i in 0..300u32 {
             let (service, ip) = (format!("churn-{}", i % 10), format!("10.9.0.{}", i % 50));
@@ -270,11 +270,15 @@ async fn the_store_file_stays_bounded_under_register_deregister_churn() {
     let m = node.raft().metrics().borrow().clone();
     assert!(m.purged.is_some_and(|p| p.index > 3000), "the log was purged behind snapshots: {:?}", m.purged);
     // From round 2 (steady state) on, a store that kept its log would grow by at least the
-    // commands' own bytes; a bounded one grows by a small fraction of them, if at all.
-    let growth = sizes[5].saturating_sub(sizes[1]);
+    // commands' own bytes every round (measured: about 3.6 times them when purging is off); a
+    // bounded one plateaus. redb grows and shrinks its file in steps of about 450 KB (a commit
+    // that finds no page free of readers grows it), so the bound compares the peak of the
+    // steady rounds with the smaller of the first two, against the commands' bytes.
+    let peak = sizes[2..].iter().copied().max().unwrap_or_default();
+    let growth = peak.saturating_sub(sizes[0].min(sizes[1]));
     let kept_would_add: u64 = written[2..].iter().sum();
     assert!(
-        growth < kept_would_add / 4,
+        growth < kept_would_add,
         "store grew by {growth} bytes under churn ({kept_would_add} bytes of commands); sizes by round {sizes:?}"
     );
     node.shutdown().await.expect("shutdown");
