@@ -115,3 +115,33 @@ pub mod sidecar {
         pub const METADATA: &str = "NACOS_SIDECAR_METADATA";
     }
 }
+
+/// Authentication as Nacos clients and the operator see it (spec §8): the environment the
+/// operator injects into members from the `NacosCluster`'s auth Secret, and the credential names
+/// clients send.
+pub mod auth {
+    /// Request header (gRPC `Payload.metadata.headers`) and HTTP parameter carrying a token.
+    pub const ACCESS_TOKEN: &str = "accessToken";
+    /// HTTP parameter / header naming a user that authenticates with [`PASSWORD`] directly.
+    pub const USERNAME: &str = "username";
+    /// HTTP parameter / header with the password of [`USERNAME`].
+    pub const PASSWORD: &str = "password";
+    /// The Nacos name of the built-in administrator, created on the first bootstrap.
+    pub const ADMIN_USER: &str = "nacos";
+
+    /// Environment variable names.
+    pub mod env {
+        /// `true` enforces auth on the client APIs (Nacos' `nacos.core.auth.enabled`).
+        pub const ENABLE: &str = "NACOS_AUTH_ENABLE";
+        /// Token signing secret, base64, at least 32 bytes decoded
+        /// (`nacos.core.auth.plugin.nacos.token.secret.key`).
+        pub const TOKEN: &str = "NACOS_AUTH_TOKEN";
+        /// Header name that marks a member-to-member call (`nacos.core.auth.server.identity.key`).
+        pub const IDENTITY_KEY: &str = "NACOS_AUTH_IDENTITY_KEY";
+        /// Value that header must carry (`nacos.core.auth.server.identity.value`).
+        pub const IDENTITY_VALUE: &str = "NACOS_AUTH_IDENTITY_VALUE";
+        /// Password of the administrator `nacos` on the first bootstrap (else one is generated
+        /// and logged once).
+        pub const ADMIN_PASSWORD: &str = "NACOS_AUTH_ADMIN_PASSWORD";
+    }
+}

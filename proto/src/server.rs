@@ -76,6 +76,10 @@ impl Default for ChannelConfig {
     }
 }
 
+/// Headers of a payload without metadata.
+static EMPTY_HEADERS: std::sync::LazyLock<std::collections::HashMap<String, String>> =
+    std::sync::LazyLock::new(std::collections::HashMap::new);
+
 /// What a server puts behind the channel.
 pub trait Handler: Send + Sync + 'static {
     /// Whether it answers requests of this type (others get `ErrorResponse` 302).
@@ -87,6 +91,20 @@ pub trait Handler: Send + Sync + 'static {
     /// Answers a request of a registered connection; never a transport error: a typed
     /// response or an `ErrorResponse`.
     fn handle(&self, conn: &Arc<Connection>, kind: &str, body: &[u8]) -> impl Future<Output = Payload> + Send;
+
+    /// Admission of a request before [`Self::handle`], from its metadata headers (where Nacos
+    /// clients put credentials, e.g. `accessToken`) and body: `Err` is the answer instead.
+    /// Admits everything by default.
+    fn admit(
+        &self,
+        conn: &Arc<Connection>,
+        kind: &str,
+        headers: &std::collections::HashMap<String, String>,
+        body: &[u8],
+    ) -> impl Future<Output = Result<(), Payload>> + Send {
+        let _ = (conn, kind, headers, body);
+        std::future::ready(Ok(()))
+    }
 
     /// A client's response on the stream to a server request (`NotifySubscriberResponse`,
     /// `ConfigChangeNotifyResponse`, ...) with its `requestId`: an ack.
@@ -162,6 +180,10 @@ impl<H: Handler> Channel<H> {
         conn.touch(self.connections.now_ms());
         if kind == "HealthCheckRequest" {
             return ok_response("HealthCheckResponse", json!({}), None);
+        }
+        let headers = request.metadata.as_ref().map(|m| &m.headers);
+        if let Err(refusal) = self.handler.admit(&conn, kind, headers.unwrap_or(&EMPTY_HEADERS), body).await {
+            return refusal;
         }
         self.handler.handle(&conn, kind, body).await
     }

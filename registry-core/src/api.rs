@@ -38,6 +38,10 @@ pub struct Services {
     pub config_notify: crate::configs::notify::ConfigNotifyHandle,
     /// gRPC connections (shown by the admin endpoint).
     pub connections: Arc<registry_proto::server::Connections>,
+    /// Authentication and authorization.
+    pub auth: Arc<crate::auth::Auth>,
+    /// The namespace table.
+    pub namespaces: crate::namespaces::NamespaceService,
 }
 
 /// The shared handle every request gets: one pointer, because axum clones the state for every

@@ -15,11 +15,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::grpc::{self, GrpcState};
 use crate::api::{ApiState, Services, http};
+use crate::auth::Auth;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::configs::{self, ConfigService};
 use crate::consistency::distro::{Distro, DistroService};
 use crate::consistency::{Admin, Applier, Consistency, RaftNode, raft::RaftError};
+use crate::namespaces::NamespaceService;
 use crate::naming::{NamingService, checker, cleaner, health};
 use crate::push::{self, PushHandle};
 use crate::state::NamingStore;
@@ -127,6 +129,22 @@ impl App {
         }
         distro.start(!config.server.clustered());
         let consistency = Consistency::new(Arc::clone(&applier), raft.clone()).with_distro(Arc::clone(&distro));
+        let auth = Arc::new(
+            Auth::new(
+                config.auth.clone(),
+                !config.server.clustered(),
+                Arc::clone(applier.accounts()),
+                consistency.clone(),
+            )
+            .map_err(AppError::Config)?,
+        );
+        // Standalone, the store is ready: the administrator exists before "ready" is logged.
+        // Members create it once a leader exists (run_bootstrap in `run`).
+        if !config.server.clustered() {
+            auth.bootstrap().await;
+        }
+        let namespaces =
+            NamespaceService::new(Arc::clone(applier.namespaces()), Arc::clone(applier.configs()), consistency.clone());
         let naming = NamingService::new(Arc::clone(&store), consistency.clone(), config.naming.clone());
         let configs = ConfigService::new(Arc::clone(applier.configs()), consistency, config.configs.clone());
 
@@ -166,6 +184,7 @@ impl App {
             connections: Arc::clone(&connections),
             ready: Arc::clone(&ready),
             config: Arc::new(config.grpc.clone()),
+            auth: Arc::clone(&auth),
         };
         let state = ApiState::new(Services {
             naming,
@@ -176,6 +195,8 @@ impl App {
             config_notify,
             connections,
             admin: Admin::new(raft.clone(), distro),
+            auth,
+            namespaces,
         });
         Ok(Self {
             config,
@@ -225,6 +246,7 @@ impl App {
         tasks.spawn(cleaner::run_cleaner(state.naming.clone(), shutdown.child_token()));
         tasks.spawn(checker::run(state.naming.clone(), shutdown.child_token()));
         tasks.spawn(state.configs.clone().run_history_cleaner(shutdown.child_token()));
+        tasks.spawn(Arc::clone(&state.auth).run_bootstrap(shutdown.child_token()));
 
         let trigger = shutdown.clone();
         tokio::spawn(async move {

@@ -6,10 +6,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
+use registry_proto::contract::auth::env as auth_env;
 use registry_proto::contract::ports;
 use serde::Deserialize;
 
 use crate::api::grpc::GrpcConfig;
+use crate::auth::AuthConfig;
 use crate::api::http::HttpConfig;
 use crate::cluster::{ClusterConfig, MemberAddr};
 use crate::configs::ConfigCenterConfig;
@@ -63,6 +65,22 @@ pub struct Cli {
     /// Log filter (`info`, `debug`, `registry_core=debug,info`, ...); `RUST_LOG` wins if set.
     #[arg(long, env = "NACOS_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Enforce auth on the client APIs and cluster administration (Nacos'
+    /// `nacos.core.auth.enabled`); console APIs always require it.
+    #[arg(long, env = auth_env::ENABLE)]
+    pub auth_enable: Option<bool>,
+    /// Token signing secret, base64 (prefer the environment: flags show in `ps`).
+    #[arg(long, env = auth_env::TOKEN, hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Header name marking member-to-member calls.
+    #[arg(long, env = auth_env::IDENTITY_KEY)]
+    pub auth_identity_key: Option<String>,
+    /// Value of that header.
+    #[arg(long, env = auth_env::IDENTITY_VALUE, hide_env_values = true)]
+    pub auth_identity_value: Option<String>,
+    /// Password of the administrator `nacos` on the first bootstrap.
+    #[arg(long, env = auth_env::ADMIN_PASSWORD, hide_env_values = true)]
+    pub auth_admin_password: Option<String>,
 }
 
 /// Why the configuration was refused.
@@ -220,6 +238,8 @@ pub struct Config {
     pub raft: RaftSection,
     /// Distro (ephemeral data between members).
     pub distro: crate::consistency::distro::DistroConfig,
+    /// Authentication and authorization.
+    pub auth: AuthConfig,
 }
 
 impl Config {
@@ -262,6 +282,22 @@ impl Config {
         }
         if let Some(v) = cli.bootstrap_expect {
             config.raft.bootstrap_expect = v;
+        }
+        let a = &mut config.auth;
+        if let Some(v) = cli.auth_enable {
+            a.enabled = v;
+        }
+        // The operator maps optional Secret keys; an empty value counts as unset.
+        let set = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        for (cli_value, field) in [
+            (&cli.auth_token, &mut a.token_secret),
+            (&cli.auth_identity_key, &mut a.identity_key),
+            (&cli.auth_identity_value, &mut a.identity_value),
+            (&cli.auth_admin_password, &mut a.admin_password),
+        ] {
+            if let Some(v) = set(cli_value) {
+                *field = Some(v);
+            }
         }
         config.resolve_node_id()?;
         config.validate()?;
@@ -325,6 +361,13 @@ impl Config {
         }
         if self.raft.bootstrap_expect == 0 {
             return invalid("raft.bootstrap_expect must be at least 1");
+        }
+        self.auth.validate().map_err(ConfigError::Invalid)?;
+        if self.auth.enabled && self.auth.token_secret.is_none() && self.server.clustered() {
+            return Err(ConfigError::Invalid(format!(
+                "auth is enabled on a cluster member without a token secret: set {}",
+                auth_env::TOKEN
+            )));
         }
         self.cluster_config()?.check().map_err(ConfigError::Invalid)?;
         if self.naming.beat_check_interval_ms == 0 || self.naming.empty_service_clean_interval_ms == 0 {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 pub use admin::Admin;
 pub use apply::Applier;
-pub use command::{ApplyError, Command, CommandResult, ConfigCommand, NamingCommand};
+pub use command::{ApplyError, AuthCommand, Command, CommandResult, ConfigCommand, NamespaceCommand, NamingCommand};
 pub use raft::{RaftConfig, RaftNode};
 
 /// Why a submitted command did not take effect.

@@ -24,11 +24,13 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod configs;
 pub mod consistency;
 pub mod model;
+pub mod namespaces;
 pub mod naming;
 pub mod push;
 pub mod state;

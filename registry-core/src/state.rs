@@ -1,11 +1,15 @@
 //! In-memory indexes. Written only by `consistency::apply` (the single writer); read by domain
 //! services through immutable per-service snapshots, so reads never wait on a global lock.
 
+pub mod accounts;
 pub mod config_index;
+pub mod namespaces;
 pub mod naming_index;
 pub mod snapshot;
 
+pub use accounts::{AccountStore, Accounts};
 pub use config_index::{ConfigData, ConfigStore};
+pub use namespaces::{Namespace, NamespaceStore};
 pub use naming_index::{NamingData, NamingStore, Publication, ServiceRecord, ServiceView};
 pub use snapshot::StateSnapshot;
 

@@ -81,7 +81,7 @@ impl Unary {
     async fn call_encoded(&self, kind: &str, body: Vec<u8>) -> Result<(String, Value), ClientError> {
         let mut request = raw_payload(kind, body);
         if let (Some(token), Some(meta)) = (&self.access_token, request.metadata.as_mut()) {
-            meta.headers.insert("accessToken".to_owned(), token.clone());
+            meta.headers.insert(crate::contract::auth::ACCESS_TOKEN.to_owned(), token.clone());
         }
         let mut client = self.client.clone();
         let call = client.request(request);

@@ -6,10 +6,12 @@
 //! ```text
 //!  registry_proto::server ─► GrpcState::handle ─► naming::handle ─► NamingService
 //!                                               └► config::handle ─► ConfigService
+//!                         ─► admit (auth, with [auth] enabled) ─► admission::admit ─► Auth
 //!                         ─► on_response (acks) ─► PushHandle / ConfigNotifyHandle
 //!                         ─► closed(id) ─► push + listeners dropped, RemoveClient
 //! ```
 
+mod admission;
 pub mod config;
 pub mod naming;
 
@@ -49,6 +51,8 @@ pub struct GrpcState {
     pub ready: ReadinessProbe,
     /// Settings.
     pub config: Arc<GrpcConfig>,
+    /// Authentication and authorization (requests are admitted by `admission`).
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 /// The connection registry; every connection that ends loses its push subscriptions, config
@@ -99,6 +103,16 @@ impl Handler for GrpcState {
             Some(response) => response,
             None => error_response(ERR_NO_HANDLER, &format!("RequestHandler Not Found: {kind}")),
         }
+    }
+
+    async fn admit(
+        &self,
+        conn: &Arc<Connection>,
+        kind: &str,
+        headers: &std::collections::HashMap<String, String>,
+        body: &[u8],
+    ) -> Result<(), Payload> {
+        admission::admit(&self.auth, conn, kind, headers, body).await
     }
 
     fn on_response(&self, conn_id: &str, kind: &str, request_id: &str) {

@@ -6,8 +6,12 @@
 //!            ├─ config_v1::routes()  /nacos/v1/cs/...     configs, long-poll listener, history
 //!            ├─ config_v2::routes()  /nacos/v2/cs/...     configs, gray rules, history
 //!            ├─ console::routes()    /nacos/v1/console/health/{liveness,readiness}
+//!            ├─ namespaces::routes() /nacos/v1/console/namespaces, /nacos/v2/console/namespace
+//!            ├─ auth::routes()       /nacos/v1/auth/{login,users,roles,permissions}
 //!            └─ admin::routes()      /nacos/v2/core/loader/current (connections), /metrics
 //! ```
+//! Auth (`guard`): naming and config routes and the admin routes carry a layer that checks
+//! credentials when client auth is on; namespace and account handlers always check.
 //! Every handler reads parameters through `registry_proto::http::Params` (query string + form
 //! body, shared with the sidecar).
 //! Decoding and answer bodies that v1 and v2 share live in `naming.rs` and `configs.rs`; the
@@ -15,18 +19,22 @@
 //! Failures become answers in [`error`] only.
 
 pub mod admin;
+pub mod auth;
 pub mod config_v1;
 pub mod config_v2;
 mod configs;
 pub mod console;
 pub mod error;
 pub mod forward;
+pub mod guard;
 mod naming;
 pub mod naming_v1;
 pub mod naming_v2;
+pub mod namespaces;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 
 use super::ApiState;
 
@@ -46,13 +54,19 @@ impl Default for HttpConfig {
 
 /// The whole HTTP API.
 pub fn router(state: ApiState, config: &HttpConfig) -> Router {
-    Router::new()
+    let client_apis = Router::new()
         .merge(naming_v1::routes())
         .merge(naming_v2::routes())
         .merge(config_v1::routes())
         .merge(config_v2::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard::client_api));
+    let cluster_admin = admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), guard::cluster_admin));
+    Router::new()
+        .merge(client_apis)
+        .merge(cluster_admin)
         .merge(console::routes())
-        .merge(admin::routes())
+        .merge(namespaces::routes())
+        .merge(auth::routes())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
 }

@@ -7,13 +7,16 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-use super::command::{ApplyError, Command, CommandResult, ConfigCommand, NamingCommand};
+use super::command::{ApplyError, AuthCommand, Command, CommandResult, ConfigCommand, NamespaceCommand, NamingCommand};
 use crate::model::config::{GrayVariant, md5_hex};
 use crate::model::{
     ChangeEvent, ClientId, ConfigItem, ConfigKey, HistoryEntry, HistoryOp, Instance, ServiceKey, ServiceMetadata,
 };
 use crate::state::naming_index::Overrides;
-use crate::state::{ConfigData, ConfigStore, NamingData, NamingStore, StateSnapshot};
+use crate::state::accounts::{ADMIN_ROLE, Permission, RoleBinding, User};
+use crate::state::{
+    AccountStore, Accounts, ConfigData, ConfigStore, Namespace, NamespaceStore, NamingData, NamingStore, StateSnapshot,
+};
 
 /// Capacity of the change-event broadcast. A reader that lags further than this gets
 /// `Lagged` and must resynchronise everything it follows (bounded memory by design). The
@@ -29,6 +32,8 @@ pub const CHANGE_EVENT_CAPACITY: usize = 16_384;
 pub struct Applier {
     naming: Arc<NamingStore>,
     configs: Arc<ConfigStore>,
+    namespaces: Arc<NamespaceStore>,
+    accounts: Arc<AccountStore>,
     events: broadcast::Sender<ChangeEvent>,
 }
 
@@ -36,7 +41,23 @@ impl Applier {
     /// A writer over `naming` that announces changes on a new broadcast channel.
     pub fn new(naming: Arc<NamingStore>) -> Self {
         let (events, _) = broadcast::channel(CHANGE_EVENT_CAPACITY);
-        Self { naming, configs: Arc::new(ConfigStore::new()), events }
+        Self {
+            naming,
+            configs: Arc::new(ConfigStore::new()),
+            namespaces: Arc::default(),
+            accounts: Arc::default(),
+            events,
+        }
+    }
+
+    /// The namespace table this writer owns.
+    pub fn namespaces(&self) -> &Arc<NamespaceStore> {
+        &self.namespaces
+    }
+
+    /// The accounts this writer owns.
+    pub fn accounts(&self) -> &Arc<AccountStore> {
+        &self.accounts
     }
 
     /// The config index this writer owns.
@@ -59,6 +80,9 @@ impl Applier {
         let (events, result) = match cmd {
             Command::Naming(c) => self.naming.write(|data| apply_naming(data, c)),
             Command::Config(c) => self.configs.write(|data| apply_config(data, c)),
+            // Neither has readers to notify: they read the tables on each request.
+            Command::Namespace(c) => return self.namespaces.write(|data| apply_namespace(data, c)),
+            Command::Auth(c) => return self.accounts.write(|data| apply_auth(data, c)),
         };
         self.announce(events);
         result
@@ -66,13 +90,21 @@ impl Applier {
 
     /// The persistent part of the state, for a Raft snapshot.
     pub fn snapshot(&self) -> StateSnapshot {
-        self.naming.read_data(|naming| self.configs.read_data(|configs| StateSnapshot::capture(naming, configs)))
+        let mut snapshot =
+            self.naming.read_data(|naming| self.configs.read_data(|configs| StateSnapshot::capture(naming, configs)));
+        snapshot.namespaces = self.namespaces.list();
+        snapshot.accounts = self.accounts.read(Accounts::clone);
+        snapshot
     }
 
     /// Replaces the persistent part of the state with `snapshot` (Raft snapshot install or
     /// restart). Ephemeral publications are kept.
     pub fn restore(&self, mut snapshot: StateSnapshot) {
         self.restore_configs(&mut snapshot);
+        let namespaces = std::mem::take(&mut snapshot.namespaces);
+        self.namespaces.write(|data| *data = namespaces.into_iter().map(|n| (n.id.clone(), n)).collect());
+        let accounts = std::mem::take(&mut snapshot.accounts);
+        self.accounts.write(|data| *data = accounts);
         let (events, ()) = self.naming.write(|data| {
             let mut touched: Vec<ServiceKey> =
                 data.records().filter(|(_, r)| r.has_persistent_part()).map(|(k, _)| k.clone()).collect();
@@ -218,6 +250,83 @@ fn apply_config(data: &mut ConfigData, cmd: &ConfigCommand) -> (Vec<ConfigKey>, 
             (vec![], vec![], Ok(()))
         }
     }
+}
+
+/// Applies a namespace command.
+fn apply_namespace(data: &mut std::collections::BTreeMap<String, Namespace>, cmd: &NamespaceCommand) -> CommandResult {
+    match cmd {
+        NamespaceCommand::Create(ns) => {
+            if data.contains_key(&ns.id) {
+                return Err(ApplyError::NamespaceExists(ns.id.clone()));
+            }
+            data.insert(ns.id.clone(), ns.clone());
+        }
+        NamespaceCommand::Update { id, name, desc } => {
+            let ns = data.get_mut(id).ok_or_else(|| ApplyError::NamespaceNotFound(id.clone()))?;
+            ns.name.clone_from(name);
+            ns.desc.clone_from(desc);
+        }
+        NamespaceCommand::Delete { id } => {
+            data.remove(id).ok_or_else(|| ApplyError::NamespaceNotFound(id.clone()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies an account command.
+fn apply_auth(data: &mut Accounts, cmd: &AuthCommand) -> CommandResult {
+    use AuthCommand as A;
+    match cmd {
+        A::Bootstrap { username, password_hash } => {
+            if data.bootstrapped {
+                return Err(ApplyError::AlreadyBootstrapped);
+            }
+            data.bootstrapped = true;
+            let user = User { username: username.clone(), password_hash: password_hash.clone() };
+            data.users.insert(username.clone(), user);
+            data.roles.insert(RoleBinding { role: ADMIN_ROLE.to_owned(), username: username.clone() });
+        }
+        A::CreateUser { username, password_hash } => {
+            if data.users.contains_key(username) {
+                return Err(ApplyError::UserExists(username.clone()));
+            }
+            let user = User { username: username.clone(), password_hash: password_hash.clone() };
+            data.users.insert(username.clone(), user);
+        }
+        A::UpdatePassword { username, password_hash } => {
+            let user = data.users.get_mut(username).ok_or_else(|| ApplyError::UserNotFound(username.clone()))?;
+            user.password_hash.clone_from(password_hash);
+        }
+        A::DeleteUser { username } => {
+            data.users.remove(username).ok_or_else(|| ApplyError::UserNotFound(username.clone()))?;
+            data.roles.retain(|b| b.username != *username);
+        }
+        A::BindRole { role, username } => {
+            if !data.users.contains_key(username) {
+                return Err(ApplyError::UserNotFound(username.clone()));
+            }
+            if !data.roles.insert(RoleBinding { role: role.clone(), username: username.clone() }) {
+                return Err(ApplyError::Duplicate(format!("role '{role}' of user '{username}'")));
+            }
+        }
+        A::UnbindRole { role, username: Some(username) } => {
+            data.roles.remove(&RoleBinding { role: role.clone(), username: username.clone() });
+        }
+        A::UnbindRole { role, username: None } => {
+            data.roles.retain(|b| b.role != *role);
+            data.permissions.retain(|p| p.role != *role);
+        }
+        A::AddPermission { role, resource, action } => {
+            let p = Permission { role: role.clone(), resource: resource.clone(), action: action.clone() };
+            if !data.permissions.insert(p) {
+                return Err(ApplyError::Duplicate(format!("permission {resource} {action} of role '{role}'")));
+            }
+        }
+        A::RemovePermission { role, resource, action } => {
+            data.permissions.remove(&Permission { role: role.clone(), resource: resource.clone(), action: action.clone() });
+        }
+    }
+    Ok(())
 }
 
 /// Applies a naming command; returns the services it touched.

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::state::Namespace;
 use crate::model::{
     ClientId, ClusterMetadata, ConfigKey, ConfigMeta, GrayKind, GrayRule, Instance, InstanceKey, InstanceOverride,
     ServiceKey, ServiceMetadata, Source,
@@ -15,6 +16,10 @@ pub enum Command {
     Naming(NamingCommand),
     /// A change to the config index (always persistent).
     Config(ConfigCommand),
+    /// A change to the namespace table (always persistent).
+    Namespace(NamespaceCommand),
+    /// A change to users, roles or permissions (always persistent).
+    Auth(AuthCommand),
 }
 
 impl Command {
@@ -22,7 +27,7 @@ impl Command {
     pub fn is_persistent(&self) -> bool {
         match self {
             Self::Naming(c) => c.is_persistent(),
-            Self::Config(_) => true,
+            Self::Config(_) | Self::Namespace(_) | Self::Auth(_) => true,
         }
     }
 }
@@ -224,6 +229,91 @@ impl NamingCommand {
     }
 }
 
+/// Changes to the namespace table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum NamespaceCommand {
+    /// Creates a namespace; refused if the id exists.
+    Create(Namespace),
+    /// Changes a namespace's name and description; refused if it does not exist.
+    Update {
+        /// Id.
+        id: String,
+        /// New display name.
+        name: String,
+        /// New description.
+        desc: String,
+    },
+    /// Deletes a namespace (its configs and services stay, as in Nacos); refused if absent.
+    Delete {
+        /// Id.
+        id: String,
+    },
+}
+
+/// Changes to users, roles and permissions. Passwords arrive hashed: the log never holds one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AuthCommand {
+    /// Creates the administrator (with the admin role) unless one was ever created.
+    Bootstrap {
+        /// User name.
+        username: String,
+        /// bcrypt hash.
+        password_hash: String,
+    },
+    /// Creates a user; refused if the name exists.
+    CreateUser {
+        /// User name.
+        username: String,
+        /// bcrypt hash.
+        password_hash: String,
+    },
+    /// Changes a user's password; refused if the user does not exist.
+    UpdatePassword {
+        /// User name.
+        username: String,
+        /// bcrypt hash.
+        password_hash: String,
+    },
+    /// Deletes a user and its role bindings.
+    DeleteUser {
+        /// User name.
+        username: String,
+    },
+    /// Gives a user a role; refused if the user does not exist or already holds it.
+    BindRole {
+        /// Role.
+        role: String,
+        /// User name.
+        username: String,
+    },
+    /// Takes a role from one user, or (`username` absent) deletes the role with its
+    /// permissions.
+    UnbindRole {
+        /// Role.
+        role: String,
+        /// User name.
+        username: Option<String>,
+    },
+    /// Grants a role an action on a resource pattern; refused if already granted.
+    AddPermission {
+        /// Role.
+        role: String,
+        /// Resource pattern.
+        resource: String,
+        /// `r`, `w` or `rw`.
+        action: String,
+    },
+    /// Revokes a permission.
+    RemovePermission {
+        /// Role.
+        role: String,
+        /// Resource pattern.
+        resource: String,
+        /// `r`, `w` or `rw`.
+        action: String,
+    },
+}
+
 /// A command refused by the state when applied. Serializable: it is the Raft response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ApplyError {
@@ -239,6 +329,24 @@ pub enum ApplyError {
     /// A gray publish for a config that does not exist.
     #[error("config {0} does not exist; publish it before its gray variant")]
     ConfigNotFound(String),
+    /// `NamespaceCommand::Create` for an existing id.
+    #[error("namespace {0} already exists")]
+    NamespaceExists(String),
+    /// A namespace change for an id that does not exist.
+    #[error("namespace {0} does not exist")]
+    NamespaceNotFound(String),
+    /// A user that already exists.
+    #[error("user '{0}' already exist!")]
+    UserExists(String),
+    /// A user that does not exist.
+    #[error("user '{0}' not found!")]
+    UserNotFound(String),
+    /// A role binding or permission that already exists.
+    #[error("{0} already exists")]
+    Duplicate(String),
+    /// `AuthCommand::Bootstrap` after the administrator was created once.
+    #[error("the administrator was already created")]
+    AlreadyBootstrapped,
 }
 
 /// What applying a command yields.

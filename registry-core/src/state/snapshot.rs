@@ -5,14 +5,17 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::accounts::Accounts;
 use super::config_index::ConfigData;
+use super::namespaces::Namespace;
 use super::naming_index::NamingData;
 use crate::model::{
     ClientId, ConfigItem, ConfigKey, HistoryEntry, Instance, InstanceKey, InstanceOverride, ServiceKey, ServiceMetadata,
 };
 
-/// Snapshot format version; bumped on incompatible changes.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// Snapshot format version; bumped when a snapshot holds data an older binary would lose.
+/// 2 added namespaces and accounts; version 1 snapshots decode with both empty.
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// Everything Raft owns, in a stable order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -33,6 +36,12 @@ pub struct StateSnapshot {
     /// Last config id handed out.
     #[serde(default)]
     pub last_config_id: u64,
+    /// Created namespaces, by id (since version 2).
+    #[serde(default)]
+    pub namespaces: Vec<Namespace>,
+    /// Users, roles and permissions (since version 2).
+    #[serde(default)]
+    pub accounts: Accounts,
 }
 
 /// The Raft-owned part of one service.
@@ -49,7 +58,8 @@ pub struct PersistentService {
 }
 
 impl StateSnapshot {
-    /// Captures the persistent part of the naming data and all config data.
+    /// Captures the persistent part of the naming data and all config data; namespaces and
+    /// accounts are added by the caller.
     pub fn capture(naming: &NamingData, configs: &ConfigData) -> Self {
         let mut services: Vec<PersistentService> = naming
             .records()
@@ -72,6 +82,8 @@ impl StateSnapshot {
             history: configs.history.values().cloned().collect(),
             last_history_id: configs.last_history_id,
             last_config_id: configs.last_config_id,
+            namespaces: Vec::new(),
+            accounts: Accounts::default(),
         }
     }
 }

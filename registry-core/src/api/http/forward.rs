@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::ApiState;
 use crate::consistency::admin::Responsible;
+use registry_proto::contract::auth::{ACCESS_TOKEN, PASSWORD, USERNAME};
 use registry_proto::http::Params;
 
 /// Marks a request already forwarded by a member.
@@ -57,11 +58,18 @@ pub async fn to_responsible(s: &ApiState, p: &Params, method: Method, path: &str
     let Responsible { node_id: node, http_addr } = s.admin.responsible_member(&tag)?;
     // Its HTTP address as the member table records it: members may use unrelated ports.
     let url = format!("http://{}{path}", http_addr?);
-    let request = client()?
+    let mut request = client()?
         .request(method, &url)
         .header(FORWARDED_HEADER, s.admin.node_id().to_string())
         .header(header::USER_AGENT, p.user_agent.as_str())
         .query(&p.pairs().collect::<Vec<_>>());
+    // Credentials sent as headers go along: the responsible member checks them again.
+    let identity = s.auth.identity_header().map(str::to_owned);
+    for name in [header::AUTHORIZATION.as_str(), ACCESS_TOKEN, USERNAME, PASSWORD].into_iter().chain(identity.as_deref()) {
+        if let Some(v) = p.headers.get(name) {
+            request = request.header(name, v.as_bytes());
+        }
+    }
     match request.send().await {
         Ok(answer) => {
             let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -1,0 +1,297 @@
+//! Nacos' auth endpoints (`/nacos/v1/auth/...`): login (also at `/v1/auth/users/login`, as the
+//! controller is mapped twice), and user, role and permission management for administrators
+//! (a user may change its own password). Answers as Nacos' `UserController`,
+//! `RoleController` and `PermissionController`: `{code:200, message:null, data:"... ok!"}`
+//! for changes, `Page` objects for lists, 400 with the message for refused changes.
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router, extract::State};
+use registry_proto::contract::auth::{PASSWORD, USERNAME};
+use registry_proto::http::{Params, v1_error};
+use serde_json::{Value, json};
+
+use super::guard::{refusal, require};
+use crate::api::ApiState;
+use crate::auth::password;
+use crate::auth::{Action, AuthError, Identity, Resource};
+use crate::consistency::AuthCommand;
+use crate::state::accounts::ADMIN_ROLE;
+
+const USERS: &str = "/nacos/v1/auth/users";
+const ROLES: &str = "/nacos/v1/auth/roles";
+const PERMISSIONS: &str = "/nacos/v1/auth/permissions";
+
+/// Auth routes.
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/nacos/v1/auth/login", post(login))
+        .route("/nacos/v1/auth/users/login", post(login))
+        .route(USERS, get(list_users).post(create_user).put(update_user).delete(delete_user))
+        .route("/nacos/v1/auth/users/search", get(search_users))
+        .route(ROLES, get(list_roles).post(bind_role).delete(unbind_role))
+        .route("/nacos/v1/auth/roles/search", get(search_roles))
+        .route(PERMISSIONS, get(list_permissions).post(add_permission).delete(remove_permission))
+}
+
+/// `200 {code:200, message:null, data}`, Nacos' `RestResult`.
+fn ok(data: &str) -> Response {
+    Json(json!({ "code": 200, "message": null, "data": data })).into_response()
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    v1_error(StatusCode::BAD_REQUEST, message.into())
+}
+
+fn required<'a>(p: &'a Params, name: &'static str) -> Result<&'a str, Response> {
+    p.opt(name).ok_or_else(|| bad_request(format!("Parameter '{name}' is missing")))
+}
+
+/// Nacos' `Page`: 1-based `pageNo`, `pageSize` (default 100).
+fn page(p: &Params, items: Vec<Value>) -> Response {
+    let size = p.num::<usize>("pageSize").ok().flatten().filter(|s| *s > 0).unwrap_or(100);
+    let number = p.num::<usize>("pageNo").ok().flatten().filter(|n| *n > 0).unwrap_or(1);
+    let total = items.len();
+    let page: Vec<Value> = items.into_iter().skip((number - 1).saturating_mul(size)).take(size).collect();
+    Json(json!({
+        "totalCount": total,
+        "pageNumber": number,
+        "pagesAvailable": total.div_ceil(size),
+        "pageItems": page,
+    }))
+    .into_response()
+}
+
+/// Whether `value` passes the `search` mode: `blur` matches a substring, otherwise equality;
+/// an absent filter matches everything.
+fn filter(p: &Params, name: &str, value: &str) -> bool {
+    match p.opt(name) {
+        None => true,
+        Some(want) if p.opt("search") == Some("blur") => value.contains(want.trim_matches('*')),
+        Some(want) => value == want,
+    }
+}
+
+async fn login(State(s): State<ApiState>, p: Params) -> Response {
+    let username = p.opt(USERNAME).unwrap_or_default();
+    let password = p.values_raw(PASSWORD).unwrap_or_default();
+    match s.auth.login(username, password, p.remote.map(|r| r.ip())).await {
+        Ok(l) => {
+            let body = json!({
+                "accessToken": l.access_token,
+                "tokenTtl": l.token_ttl,
+                "globalAdmin": l.global_admin,
+                "username": l.username,
+            });
+            ([(header::AUTHORIZATION, format!("Bearer {}", l.access_token))], Json(body)).into_response()
+        }
+        Err(e) => refusal("/nacos/v1/auth/login", &e),
+    }
+}
+
+async fn admin(s: &ApiState, p: &Params, path: &str, action: Action) -> Result<Identity, Response> {
+    require(s, p, path, &Resource::Admin, action).await
+}
+
+fn rejected(path: &str, e: AuthError) -> Response {
+    refusal(path, &e)
+}
+
+async fn list_users(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = admin(&s, &p, USERS, Action::Read).await {
+        return r;
+    }
+    let items = s.auth.accounts().read(|a| {
+        a.users.keys().filter(|u| filter(&p, USERNAME, u)).map(|u| json!({ "username": u })).collect()
+    });
+    page(&p, items)
+}
+
+async fn search_users(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = admin(&s, &p, USERS, Action::Read).await {
+        return r;
+    }
+    let want = p.opt(USERNAME).unwrap_or_default().to_owned();
+    let names: Vec<String> = s.auth.accounts().read(|a| a.users.keys().filter(|u| u.contains(&want)).cloned().collect());
+    Json(names).into_response()
+}
+
+async fn create_user(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = admin(&s, &p, USERS, Action::Write).await {
+        return r;
+    }
+    let (username, password) = match (required(&p, USERNAME), required(&p, PASSWORD)) {
+        (Ok(u), Ok(pw)) => (u.to_owned(), pw.to_owned()),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let password_hash = match password::hash(&password).await {
+        Ok(h) => h,
+        Err(e) => return rejected(USERS, e.into()),
+    };
+    match s.auth.submit(AuthCommand::CreateUser { username, password_hash }).await {
+        Ok(()) => ok("create user ok!"),
+        Err(e) => rejected(USERS, e),
+    }
+}
+
+/// An administrator may change anyone's password, a user only its own.
+async fn update_user(State(s): State<ApiState>, p: Params) -> Response {
+    let (username, new_password) = match (required(&p, USERNAME), required(&p, "newPassword")) {
+        (Ok(u), Ok(pw)) => (u.to_owned(), pw.to_owned()),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let caller = match s.auth.authenticate(&super::guard::credentials(&s.auth, &p)).await {
+        Ok(c) => c,
+        Err(e) => return refusal(USERS, &e),
+    };
+    if caller != Identity::User(username.clone())
+        && let Err(e) = s.auth.authorize(&caller, &Resource::Admin, Action::Write)
+    {
+        return refusal(USERS, &e);
+    }
+    let password_hash = match password::hash(&new_password).await {
+        Ok(h) => h,
+        Err(e) => return rejected(USERS, e.into()),
+    };
+    match s.auth.submit(AuthCommand::UpdatePassword { username, password_hash }).await {
+        Ok(()) => ok("update user ok!"),
+        Err(e) => rejected(USERS, e),
+    }
+}
+
+async fn delete_user(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = admin(&s, &p, USERS, Action::Write).await {
+        return r;
+    }
+    let username = match required(&p, USERNAME) {
+        Ok(u) => u.to_owned(),
+        Err(r) => return r,
+    };
+    if s.auth.accounts().read(|a| a.is_admin(&username)) {
+        return bad_request(format!("cannot delete admin: {username}"));
+    }
+    match s.auth.submit(AuthCommand::DeleteUser { username }).await {
+        Ok(()) => ok("delete user ok!"),
+        Err(e) => rejected(USERS, e),
+    }
+}
+
+async fn list_roles(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = admin(&s, &p, ROLES, Action::Read).await {
+        return r;
+    }
+    let items = s.auth.accounts().read(|a| {
+        a.roles
+            .iter()
+            .filter(|b| filter(&p, USERNAME, &b.username) && filter(&p, "role", &b.role))
+            .map(|b| json!({ "role": b.role, "username": b.username }))
+            .collect()
+    });
+    page(&p, items)
+}
+
+async fn search_roles(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = admin(&s, &p, ROLES, Action::Read).await {
+        return r;
+    }
+    let want = p.opt("role").unwrap_or_default().to_owned();
+    let mut names: Vec<String> =
+        s.auth.accounts().read(|a| a.roles.iter().filter(|b| b.role.contains(&want)).map(|b| b.role.clone()).collect());
+    names.dedup();
+    Json(names).into_response()
+}
+
+async fn bind_role(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = admin(&s, &p, ROLES, Action::Write).await {
+        return r;
+    }
+    let (role, username) = match (required(&p, "role"), required(&p, USERNAME)) {
+        (Ok(r), Ok(u)) => (r.to_owned(), u.to_owned()),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    if role == ADMIN_ROLE {
+        return bad_request(format!("role '{ADMIN_ROLE}' is not permitted to create!"));
+    }
+    match s.auth.submit(AuthCommand::BindRole { role, username }).await {
+        Ok(()) => ok("add role ok!"),
+        Err(e) => rejected(ROLES, e),
+    }
+}
+
+async fn unbind_role(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = admin(&s, &p, ROLES, Action::Write).await {
+        return r;
+    }
+    let role = match required(&p, "role") {
+        Ok(r) => r.to_owned(),
+        Err(r) => return r,
+    };
+    if role == ADMIN_ROLE {
+        return bad_request(format!("role '{ADMIN_ROLE}' cannot be deleted"));
+    }
+    let username = p.opt(USERNAME).map(str::to_owned);
+    let answer = match &username {
+        Some(u) => format!("delete role of user {u} ok!"),
+        None => "delete role ok!".to_owned(),
+    };
+    match s.auth.submit(AuthCommand::UnbindRole { role, username }).await {
+        Ok(()) => ok(&answer),
+        Err(e) => rejected(ROLES, e),
+    }
+}
+
+async fn list_permissions(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = admin(&s, &p, PERMISSIONS, Action::Read).await {
+        return r;
+    }
+    let items = s.auth.accounts().read(|a| {
+        a.permissions
+            .iter()
+            .filter(|x| filter(&p, "role", &x.role))
+            .map(|x| json!({ "role": x.role, "resource": x.resource, "action": x.action }))
+            .collect()
+    });
+    page(&p, items)
+}
+
+fn permission_params(p: &Params) -> Result<(String, String, String), Response> {
+    let role = required(p, "role")?.to_owned();
+    let resource = required(p, "resource")?.to_owned();
+    let action = required(p, "action")?.to_owned();
+    if !matches!(action.as_str(), "r" | "w" | "rw") {
+        return Err(bad_request(format!("action must be r, w or rw, not '{action}'")));
+    }
+    Ok((role, resource, action))
+}
+
+async fn add_permission(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = admin(&s, &p, PERMISSIONS, Action::Write).await {
+        return r;
+    }
+    let (role, resource, action) = match permission_params(&p) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if !s.auth.accounts().read(|a| a.roles.iter().any(|b| b.role == role)) {
+        return bad_request(format!("role {role} not found!"));
+    }
+    match s.auth.submit(AuthCommand::AddPermission { role, resource, action }).await {
+        Ok(()) => ok("add permission ok!"),
+        Err(e) => rejected(PERMISSIONS, e),
+    }
+}
+
+async fn remove_permission(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = admin(&s, &p, PERMISSIONS, Action::Write).await {
+        return r;
+    }
+    let (role, resource, action) = match permission_params(&p) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match s.auth.submit(AuthCommand::RemovePermission { role, resource, action }).await {
+        Ok(()) => ok("delete permission ok!"),
+        Err(e) => rejected(PERMISSIONS, e),
+    }
+}

@@ -1,0 +1,161 @@
+//! Namespace management as Nacos' console has it: v1 `/nacos/v1/console/namespaces` (list in a
+//! `RestResult`, detail with `show=all`, id check with `checkNamespaceIdExist`, writes answer
+//! `true`) and v2 `/nacos/v2/console/namespace` (`Result` envelope). Reads need a signed-in
+//! user, writes an administrator, whatever `[auth] enabled` says.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router, extract::State};
+use registry_proto::http::{Params, v1_error, v2_error, v2_ok};
+use serde_json::{Value, json};
+
+use super::guard::require;
+use crate::api::ApiState;
+use crate::auth::{Action, Resource};
+use crate::namespaces::{NamespaceError, NamespaceInfo};
+
+const V1: &str = "/nacos/v1/console/namespaces";
+const V2: &str = "/nacos/v2/console/namespace";
+
+/// Namespace routes.
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route(V1, get(v1_get).post(v1_create).put(v1_update).delete(v1_delete))
+        .route(V2, get(v2_get).post(v2_create).put(v2_update).delete(v2_delete))
+        .route("/nacos/v2/console/namespace/list", get(v2_list))
+}
+
+/// Nacos' `Namespace` JSON.
+fn to_json(n: &NamespaceInfo) -> Value {
+    json!({
+        "namespace": n.namespace.id,
+        "namespaceShowName": n.namespace.name,
+        "namespaceDesc": n.namespace.desc,
+        "quota": n.namespace.quota,
+        "configCount": n.config_count,
+        "type": n.kind,
+    })
+}
+
+fn v1_refusal(e: &NamespaceError) -> Response {
+    let status = match e {
+        NamespaceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        NamespaceError::NotFound(_) => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    v1_error(status, e.to_string())
+}
+
+/// v2 codes: 22000 illegal namespace, 22001 not exist, 22002 already exist (spec §3).
+fn v2_refusal(e: &NamespaceError) -> Response {
+    let (status, code, message) = match e {
+        NamespaceError::Invalid(_) | NamespaceError::Public => (StatusCode::BAD_REQUEST, 22000, "illegal namespace"),
+        NamespaceError::NotFound(_) => (StatusCode::NOT_FOUND, 22001, "namespace not exist"),
+        NamespaceError::Exists(_) => (StatusCode::CONFLICT, 22002, "namespace already exist"),
+        NamespaceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, 30000, "server error"),
+    };
+    v2_error(status, code, message, e.to_string())
+}
+
+fn answer(r: Result<(), NamespaceError>, render: fn(&NamespaceError) -> Response, ok: fn() -> Response) -> Response {
+    match r {
+        Ok(()) => ok(),
+        Err(e) => render(&e),
+    }
+}
+
+fn v1_true() -> Response {
+    Json(true).into_response()
+}
+
+fn v2_true() -> Response {
+    v2_ok(true)
+}
+
+async fn v1_get(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = require(&s, &p, V1, &Resource::Console, Action::Read).await {
+        return r;
+    }
+    if p.opt("checkNamespaceIdExist").is_some() {
+        let id = p.opt("customNamespaceId").unwrap_or_default();
+        return Json(!id.is_empty() && s.namespaces.exists(id)).into_response();
+    }
+    if p.opt("show") == Some("all") {
+        let id = p.opt("namespaceId").unwrap_or_default();
+        return match s.namespaces.get(id) {
+            Some(n) => Json(to_json(&n)).into_response(),
+            None => v1_refusal(&NamespaceError::NotFound(id.to_owned())),
+        };
+    }
+    let list: Vec<Value> = s.namespaces.list().iter().map(to_json).collect();
+    Json(json!({ "code": 200, "message": null, "data": list })).into_response()
+}
+
+async fn v1_create(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = require(&s, &p, V1, &Resource::Admin, Action::Write).await {
+        return r;
+    }
+    let name = p.opt("namespaceName").unwrap_or_default();
+    let r = s.namespaces.create(p.opt("customNamespaceId"), name, p.opt("namespaceDesc").unwrap_or_default()).await;
+    answer(r.map(drop), v1_refusal, v1_true)
+}
+
+async fn v1_update(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = require(&s, &p, V1, &Resource::Admin, Action::Write).await {
+        return r;
+    }
+    let (id, name) = (p.opt("namespace").unwrap_or_default(), p.opt("namespaceShowName").unwrap_or_default());
+    let r = s.namespaces.update(id, name, p.opt("namespaceDesc").unwrap_or_default()).await;
+    answer(r, v1_refusal, v1_true)
+}
+
+async fn v1_delete(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = require(&s, &p, V1, &Resource::Admin, Action::Write).await {
+        return r;
+    }
+    answer(s.namespaces.delete(p.opt("namespaceId").unwrap_or_default()).await, v1_refusal, v1_true)
+}
+
+async fn v2_get(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = require(&s, &p, V2, &Resource::Console, Action::Read).await {
+        return r;
+    }
+    let id = p.opt("namespaceId").unwrap_or_default();
+    match s.namespaces.get(id) {
+        Some(n) => v2_ok(to_json(&n)),
+        None => v2_refusal(&NamespaceError::NotFound(id.to_owned())),
+    }
+}
+
+async fn v2_list(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = require(&s, &p, V2, &Resource::Console, Action::Read).await {
+        return r;
+    }
+    v2_ok(s.namespaces.list().iter().map(to_json).collect::<Vec<_>>())
+}
+
+async fn v2_create(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = require(&s, &p, V2, &Resource::Admin, Action::Write).await {
+        return r;
+    }
+    let name = p.opt("namespaceName").unwrap_or_default();
+    let r = s.namespaces.create(p.opt("namespaceId"), name, p.opt("namespaceDesc").unwrap_or_default()).await;
+    answer(r.map(drop), v2_refusal, v2_true)
+}
+
+async fn v2_update(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = require(&s, &p, V2, &Resource::Admin, Action::Write).await {
+        return r;
+    }
+    let (id, name) = (p.opt("namespaceId").unwrap_or_default(), p.opt("namespaceName").unwrap_or_default());
+    let r = s.namespaces.update(id, name, p.opt("namespaceDesc").unwrap_or_default()).await;
+    answer(r, v2_refusal, v2_true)
+}
+
+async fn v2_delete(State(s): State<ApiState>, p: Params) -> Response {
+    if let Err(r) = require(&s, &p, V2, &Resource::Admin, Action::Write).await {
+        return r;
+    }
+    answer(s.namespaces.delete(p.opt("namespaceId").unwrap_or_default()).await, v2_refusal, v2_true)
+}
