@@ -11,8 +11,8 @@ use registry_proto::contract::ports;
 use serde::Deserialize;
 
 use crate::api::grpc::GrpcConfig;
-use crate::auth::AuthConfig;
 use crate::api::http::HttpConfig;
+use crate::auth::AuthConfig;
 use crate::cluster::{ClusterConfig, MemberAddr};
 use crate::configs::ConfigCenterConfig;
 use crate::consistency::RaftConfig;

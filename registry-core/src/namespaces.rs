@@ -102,7 +102,8 @@ impl NamespaceService {
         if is_public(&id) {
             return Err(NamespaceError::Exists(id));
         }
-        let ns = Namespace { id: id.clone(), name: name.trim().to_owned(), desc: desc.to_owned(), quota: DEFAULT_QUOTA };
+        let ns =
+            Namespace { id: id.clone(), name: name.trim().to_owned(), desc: desc.to_owned(), quota: DEFAULT_QUOTA };
         self.consistency.submit(Command::Namespace(NamespaceCommand::Create(ns))).await?;
         Ok(id)
     }
@@ -128,7 +129,12 @@ impl NamespaceService {
     }
 
     fn public(&self) -> NamespaceInfo {
-        let ns = Namespace { id: PUBLIC.to_owned(), name: PUBLIC.to_owned(), desc: "Public Namespace".to_owned(), quota: DEFAULT_QUOTA };
+        let ns = Namespace {
+            id: PUBLIC.to_owned(),
+            name: PUBLIC.to_owned(),
+            desc: "Public Namespace".to_owned(),
+            quota: DEFAULT_QUOTA,
+        };
         self.info(ns, 0)
     }
 

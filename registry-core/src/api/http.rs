@@ -27,10 +27,10 @@ pub mod console;
 pub mod error;
 pub mod forward;
 pub mod guard;
+pub mod namespaces;
 mod naming;
 pub mod naming_v1;
 pub mod naming_v2;
-pub mod namespaces;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -60,7 +60,8 @@ pub fn router(state: ApiState, config: &HttpConfig) -> Router {
         .merge(config_v1::routes())
         .merge(config_v2::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard::client_api));
-    let cluster_admin = admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), guard::cluster_admin));
+    let cluster_admin =
+        admin::routes().route_layer(middleware::from_fn_with_state(state.clone(), guard::cluster_admin));
     Router::new()
         .merge(client_apis)
         .merge(cluster_admin)

@@ -83,9 +83,7 @@ pub fn permits(accounts: &Accounts, identity: &Identity, resource: &Resource, ac
         Resource::Admin => false,
         Resource::Console => action == Action::Read,
         Resource::Data(path) => accounts.roles_of(user).any(|role| {
-            accounts
-                .permissions_of(role)
-                .any(|p| p.action.contains(action.letter()) && glob_matches(&p.resource, path))
+            accounts.permissions_of(role).any(|p| p.action.contains(action.letter()) && glob_matches(&p.resource, path))
         }),
     }
 }
@@ -125,7 +123,11 @@ mod tests {
         }
         a.roles.insert(RoleBinding { role: ADMIN_ROLE.into(), username: "admin".into() });
         a.roles.insert(RoleBinding { role: "devs".into(), username: "dev".into() });
-        a.permissions.insert(Permission { role: "devs".into(), resource: "public:*:config/*".into(), action: "rw".into() });
+        a.permissions.insert(Permission {
+            role: "devs".into(),
+            resource: "public:*:config/*".into(),
+            action: "rw".into(),
+        });
         a.permissions.insert(Permission { role: "devs".into(), resource: "dev:*:*".into(), action: "r".into() });
         a
     }

@@ -12,8 +12,8 @@ use crate::model::config::{GrayVariant, md5_hex};
 use crate::model::{
     ChangeEvent, ClientId, ConfigItem, ConfigKey, HistoryEntry, HistoryOp, Instance, ServiceKey, ServiceMetadata,
 };
-use crate::state::naming_index::Overrides;
 use crate::state::accounts::{ADMIN_ROLE, Permission, RoleBinding, User};
+use crate::state::naming_index::Overrides;
 use crate::state::{
     AccountStore, Accounts, ConfigData, ConfigStore, Namespace, NamespaceStore, NamingData, NamingStore, StateSnapshot,
 };
@@ -323,7 +323,11 @@ fn apply_auth(data: &mut Accounts, cmd: &AuthCommand) -> CommandResult {
             }
         }
         A::RemovePermission { role, resource, action } => {
-            data.permissions.remove(&Permission { role: role.clone(), resource: resource.clone(), action: action.clone() });
+            data.permissions.remove(&Permission {
+                role: role.clone(),
+                resource: resource.clone(),
+                action: action.clone(),
+            });
         }
     }
     Ok(())

@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::Namespace;
 use crate::model::{
     ClientId, ClusterMetadata, ConfigKey, ConfigMeta, GrayKind, GrayRule, Instance, InstanceKey, InstanceOverride,
     ServiceKey, ServiceMetadata, Source,
 };
+use crate::state::Namespace;
 
 /// A change to the state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

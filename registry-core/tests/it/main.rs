@@ -7,6 +7,7 @@
 
 mod harness;
 
+mod auth;
 mod beat;
 mod client;
 mod cluster;

@@ -37,7 +37,8 @@ pub(crate) async fn admit(
         server_identity: auth.identity_header().and_then(header),
         ip: conn.meta.remote_ip.parse().ok(),
     };
-    let refuse = |e: &crate::auth::AuthError| failed_response(response_type(kind), NO_RIGHT, &e.to_string(), Value::Null);
+    let refuse =
+        |e: &crate::auth::AuthError| failed_response(response_type(kind), NO_RIGHT, &e.to_string(), Value::Null);
     let identity = auth.authenticate(&credentials).await.map_err(|e| refuse(&e))?;
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let (resources, action) = resources(kind, &body);

@@ -102,9 +102,10 @@ async fn list_users(State(s): State<ApiState>, p: Params) -> Response {
     if let Err(r) = admin(&s, &p, USERS, Action::Read).await {
         return r;
     }
-    let items = s.auth.accounts().read(|a| {
-        a.users.keys().filter(|u| filter(&p, USERNAME, u)).map(|u| json!({ "username": u })).collect()
-    });
+    let items = s
+        .auth
+        .accounts()
+        .read(|a| a.users.keys().filter(|u| filter(&p, USERNAME, u)).map(|u| json!({ "username": u })).collect());
     page(&p, items)
 }
 
@@ -113,7 +114,8 @@ async fn search_users(State(s): State<ApiState>, p: Params) -> Response {
         return r;
     }
     let want = p.opt(USERNAME).unwrap_or_default().to_owned();
-    let names: Vec<String> = s.auth.accounts().read(|a| a.users.keys().filter(|u| u.contains(&want)).cloned().collect());
+    let names: Vec<String> =
+        s.auth.accounts().read(|a| a.users.keys().filter(|u| u.contains(&want)).cloned().collect());
     Json(names).into_response()
 }
 

@@ -65,7 +65,9 @@ pub async fn to_responsible(s: &ApiState, p: &Params, method: Method, path: &str
         .query(&p.pairs().collect::<Vec<_>>());
     // Credentials sent as headers go along: the responsible member checks them again.
     let identity = s.auth.identity_header().map(str::to_owned);
-    for name in [header::AUTHORIZATION.as_str(), ACCESS_TOKEN, USERNAME, PASSWORD].into_iter().chain(identity.as_deref()) {
+    for name in
+        [header::AUTHORIZATION.as_str(), ACCESS_TOKEN, USERNAME, PASSWORD].into_iter().chain(identity.as_deref())
+    {
         if let Some(v) = p.headers.get(name) {
             request = request.header(name, v.as_bytes());
         }

@@ -118,7 +118,8 @@ fn classify(method: &Method, path: &str, p: &Params) -> (Resource, Action) {
     }
     if path.contains("/cs/") {
         let tenant = p.opt("tenant").or_else(|| p.opt("namespaceId")).unwrap_or_default();
-        let resource = Resource::config(tenant, p.opt("group").unwrap_or_default(), p.opt("dataId").unwrap_or_default());
+        let resource =
+            Resource::config(tenant, p.opt("group").unwrap_or_default(), p.opt("dataId").unwrap_or_default());
         return (resource, action);
     }
     let name = p.opt("serviceName").unwrap_or_default();
