@@ -298,6 +298,9 @@ fn apply_auth(data: &mut Accounts, cmd: &AuthCommand) -> CommandResult {
             user.password_hash.clone_from(password_hash);
         }
         A::DeleteUser { username } => {
+            if data.is_admin(username) {
+                return Err(ApplyError::AdminProtected(username.clone()));
+            }
             data.users.remove(username).ok_or_else(|| ApplyError::UserNotFound(username.clone()))?;
             data.roles.retain(|b| b.username != *username);
         }
@@ -317,6 +320,11 @@ fn apply_auth(data: &mut Accounts, cmd: &AuthCommand) -> CommandResult {
             data.permissions.retain(|p| p.role != *role);
         }
         A::AddPermission { role, resource, action } => {
+            // Decided here, not by the member that took the request: it may not have applied
+            // the role binding yet.
+            if !data.roles.iter().any(|b| b.role == *role) {
+                return Err(ApplyError::RoleNotFound(role.clone()));
+            }
             let p = Permission { role: role.clone(), resource: resource.clone(), action: action.clone() };
             if !data.permissions.insert(p) {
                 return Err(ApplyError::Duplicate(format!("permission {resource} {action} of role '{role}'")));

@@ -344,6 +344,12 @@ pub enum ApplyError {
     /// A role binding or permission that already exists.
     #[error("{0} already exists")]
     Duplicate(String),
+    /// A permission for a role nobody holds.
+    #[error("role {0} not found!")]
+    RoleNotFound(String),
+    /// Deleting a user that holds the admin role.
+    #[error("cannot delete admin: {0}")]
+    AdminProtected(String),
     /// `AuthCommand::Bootstrap` after the administrator was created once.
     #[error("the administrator was already created")]
     AlreadyBootstrapped,
