@@ -12,6 +12,7 @@ use registry_proto::contract::auth::{PASSWORD, USERNAME};
 use registry_proto::http::{Params, v1_error};
 use serde_json::{Value, json};
 
+use super::error::{ApiError, V1};
 use super::guard::{refusal, require};
 use crate::api::ApiState;
 use crate::auth::password;
@@ -44,8 +45,9 @@ fn bad_request(message: impl Into<String>) -> Response {
     v1_error(StatusCode::BAD_REQUEST, message.into())
 }
 
-fn required<'a>(p: &'a Params, name: &'static str) -> Result<&'a str, Response> {
-    p.opt(name).ok_or_else(|| bad_request(format!("Parameter '{name}' is missing")))
+/// A required parameter; a missing one answers 400 through the shared error mapping.
+fn required<'a>(p: &'a Params, name: &'static str) -> Result<&'a str, V1> {
+    Ok(p.required(name)?)
 }
 
 /// Nacos' `Page`: 1-based `pageNo`, `pageSize` (default 100).
@@ -125,7 +127,7 @@ async fn create_user(State(s): State<ApiState>, p: Params) -> Response {
     }
     let (username, password) = match (required(&p, USERNAME), required(&p, PASSWORD)) {
         (Ok(u), Ok(pw)) => (u.to_owned(), pw.to_owned()),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
     let password_hash = match password::hash(&password).await {
         Ok(h) => h,
@@ -141,7 +143,7 @@ async fn create_user(State(s): State<ApiState>, p: Params) -> Response {
 async fn update_user(State(s): State<ApiState>, p: Params) -> Response {
     let (username, new_password) = match (required(&p, USERNAME), required(&p, "newPassword")) {
         (Ok(u), Ok(pw)) => (u.to_owned(), pw.to_owned()),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
     let caller = match s.auth.authenticate(&super::guard::credentials(&s.auth, &p)).await {
         Ok(c) => c,
@@ -168,7 +170,7 @@ async fn delete_user(State(s): State<ApiState>, p: Params) -> Response {
     }
     let username = match required(&p, USERNAME) {
         Ok(u) => u.to_owned(),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match s.auth.submit(AuthCommand::DeleteUser { username }).await {
         Ok(()) => ok("delete user ok!"),
@@ -207,7 +209,7 @@ async fn bind_role(State(s): State<ApiState>, p: Params) -> Response {
     }
     let (role, username) = match (required(&p, "role"), required(&p, USERNAME)) {
         (Ok(r), Ok(u)) => (r.to_owned(), u.to_owned()),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
     if role == ADMIN_ROLE {
         return bad_request(format!("role '{ADMIN_ROLE}' is not permitted to create!"));
@@ -224,7 +226,7 @@ async fn unbind_role(State(s): State<ApiState>, p: Params) -> Response {
     }
     let role = match required(&p, "role") {
         Ok(r) => r.to_owned(),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if role == ADMIN_ROLE {
         return bad_request(format!("role '{ADMIN_ROLE}' cannot be deleted"));
@@ -254,12 +256,12 @@ async fn list_permissions(State(s): State<ApiState>, p: Params) -> Response {
     page(&p, items)
 }
 
-fn permission_params(p: &Params) -> Result<(String, String, String), Response> {
+fn permission_params(p: &Params) -> Result<(String, String, String), V1> {
     let role = required(p, "role")?.to_owned();
     let resource = required(p, "resource")?.to_owned();
     let action = required(p, "action")?.to_owned();
     if !matches!(action.as_str(), "r" | "w" | "rw") {
-        return Err(bad_request(format!("action must be r, w or rw, not '{action}'")));
+        return Err(V1(ApiError::bad_request(format!("action must be r, w or rw, not '{action}'"))));
     }
     Ok((role, resource, action))
 }
@@ -270,7 +272,7 @@ async fn add_permission(State(s): State<ApiState>, p: Params) -> Response {
     }
     let (role, resource, action) = match permission_params(&p) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match s.auth.submit(AuthCommand::AddPermission { role, resource, action }).await {
         Ok(()) => ok("add permission ok!"),
@@ -284,7 +286,7 @@ async fn remove_permission(State(s): State<ApiState>, p: Params) -> Response {
     }
     let (role, resource, action) = match permission_params(&p) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match s.auth.submit(AuthCommand::RemovePermission { role, resource, action }).await {
         Ok(()) => ok("delete permission ok!"),
