@@ -228,6 +228,20 @@ fn grpc_instance() -> WireInstance {
     WireInstance { ip: Some("10.0.0.9".into()), port: 8080, ..WireInstance::default() }
 }
 
+/// Fails unless `r` is a 403 refusal with `message`.
+fn refused(r: Result<(), ClientError>, message: &str) {
+    match r {
+        Err(ClientError::Rejected { code, message: m }) => assert_eq!((code, m.as_str()), (403, message)),
+        other => panic!("expected a 403 refusal ({message}), got {other:?}"),
+    }
+}
+
+/// A raw `ServiceQueryRequest` for `grpc-orders`: the response type and body.
+async fn query(conn: &Connection) -> (String, Value) {
+    let body = serde_json::json!({"namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": "grpc-orders"});
+    conn.unary().call("ServiceQueryRequest", &body).await.expect("an answer")
+}
+
 async fn grpc_with(server: &Server, token: Option<&str>) -> Connection {
     let mut setup = Setup::new("it-auth", "naming");
     setup.access_token = token.map(str::to_owned);
@@ -243,39 +257,17 @@ async fn grpc_requests_need_a_token_that_permits_them() {
     let service = ServiceKey::new("public", "DEFAULT_GROUP", "grpc-orders").unwrap();
 
     let anonymous = grpc_with(&server, None).await;
-    match anonymous.unary().register(&service, &grpc_instance()).await {
-        Err(ClientError::Rejected { code, message }) => assert_eq!((code, message.as_str()), (403, "user not found!")),
-        other => panic!("expected a 403 refusal, got {other:?}"),
-    }
+    refused(anonymous.unary().register(&service, &grpc_instance()).await, "user not found!");
     // The refusal is the request's own response type, as Nacos answers.
-    let (kind, body) = anonymous
-        .unary()
-        .call(
-            "ServiceQueryRequest",
-            &serde_json::json!({"namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": "grpc-orders"}),
-        )
-        .await
-        .unwrap();
+    let (kind, body) = query(&anonymous).await;
     assert_eq!(
         (kind.as_str(), body["resultCode"].as_i64(), body["errorCode"].as_i64()),
         ("QueryServiceResponse", Some(500), Some(403))
     );
 
     let read_only = grpc_with(&server, Some(&reader)).await;
-    match read_only.unary().register(&service, &grpc_instance()).await {
-        Err(ClientError::Rejected { code, message }) => {
-            assert_eq!((code, message.as_str()), (403, "authorization failed!"))
-        }
-        other => panic!("expected a 403 refusal, got {other:?}"),
-    }
-    let (kind, body) = read_only
-        .unary()
-        .call(
-            "ServiceQueryRequest",
-            &serde_json::json!({"namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": "grpc-orders"}),
-        )
-        .await
-        .unwrap();
+    refused(read_only.unary().register(&service, &grpc_instance()).await, "authorization failed!");
+    let (kind, body) = query(&read_only).await;
     assert_eq!((kind.as_str(), body["resultCode"].as_i64()), ("QueryServiceResponse", Some(200)), "{body}");
 
     let admin_conn = grpc_with(&server, Some(&admin)).await;
@@ -286,15 +278,7 @@ async fn grpc_requests_need_a_token_that_permits_them() {
 }
 
 fn sdk_props(server: &Server, cache: &std::path::Path, password: &str) -> ClientProps {
-    ClientProps::new()
-        .server_addr(format!("127.0.0.1:{}", server.http.port()))
-        .remote_grpc_port(server.grpc.port())
-        .env_first(false)
-        .app_name("registry-it")
-        .cache_dir(cache)
-        .config_load_cache_at_start(false)
-        .auth_username("nacos")
-        .auth_password(password)
+    crate::config_sdk::props(server, cache).auth_username("nacos").auth_password(password)
 }
 
 #[tokio::test]

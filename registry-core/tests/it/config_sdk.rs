@@ -60,7 +60,7 @@ impl std::ops::Deref for Sdk {
 
 /// Client settings for ephemeral ports (the SDK would dial HTTP port + 1000 for gRPC);
 /// `env_first(false)` keeps `NACOS_CLIENT_*` variables out of the test.
-fn props(server: &Server, cache: &std::path::Path) -> ClientProps {
+pub(crate) fn props(server: &Server, cache: &std::path::Path) -> ClientProps {
     ClientProps::new()
         .server_addr(format!("127.0.0.1:{}", server.http.port()))
         .remote_grpc_port(server.grpc.port())

@@ -100,6 +100,14 @@ fn rejected(path: &str, e: AuthError) -> Response {
     refusal(path, &e)
 }
 
+/// Applies an account change: `done` on success, the refusal otherwise.
+async fn change(s: &ApiState, path: &str, cmd: AuthCommand, done: &str) -> Response {
+    match s.auth.submit(cmd).await {
+        Ok(()) => ok(done),
+        Err(e) => rejected(path, e),
+    }
+}
+
 async fn list_users(State(s): State<ApiState>, p: Params) -> Response {
     if let Err(r) = admin(&s, &p, USERS, Action::Read).await {
         return r;
@@ -133,10 +141,7 @@ async fn create_user(State(s): State<ApiState>, p: Params) -> Response {
         Ok(h) => h,
         Err(e) => return rejected(USERS, e.into()),
     };
-    match s.auth.submit(AuthCommand::CreateUser { username, password_hash }).await {
-        Ok(()) => ok("create user ok!"),
-        Err(e) => rejected(USERS, e),
-    }
+    change(&s, USERS, AuthCommand::CreateUser { username, password_hash }, "create user ok!").await
 }
 
 /// An administrator may change anyone's password, a user only its own.
@@ -158,10 +163,7 @@ async fn update_user(State(s): State<ApiState>, p: Params) -> Response {
         Ok(h) => h,
         Err(e) => return rejected(USERS, e.into()),
     };
-    match s.auth.submit(AuthCommand::UpdatePassword { username, password_hash }).await {
-        Ok(()) => ok("update user ok!"),
-        Err(e) => rejected(USERS, e),
-    }
+    change(&s, USERS, AuthCommand::UpdatePassword { username, password_hash }, "update user ok!").await
 }
 
 async fn delete_user(State(s): State<ApiState>, p: Params) -> Response {
@@ -172,10 +174,7 @@ async fn delete_user(State(s): State<ApiState>, p: Params) -> Response {
         Ok(u) => u.to_owned(),
         Err(r) => return r.into_response(),
     };
-    match s.auth.submit(AuthCommand::DeleteUser { username }).await {
-        Ok(()) => ok("delete user ok!"),
-        Err(e) => rejected(USERS, e),
-    }
+    change(&s, USERS, AuthCommand::DeleteUser { username }, "delete user ok!").await
 }
 
 async fn list_roles(State(s): State<ApiState>, p: Params) -> Response {
@@ -214,10 +213,7 @@ async fn bind_role(State(s): State<ApiState>, p: Params) -> Response {
     if role == ADMIN_ROLE {
         return bad_request(format!("role '{ADMIN_ROLE}' is not permitted to create!"));
     }
-    match s.auth.submit(AuthCommand::BindRole { role, username }).await {
-        Ok(()) => ok("add role ok!"),
-        Err(e) => rejected(ROLES, e),
-    }
+    change(&s, ROLES, AuthCommand::BindRole { role, username }, "add role ok!").await
 }
 
 async fn unbind_role(State(s): State<ApiState>, p: Params) -> Response {
@@ -236,10 +232,7 @@ async fn unbind_role(State(s): State<ApiState>, p: Params) -> Response {
         Some(u) => format!("delete role of user {u} ok!"),
         None => "delete role ok!".to_owned(),
     };
-    match s.auth.submit(AuthCommand::UnbindRole { role, username }).await {
-        Ok(()) => ok(&answer),
-        Err(e) => rejected(ROLES, e),
-    }
+    change(&s, ROLES, AuthCommand::UnbindRole { role, username }, &answer).await
 }
 
 async fn list_permissions(State(s): State<ApiState>, p: Params) -> Response {
@@ -274,10 +267,7 @@ async fn add_permission(State(s): State<ApiState>, p: Params) -> Response {
         Ok(v) => v,
         Err(r) => return r.into_response(),
     };
-    match s.auth.submit(AuthCommand::AddPermission { role, resource, action }).await {
-        Ok(()) => ok("add permission ok!"),
-        Err(e) => rejected(PERMISSIONS, e),
-    }
+    change(&s, PERMISSIONS, AuthCommand::AddPermission { role, resource, action }, "add permission ok!").await
 }
 
 async fn remove_permission(State(s): State<ApiState>, p: Params) -> Response {
@@ -288,8 +278,5 @@ async fn remove_permission(State(s): State<ApiState>, p: Params) -> Response {
         Ok(v) => v,
         Err(r) => return r.into_response(),
     };
-    match s.auth.submit(AuthCommand::RemovePermission { role, resource, action }).await {
-        Ok(()) => ok("delete permission ok!"),
-        Err(e) => rejected(PERMISSIONS, e),
-    }
+    change(&s, PERMISSIONS, AuthCommand::RemovePermission { role, resource, action }, "delete permission ok!").await
 }

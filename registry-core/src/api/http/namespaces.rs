@@ -92,29 +92,68 @@ async fn v1_get(State(s): State<ApiState>, p: Params) -> Response {
     Json(json!({ "code": 200, "message": null, "data": list })).into_response()
 }
 
-async fn v1_create(State(s): State<ApiState>, p: Params) -> Response {
-    if let Err(r) = require(&s, &p, V1, &Resource::Admin, Action::Write).await {
+/// Where the versions differ for writes: parameter names and answers.
+struct Writes {
+    path: &'static str,
+    /// Id parameter of a create (v1 `customNamespaceId`), of an update (v1 `namespace`), and
+    /// name parameter of an update (v1 `namespaceShowName`).
+    create_id: &'static str,
+    update_id: &'static str,
+    update_name: &'static str,
+    refusal: fn(&NamespaceError) -> Response,
+    ok: fn() -> Response,
+}
+
+const V1_WRITES: Writes = Writes {
+    path: V1,
+    create_id: "customNamespaceId",
+    update_id: "namespace",
+    update_name: "namespaceShowName",
+    refusal: v1_refusal,
+    ok: v1_true,
+};
+
+const V2_WRITES: Writes = Writes {
+    path: V2,
+    create_id: "namespaceId",
+    update_id: "namespaceId",
+    update_name: "namespaceName",
+    refusal: v2_refusal,
+    ok: v2_true,
+};
+
+/// The three writes, each for an administrator.
+async fn write(s: &ApiState, p: &Params, v: &Writes, op: Op) -> Response {
+    if let Err(r) = require(s, p, v.path, &Resource::Admin, Action::Write).await {
         return r;
     }
-    let name = p.opt("namespaceName").unwrap_or_default();
-    let r = s.namespaces.create(p.opt("customNamespaceId"), name, p.opt("namespaceDesc").unwrap_or_default()).await;
-    answer(r.map(drop), v1_refusal, v1_true)
+    let param = |name| p.opt(name).unwrap_or_default();
+    let desc = param("namespaceDesc");
+    let r = match op {
+        Op::Create => s.namespaces.create(p.opt(v.create_id), param("namespaceName"), desc).await.map(drop),
+        Op::Update => s.namespaces.update(param(v.update_id), param(v.update_name), desc).await,
+        Op::Delete => s.namespaces.delete(param("namespaceId")).await,
+    };
+    answer(r, v.refusal, v.ok)
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+async fn v1_create(State(s): State<ApiState>, p: Params) -> Response {
+    write(&s, &p, &V1_WRITES, Op::Create).await
 }
 
 async fn v1_update(State(s): State<ApiState>, p: Params) -> Response {
-    if let Err(r) = require(&s, &p, V1, &Resource::Admin, Action::Write).await {
-        return r;
-    }
-    let (id, name) = (p.opt("namespace").unwrap_or_default(), p.opt("namespaceShowName").unwrap_or_default());
-    let r = s.namespaces.update(id, name, p.opt("namespaceDesc").unwrap_or_default()).await;
-    answer(r, v1_refusal, v1_true)
+    write(&s, &p, &V1_WRITES, Op::Update).await
 }
 
 async fn v1_delete(State(s): State<ApiState>, p: Params) -> Response {
-    if let Err(r) = require(&s, &p, V1, &Resource::Admin, Action::Write).await {
-        return r;
-    }
-    answer(s.namespaces.delete(p.opt("namespaceId").unwrap_or_default()).await, v1_refusal, v1_true)
+    write(&s, &p, &V1_WRITES, Op::Delete).await
 }
 
 async fn v2_get(State(s): State<ApiState>, p: Params) -> Response {
@@ -136,26 +175,13 @@ async fn v2_list(State(s): State<ApiState>, p: Params) -> Response {
 }
 
 async fn v2_create(State(s): State<ApiState>, p: Params) -> Response {
-    if let Err(r) = require(&s, &p, V2, &Resource::Admin, Action::Write).await {
-        return r;
-    }
-    let name = p.opt("namespaceName").unwrap_or_default();
-    let r = s.namespaces.create(p.opt("namespaceId"), name, p.opt("namespaceDesc").unwrap_or_default()).await;
-    answer(r.map(drop), v2_refusal, v2_true)
+    write(&s, &p, &V2_WRITES, Op::Create).await
 }
 
 async fn v2_update(State(s): State<ApiState>, p: Params) -> Response {
-    if let Err(r) = require(&s, &p, V2, &Resource::Admin, Action::Write).await {
-        return r;
-    }
-    let (id, name) = (p.opt("namespaceId").unwrap_or_default(), p.opt("namespaceName").unwrap_or_default());
-    let r = s.namespaces.update(id, name, p.opt("namespaceDesc").unwrap_or_default()).await;
-    answer(r, v2_refusal, v2_true)
+    write(&s, &p, &V2_WRITES, Op::Update).await
 }
 
 async fn v2_delete(State(s): State<ApiState>, p: Params) -> Response {
-    if let Err(r) = require(&s, &p, V2, &Resource::Admin, Action::Write).await {
-        return r;
-    }
-    answer(s.namespaces.delete(p.opt("namespaceId").unwrap_or_default()).await, v2_refusal, v2_true)
+    write(&s, &p, &V2_WRITES, Op::Delete).await
 }
