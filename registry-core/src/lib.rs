@@ -20,6 +20,9 @@
 //!  model/      plain data, imported by everyone
 //! ```
 //!
+//! `auth/` (who asks, may they: used by api/http, api/grpc, later DNS) and `namespaces.rs`
+//! (the console's namespace table) write through `consistency/` like the domains.
+//!
 //! Layout: one module per layer, imports only point down (or to `model`).
 
 pub mod api;

@@ -87,3 +87,17 @@ impl StateSnapshot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_snapshot_decodes_with_no_namespaces_and_no_accounts() {
+        let v1 = r#"{"version":1,"services":[],"configs":[],"history":[],"last_history_id":3,"last_config_id":2}"#;
+        let s: StateSnapshot = serde_json::from_str(v1).unwrap();
+        assert_eq!((s.version, s.last_history_id), (1, 3));
+        assert!(s.namespaces.is_empty() && s.accounts == Accounts::default());
+        assert!(!s.accounts.bootstrapped, "a v1 cluster bootstraps its administrator once on upgrade");
+    }
+}
