@@ -1,0 +1,97 @@
+//! The lab on this machine: nodes reach each other over the bridge, partitions drop traffic one
+//! way or both, heal restores it, a moved node is reachable at its new address, a node's
+//! resolv.conf is its own, and dropping the lab removes its namespaces and kills what ran there.
+//! Skips (prints `SKIP netlab: ...`) without root, `ip` or `nft`; `CHAOS_REQUIRED=1` fails instead.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use netlab::{Lab, Node, NodeOptions};
+
+const PORT: u16 = 7070;
+
+/// Not a test of its own: the listener the lab test starts inside a namespace by running this
+/// binary there with `NETLAB_LISTEN=addr:port`.
+#[test]
+#[ignore = "helper process for lab_partitions_and_heals"]
+fn listen_helper() {
+    let Ok(addr) = std::env::var("NETLAB_LISTEN") else { return };
+    let listener = TcpListener::bind(addr.as_str()).unwrap();
+    for conn in listener.incoming() {
+        drop(conn);
+    }
+}
+
+fn listen(lab: &Lab, node: Node) -> Child {
+    let exe = std::env::current_exe().unwrap();
+    lab.command(node, exe)
+        .args(["--ignored", "--exact", "listen_helper"])
+        .env("NETLAB_LISTEN", format!("{}:{PORT}", lab.addr(node)))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Whether a TCP connect from `from` to `to:PORT` succeeds within a second.
+fn connects(lab: &Lab, from: Node, to: Ipv4Addr) -> bool {
+    let script = format!("exec 3<>/dev/tcp/{to}/{PORT}");
+    lab.command(from, "timeout").args(["1", "bash", "-c", &script]).stderr(Stdio::null()).status().unwrap().success()
+}
+
+/// Polls `ok` for up to ten seconds.
+fn eventually(mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn lab_partitions_heals_moves_and_cleans_up() {
+    let Some(mut lab) = netlab::start_or_skip("netlab", "CHAOS_REQUIRED") else { return };
+    let a = lab.add_node("a").unwrap();
+    let b = lab.add_node("b").unwrap();
+    let resolv = "nameserver 198.18.0.53\n";
+    let c = lab.add_node_with("c", NodeOptions { resolv_conf: Some(resolv.into()), addr: None }).unwrap();
+    let mut listener = listen(&lab, a);
+    assert!(eventually(|| connects(&lab, b, lab.addr(a))), "b reaches a over the bridge");
+
+    lab.block(b, a).unwrap();
+    assert!(!connects(&lab, b, lab.addr(a)), "b's packets to a are dropped");
+    assert!(connects(&lab, c, lab.addr(a)), "c is not partitioned");
+    lab.heal().unwrap();
+    assert!(connects(&lab, b, lab.addr(a)), "healed");
+
+    lab.partition(&[vec![a], vec![b, c]]).unwrap();
+    assert!(!connects(&lab, c, lab.addr(a)) && !connects(&lab, b, lab.addr(a)));
+    assert_eq!(lab.blocked().len(), 4, "a⇄b and a⇄c");
+    lab.heal().unwrap();
+
+    listener.kill().unwrap();
+    listener.wait().unwrap();
+    let moved = lab.host(200);
+    lab.readdress(a, moved).unwrap();
+    let listener = listen(&lab, a);
+    assert!(eventually(|| connects(&lab, b, moved)), "a answers at its new address");
+
+    let out = lab.command(c, "cat").arg("/etc/resolv.conf").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), resolv, "c's own resolv.conf");
+
+    let names: Vec<String> = lab.nodes().into_iter().map(|n| lab.netns(n).to_owned()).collect();
+    let pid = listener.id();
+    drop(lab);
+    let list = String::from_utf8(Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).unwrap();
+    assert!(names.iter().all(|n| !list.contains(n.as_str())), "namespaces removed: {list}");
+    assert!(
+        eventually(|| !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))),
+        "the listener left in the namespace was killed"
+    );
+}
