@@ -126,7 +126,9 @@ impl App {
             return Err(AppError::NotReady(READY_TIMEOUT));
         }
         distro.start(!config.server.clustered());
-        let consistency = Consistency::new(Arc::clone(&applier), raft.clone()).with_distro(Arc::clone(&distro));
+        let consistency = Consistency::new(Arc::clone(&applier), raft.clone())
+            .with_distro(Arc::clone(&distro))
+            .with_plant(config.chaos_plant);
         let naming = NamingService::new(Arc::clone(&store), consistency.clone(), config.naming.clone());
         let configs = ConfigService::new(Arc::clone(applier.configs()), consistency, config.configs.clone());
 

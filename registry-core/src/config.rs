@@ -63,6 +63,10 @@ pub struct Cli {
     /// Log filter (`info`, `debug`, `registry_core=debug,info`, ...); `RUST_LOG` wins if set.
     #[arg(long, env = "NACOS_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// TEST ONLY, hidden: plants a known bug so the chaos suite can show that its checker
+    /// catches it (`docs/reliability.md`). Never set outside that test.
+    #[arg(long, hide = true, value_enum)]
+    pub chaos_plant: Option<crate::consistency::Plant>,
 }
 
 /// Why the configuration was refused.
@@ -220,6 +224,9 @@ pub struct Config {
     pub raft: RaftSection,
     /// Distro (ephemeral data between members).
     pub distro: crate::consistency::distro::DistroConfig,
+    /// TEST ONLY: the planted bug of `--chaos-plant` (flag only, never from the file).
+    #[serde(skip)]
+    pub chaos_plant: Option<crate::consistency::Plant>,
 }
 
 impl Config {
@@ -263,6 +270,7 @@ impl Config {
         if let Some(v) = cli.bootstrap_expect {
             config.raft.bootstrap_expect = v;
         }
+        config.chaos_plant = cli.chaos_plant;
         config.resolve_node_id()?;
         config.validate()?;
         Ok(config)
