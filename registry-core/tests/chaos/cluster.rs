@@ -48,7 +48,10 @@ impl ChaosCluster {
         for i in 0..n {
             let hosts = [10 + i as u8, 110 + i as u8];
             let node = lab
-                .add_node_with(&format!("m{}", i + 1), netlab::NodeOptions { addr: Some(lab.host(hosts[0])), ..Default::default() })
+                .add_node_with(
+                    &format!("m{}", i + 1),
+                    netlab::NodeOptions { addr: Some(lab.host(hosts[0])), ..Default::default() },
+                )
                 .expect("add member namespace");
             let dir = run_dir.join(format!("member-{}", i + 1));
             std::fs::create_dir_all(&dir).expect("member dir");
@@ -97,7 +100,8 @@ impl ChaosCluster {
     }
 
     fn spawn(&mut self, i: usize) {
-        let members: Vec<String> = (0..self.members.len()).map(|j| format!("{}:{DEFAULT_HTTP}", self.addr(j))).collect();
+        let members: Vec<String> =
+            (0..self.members.len()).map(|j| format!("{}:{DEFAULT_HTTP}", self.addr(j))).collect();
         let m = &self.members[i];
         let log = OpenOptions::new().create(true).append(true).open(m.dir.join("registry.log")).expect("member log");
         let mut cmd: Command = self.lab.command(m.node, registry_bin());

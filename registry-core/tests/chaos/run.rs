@@ -90,7 +90,8 @@ pub(crate) async fn run(profile: Profile) -> Option<Verdict> {
     let seed = std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     // `CHAOS_DIR` overrides where runs go (default: the target dir's tmp/chaos).
-    let base = std::env::var_os("CHAOS_DIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("chaos"), PathBuf::from);
+    let base = std::env::var_os("CHAOS_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("chaos"), PathBuf::from);
     let dir = base.join(format!("{}-{stamp}-{seed}", profile.name));
     std::fs::create_dir_all(&dir).expect("run dir");
     println!("chaos {}: seed {seed}, {} members, run dir {}", profile.name, profile.members, dir.display());
@@ -118,14 +119,16 @@ pub(crate) async fn run(profile: Profile) -> Option<Verdict> {
 
     let nemesis = nemesis::run(&mut cluster, &ctx, profile.events, profile.min_time, profile.faults).await;
     cluster.recover_all().await;
+    // Convergence is timed from here: every member runs and the network is whole. Clients
+    // finish what they have in flight meanwhile.
+    let t = Instant::now();
     ctx.stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.expect("client task");
+    for task in tasks {
+        task.await.expect("client task");
     }
     let end_us = history.now();
     let mut violations = Vec::new();
 
-    let t = Instant::now();
     let converged = eventually(scaled(CONVERGENCE_BOUND), || converged(&cluster)).await;
     let convergence_ms = converged.map(|()| t.elapsed().as_millis());
     if convergence_ms.is_none() {
@@ -155,7 +158,8 @@ pub(crate) async fn run(profile: Profile) -> Option<Verdict> {
     let mut operations: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for o in &ops {
         let kind = serde_json::to_value(o.kind).map(|v| v.as_str().unwrap_or_default().to_owned()).unwrap_or_default();
-        let outcome = serde_json::to_value(o.outcome).map(|v| v.as_str().unwrap_or_default().to_owned()).unwrap_or_default();
+        let outcome =
+            serde_json::to_value(o.outcome).map(|v| v.as_str().unwrap_or_default().to_owned()).unwrap_or_default();
         *operations.entry(kind).or_default().entry(outcome).or_insert(0) += 1;
     }
     let verdict = Verdict {
@@ -237,7 +241,7 @@ fn expected_ephemeral(sessions: &[EphemeralClient]) -> BTreeSet<String> {
 
 async fn subscribers_agree(ctx: &Ctx, sessions: &[EphemeralClient]) -> Option<()> {
     let want = expected_ephemeral(sessions);
-    for m in 0..ctx.addrs.read().unwrap().len() {
+    for m in 0..ctx.members() {
         if workload::ephemeral_view(ctx, m).await? != want {
             return None;
         }
@@ -247,7 +251,7 @@ async fn subscribers_agree(ctx: &Ctx, sessions: &[EphemeralClient]) -> Option<()
 
 async fn subscriber_disagreement(ctx: &Ctx, sessions: &[EphemeralClient]) -> String {
     let mut members = Vec::new();
-    for m in 0..ctx.addrs.read().unwrap().len() {
+    for m in 0..ctx.members() {
         members.push(workload::ephemeral_view(ctx, m).await);
     }
     let subscribers: Vec<_> = sessions.iter().map(|s| s.view.lock().unwrap().clone()).collect();

@@ -52,7 +52,7 @@ impl Ctx {
         format!("http://{}:{DEFAULT_HTTP}{path}", self.addrs.read().unwrap()[member])
     }
 
-    fn members(&self) -> usize {
+    pub(crate) fn members(&self) -> usize {
         self.addrs.read().unwrap().len()
     }
 
@@ -81,7 +81,8 @@ async fn send(req: reqwest::RequestBuilder) -> Result<(u16, String), String> {
 pub(crate) async fn persistent_client(ctx: Arc<Ctx>, p: usize) {
     let mut rng = ctx.rng(100 + p as u64);
     let (mut registered, mut n) = (Vec::<String>::new(), 0u32);
-    let path = if p % 2 == 0 { "/nacos/v1/ns/instance" } else { "/nacos/v2/ns/instance" };
+    let v1 = p.is_multiple_of(2);
+    let path = if v1 { "/nacos/v1/ns/instance" } else { "/nacos/v2/ns/instance" };
     while !ctx.stopped() {
         let m = rng.usize(..ctx.members());
         let deregister = !registered.is_empty() && rng.f32() < 0.2;
@@ -92,11 +93,15 @@ pub(crate) async fn persistent_client(ctx: Arc<Ctx>, p: usize) {
             format!("10.{}.{}.{}", 50 + p, n / 250, n % 250 + 1)
         };
         let form = [("serviceName", PERSISTENT_SERVICE), ("ip", &ip), ("port", "80"), ("ephemeral", "false")];
-        let req = if deregister { ctx.http.delete(ctx.url(m, path)).query(&form) } else { ctx.http.post(ctx.url(m, path)).form(&form) };
+        let req = if deregister {
+            ctx.http.delete(ctx.url(m, path)).query(&form)
+        } else {
+            ctx.http.post(ctx.url(m, path)).form(&form)
+        };
         let invoke = ctx.history.now();
         let answer = send(req).await;
         let acked = match &answer {
-            Ok((200, body)) => p % 2 == 0 || v2_code(body) == Some(0),
+            Ok((200, body)) => v1 || v2_code(body) == Some(0),
             _ => false,
         };
         let outcome = if acked { Outcome::Ok } else { Outcome::Unknown };
@@ -133,7 +138,13 @@ async fn read_config(ctx: &Ctx, m: usize, key: &str, linearizable: bool) -> Resu
 }
 
 /// Records one config read (linearizable or local) on member `m`.
-pub(crate) async fn recorded_read(ctx: &Ctx, process: &str, m: usize, key: &str, linearizable: bool) -> Option<Option<String>> {
+pub(crate) async fn recorded_read(
+    ctx: &Ctx,
+    process: &str,
+    m: usize,
+    key: &str,
+    linearizable: bool,
+) -> Option<Option<String>> {
     let invoke = ctx.history.now();
     let answer = read_config(ctx, m, key, linearizable).await;
     let (outcome, value) = match &answer {

@@ -43,9 +43,7 @@ pub(crate) enum Verdict {
 fn step(value: &Option<String>, op: &RegOp) -> Option<Option<String>> {
     match op {
         RegOp::Read(v) => (v == value).then(|| value.clone()),
-        RegOp::Cas { expect, new } => {
-            value.as_ref().is_none_or(|v| v == expect).then(|| Some(new.clone()))
-        }
+        RegOp::Cas { expect, new } => value.as_ref().is_none_or(|v| v == expect).then(|| Some(new.clone())),
         RegOp::CasRefused { expect } => value.as_ref().is_some_and(|v| v != expect).then(|| value.clone()),
     }
 }
