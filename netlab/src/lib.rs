@@ -83,6 +83,8 @@ struct NodeState {
     netns: String,
     addr: Ipv4Addr,
     etc_dir: Option<PathBuf>,
+    /// Removed by [`Lab::remove_node`]: its namespace is gone and its address free.
+    removed: bool,
 }
 
 /// Sequence of labs made by this process (names stay unique within it).
@@ -175,7 +177,7 @@ impl Lab {
         let index = self.nodes.len();
         let netns = format!("{}-{name}", self.id);
         let veth = format!("{}v{index:x}", self.id);
-        let mut state = NodeState { name: name.to_owned(), netns: netns.clone(), addr, etc_dir: None };
+        let mut state = NodeState { name: name.to_owned(), netns: netns.clone(), addr, etc_dir: None, removed: false };
         sys::ip(&["netns", "add", &netns])?;
         // Recorded before anything else can fail, so Drop removes the namespace too.
         if let Some(resolv) = &opts.resolv_conf {
@@ -196,9 +198,26 @@ impl Lab {
         Ok(Node(index))
     }
 
-    /// Every node, in creation order.
+    /// Removes a node (a deleted pod): kills what runs in it (by PID), deletes its namespace
+    /// and `/etc/netns` entry, forgets its partitions and frees its address. Its [`Node`] must
+    /// not be used again.
+    pub fn remove_node(&mut self, node: Node) -> Result<(), LabError> {
+        let state = &mut self.nodes[node.0];
+        if state.removed {
+            return Ok(());
+        }
+        state.removed = true;
+        sys::remove_netns(&state.netns);
+        if let Some(dir) = state.etc_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let touched = self.partitions.forget(node);
+        touched.into_iter().try_for_each(|n| self.render(n))
+    }
+
+    /// Every node not removed, in creation order.
     pub fn nodes(&self) -> Vec<Node> {
-        (0..self.nodes.len()).map(Node).collect()
+        (0..self.nodes.len()).filter(|&i| !self.nodes[i].removed).map(Node).collect()
     }
 
     /// A node's current address.
@@ -291,7 +310,7 @@ impl Lab {
         if !inside {
             return Err(LabError::Invalid(format!("{addr} is not a node address of {}/24", self.host(0))));
         }
-        if self.nodes.iter().any(|n| n.addr == addr) {
+        if self.nodes.iter().any(|n| !n.removed && n.addr == addr) {
             return Err(LabError::Invalid(format!("{addr} is taken by another node")));
         }
         Ok(addr)
@@ -300,14 +319,14 @@ impl Lab {
     fn next_free(&self) -> Result<Ipv4Addr, LabError> {
         (2..=254u8)
             .map(|h| self.host(h))
-            .find(|a| self.nodes.iter().all(|n| n.addr != *a))
+            .find(|a| self.nodes.iter().all(|n| n.removed || n.addr != *a))
             .ok_or_else(|| LabError::Invalid("no free address left in the lab's /24".into()))
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for n in &self.nodes {
+        for n in self.nodes.iter().filter(|n| !n.removed) {
             sys::remove_netns(&n.netns);
             if let Some(dir) = &n.etc_dir {
                 let _ = std::fs::remove_dir_all(dir);

@@ -18,6 +18,13 @@ impl Partitions {
         from != to && self.blocked.insert((from, to))
     }
 
+    /// Drops every pair involving `node`; the receivers whose rules changed.
+    pub(crate) fn forget(&mut self, node: Node) -> BTreeSet<Node> {
+        let gone: Vec<(Node, Node)> = self.blocked.iter().copied().filter(|(f, t)| *f == node || *t == node).collect();
+        gone.iter().for_each(|p| drop(self.blocked.remove(p)));
+        gone.into_iter().map(|(_, to)| to).filter(|t| *t != node).collect()
+    }
+
     pub(crate) fn clear(&mut self) {
         self.blocked.clear();
     }

@@ -1,6 +1,6 @@
 //! The lab on this machine: nodes reach each other over the bridge, partitions drop traffic one
 //! way or both, heal restores it, a moved node is reachable at its new address, a node's
-//! resolv.conf is its own, and dropping the lab removes its namespaces and kills what ran there.
+//! resolv.conf is its own, a removed node frees its address, and dropping the lab removes its namespaces and kills what ran there.
 //! Skips (prints `SKIP netlab: ...`) without root, `ip` or `nft`; `CHAOS_REQUIRED=1` fails instead.
 
 #![allow(clippy::unwrap_used)]
@@ -16,7 +16,7 @@ const PORT: u16 = 7070;
 /// Not a test of its own: the listener the lab test starts inside a namespace by running this
 /// binary there with `NETLAB_LISTEN=addr:port`.
 #[test]
-#[ignore = "helper process for lab_partitions_and_heals"]
+#[ignore = "helper process of lab_partitions_heals_moves_and_cleans_up"]
 fn listen_helper() {
     let Ok(addr) = std::env::var("NETLAB_LISTEN") else { return };
     let listener = TcpListener::bind(addr.as_str()).unwrap();
@@ -83,6 +83,16 @@ fn lab_partitions_heals_moves_and_cleans_up() {
 
     let out = lab.command(c, "cat").arg("/etc/resolv.conf").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), resolv, "c's own resolv.conf");
+
+    // A removed node (a deleted pod) frees its address for a new one.
+    lab.cut(b, c).unwrap();
+    let c_addr = lab.addr(c);
+    let c_netns = lab.netns(c).to_owned();
+    lab.remove_node(c).unwrap();
+    assert!(lab.blocked().is_empty(), "its partitions went with it");
+    assert!(!std::path::Path::new("/etc/netns").join(&c_netns).exists());
+    let d = lab.add_node_with("d", NodeOptions { addr: Some(c_addr), ..Default::default() }).unwrap();
+    assert!(connects(&lab, d, moved), "the new node at the old address reaches a");
 
     let names: Vec<String> = lab.nodes().into_iter().map(|n| lab.netns(n).to_owned()).collect();
     drop(lab);
