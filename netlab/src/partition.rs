@@ -21,7 +21,7 @@ impl Partitions {
     /// Drops every pair involving `node`; the receivers whose rules changed.
     pub(crate) fn forget(&mut self, node: Node) -> BTreeSet<Node> {
         let gone: Vec<(Node, Node)> = self.blocked.iter().copied().filter(|(f, t)| *f == node || *t == node).collect();
-        gone.iter().for_each(|p| drop(self.blocked.remove(p)));
+        self.blocked.retain(|p| !gone.contains(p));
         gone.into_iter().map(|(_, to)| to).filter(|t| *t != node).collect()
     }
 
