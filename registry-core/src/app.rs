@@ -128,7 +128,9 @@ impl App {
             return Err(AppError::NotReady(READY_TIMEOUT));
         }
         distro.start(!config.server.clustered());
-        let consistency = Consistency::new(Arc::clone(&applier), raft.clone()).with_distro(Arc::clone(&distro));
+        let consistency = Consistency::new(Arc::clone(&applier), raft.clone())
+            .with_distro(Arc::clone(&distro))
+            .with_plant(config.chaos_plant);
         let auth = Arc::new(
             Auth::new(
                 config.auth.clone(),

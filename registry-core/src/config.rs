@@ -81,6 +81,10 @@ pub struct Cli {
     /// Password of the administrator `nacos` on the first bootstrap.
     #[arg(long, env = auth_env::ADMIN_PASSWORD, hide_env_values = true)]
     pub auth_admin_password: Option<String>,
+    /// TEST ONLY, hidden: plants a known bug so the chaos suite can show that its checker
+    /// catches it (`docs/reliability.md`). Never set outside that test.
+    #[arg(long, hide = true, value_enum)]
+    pub chaos_plant: Option<crate::consistency::Plant>,
 }
 
 /// Why the configuration was refused.
@@ -240,6 +244,9 @@ pub struct Config {
     pub distro: crate::consistency::distro::DistroConfig,
     /// Authentication and authorization.
     pub auth: AuthConfig,
+    /// TEST ONLY: the planted bug of `--chaos-plant` (flag only, never from the file).
+    #[serde(skip)]
+    pub chaos_plant: Option<crate::consistency::Plant>,
 }
 
 impl Config {
@@ -299,6 +306,7 @@ impl Config {
                 *field = Some(v);
             }
         }
+        config.chaos_plant = cli.chaos_plant;
         config.resolve_node_id()?;
         config.validate()?;
         Ok(config)

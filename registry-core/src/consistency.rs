@@ -21,6 +21,7 @@ pub mod admin;
 pub mod apply;
 pub mod command;
 pub mod distro;
+mod plant;
 pub mod raft;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 pub use admin::Admin;
 pub use apply::Applier;
 pub use command::{ApplyError, AuthCommand, Command, CommandResult, ConfigCommand, NamespaceCommand, NamingCommand};
+pub use plant::Plant;
 pub use raft::{RaftConfig, RaftNode};
 
 /// Why a submitted command did not take effect.
@@ -47,12 +49,14 @@ pub struct Consistency {
     applier: Arc<Applier>,
     raft: RaftNode,
     distro: Option<Arc<distro::Distro>>,
+    /// TEST ONLY: a planted bug (`--chaos-plant`), `None` everywhere else.
+    plant: Option<Plant>,
 }
 
 impl Consistency {
     /// Wires the router over an applier and a running Raft node.
     pub fn new(applier: Arc<Applier>, raft: RaftNode) -> Self {
-        Self { applier, raft, distro: None }
+        Self { applier, raft, distro: None, plant: None }
     }
 
     /// Replicates ephemeral writes through `distro`.
@@ -61,8 +65,18 @@ impl Consistency {
         self
     }
 
+    /// TEST ONLY: plants `plant` (the chaos suite's proof that its checker catches bugs).
+    pub fn with_plant(mut self, plant: Option<Plant>) -> Self {
+        self.plant = plant;
+        self
+    }
+
     /// Routes a command: persistent ones through Raft, ephemeral ones straight to the writer.
     pub async fn submit(&self, cmd: Command) -> Result<(), SubmitError> {
+        if cmd.is_persistent() && self.plant == Some(Plant::AckBeforeCommit) {
+            plant::ack_before_commit(&self.raft, cmd);
+            return Ok(());
+        }
         if cmd.is_persistent() {
             self.raft.write(cmd).await??;
         } else {
