@@ -83,6 +83,7 @@ impl Declaration {
             ProbeSpec::Http { port, path } => {
                 Some((HealthChecker::Http(HttpChecker { path: path.clone(), ..HttpChecker::default() }), target(*port)))
             }
+            ProbeSpec::Mysql { port } => Some((HealthChecker::Mysql(self.spec.mysql.clone()?), target(*port))),
             ProbeSpec::None => None,
         }
     }
@@ -191,6 +192,9 @@ impl Declaration {
     fn count(&self, outcome: Outcome) {
         let counter = if outcome == Outcome::Ok { &self.stats.probes_ok } else { &self.stats.probes_failed };
         counter.fetch_add(1, Ordering::Relaxed);
+        if outcome == Outcome::FailNow {
+            self.stats.probes_failed_now.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     async fn set_healthy(&self, phase: &mut Phase, healthy: bool) {

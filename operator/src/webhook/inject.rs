@@ -19,13 +19,13 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler,
-    ObjectFieldSelector, Pod, SecurityContext,
+    ObjectFieldSelector, Pod, SecretKeySelector, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use registry_proto::contract::sidecar::{self, env};
-use registry_proto::probe::spec::ProbeSpec;
+use registry_proto::probe::spec::{ANNOTATION_FORMS, ProbeSpec};
 use snafu::{ResultExt, Snafu};
 
 use crate::controller::OperatorEnvironment;
@@ -44,9 +44,14 @@ pub mod annotation {
     /// Port registered for the instance: a number or the name of a container port (required).
     pub const PORT: &str = "nacos.rs/port";
     /// Health probe deciding whether the instance is healthy: `tcp` (default, connect to the
-    /// port), `tcp:PORT`, `http:/PATH` (GET on the port), `http:PORT/PATH`, or `none`; the
-    /// grammar is `registry_proto::probe::spec`, shared with the sidecar.
+    /// port), `tcp:PORT`, `http:/PATH` (GET on the port), `http:PORT/PATH`, `mysql` (Nacos'
+    /// MySQL master check on the port), `mysql:PORT`, or `none`; the grammar is
+    /// `registry_proto::probe::spec`, shared with the sidecar.
     pub const PROBE: &str = "nacos.rs/probe";
+    /// The Secret (in the pod's namespace) holding the `mysql` probe's login under the keys
+    /// `username` and `password`; required with `mysql`, refused with any other probe. The
+    /// login reaches the sidecar only as `secretKeyRef` env, never in an annotation.
+    pub const PROBE_MYSQL_SECRET: &str = "nacos.rs/probe-mysql-secret";
     /// Nacos group of the service (optional; the sidecar's default is `DEFAULT_GROUP`).
     pub const GROUP: &str = "nacos.rs/group";
     /// Nacos namespace (tenant) of the service, not the Kubernetes namespace (optional; the
@@ -143,6 +148,8 @@ pub struct App {
     pub port: u16,
     /// Health probe, its ports resolved.
     pub probe: ProbeSpec,
+    /// The Secret with the `mysql` probe's login (only with that probe).
+    pub mysql_secret: Option<String>,
     /// Nacos group, when given.
     pub group: Option<String>,
     /// Nacos namespace, when given.
@@ -250,6 +257,10 @@ fn sidecar_container(app: &App, registry: &str) -> Container {
     vars.extend(app.group.as_deref().map(|group| value(env::GROUP, group)));
     vars.extend(app.nacos_namespace.as_deref().map(|ns| value(env::NAMESPACE, ns)));
     vars.extend(app.probe.env().into_iter().map(|(name, probe)| value(name, &probe)));
+    if let Some(secret) = &app.mysql_secret {
+        vars.push(secret_key(env::MYSQL_USER, secret, sidecar::MYSQL_SECRET_USER_KEY));
+        vars.push(secret_key(env::MYSQL_PASSWORD, secret, sidecar::MYSQL_SECRET_PASSWORD_KEY));
+    }
     vars.push(value(env::ADMIN_PORT, &sidecar::ADMIN_PORT.to_string()));
     for (name, field) in [
         (env::POD_NAME, "metadata.name"),
@@ -293,6 +304,19 @@ fn sidecar_container(app: &App, registry: &str) -> Container {
 
 fn value(name: &str, value: &str) -> EnvVar {
     EnvVar { name: name.into(), value: Some(value.into()), ..EnvVar::default() }
+}
+
+/// A variable read from `key` of `secret`; not optional, so a missing Secret or key keeps the
+/// pod from starting with a probe that could never log in (the kubelet's event names it).
+fn secret_key(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector { name: secret.into(), key: key.into(), optional: Some(false) }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
 }
 
 fn deny(request: &AdmissionRequest<DynamicObject>, message: impl ToString) -> Decision {
@@ -350,20 +374,43 @@ fn read_annotations(
     let probe = port.and_then(|port| {
         parse_probe(pod, get(annotation::PROBE).unwrap_or("tcp"), port).or_else(|| {
             problems.push(format!(
-                "{}: {:?} is not tcp, tcp:PORT, http:/PATH, http:PORT/PATH or none",
+                "{}: {:?} is not {ANNOTATION_FORMS} (a named port must be a container port of the pod)",
                 annotation::PROBE,
                 get(annotation::PROBE).unwrap_or_default()
             ));
             None
         })
     });
+    let mysql_secret = match (&probe, get(annotation::PROBE_MYSQL_SECRET)) {
+        (Some(ProbeSpec::Mysql { .. }), None) => {
+            problems.push(format!(
+                "{}: mysql needs {} naming a Secret in the pod's namespace with the keys {} and {} (credentials                  are never read from annotations)",
+                annotation::PROBE,
+                annotation::PROBE_MYSQL_SECRET,
+                sidecar::MYSQL_SECRET_USER_KEY,
+                sidecar::MYSQL_SECRET_PASSWORD_KEY
+            ));
+            None
+        }
+        (Some(ProbeSpec::Mysql { .. }), Some(secret)) if !is_dns_subdomain(secret) => {
+            problems.push(format!("{}: {secret:?} is not a Secret name", annotation::PROBE_MYSQL_SECRET));
+            None
+        }
+        (Some(ProbeSpec::Mysql { .. }), Some(secret)) => Some(secret.to_owned()),
+        (Some(_), Some(_)) => {
+            problems.push(format!("{} is only used with the mysql probe", annotation::PROBE_MYSQL_SECRET));
+            None
+        }
+        (None, _) | (Some(_), None) => None,
+    };
     match (cluster, service, port, probe) {
-        (Some(cluster), Some(service), Some(port), Some(probe)) => Ok(Injection {
+        (Some(cluster), Some(service), Some(port), Some(probe)) if problems.is_empty() => Ok(Injection {
             cluster,
             app: App {
                 service,
                 port,
                 probe,
+                mysql_secret,
                 group: get(annotation::GROUP).map(str::to_owned),
                 nacos_namespace: get(annotation::NAMESPACE).map(str::to_owned),
             },
@@ -395,6 +442,11 @@ fn named_port(pod: &Pod, name: &str) -> Option<u16> {
 /// container port names are the pod's.
 fn parse_probe(pod: &Pod, value: &str, app_port: u16) -> Option<ProbeSpec> {
     ProbeSpec::parse_annotation(value).ok()?.resolve(app_port, |name| named_port(pod, name))
+}
+
+/// RFC 1123 subdomain: what Secret names are.
+fn is_dns_subdomain(value: &str) -> bool {
+    value.len() <= 253 && value.split('.').all(is_dns_label)
 }
 
 /// RFC 1123 label: what namespaces and `NacosCluster` names are.

@@ -286,8 +286,13 @@ fn probe_annotation_forms() {
         ("http:/healthz", http(9000, "/healthz")),
         ("http:8081/ready", http(8081, "/ready")),
         ("http:http/", http(8080, "/")),
+        ("mysql", Some(ProbeSpec::Mysql { port: 9000 })),
+        ("mysql:3306", Some(ProbeSpec::Mysql { port: 3306 })),
+        ("mysql:http", Some(ProbeSpec::Mysql { port: 8080 })),
         ("none", Some(ProbeSpec::None)),
         ("http:healthz", None),
+        ("mysql:db", None),
+        ("mysql:root:secret", None),
         ("http:", None),
         ("tcp:0", None),
         ("tcp:70000", None),
@@ -297,6 +302,54 @@ fn probe_annotation_forms() {
     ] {
         assert_eq!(parse_probe(&pod, value, 9000), expected, "{value}");
     }
+}
+
+/// The `mysql` probe's login comes only from the Secret the pod names, as `secretKeyRef` env.
+#[test]
+fn mysql_probe_reads_its_login_from_the_named_secret() {
+    let mut annotations = annotated();
+    annotations["nacos.rs/probe"] = json!("mysql:3306");
+    annotations["nacos.rs/probe-mysql-secret"] = json!("orders-db-probe");
+    let response = respond(&review(annotations), &[fixtures::cluster(fixtures::DEFAULTS)], &settings());
+    let container = &patch_of(&response).unwrap_or_else(|| panic!("not injected: {response:?}"))[0]["value"];
+    let env = container["env"].as_array().unwrap();
+    let secret = |name: &str, key: &str| {
+        json!({ "name": name,
+                "valueFrom": { "secretKeyRef": { "name": "orders-db-probe", "key": key, "optional": false } } })
+    };
+    let probe: Vec<&Value> =
+        env.iter().filter(|e| e["name"].as_str().unwrap().starts_with("NACOS_SIDECAR_P")).collect();
+    assert_eq!(
+        probe,
+        [
+            &json!({ "name": "NACOS_SIDECAR_PORT", "value": "8080" }),
+            &json!({ "name": "NACOS_SIDECAR_PROBE", "value": "mysql" }),
+            &json!({ "name": "NACOS_SIDECAR_PROBE_PORT", "value": "3306" }),
+        ]
+    );
+    let login: Vec<&Value> = env.iter().filter(|e| e["name"].as_str().unwrap().contains("MYSQL")).collect();
+    assert_eq!(
+        login,
+        [&secret("NACOS_SIDECAR_MYSQL_USER", "username"), &secret("NACOS_SIDECAR_MYSQL_PASSWORD", "password")]
+    );
+    assert!(env.iter().all(|e| e.get("value").is_none() || !e["name"].as_str().unwrap().contains("MYSQL")));
+}
+
+#[test]
+fn mysql_probe_without_a_secret_and_a_secret_without_mysql_are_denied() {
+    let mut annotations = annotated();
+    annotations["nacos.rs/probe"] = json!("mysql");
+    let response = respond(&review(annotations.clone()), &[fixtures::cluster(fixtures::DEFAULTS)], &settings());
+    assert_denied(&response, &["nacos.rs/probe: mysql needs nacos.rs/probe-mysql-secret", "username and password"]);
+
+    annotations["nacos.rs/probe-mysql-secret"] = json!("Bad_Name");
+    let response = respond(&review(annotations.clone()), &[fixtures::cluster(fixtures::DEFAULTS)], &settings());
+    assert_denied(&response, &["nacos.rs/probe-mysql-secret: \"Bad_Name\" is not a Secret name"]);
+
+    annotations["nacos.rs/probe"] = json!("tcp");
+    annotations["nacos.rs/probe-mysql-secret"] = json!("db-probe");
+    let response = respond(&review(annotations), &[fixtures::cluster(fixtures::DEFAULTS)], &settings());
+    assert_denied(&response, &["nacos.rs/probe-mysql-secret is only used with the mysql probe"]);
 }
 
 #[test]
