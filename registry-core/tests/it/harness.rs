@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use registry_proto::contract::ports::{CLUSTER_OFFSET, GRPC_OFFSET};
 
+pub(crate) mod targets;
+
 /// How long a server may take to start. `IT_PATIENCE` multiplies every deadline (slow CI).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
