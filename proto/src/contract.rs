@@ -102,6 +102,10 @@ pub mod sidecar {
         pub const MYSQL_PASSWORD: &str = "NACOS_SIDECAR_MYSQL_PASSWORD";
         /// The admin port the sidecar listens on ([`super::ADMIN_PORT`]).
         pub const ADMIN_PORT: &str = "NACOS_SIDECAR_ADMIN_PORT";
+        /// Pod labels file in the downward-API format (`key="value"` lines), read once at
+        /// start; they become the upstream connection's labels (and the `Config-Labels` of HTTP
+        /// config requests), so label-based gray configs reach this pod.
+        pub const LABELS_FILE: &str = "NACOS_SIDECAR_LABELS_FILE";
         /// Pod name (downward API `metadata.name`).
         pub const POD_NAME: &str = "POD_NAME";
         /// Kubernetes namespace of the pod (downward API `metadata.namespace`).
@@ -115,9 +119,6 @@ pub mod sidecar {
 
         /// Local HTTP port of the Nacos API on 127.0.0.1 (gRPC = this + 1000); default 8848.
         pub const HTTP_PORT: &str = "NACOS_SIDECAR_HTTP_PORT";
-        /// Pod labels file in the downward-API format (`key="value"` lines); they become the
-        /// upstream connection's labels, so label-based gray configs reach this pod.
-        pub const LABELS_FILE: &str = "NACOS_SIDECAR_LABELS_FILE";
         /// Directory of the failover cache (instances and configs survive a sidecar restart).
         pub const CACHE_DIR: &str = "NACOS_SIDECAR_CACHE_DIR";
         /// Seconds between disabling the instance and deregistering it on drain; default 5.

@@ -18,8 +18,9 @@ use std::fmt;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler,
-    ObjectFieldSelector, Pod, SecretKeySelector, SecurityContext,
+    Capabilities, Container, ContainerPort, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, Pod, SecretKeySelector, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::DynamicObject;
@@ -62,6 +63,13 @@ pub mod annotation {
 /// Name of the injected container; a pod that has it is never injected again, so a
 /// reinvocation or an update of an injected pod's template is a no-op.
 pub const SIDECAR_CONTAINER: &str = "nacos-sidecar";
+
+/// The downward-API volume holding the pod's labels, mounted into the sidecar only: they become
+/// its upstream connection labels, so label gray configs reach this pod.
+const PODINFO_VOLUME: &str = "nacos-sidecar-podinfo";
+/// Where the sidecar sees that volume, and the labels file in it.
+const PODINFO_DIR: &str = "/etc/nacos-sidecar/podinfo";
+const LABELS_FILE: &str = "labels";
 
 /// Why an HTTP body is not an AdmissionReview the webhook can answer. Answered with HTTP 400:
 /// there is no request uid to put in a response.
@@ -137,6 +145,8 @@ pub struct Injection {
     pub cluster: ClusterRef,
     /// What the sidecar registers and probes.
     pub app: App,
+    /// Whether the pod already lists volumes (the patch appends to the list, else creates it).
+    pub pod_has_volumes: bool,
 }
 
 /// The application instance the sidecar registers, from the pod's annotations.
@@ -237,10 +247,19 @@ pub fn complete(
         Ok(value) => value,
         Err(error) => return response.deny(format!("cannot serialize the sidecar: {error}")),
     };
-    let patch = Patch(vec![PatchOperation::Add(AddOperation {
-        path: PointerBuf::from_tokens(["spec", "containers", "-"]),
-        value,
-    })]);
+    let (volume_path, volume) = if injection.pod_has_volumes {
+        (PointerBuf::from_tokens(["spec", "volumes", "-"]), serde_json::to_value(podinfo_volume()))
+    } else {
+        (PointerBuf::from_tokens(["spec", "volumes"]), serde_json::to_value([podinfo_volume()]))
+    };
+    let volume = match volume {
+        Ok(volume) => volume,
+        Err(error) => return response.deny(format!("cannot serialize the sidecar's volume: {error}")),
+    };
+    let patch = Patch(vec![
+        PatchOperation::Add(AddOperation { path: volume_path, value: volume }),
+        PatchOperation::Add(AddOperation { path: PointerBuf::from_tokens(["spec", "containers", "-"]), value }),
+    ]);
     response
         .with_patch(patch)
         .unwrap_or_else(|error| AdmissionResponse::from(request).deny(format!("cannot serialize the patch: {error}")))
@@ -262,6 +281,7 @@ fn sidecar_container(app: &App, registry: &str) -> Container {
         vars.push(secret_key(env::MYSQL_PASSWORD, secret, sidecar::MYSQL_SECRET_PASSWORD_KEY));
     }
     vars.push(value(env::ADMIN_PORT, &sidecar::ADMIN_PORT.to_string()));
+    vars.push(value(env::LABELS_FILE, &format!("{PODINFO_DIR}/{LABELS_FILE}")));
     for (name, field) in [
         (env::POD_NAME, "metadata.name"),
         (env::POD_NAMESPACE, "metadata.namespace"),
@@ -280,6 +300,12 @@ fn sidecar_container(app: &App, registry: &str) -> Container {
     Container {
         name: SIDECAR_CONTAINER.into(),
         env: Some(vars),
+        volume_mounts: Some(vec![VolumeMount {
+            name: PODINFO_VOLUME.into(),
+            mount_path: PODINFO_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]),
         lifecycle: Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {
                 http_get: Some(HTTPGetAction {
@@ -299,6 +325,26 @@ fn sidecar_container(app: &App, registry: &str) -> Container {
             ..SecurityContext::default()
         }),
         ..Container::default()
+    }
+}
+
+/// The pod's labels as a downward-API file (`key="value"` lines), which the kubelet keeps current;
+/// the sidecar reads it once, at start.
+fn podinfo_volume() -> Volume {
+    Volume {
+        name: PODINFO_VOLUME.into(),
+        downward_api: Some(DownwardAPIVolumeSource {
+            items: Some(vec![DownwardAPIVolumeFile {
+                path: LABELS_FILE.into(),
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.labels".into(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..DownwardAPIVolumeFile::default()
+            }]),
+            ..DownwardAPIVolumeSource::default()
+        }),
+        ..Volume::default()
     }
 }
 
@@ -406,6 +452,7 @@ fn read_annotations(
     match (cluster, service, port, probe) {
         (Some(cluster), Some(service), Some(port), Some(probe)) if problems.is_empty() => Ok(Injection {
             cluster,
+            pod_has_volumes: pod.spec.as_ref().is_some_and(|spec| spec.volumes.is_some()),
             app: App {
                 service,
                 port,

@@ -105,6 +105,13 @@ fn annotated_pod_gets_exactly_the_expected_patch() {
         patch_of(&response).unwrap(),
         json!([{
             "op": "add",
+            "path": "/spec/volumes",
+            "value": [{
+                "name": "nacos-sidecar-podinfo",
+                "downwardAPI": { "items": [{ "path": "labels", "fieldRef": { "fieldPath": "metadata.labels" } }] }
+            }]
+        }, {
+            "op": "add",
             "path": "/spec/containers/-",
             "value": {
                 "name": "nacos-sidecar",
@@ -118,11 +125,13 @@ fn annotated_pod_gets_exactly_the_expected_patch() {
                     { "name": "NACOS_SIDECAR_PROBE_PORT", "value": "8080" },
                     { "name": "NACOS_SIDECAR_PROBE_PATH", "value": "/healthz" },
                     { "name": "NACOS_SIDECAR_ADMIN_PORT", "value": "15090" },
+                    { "name": "NACOS_SIDECAR_LABELS_FILE", "value": "/etc/nacos-sidecar/podinfo/labels" },
                     field("POD_NAME", "metadata.name"),
                     field("POD_NAMESPACE", "metadata.namespace"),
                     field("POD_IP", "status.podIP"),
                     field("NODE_NAME", "spec.nodeName"),
                 ],
+                "volumeMounts": [{ "name": "nacos-sidecar-podinfo", "mountPath": "/etc/nacos-sidecar/podinfo", "readOnly": true }],
                 "lifecycle": { "preStop": { "httpGet": { "path": "/drain", "port": 15090 } } },
                 "securityContext": {
                     "allowPrivilegeEscalation": false,
@@ -247,7 +256,7 @@ fn cluster_sidecar_settings_and_ports_shape_the_container() {
         "#,
     );
     let response = respond(&review(annotated()), &[cluster], &settings());
-    let container = &patch_of(&response).unwrap()[0]["value"];
+    let container = &patch_of(&response).unwrap()[1]["value"];
     assert_eq!(container["image"], "mirror.example/sidecar:2.0");
     assert_eq!(container["imagePullPolicy"], "Always");
     assert_eq!(container["resources"], json!({ "requests": { "cpu": "10m", "memory": "32Mi" } }));
@@ -304,6 +313,23 @@ fn probe_annotation_forms() {
     }
 }
 
+/// A pod with volumes of its own gets the labels volume appended, not its list replaced.
+#[test]
+fn labels_volume_is_appended_to_the_pods_volumes() {
+    let mut object = pod(annotated());
+    object["spec"]["volumes"] = json!([{ "name": "data", "emptyDir": {} }]);
+    let response = respond(&review_with("CREATE", object), &[fixtures::cluster(fixtures::DEFAULTS)], &settings());
+    let patch = patch_of(&response).unwrap_or_else(|| panic!("not injected: {response:?}"));
+    assert_eq!(patch[0]["path"], "/spec/volumes/-");
+    assert_eq!(patch[0]["value"]["name"], "nacos-sidecar-podinfo");
+    let mut pod = pod(annotated());
+    pod["spec"]["volumes"] = json!([{ "name": "data", "emptyDir": {} }]);
+    json_patch::patch(&mut pod, &serde_json::from_value::<json_patch::Patch>(patch).unwrap()).unwrap();
+    let names: Vec<&str> =
+        pod["spec"]["volumes"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["data", "nacos-sidecar-podinfo"]);
+}
+
 /// The `mysql` probe's login comes only from the Secret the pod names, as `secretKeyRef` env.
 #[test]
 fn mysql_probe_reads_its_login_from_the_named_secret() {
@@ -311,7 +337,7 @@ fn mysql_probe_reads_its_login_from_the_named_secret() {
     annotations["nacos.rs/probe"] = json!("mysql:3306");
     annotations["nacos.rs/probe-mysql-secret"] = json!("orders-db-probe");
     let response = respond(&review(annotations), &[fixtures::cluster(fixtures::DEFAULTS)], &settings());
-    let container = &patch_of(&response).unwrap_or_else(|| panic!("not injected: {response:?}"))[0]["value"];
+    let container = &patch_of(&response).unwrap_or_else(|| panic!("not injected: {response:?}"))[1]["value"];
     let env = container["env"].as_array().unwrap();
     let secret = |name: &str, key: &str| {
         json!({ "name": name,
@@ -381,7 +407,7 @@ fn documented_example_app_is_injected() {
     pod["kind"] = json!("Pod");
 
     let response = respond(&review_with("CREATE", pod), &[cluster], &settings());
-    let container = &patch_of(&response).unwrap_or_else(|| panic!("not injected: {response:?}"))[0]["value"];
+    let container = &patch_of(&response).unwrap_or_else(|| panic!("not injected: {response:?}"))[1]["value"];
     assert_eq!(container["name"], "nacos-sidecar");
     let env = |name: &str| container["env"].as_array().unwrap().iter().find(|e| e["name"] == name).cloned();
     assert_eq!(env("NACOS_SIDECAR_SERVICE").unwrap()["value"], "orders");
