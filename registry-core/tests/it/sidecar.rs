@@ -700,3 +700,51 @@ async fn v1_registrations_through_the_sidecar_live_by_the_apps_beats() {
     assert!(beats >= 5, "beats went through the sidecar meanwhile ({beats})");
     assert!(holds_sidecar(&server).await, "the sidecar's own connection is still up");
 }
+
+/// How long a local call may take when the upstream hangs (the sidecar bounds each upstream
+/// call at 2 s; the rest is slack for a loaded machine).
+const HUNG_BOUND: Duration = Duration::from_secs(5);
+
+/// A registry that accepts but never answers (SIGSTOP) must not hang the local API: reads
+/// remembered are answered from the cache, others fail with a clear error, all within a bound,
+/// also when several arrive at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_registry_never_makes_the_local_api_hang() {
+    let server = Server::start_on_derived_ports();
+    register_persistent(&server, "sc-cached", "10.33.0.1", 80).await;
+    http_publish(&server, "sc-cfg", "", "k=v").await;
+    let sidecar = Sidecar::start(&[&server], &[]);
+    let live = read_http(&sidecar).await;
+    assert_eq!(live, (vec!["10.33.0.1".to_owned()], "k=v".to_owned()));
+    let local = local_connection(&sidecar).await;
+
+    let pid = server.pid().expect("registry running").to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill").args([sig, pid.as_str()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let bound = HUNG_BOUND * patience();
+    let unknown = json!({ "namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": "sc-never-seen",
+                          "cluster": "", "healthyOnly": false });
+    let started = tokio::time::Instant::now();
+    let (cached, http_unknown, grpc_unknown) = tokio::join!(
+        tokio::time::timeout(bound, read_http(&sidecar)),
+        tokio::time::timeout(
+            bound,
+            call(
+                client().get(sidecar.http_url("/nacos/v1/ns/instance/list")).query(&[("serviceName", "sc-never-seen")])
+            )
+        ),
+        tokio::time::timeout(bound, local.unary().request("ServiceQueryRequest", &unknown, "QueryServiceResponse")),
+    );
+    let elapsed = started.elapsed();
+    signal("-CONT");
+    assert_eq!(cached.expect("a cached read answered in time"), live, "answered from the cache");
+    let (status, body) = http_unknown.expect("an uncached HTTP read answered in time");
+    assert_eq!(status, 503, "a clear 503: {body}");
+    let grpc = grpc_unknown.expect("an uncached gRPC read answered in time");
+    assert!(grpc.is_err_and(|e| e.to_string().contains("unreachable")), "an error naming the outage");
+    assert!(elapsed < bound, "took {elapsed:?}");
+    assert!(sidecar.metric("sidecar_cache_answers_total").await >= 2);
+}
