@@ -94,10 +94,9 @@ impl HttpApi {
                     request = request.header(name.clone(), value.clone());
                 }
             }
-            if let Some(labels) = self.labels.as_ref().filter(|_| !headers.contains_key(LABELS_HEADER)) {
-                if path.starts_with("/nacos/v1/cs/") || path.starts_with("/nacos/v2/cs/") {
-                    request = request.header(LABELS_HEADER, labels.clone());
-                }
+            let config = path.starts_with("/nacos/v1/cs/") || path.starts_with("/nacos/v2/cs/");
+            if let Some(labels) = self.labels.as_ref().filter(|_| config && !headers.contains_key(LABELS_HEADER)) {
+                request = request.header(LABELS_HEADER, labels.clone());
             }
             match request.send().await {
                 Ok(response) => {
