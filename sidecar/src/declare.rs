@@ -220,10 +220,11 @@ impl Declaration {
                 }
                 Phase::Waiting => {}
                 Phase::Serving { healthy } => {
+                    // Counted first: consumers may see the weight 0 before the publish returns.
+                    self.stats.drain_state.store(1, Ordering::Relaxed);
                     if let Err(e) = self.publish(Some(self.instance(healthy, true))).await {
                         tracing::warn!(error = %e, "could not publish the draining instance");
                     }
-                    self.stats.drain_state.store(1, Ordering::Relaxed);
                     tracing::info!(window = ?self.drain_window, "draining: instance published with weight 0");
                 }
             }
