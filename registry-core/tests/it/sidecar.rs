@@ -724,6 +724,14 @@ async fn a_hung_registry_never_makes_the_local_api_hang() {
         assert!(status.is_ok_and(|s| s.success()), "kill {sig} {pid}");
     };
     signal("-STOP");
+    // The stop is asynchronous: wait until the kernel reports the registry stopped (`T`).
+    let stat = format!("/proc/{pid}/stat");
+    let stopped = eventually(Duration::from_secs(5), || async {
+        let text = std::fs::read_to_string(&stat).ok()?;
+        (text.rsplit_once(") ")?.1.starts_with('T')).then_some(())
+    })
+    .await;
+    assert!(stopped.is_some(), "the registry did not stop");
     let bound = HUNG_BOUND * patience();
     let unknown = json!({ "namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": "sc-never-seen",
                           "cluster": "", "healthyOnly": false });
