@@ -45,6 +45,14 @@ pub mod ports {
     }
 }
 
+/// Our extensions of the config HTTP API.
+pub mod config {
+    /// Request header carrying the reader's labels (a JSON object or `k=v,k2=v2`), matched
+    /// against label gray rules as gRPC connection labels are; the sidecar sets it to the pod's
+    /// labels on config requests it passes on.
+    pub const LABELS_HEADER: &str = "Config-Labels";
+}
+
 /// What the operator's webhook gives the injected sidecar and what the sidecar must serve: the
 /// environment it writes into the `nacos-sidecar` container and the admin endpoint its preStop
 /// hook calls. The probe variables' values follow [`crate::probe::spec`].
@@ -64,6 +72,11 @@ pub mod sidecar {
     /// probe is the one source of their health.
     pub const HEALTH_REPORTED_METADATA: &str = "nacos.rs/health-reported-by";
 
+    /// Key of the MySQL user in the Secret a pod names for its `mysql` probe.
+    pub const MYSQL_SECRET_USER_KEY: &str = "username";
+    /// Key of the MySQL password in that Secret.
+    pub const MYSQL_SECRET_PASSWORD_KEY: &str = "password";
+
     /// Environment variable names, in the order the webhook writes them.
     pub mod env {
         /// `host:port` of the registry's HTTP port (the cluster's client Service).
@@ -76,14 +89,23 @@ pub mod sidecar {
         pub const GROUP: &str = "NACOS_SIDECAR_GROUP";
         /// Nacos namespace (tenant), not the Kubernetes namespace; absent means public.
         pub const NAMESPACE: &str = "NACOS_SIDECAR_NAMESPACE";
-        /// Probe kind: `tcp`, `http` or `none`.
+        /// Probe kind: `tcp`, `http`, `mysql` or `none`.
         pub const PROBE: &str = "NACOS_SIDECAR_PROBE";
         /// Port probed (for `tcp` and `http`).
         pub const PROBE_PORT: &str = "NACOS_SIDECAR_PROBE_PORT";
         /// Path requested (for `http`), starting with `/`.
         pub const PROBE_PATH: &str = "NACOS_SIDECAR_PROBE_PATH";
+        /// MySQL user of the `mysql` probe; the webhook sets it from the Secret's
+        /// [`super::MYSQL_SECRET_USER_KEY`] (`valueFrom.secretKeyRef`), never as a value.
+        pub const MYSQL_USER: &str = "NACOS_SIDECAR_MYSQL_USER";
+        /// Its password, from the Secret's [`super::MYSQL_SECRET_PASSWORD_KEY`].
+        pub const MYSQL_PASSWORD: &str = "NACOS_SIDECAR_MYSQL_PASSWORD";
         /// The admin port the sidecar listens on ([`super::ADMIN_PORT`]).
         pub const ADMIN_PORT: &str = "NACOS_SIDECAR_ADMIN_PORT";
+        /// Pod labels file in the downward-API format (`key="value"` lines), read once at
+        /// start; they become the upstream connection's labels (and the `Config-Labels` of HTTP
+        /// config requests), so label-based gray configs reach this pod.
+        pub const LABELS_FILE: &str = "NACOS_SIDECAR_LABELS_FILE";
         /// Pod name (downward API `metadata.name`).
         pub const POD_NAME: &str = "POD_NAME";
         /// Kubernetes namespace of the pod (downward API `metadata.namespace`).
@@ -97,9 +119,6 @@ pub mod sidecar {
 
         /// Local HTTP port of the Nacos API on 127.0.0.1 (gRPC = this + 1000); default 8848.
         pub const HTTP_PORT: &str = "NACOS_SIDECAR_HTTP_PORT";
-        /// Pod labels file in the downward-API format (`key="value"` lines); they become the
-        /// upstream connection's labels, so label-based gray configs reach this pod.
-        pub const LABELS_FILE: &str = "NACOS_SIDECAR_LABELS_FILE";
         /// Directory of the failover cache (instances and configs survive a sidecar restart).
         pub const CACHE_DIR: &str = "NACOS_SIDECAR_CACHE_DIR";
         /// Seconds between disabling the instance and deregistering it on drain; default 5.

@@ -83,6 +83,7 @@ impl Declaration {
             ProbeSpec::Http { port, path } => {
                 Some((HealthChecker::Http(HttpChecker { path: path.clone(), ..HttpChecker::default() }), target(*port)))
             }
+            ProbeSpec::Mysql { port } => Some((HealthChecker::Mysql(self.spec.mysql.clone()?), target(*port))),
             ProbeSpec::None => None,
         }
     }
@@ -191,6 +192,9 @@ impl Declaration {
     fn count(&self, outcome: Outcome) {
         let counter = if outcome == Outcome::Ok { &self.stats.probes_ok } else { &self.stats.probes_failed };
         counter.fetch_add(1, Ordering::Relaxed);
+        if outcome == Outcome::FailNow {
+            self.stats.probes_failed_now.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     async fn set_healthy(&self, phase: &mut Phase, healthy: bool) {
@@ -216,10 +220,11 @@ impl Declaration {
                 }
                 Phase::Waiting => {}
                 Phase::Serving { healthy } => {
+                    // Counted first: consumers may see the weight 0 before the publish returns.
+                    self.stats.drain_state.store(1, Ordering::Relaxed);
                     if let Err(e) = self.publish(Some(self.instance(healthy, true))).await {
                         tracing::warn!(error = %e, "could not publish the draining instance");
                     }
-                    self.stats.drain_state.store(1, Ordering::Relaxed);
                     tracing::info!(window = ?self.drain_window, "draining: instance published with weight 0");
                 }
             }

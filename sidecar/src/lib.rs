@@ -106,7 +106,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
 
     let http_listener = bind(settings.local_http).await?;
     let local_http = http_listener.local_addr().map_err(|e| StartError::Bind(settings.local_http, e))?;
-    let http_api = local::http::HttpApi::new(settings.servers.clone(), Arc::clone(&cache), Arc::clone(&stats)).router();
+    let http_api =
+        local::http::HttpApi::new(settings.servers.clone(), &settings.labels, Arc::clone(&cache), Arc::clone(&stats))
+            .router();
     let http_stop = stop.child_token();
     tasks.spawn(async move {
         let served = axum::serve(http_listener, http_api).with_graceful_shutdown(http_stop.cancelled_owned()).await;

@@ -20,6 +20,9 @@ pub struct Stats {
     pub probes_ok: AtomicU64,
     /// Probe runs that failed.
     pub probes_failed: AtomicU64,
+    /// Of those, the ones that failed now (refused, unexpected HTTP status, SQL error such as a
+    /// refused login): they flip the instance at once.
+    pub probes_failed_now: AtomicU64,
     /// 1 while the declared instance is healthy by its probe.
     pub instance_healthy: AtomicU64,
     /// 1 once the declared instance is registered, 0 again after drain.
@@ -68,6 +71,12 @@ impl Stats {
         );
         line("sidecar_probes_ok_total", "counter", "Probe runs that passed.", get(&self.probes_ok));
         line("sidecar_probes_failed_total", "counter", "Probe runs that failed.", get(&self.probes_failed));
+        line(
+            "sidecar_probes_failed_now_total",
+            "counter",
+            "Probe runs that failed now (refused, bad status, SQL error).",
+            get(&self.probes_failed_now),
+        );
         line(
             "sidecar_instance_healthy",
             "gauge",

@@ -11,6 +11,7 @@ use clap::Parser;
 use registry_proto::contract::ports;
 use registry_proto::contract::sidecar::{self, env};
 use registry_proto::model::{ServiceKey, metadata};
+use registry_proto::probe::checker::MysqlChecker;
 use registry_proto::probe::spec::ProbeSpec;
 
 /// Metadata keys the declared instance carries (Kubernetes identity of the pod).
@@ -112,6 +113,9 @@ pub enum SettingsError {
     /// A probe the sidecar cannot run.
     #[error("{0}")]
     Probe(#[from] registry_proto::probe::spec::SpecError),
+    /// A `mysql` probe without its login (the webhook maps it from the pod's Secret).
+    #[error("{probe}=mysql needs {0} (the webhook sets it from the Secret the pod names)", probe = env::PROBE)]
+    MysqlLogin(&'static str),
     /// The labels file cannot be read.
     #[error("{var}: {0}", var = env::LABELS_FILE)]
     Labels(std::io::Error),
@@ -136,6 +140,9 @@ pub struct Declared {
     pub metadata: BTreeMap<String, String>,
     /// How health is decided.
     pub probe: ProbeSpec,
+    /// The `mysql` probe's login and Nacos' master check (only with that probe; its `Debug`
+    /// hides the password).
+    pub mysql: Option<MysqlChecker>,
 }
 
 /// Everything resolved.
@@ -220,6 +227,11 @@ fn declared(
     for (k, v) in labels {
         metadata.insert(format!("{}{k}", meta::LABEL_PREFIX), v.clone());
     }
+    let probe = ProbeSpec::from_env(&probe_env, port)?;
+    let mysql = match probe {
+        ProbeSpec::Mysql { .. } => Some(mysql_login(&probe_env)?),
+        _ => None,
+    };
     Ok(Declared {
         service: key,
         ip,
@@ -228,7 +240,18 @@ fn declared(
         weight: args.weight,
         ephemeral: args.ephemeral,
         metadata,
-        probe: ProbeSpec::from_env(probe_env, port)?,
+        probe,
+        mysql,
+    })
+}
+
+/// The login of the `mysql` probe, running Nacos' master check (`read_only=ON` is unhealthy).
+fn mysql_login(probe_env: impl Fn(&str) -> Option<String>) -> Result<MysqlChecker, SettingsError> {
+    let read = |name| probe_env(name).filter(|v| !v.is_empty()).ok_or(SettingsError::MysqlLogin(name));
+    Ok(MysqlChecker {
+        user: read(env::MYSQL_USER)?,
+        pwd: read(env::MYSQL_PASSWORD)?,
+        cmd: MysqlChecker::MASTER_CHECK.to_owned(),
     })
 }
 
@@ -302,6 +325,27 @@ mod tests {
         assert_eq!((d.metadata["v"].as_str(), d.metadata[meta::POD_NAME].as_str()), ("1", "orders-0"));
         assert_eq!(d.probe, ProbeSpec::Tcp { port: 8080 });
         assert_eq!((s.local_http.port(), s.local_grpc.port()), (8848, 9848));
+    }
+
+    #[test]
+    fn a_mysql_probe_needs_its_login_from_the_environment() {
+        let declared = ["--service", "db", "--port", "3306", "--pod-ip", "10.1.2.3"];
+        let probe = |name: &str, password: Option<&str>| match name {
+            env::PROBE => Some("mysql".to_owned()),
+            env::MYSQL_USER => Some("probe".to_owned()),
+            env::MYSQL_PASSWORD => password.map(str::to_owned),
+            _ => None,
+        };
+        let missing = Settings::resolve(args(&declared), |name| probe(name, None)).unwrap_err();
+        assert!(matches!(missing, SettingsError::MysqlLogin(env::MYSQL_PASSWORD)), "{missing}");
+        let d = Settings::resolve(args(&declared), |name| probe(name, Some("s3cret"))).unwrap().declared.unwrap();
+        assert_eq!(d.probe, ProbeSpec::Mysql { port: 3306 });
+        let login = d.mysql.as_ref().unwrap();
+        assert_eq!(
+            (login.user.as_str(), login.pwd.as_str(), login.cmd.as_str()),
+            ("probe", "s3cret", MysqlChecker::MASTER_CHECK)
+        );
+        assert!(!format!("{d:?}").contains("s3cret"), "the password stays out of Debug output");
     }
 
     #[test]

@@ -18,14 +18,15 @@ use std::fmt;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler,
-    ObjectFieldSelector, Pod, SecurityContext,
+    Capabilities, Container, ContainerPort, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, Pod, SecretKeySelector, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use registry_proto::contract::sidecar::{self, env};
-use registry_proto::probe::spec::ProbeSpec;
+use registry_proto::probe::spec::{ANNOTATION_FORMS, ProbeSpec};
 use snafu::{ResultExt, Snafu};
 
 use crate::controller::OperatorEnvironment;
@@ -44,9 +45,14 @@ pub mod annotation {
     /// Port registered for the instance: a number or the name of a container port (required).
     pub const PORT: &str = "nacos.rs/port";
     /// Health probe deciding whether the instance is healthy: `tcp` (default, connect to the
-    /// port), `tcp:PORT`, `http:/PATH` (GET on the port), `http:PORT/PATH`, or `none`; the
-    /// grammar is `registry_proto::probe::spec`, shared with the sidecar.
+    /// port), `tcp:PORT`, `http:/PATH` (GET on the port), `http:PORT/PATH`, `mysql` (Nacos'
+    /// MySQL master check on the port), `mysql:PORT`, or `none`; the grammar is
+    /// `registry_proto::probe::spec`, shared with the sidecar.
     pub const PROBE: &str = "nacos.rs/probe";
+    /// The Secret (in the pod's namespace) holding the `mysql` probe's login under the keys
+    /// `username` and `password`; required with `mysql`, refused with any other probe. The
+    /// login reaches the sidecar only as `secretKeyRef` env, never in an annotation.
+    pub const PROBE_MYSQL_SECRET: &str = "nacos.rs/probe-mysql-secret";
     /// Nacos group of the service (optional; the sidecar's default is `DEFAULT_GROUP`).
     pub const GROUP: &str = "nacos.rs/group";
     /// Nacos namespace (tenant) of the service, not the Kubernetes namespace (optional; the
@@ -57,6 +63,13 @@ pub mod annotation {
 /// Name of the injected container; a pod that has it is never injected again, so a
 /// reinvocation or an update of an injected pod's template is a no-op.
 pub const SIDECAR_CONTAINER: &str = "nacos-sidecar";
+
+/// The downward-API volume holding the pod's labels, mounted into the sidecar only: they become
+/// its upstream connection labels, so label gray configs reach this pod.
+const PODINFO_VOLUME: &str = "nacos-sidecar-podinfo";
+/// Where the sidecar sees that volume, and the labels file in it.
+const PODINFO_DIR: &str = "/etc/nacos-sidecar/podinfo";
+const LABELS_FILE: &str = "labels";
 
 /// Why an HTTP body is not an AdmissionReview the webhook can answer. Answered with HTTP 400:
 /// there is no request uid to put in a response.
@@ -132,6 +145,8 @@ pub struct Injection {
     pub cluster: ClusterRef,
     /// What the sidecar registers and probes.
     pub app: App,
+    /// Whether the pod already lists volumes (the patch appends to the list, else creates it).
+    pub pod_has_volumes: bool,
 }
 
 /// The application instance the sidecar registers, from the pod's annotations.
@@ -143,6 +158,8 @@ pub struct App {
     pub port: u16,
     /// Health probe, its ports resolved.
     pub probe: ProbeSpec,
+    /// The Secret with the `mysql` probe's login (only with that probe).
+    pub mysql_secret: Option<String>,
     /// Nacos group, when given.
     pub group: Option<String>,
     /// Nacos namespace, when given.
@@ -230,10 +247,19 @@ pub fn complete(
         Ok(value) => value,
         Err(error) => return response.deny(format!("cannot serialize the sidecar: {error}")),
     };
-    let patch = Patch(vec![PatchOperation::Add(AddOperation {
-        path: PointerBuf::from_tokens(["spec", "containers", "-"]),
-        value,
-    })]);
+    let (volume_path, volume) = if injection.pod_has_volumes {
+        (PointerBuf::from_tokens(["spec", "volumes", "-"]), serde_json::to_value(podinfo_volume()))
+    } else {
+        (PointerBuf::from_tokens(["spec", "volumes"]), serde_json::to_value([podinfo_volume()]))
+    };
+    let volume = match volume {
+        Ok(volume) => volume,
+        Err(error) => return response.deny(format!("cannot serialize the sidecar's volume: {error}")),
+    };
+    let patch = Patch(vec![
+        PatchOperation::Add(AddOperation { path: volume_path, value: volume }),
+        PatchOperation::Add(AddOperation { path: PointerBuf::from_tokens(["spec", "containers", "-"]), value }),
+    ]);
     response
         .with_patch(patch)
         .unwrap_or_else(|error| AdmissionResponse::from(request).deny(format!("cannot serialize the patch: {error}")))
@@ -250,7 +276,12 @@ fn sidecar_container(app: &App, registry: &str) -> Container {
     vars.extend(app.group.as_deref().map(|group| value(env::GROUP, group)));
     vars.extend(app.nacos_namespace.as_deref().map(|ns| value(env::NAMESPACE, ns)));
     vars.extend(app.probe.env().into_iter().map(|(name, probe)| value(name, &probe)));
+    if let Some(secret) = &app.mysql_secret {
+        vars.push(secret_key(env::MYSQL_USER, secret, sidecar::MYSQL_SECRET_USER_KEY));
+        vars.push(secret_key(env::MYSQL_PASSWORD, secret, sidecar::MYSQL_SECRET_PASSWORD_KEY));
+    }
     vars.push(value(env::ADMIN_PORT, &sidecar::ADMIN_PORT.to_string()));
+    vars.push(value(env::LABELS_FILE, &format!("{PODINFO_DIR}/{LABELS_FILE}")));
     for (name, field) in [
         (env::POD_NAME, "metadata.name"),
         (env::POD_NAMESPACE, "metadata.namespace"),
@@ -269,6 +300,12 @@ fn sidecar_container(app: &App, registry: &str) -> Container {
     Container {
         name: SIDECAR_CONTAINER.into(),
         env: Some(vars),
+        volume_mounts: Some(vec![VolumeMount {
+            name: PODINFO_VOLUME.into(),
+            mount_path: PODINFO_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]),
         lifecycle: Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {
                 http_get: Some(HTTPGetAction {
@@ -291,8 +328,41 @@ fn sidecar_container(app: &App, registry: &str) -> Container {
     }
 }
 
+/// The pod's labels as a downward-API file (`key="value"` lines), which the kubelet keeps current;
+/// the sidecar reads it once, at start.
+fn podinfo_volume() -> Volume {
+    Volume {
+        name: PODINFO_VOLUME.into(),
+        downward_api: Some(DownwardAPIVolumeSource {
+            items: Some(vec![DownwardAPIVolumeFile {
+                path: LABELS_FILE.into(),
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.labels".into(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..DownwardAPIVolumeFile::default()
+            }]),
+            ..DownwardAPIVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
 fn value(name: &str, value: &str) -> EnvVar {
     EnvVar { name: name.into(), value: Some(value.into()), ..EnvVar::default() }
+}
+
+/// A variable read from `key` of `secret`; not optional, so a missing Secret or key keeps the
+/// pod from starting with a probe that could never log in (the kubelet's event names it).
+fn secret_key(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector { name: secret.into(), key: key.into(), optional: Some(false) }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
 }
 
 fn deny(request: &AdmissionRequest<DynamicObject>, message: impl ToString) -> Decision {
@@ -350,20 +420,44 @@ fn read_annotations(
     let probe = port.and_then(|port| {
         parse_probe(pod, get(annotation::PROBE).unwrap_or("tcp"), port).or_else(|| {
             problems.push(format!(
-                "{}: {:?} is not tcp, tcp:PORT, http:/PATH, http:PORT/PATH or none",
+                "{}: {:?} is not {ANNOTATION_FORMS} (a named port must be a container port of the pod)",
                 annotation::PROBE,
                 get(annotation::PROBE).unwrap_or_default()
             ));
             None
         })
     });
+    let mysql_secret = match (&probe, get(annotation::PROBE_MYSQL_SECRET)) {
+        (Some(ProbeSpec::Mysql { .. }), None) => {
+            problems.push(format!(
+                "{}: mysql needs {} naming a Secret in the pod's namespace with the keys {} and {} (credentials                  are never read from annotations)",
+                annotation::PROBE,
+                annotation::PROBE_MYSQL_SECRET,
+                sidecar::MYSQL_SECRET_USER_KEY,
+                sidecar::MYSQL_SECRET_PASSWORD_KEY
+            ));
+            None
+        }
+        (Some(ProbeSpec::Mysql { .. }), Some(secret)) if !is_dns_subdomain(secret) => {
+            problems.push(format!("{}: {secret:?} is not a Secret name", annotation::PROBE_MYSQL_SECRET));
+            None
+        }
+        (Some(ProbeSpec::Mysql { .. }), Some(secret)) => Some(secret.to_owned()),
+        (Some(_), Some(_)) => {
+            problems.push(format!("{} is only used with the mysql probe", annotation::PROBE_MYSQL_SECRET));
+            None
+        }
+        (None, _) | (Some(_), None) => None,
+    };
     match (cluster, service, port, probe) {
-        (Some(cluster), Some(service), Some(port), Some(probe)) => Ok(Injection {
+        (Some(cluster), Some(service), Some(port), Some(probe)) if problems.is_empty() => Ok(Injection {
             cluster,
+            pod_has_volumes: pod.spec.as_ref().is_some_and(|spec| spec.volumes.is_some()),
             app: App {
                 service,
                 port,
                 probe,
+                mysql_secret,
                 group: get(annotation::GROUP).map(str::to_owned),
                 nacos_namespace: get(annotation::NAMESPACE).map(str::to_owned),
             },
@@ -395,6 +489,11 @@ fn named_port(pod: &Pod, name: &str) -> Option<u16> {
 /// container port names are the pod's.
 fn parse_probe(pod: &Pod, value: &str, app_port: u16) -> Option<ProbeSpec> {
     ProbeSpec::parse_annotation(value).ok()?.resolve(app_port, |name| named_port(pod, name))
+}
+
+/// RFC 1123 subdomain: what Secret names are.
+fn is_dns_subdomain(value: &str) -> bool {
+    value.len() <= 253 && value.split('.').all(is_dns_label)
 }
 
 /// RFC 1123 label: what namespaces and `NacosCluster` names are.

@@ -4,15 +4,17 @@
 //! ```text
 //!  nacos.rs/probe annotation ──► ProbeSpec<PortRef> ──resolve(pod ports)──► ProbeSpec<u16>
 //!  (app owner writes;            parse_annotation      (operator webhook)        │ env()
-//!   `tcp`, `tcp:PORT`,                                                           ▼
-//!   `http:/PATH`, `http:PORT/PATH`, `none`)          NACOS_SIDECAR_PROBE{,_PORT,_PATH}
+//!   `tcp`, `tcp:PORT`, `http:/PATH`,                                             ▼
+//!   `http:PORT/PATH`, `mysql`, `mysql:PORT`, `none`) NACOS_SIDECAR_PROBE{,_PORT,_PATH}
 //!                                                                                │ from_env
 //!                                                                                ▼
 //!                                                                  sidecar: ProbeSpec<u16>
 //! ```
 //!
 //! Resolving a named container port needs the pod, so it stays in the operator; everything
-//! else (the syntax, the env names and values) is here.
+//! else (the syntax, the env names and values) is here. The MySQL login is no part of the spec:
+//! it never appears in an annotation or a plain env value (the webhook maps a Secret the pod
+//! names to [`env::MYSQL_USER`] and [`env::MYSQL_PASSWORD`]).
 
 use std::fmt;
 
@@ -34,6 +36,12 @@ pub enum ProbeSpec<P = u16> {
         /// Path requested, starting with `/`.
         path: String,
     },
+    /// Log in to a MySQL server on the port and run Nacos' master check: a read-only server
+    /// (a replica) is unhealthy, a refused login or statement fails now.
+    Mysql {
+        /// Port probed.
+        port: P,
+    },
     /// No probe: healthy while the sidecar runs.
     None,
 }
@@ -53,7 +61,7 @@ pub enum PortRef {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
     /// The annotation is none of the accepted forms.
-    #[error("{value:?} is not tcp, tcp:PORT, http:/PATH, http:PORT/PATH or none")]
+    #[error("{value:?} is not {ANNOTATION_FORMS}")]
     Annotation {
         /// The annotation's value.
         value: String,
@@ -70,9 +78,13 @@ pub enum SpecError {
     },
 }
 
+/// The accepted annotation forms, as error messages name them.
+pub const ANNOTATION_FORMS: &str = "tcp, tcp:PORT, http:/PATH, http:PORT/PATH, mysql, mysql:PORT or none";
+
 /// `NACOS_SIDECAR_PROBE` values.
 const TCP: &str = "tcp";
 const HTTP: &str = "http";
+const MYSQL: &str = "mysql";
 const NONE: &str = "none";
 
 impl ProbeSpec<PortRef> {
@@ -88,6 +100,8 @@ impl ProbeSpec<PortRef> {
             (NONE, None) => Ok(Self::None),
             (TCP, None) => Ok(Self::Tcp { port: PortRef::App }),
             (TCP, Some(port)) => Ok(Self::Tcp { port: PortRef::parse(port).ok_or_else(invalid)? }),
+            (MYSQL, None) => Ok(Self::Mysql { port: PortRef::App }),
+            (MYSQL, Some(port)) => Ok(Self::Mysql { port: PortRef::parse(port).ok_or_else(invalid)? }),
             (HTTP, Some(rest)) => {
                 let (port, path) = rest.split_at(rest.find('/').ok_or_else(invalid)?);
                 let port = if port.is_empty() { PortRef::App } else { PortRef::parse(port).ok_or_else(invalid)? };
@@ -108,19 +122,22 @@ impl ProbeSpec<PortRef> {
         Some(match self {
             Self::Tcp { port: p } => ProbeSpec::Tcp { port: port(p)? },
             Self::Http { port: p, path } => ProbeSpec::Http { port: port(p)?, path },
+            Self::Mysql { port: p } => ProbeSpec::Mysql { port: port(p)? },
             Self::None => ProbeSpec::None,
         })
     }
 }
 
 impl PortRef {
-    /// Digits are a number (0 and > 65535 rejected); anything else without whitespace or `/`
-    /// is a name.
+    /// Digits are a number (0 and > 65535 rejected); anything else must be a Kubernetes port
+    /// name (up to 15 of `a-z`, `0-9`, `-`), so a mistyped `mysql:user:password` is refused
+    /// rather than taken for a name.
     fn parse(value: &str) -> Option<Self> {
         if value.bytes().all(|b| b.is_ascii_digit()) {
             return value.parse().ok().filter(|&n| n != 0).map(Self::Number);
         }
-        (!value.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/')).then(|| Self::Name(value.to_owned()))
+        let name_byte = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+        (value.len() <= 15 && value.bytes().all(name_byte)).then(|| Self::Name(value.to_owned()))
     }
 }
 
@@ -132,6 +149,7 @@ impl ProbeSpec<u16> {
             Self::Http { port, path } => {
                 vec![(env::PROBE, HTTP.into()), (env::PROBE_PORT, port.to_string()), (env::PROBE_PATH, path.clone())]
             }
+            Self::Mysql { port } => vec![(env::PROBE, MYSQL.into()), (env::PROBE_PORT, port.to_string())],
             Self::None => vec![(env::PROBE, NONE.into())],
         }
     }
@@ -158,8 +176,9 @@ impl ProbeSpec<u16> {
                     None => Err(bad(env::PROBE_PATH, path, "not a path starting with / without whitespace")),
                 }
             }
+            Some(MYSQL) => Ok(Self::Mysql { port: port()? }),
             Some(NONE) => Ok(Self::None),
-            Some(_) => Err(bad(env::PROBE, get(env::PROBE), "not tcp, http or none")),
+            Some(_) => Err(bad(env::PROBE, get(env::PROBE), "not tcp, http, mysql or none")),
         }
     }
 }
@@ -170,6 +189,7 @@ impl fmt::Display for ProbeSpec<u16> {
         match self {
             Self::Tcp { port } => write!(f, "{TCP}:{port}"),
             Self::Http { port, path } => write!(f, "{HTTP}:{port}{path}"),
+            Self::Mysql { port } => write!(f, "{MYSQL}:{port}"),
             Self::None => f.write_str(NONE),
         }
     }
@@ -202,8 +222,12 @@ mod tests {
             ("http:/healthz", http(9000, "/healthz")),
             ("http:8081/ready?deep=1", http(8081, "/ready?deep=1")),
             ("http:http/", http(8080, "/")),
+            ("mysql", Some(ProbeSpec::Mysql { port: 9000 })),
+            ("mysql:3306", Some(ProbeSpec::Mysql { port: 3306 })),
+            ("mysql:http", Some(ProbeSpec::Mysql { port: 8080 })),
             ("none", Some(ProbeSpec::None)),
             ("tcp:grpc", None),
+            ("mysql:db", None),
         ] {
             let parsed = ProbeSpec::parse_annotation(value).unwrap_or_else(|e| panic!("{value}: {e}"));
             assert_eq!(parsed.resolve(9000, named), expected, "{value}");
@@ -212,18 +236,36 @@ mod tests {
 
     #[test]
     fn malformed_annotations_are_refused_with_the_accepted_forms() {
-        for value in ["http:healthz", "http:", "http:/a b", "tcp:0", "tcp:70000", "tcp:", "none:1", "grpc", "", "TCP"] {
+        for value in [
+            "http:healthz",
+            "http:",
+            "http:/a b",
+            "tcp:0",
+            "tcp:70000",
+            "tcp:",
+            "none:1",
+            "grpc",
+            "",
+            "TCP",
+            "mysql:",
+            "mysql:0",
+            "mysql:/db",
+            "mysql:user:pw",
+        ] {
             let error = ProbeSpec::parse_annotation(value).unwrap_err();
             assert_eq!(error, SpecError::Annotation { value: value.into() });
-            assert!(error.to_string().contains("tcp, tcp:PORT, http:/PATH, http:PORT/PATH or none"), "{error}");
+            assert!(error.to_string().contains(ANNOTATION_FORMS), "{error}");
         }
     }
 
     #[test]
     fn env_form_round_trips_every_spec() {
-        for spec in
-            [ProbeSpec::Tcp { port: 7000 }, ProbeSpec::Http { port: 8081, path: "/ready?x=1".into() }, ProbeSpec::None]
-        {
+        for spec in [
+            ProbeSpec::Tcp { port: 7000 },
+            ProbeSpec::Http { port: 8081, path: "/ready?x=1".into() },
+            ProbeSpec::Mysql { port: 3306 },
+            ProbeSpec::None,
+        ] {
             let vars: HashMap<_, _> = spec.env().into_iter().collect();
             let read = ProbeSpec::from_env(|name| vars.get(name).cloned(), 1).unwrap();
             assert_eq!(read, spec, "{vars:?}");
@@ -245,9 +287,11 @@ mod tests {
             from(&[(env::PROBE, "http"), (env::PROBE_PATH, "/")]),
             Ok(ProbeSpec::Http { port: 9000, path: "/".into() })
         );
+        assert_eq!(from(&[(env::PROBE, "mysql")]), Ok(ProbeSpec::Mysql { port: 9000 }));
         for (vars, name) in [
             (&[(env::PROBE, "exec")][..], env::PROBE),
             (&[(env::PROBE, "tcp"), (env::PROBE_PORT, "0")], env::PROBE_PORT),
+            (&[(env::PROBE, "mysql"), (env::PROBE_PORT, "db")], env::PROBE_PORT),
             (&[(env::PROBE, "tcp"), (env::PROBE_PORT, "http")], env::PROBE_PORT),
             (&[(env::PROBE, "http")], env::PROBE_PATH),
             (&[(env::PROBE, "http"), (env::PROBE_PATH, "healthz")], env::PROBE_PATH),
@@ -258,7 +302,7 @@ mod tests {
 
     #[test]
     fn display_is_the_explicit_annotation_form() {
-        for value in ["tcp:7000", "http:8081/ready", "none"] {
+        for value in ["tcp:7000", "http:8081/ready", "mysql:3306", "none"] {
             let spec = ProbeSpec::parse_annotation(value).unwrap().resolve(1, named).unwrap();
             assert_eq!(spec.to_string(), value);
         }

@@ -278,7 +278,9 @@ async fn grpc_requests_need_a_token_that_permits_them() {
 }
 
 fn sdk_props(server: &Server, cache: &std::path::Path, password: &str) -> ClientProps {
-    crate::config_sdk::props(server, cache).auth_username("nacos").auth_password(password)
+    crate::config_sdk::props(server.http.port(), server.grpc.port(), cache)
+        .auth_username("nacos")
+        .auth_password(password)
 }
 
 #[tokio::test]

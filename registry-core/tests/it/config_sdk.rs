@@ -45,7 +45,7 @@ const GROUP: &str = "DEFAULT_GROUP";
 // ---- SDK client -------------------------------------------------------------------------------
 
 /// A `nacos-sdk` config client with its own on-disk cache directory.
-struct Sdk {
+pub(crate) struct Sdk {
     config: ConfigService,
     _cache: tempfile::TempDir,
 }
@@ -60,10 +60,10 @@ impl std::ops::Deref for Sdk {
 
 /// Client settings for ephemeral ports (the SDK would dial HTTP port + 1000 for gRPC);
 /// `env_first(false)` keeps `NACOS_CLIENT_*` variables out of the test.
-pub(crate) fn props(server: &Server, cache: &std::path::Path) -> ClientProps {
+pub(crate) fn props(http_port: u16, grpc_port: u16, cache: &std::path::Path) -> ClientProps {
     ClientProps::new()
-        .server_addr(format!("127.0.0.1:{}", server.http.port()))
-        .remote_grpc_port(server.grpc.port())
+        .server_addr(format!("127.0.0.1:{http_port}"))
+        .remote_grpc_port(grpc_port)
         .env_first(false)
         .app_name("registry-it")
         .cache_dir(cache)
@@ -71,8 +71,13 @@ pub(crate) fn props(server: &Server, cache: &std::path::Path) -> ClientProps {
 }
 
 async fn sdk_with(server: &Server, tweak: impl FnOnce(ClientProps) -> ClientProps) -> Sdk {
+    sdk_at(server.http.port(), server.grpc.port(), tweak).await
+}
+
+/// A client of whatever serves the Nacos API on these ports (a registry or a sidecar).
+pub(crate) async fn sdk_at(http_port: u16, grpc_port: u16, tweak: impl FnOnce(ClientProps) -> ClientProps) -> Sdk {
     let cache = tempfile::tempdir().expect("sdk cache dir");
-    let props = tweak(props(server, cache.path()));
+    let props = tweak(props(http_port, grpc_port, cache.path()));
     let config = bounded("ConfigServiceBuilder::build", ConfigServiceBuilder::new(props).build())
         .await
         .expect("nacos-sdk config client connects");
@@ -110,7 +115,7 @@ async fn sdk_get(sdk: &ConfigService, data_id: &str) -> Result<ConfigResponse, S
 }
 
 /// Asserts `get_config` returns `content` (and its MD5).
-async fn expect_sdk_content(sdk: &ConfigService, data_id: &str, content: &str) {
+pub(crate) async fn expect_sdk_content(sdk: &ConfigService, data_id: &str, content: &str) {
     let resp = sdk_get(sdk, data_id).await.unwrap_or_else(|e| panic!("get_config({data_id}) failed: {e}"));
     assert_eq!(resp.content(), content, "{resp}");
     assert_eq!(resp.md5(), &md5_hex(content), "{resp}");
@@ -126,7 +131,7 @@ async fn expect_sdk_not_found(sdk: &ConfigService, data_id: &str) {
 
 // ---- HTTP view --------------------------------------------------------------------------------
 
-async fn http_publish(server: &Server, data_id: &str, tenant: &str, content: &str) {
+pub(crate) async fn http_publish(server: &Server, data_id: &str, tenant: &str, content: &str) {
     let (status, body) = call(client().post(server.url("/nacos/v1/cs/configs")).form(&[
         ("dataId", data_id),
         ("group", GROUP),
@@ -182,7 +187,7 @@ impl ConfigChangeListener for Collect {
 }
 
 /// Adds a collecting listener (call [`prime`] before relying on it).
-async fn listen(sdk: &ConfigService, data_id: &str) -> UnboundedReceiver<ConfigResponse> {
+pub(crate) async fn listen(sdk: &ConfigService, data_id: &str) -> UnboundedReceiver<ConfigResponse> {
     let (tx, rx) = unbounded_channel();
     bounded("add_listener", sdk.add_listener(data_id.into(), GROUP.into(), Arc::new(Collect(tx))))
         .await
@@ -241,7 +246,11 @@ async fn next_change(rx: &mut UnboundedReceiver<ConfigResponse>, context: &str) 
 }
 
 /// Asserts the next callback carries `content` (with its MD5).
-async fn expect_change(rx: &mut UnboundedReceiver<ConfigResponse>, content: &str, context: &str) -> ConfigResponse {
+pub(crate) async fn expect_change(
+    rx: &mut UnboundedReceiver<ConfigResponse>,
+    content: &str,
+    context: &str,
+) -> ConfigResponse {
     let resp = next_change(rx, context).await;
     assert_eq!(resp.content(), content, "{context}: {resp}");
     assert_eq!(resp.md5(), &md5_hex(content), "{context}: {resp}");

@@ -46,20 +46,9 @@ impl std::ops::Deref for Sdk {
     }
 }
 
-/// Client settings for a server whose ports are ephemeral: the SDK would otherwise dial the gRPC
-/// port as HTTP port + 1000. `env_first(false)` keeps `NACOS_CLIENT_*` variables out of the test.
-fn props(http_port: u16, grpc_port: u16, cache: &std::path::Path) -> ClientProps {
-    ClientProps::new()
-        .server_addr(format!("127.0.0.1:{http_port}"))
-        .remote_grpc_port(grpc_port)
-        .env_first(false)
-        .app_name("registry-it")
-        .cache_dir(cache)
-}
-
 pub(crate) async fn sdk_with(http_port: u16, grpc_port: u16, tweak: impl FnOnce(ClientProps) -> ClientProps) -> Sdk {
     let cache = tempfile::tempdir().expect("sdk cache dir");
-    let props = tweak(props(http_port, grpc_port, cache.path()));
+    let props = tweak(crate::config_sdk::props(http_port, grpc_port, cache.path()));
     let naming = bounded("NamingServiceBuilder::build", NamingServiceBuilder::new(props).build())
         .await
         .expect("nacos-sdk naming client connects");

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use registry_proto::contract::ports::{CLUSTER_OFFSET, GRPC_OFFSET};
 
+#[path = "harness/targets.rs"] // explicit: the chaos suite includes this file by path too
+pub(crate) mod targets;
+
 /// How long a server may take to start. `IT_PATIENCE` multiplies every deadline (slow CI).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -6,16 +6,12 @@
 //! on plain failures), so each test runs for 10–40 s; every wait has a deadline on a condition.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
+use crate::harness::targets::{HttpTarget, Listener, closed_port, http_status_steps};
 use crate::harness::{Server, call, client, eventually, json, metric};
 use registry_proto::probe::mariadb::MariaDb;
 
@@ -23,87 +19,6 @@ use registry_proto::probe::mariadb::MariaDb;
 const CHECKS_ON: &str = "[naming.health_check]\nenabled = true\nresync_interval_ms = 1000\n";
 /// Long enough for a first check (≤ 7 s) and the three results a flip needs.
 const FLIP: Duration = Duration::from_secs(30);
-
-/// A TCP listener on loopback that accepts and drops connections until stopped (or dropped:
-/// the task then outlives it only until the test's runtime ends).
-struct Listener {
-    addr: SocketAddr,
-    accept: JoinHandle<()>,
-}
-
-impl Listener {
-    async fn start(addr: &str) -> Self {
-        let listener = TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accept = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                drop(stream);
-            }
-        });
-        Self { addr, accept }
-    }
-
-    /// Closes the port: connections are refused from now on.
-    async fn stop(self) -> SocketAddr {
-        self.accept.abort();
-        let _ = self.accept.await;
-        self.addr
-    }
-}
-
-/// An HTTP server answering every request with the current `status`, counting the answers by
-/// status class it gave (`answered[status]`).
-struct HttpTarget {
-    addr: SocketAddr,
-    status: Arc<AtomicU16>,
-    answered: Arc<[AtomicU64; 600]>,
-    accept: JoinHandle<()>,
-}
-
-impl HttpTarget {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let status = Arc::new(AtomicU16::new(200));
-        let answered: Arc<[AtomicU64; 600]> = Arc::new(std::array::from_fn(|_| AtomicU64::new(0)));
-        let (s, a) = (Arc::clone(&status), Arc::clone(&answered));
-        let accept = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let (status, answered) = (Arc::clone(&s), Arc::clone(&a));
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let code = status.load(Ordering::SeqCst);
-                    let answer = format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    if stream.write_all(answer.as_bytes()).await.is_ok() {
-                        answered[usize::from(code)].fetch_add(1, Ordering::SeqCst);
-                    }
-                });
-            }
-        });
-        Self { addr, status, answered, accept }
-    }
-
-    fn answer(&self, status: u16) {
-        self.status.store(status, Ordering::SeqCst);
-    }
-
-    fn answered(&self, status: u16) -> u64 {
-        self.answered[usize::from(status)].load(Ordering::SeqCst)
-    }
-
-    /// Closes the port (the listener goes with its task).
-    async fn close(self) {
-        self.accept.abort();
-        let _ = self.accept.await;
-    }
-}
 
 /// Creates a persistent service.
 async fn create_service(server: &Server, service: &str) {
@@ -226,23 +141,7 @@ async fn http_checker_follows_nacos_status_rules() {
     wait_checks(&server, "HTTP", 1).await;
     assert_eq!(health(&server, "http-checked", addr).await, Some(true));
 
-    // 503 is a plain failure: three in a row before the flip.
-    target.answer(503);
-    wait_health(&server, "http-checked", addr, false, "503").await;
-    assert!(target.answered(503) >= 3, "flipped after {} answers of 503", target.answered(503));
-    target.answer(200);
-    wait_health(&server, "http-checked", addr, true, "200 again").await;
-
-    // Any other status fails now: flipped by the first (observed before a third, at the latest).
-    target.answer(404);
-    wait_health(&server, "http-checked", addr, false, "404").await;
-    assert!(target.answered(404) <= 2, "flipped only after {} answers of 404", target.answered(404));
-    target.answer(200);
-    wait_health(&server, "http-checked", addr, true, "200 after 404").await;
-
-    // Nothing listening: refused, fail now.
-    target.close().await;
-    wait_health(&server, "http-checked", addr, false, "server closed").await;
+    http_status_steps(target, |healthy, step| wait_health(&server, "http-checked", addr, healthy, step)).await;
     assert!(checks(&server, "HTTP", "fail_now").await >= 2);
 }
 
@@ -296,10 +195,6 @@ async fn assert_not_checked(
     assert_eq!(metric(server, "registry_health_check_tasks").await, 1, "only the listener is checked");
     assert_eq!(health(server, service, skipped).await, Some(true));
     probed
-}
-
-async fn closed_port() -> SocketAddr {
-    Listener::start("127.0.0.1:0").await.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread")]

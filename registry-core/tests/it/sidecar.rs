@@ -3,7 +3,9 @@
 //! by the environment appears once its probe passes and returns after a registry `kill -9` and
 //! restart; with the registry down, lookups and config reads are answered from the failover
 //! cache (memory, and disk across a sidecar restart); a drain shows a subscriber weight 0 first,
-//! then the removal, while the app still serves.
+//! then the removal, while the app still serves; the declared instance follows TCP, HTTP and
+//! MySQL probes (the targets of the server's own checks in `health_check.rs`); pod labels reach
+//! label gray configs; v1 HTTP registrations stay the app's, kept by its beats.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -17,10 +19,13 @@ use registry_proto::contract::sidecar::env;
 use registry_proto::model::ServiceKey;
 use serde_json::{Value, json};
 
+use crate::config_sdk::{expect_sdk_content, http_publish, sdk_at};
 use crate::grpc_sdk::{
     all_instances, bounded, expect_event, http_hosts, instance, sdk_with, set, subscribe, wait_http,
 };
+use crate::harness::targets::{HttpTarget, http_status_steps};
 use crate::harness::{Server, call, client, eventually, free_member_ports, patience};
+use registry_proto::probe::mariadb::MariaDb;
 
 /// How long a sidecar may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -158,16 +163,6 @@ async fn read_http(sidecar: &Sidecar) -> (Vec<String>, String) {
     (ips, content)
 }
 
-async fn publish_config(server: &Server, data_id: &str, content: &str) {
-    let (status, body) = call(client().post(server.url("/nacos/v1/cs/configs")).form(&[
-        ("dataId", data_id),
-        ("group", "DEFAULT_GROUP"),
-        ("content", content),
-    ]))
-    .await;
-    assert_eq!((status, body.as_str()), (200, "true"));
-}
-
 async fn register_persistent(server: &Server, service: &str, ip: &str, port: u16) {
     let port = port.to_string();
     let (status, body) = call(client().post(server.url("/nacos/v1/ns/instance")).form(&[
@@ -240,7 +235,7 @@ async fn the_declared_instance_appears_after_its_probe_passes_and_returns_after_
 async fn with_the_registry_down_lookups_and_config_reads_come_from_the_cache() {
     let mut server = Server::start_on_derived_ports();
     register_persistent(&server, "sc-cached", "10.31.0.1", 80).await;
-    publish_config(&server, "sc-cfg", "k=v").await;
+    http_publish(&server, "sc-cfg", "", "k=v").await;
     let cache = tempfile::tempdir().unwrap();
     let cache_env = vec![(env::CACHE_DIR, cache.path().display().to_string())];
     let mut sidecar = Sidecar::start(&[&server], &cache_env);
@@ -526,4 +521,238 @@ async fn declared_instance_follows_its_probe(service: &str, ephemeral: bool) -> 
     assert!(sidecar.metric("sidecar_probes_ok_total").await >= oks_before + 3, "after three passing checks");
     drop(app);
     (server, sidecar)
+}
+
+/// Long enough for the first scheduled check (≤ 7 s) and the three results a flip needs.
+const FLIP: Duration = Duration::from_secs(30);
+
+/// Waits until `service`'s only instance is listed with `healthy`; fails (naming `step`) at
+/// the deadline.
+async fn wait_health(server: &Server, service: &str, healthy: bool, step: &str) {
+    let seen = eventually(FLIP, || async { health_of(server, service).await.filter(|h| *h == healthy) }).await;
+    if seen.is_none() {
+        let now = health_of(server, service).await;
+        panic!("{step}: {service} not listed with healthy={healthy} within {FLIP:?} (listed: {now:?})");
+    }
+}
+
+/// The HTTP target of the server's check test (`health_check.rs`), through the sidecar's probe:
+/// 503 flips after three, 404 at once, a closed port at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_declared_instance_follows_an_http_probe_through_200_503_404_and_a_closed_port() {
+    let server = Server::start_on_derived_ports();
+    let target = HttpTarget::start().await;
+    let service = "sc-http-probed";
+    let mut env = declared_env(service, target.addr.port());
+    env.extend([(env::PROBE, "http".to_owned()), (env::PROBE_PATH, "/health".to_owned())]);
+    let sidecar = Sidecar::start(&[&server], &env);
+    wait_health(&server, service, true, "200").await;
+    assert_eq!(sidecar.metric("sidecar_probes_failed_total").await, 0);
+
+    http_status_steps(target, |healthy, step| wait_health(&server, service, healthy, step)).await;
+    // The 404 and the refused connection failed now; the 503s did not.
+    assert!(sidecar.metric("sidecar_probes_failed_now_total").await >= 2);
+    assert!(sidecar.metric("sidecar_probes_failed_total").await >= 5);
+    assert_eq!(sidecar.metric("sidecar_instance_healthy").await, 0);
+}
+
+/// The MariaDB target of the server's check test, through the sidecar's `mysql` probe on a
+/// persistent declared instance: `read_only` flips it; wrong credentials never pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mysql_probe_follows_read_only_and_wrong_credentials_never_pass() {
+    let Some(db) = MariaDb::start("probe", "pw") else { return };
+    db.sql("SET GLOBAL read_only=OFF");
+    let server = Server::start_on_derived_ports();
+    let mysql_env = |service: &str, password: &str| {
+        let mut env = declared_env(service, db.addr().port());
+        env.extend([
+            (env::EPHEMERAL, "false".to_owned()),
+            (env::PROBE, "mysql".to_owned()),
+            (env::MYSQL_USER, "probe".to_owned()),
+            (env::MYSQL_PASSWORD, password.to_owned()),
+        ]);
+        env
+    };
+    let sidecar = Sidecar::start(&[&server], &mysql_env("sc-db", "pw"));
+    wait_health(&server, "sc-db", true, "read_only=OFF").await;
+    assert_eq!(http_hosts(&server, "sc-db", &[]).await[0]["ephemeral"], false);
+
+    db.sql("SET GLOBAL read_only=ON");
+    wait_health(&server, "sc-db", false, "read_only=ON (a replica)").await;
+    assert!(sidecar.metric("sidecar_probes_failed_total").await >= 3, "a replica is a plain failure");
+    assert_eq!(sidecar.metric("sidecar_probes_failed_now_total").await, 0);
+    db.sql("SET GLOBAL read_only=OFF");
+    wait_health(&server, "sc-db", true, "read_only=OFF again").await;
+
+    // Wrong credentials: every check fails now, so the instance is never registered healthy.
+    let wrong = Sidecar::start(&[&server], &mysql_env("sc-db-wrong", "wrong"));
+    let refused = eventually(Duration::from_secs(10), || async {
+        (wrong.metric("sidecar_probes_failed_now_total").await >= 3).then_some(())
+    })
+    .await;
+    assert!(refused.is_some(), "the refused logins count as fail-now");
+    assert_eq!(wrong.metric("sidecar_probes_ok_total").await, 0);
+    assert_eq!(
+        wrong.metric("sidecar_probes_failed_total").await,
+        wrong.metric("sidecar_probes_failed_now_total").await,
+        "every failure failed now"
+    );
+    assert_eq!(wrong.metric("sidecar_instance_registered").await, 0);
+    assert!(http_hosts(&server, "sc-db-wrong", &[]).await.is_empty(), "never registered");
+}
+
+/// Pod labels are the sidecar's connection labels: a label gray rule reaches the app behind the
+/// sidecar whose pod matches (gRPC SDK and local HTTP API alike), the formal content the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_label_gray_config_reaches_only_the_app_whose_pod_has_the_label() {
+    let server = Server::start_on_derived_ports();
+    let data_id = "sc-gray.yaml";
+    http_publish(&server, data_id, "", "formal").await;
+    let labels = tempfile::tempdir().unwrap();
+    let labels_file = |name: &str, text: &str| {
+        let path = labels.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let canary_pod = labels_file("canary", "app=\"orders\"\nenv=\"canary\"\n");
+    let stable_pod = labels_file("stable", "app=\"orders\"\nenv=\"stable\"\n");
+    let canary = Sidecar::start(&[&server], &[(env::LABELS_FILE, canary_pod)]);
+    let stable = Sidecar::start(&[&server], &[(env::LABELS_FILE, stable_pod)]);
+    let canary_app = sdk_at(canary.http_port, canary.grpc.port(), |p| p).await;
+    let stable_app = sdk_at(stable.http_port, stable.grpc.port(), |p| p).await;
+    expect_sdk_content(&canary_app, data_id, "formal").await;
+    expect_sdk_content(&stable_app, data_id, "formal").await;
+
+    let (status, body) = call(client().post(server.url("/nacos/v1/cs/configs")).form(&[
+        ("dataId", data_id),
+        ("group", "DEFAULT_GROUP"),
+        ("content", "gray"),
+        ("grayLabels", "env=canary"),
+    ]))
+    .await;
+    assert_eq!((status, body.as_str()), (200, "true"));
+    expect_sdk_content(&canary_app, data_id, "gray").await;
+    expect_sdk_content(&stable_app, data_id, "formal").await;
+    // The local HTTP API carries the pod's labels too.
+    let http_read = |sidecar: &Sidecar| {
+        let url = sidecar.http_url("/nacos/v1/cs/configs");
+        async move { call(client().get(url).query(&[("dataId", data_id), ("group", "DEFAULT_GROUP")])).await }
+    };
+    assert_eq!(http_read(&canary).await, (200, "gray".to_owned()));
+    assert_eq!(http_read(&stable).await, (200, "formal".to_owned()));
+    // Straight to the server, without labels: the formal content.
+    let direct = sdk_at(server.http.port(), server.grpc.port(), |p| p).await;
+    expect_sdk_content(&direct, data_id, "formal").await;
+}
+
+/// Heartbeat timeouts short enough for a test (interval 200 ms, unhealthy after 0.8 s, removed
+/// after 1.6 s; the server sweeps every 5 s).
+const FAST_BEATS: &str = r#"{"preserved.heart.beat.interval":"200","preserved.heart.beat.timeout":"800","preserved.ip.delete.timeout":"1600"}"#;
+
+/// A v1 HTTP registration through the sidecar is the app's, kept by the app's beats (passed
+/// through like the registration): the beating instance stays, the silent one is removed
+/// while the sidecar and its connection carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn v1_registrations_through_the_sidecar_live_by_the_apps_beats() {
+    let server = Server::start_on_derived_ports();
+    let sidecar = Sidecar::start(&[&server], &[]);
+    for ip in ["10.32.0.1", "10.32.0.2"] {
+        let (status, body) = call(client().post(sidecar.http_url("/nacos/v1/ns/instance")).form(&[
+            ("serviceName", "sc-v1"),
+            ("ip", ip),
+            ("port", "9000"),
+            ("metadata", FAST_BEATS),
+        ]))
+        .await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+    wait_http(&server, "sc-v1", &set(&["10.32.0.1:9000", "10.32.0.2:9000"]), Duration::from_secs(5)).await;
+
+    let beat = || {
+        call(client().put(sidecar.http_url("/nacos/v1/ns/instance/beat")).form(&[
+            ("serviceName", "sc-v1"),
+            ("ip", "10.32.0.1"),
+            ("port", "9000"),
+        ]))
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let keep_beating = async {
+        let mut beats = 0u32;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let (status, body) = beat().await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["code"], 10200, "the server knows it: {body}");
+            beats += 1;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        beats
+    };
+    let observe = async {
+        let only_beating = set(&["10.32.0.1:9000"]);
+        let removed = eventually(Duration::from_secs(20), || async {
+            (crate::grpc_sdk::http_addrs(&http_hosts(&server, "sc-v1", &[]).await) == only_beating).then_some(())
+        })
+        .await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        removed.expect("the silent instance removed, the beating one kept");
+    };
+    let (beats, ()) = tokio::join!(keep_beating, observe);
+    assert!(beats >= 5, "beats went through the sidecar meanwhile ({beats})");
+    assert!(holds_sidecar(&server).await, "the sidecar's own connection is still up");
+}
+
+/// How long a local call may take when the upstream hangs (the sidecar bounds each upstream
+/// call at 2 s; the rest is slack for a loaded machine).
+const HUNG_BOUND: Duration = Duration::from_secs(5);
+
+/// A registry that accepts but never answers (SIGSTOP) must not hang the local API: reads
+/// remembered are answered from the cache, others fail with a clear error, all within a bound,
+/// also when several arrive at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_registry_never_makes_the_local_api_hang() {
+    let server = Server::start_on_derived_ports();
+    register_persistent(&server, "sc-cached", "10.33.0.1", 80).await;
+    http_publish(&server, "sc-cfg", "", "k=v").await;
+    let sidecar = Sidecar::start(&[&server], &[]);
+    let live = read_http(&sidecar).await;
+    assert_eq!(live, (vec!["10.33.0.1".to_owned()], "k=v".to_owned()));
+    let local = local_connection(&sidecar).await;
+
+    let pid = server.pid().expect("registry running").to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill").args([sig, pid.as_str()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    // The stop is asynchronous: wait until the kernel reports the registry stopped (`T`).
+    let stat = format!("/proc/{pid}/stat");
+    let stopped = eventually(Duration::from_secs(5), || async {
+        let text = std::fs::read_to_string(&stat).ok()?;
+        (text.rsplit_once(") ")?.1.starts_with('T')).then_some(())
+    })
+    .await;
+    assert!(stopped.is_some(), "the registry did not stop");
+    let bound = HUNG_BOUND * patience();
+    let unknown = json!({ "namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": "sc-never-seen",
+                          "cluster": "", "healthyOnly": false });
+    let started = tokio::time::Instant::now();
+    let (cached, http_unknown, grpc_unknown) = tokio::join!(
+        tokio::time::timeout(bound, read_http(&sidecar)),
+        tokio::time::timeout(
+            bound,
+            call(
+                client().get(sidecar.http_url("/nacos/v1/ns/instance/list")).query(&[("serviceName", "sc-never-seen")])
+            )
+        ),
+        tokio::time::timeout(bound, local.unary().request("ServiceQueryRequest", &unknown, "QueryServiceResponse")),
+    );
+    let elapsed = started.elapsed();
+    signal("-CONT");
+    assert_eq!(cached.expect("a cached read answered in time"), live, "answered from the cache");
+    let (status, body) = http_unknown.expect("an uncached HTTP read answered in time");
+    assert_eq!(status, 503, "a clear 503: {body}");
+    let grpc = grpc_unknown.expect("an uncached gRPC read answered in time");
+    assert!(grpc.is_err_and(|e| e.to_string().contains("unreachable")), "an error naming the outage");
+    assert!(elapsed < bound, "took {elapsed:?}");
+    assert!(sidecar.metric("sidecar_cache_answers_total").await >= 2);
 }

@@ -5,7 +5,11 @@
 //!
 //! HTTP registrations stay what they are in Nacos: v1 clients with heartbeats, passed through
 //! (the SDK's beats keep them); apps that want the sidecar to own their instance use the gRPC
-//! channel or the declared instance.
+//! channel or the declared instance. Config requests carry the pod's labels
+//! ([`LABELS_HEADER`]) unless the app sent its own, so label gray rules see the pod over HTTP
+//! as they do over the sidecar's gRPC connection.
+
+use std::collections::BTreeMap;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,6 +20,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use registry_proto::contract::config::LABELS_HEADER;
 use registry_proto::http::{Params, v1_error};
 use registry_proto::model::ServiceKey;
 use registry_proto::wire::ServiceInfo;
@@ -35,6 +40,9 @@ pub struct HttpApi {
     client: reqwest::Client,
     cache: Arc<Cache>,
     stats: Arc<Stats>,
+    /// The pod's labels as a [`LABELS_HEADER`] value (a JSON object); `None` without labels
+    /// or when they cannot be a header value.
+    labels: Option<header::HeaderValue>,
 }
 
 /// A read the cache can answer.
@@ -45,9 +53,13 @@ enum Cached {
 
 impl HttpApi {
     /// The API over the registry HTTP addresses `members` (`host:port`).
-    pub fn new(members: Vec<String>, cache: Arc<Cache>, stats: Arc<Stats>) -> Self {
+    pub fn new(members: Vec<String>, labels: &BTreeMap<String, String>, cache: Arc<Cache>, stats: Arc<Stats>) -> Self {
         let client = reqwest::Client::builder().timeout(UPSTREAM_TIMEOUT).build().unwrap_or_default();
-        Self { members: Arc::new(members), client, cache, stats }
+        let labels = (!labels.is_empty())
+            .then(|| serde_json::to_string(labels).ok())
+            .flatten()
+            .and_then(|json| header::HeaderValue::from_str(&json).ok());
+        Self { members: Arc::new(members), client, cache, stats, labels }
     }
 
     /// The routes: everything goes through one pass-through handler.
@@ -81,6 +93,10 @@ impl HttpApi {
                 {
                     request = request.header(name.clone(), value.clone());
                 }
+            }
+            let config = path.starts_with("/nacos/v1/cs/") || path.starts_with("/nacos/v2/cs/");
+            if let Some(labels) = self.labels.as_ref().filter(|_| config && !headers.contains_key(LABELS_HEADER)) {
+                request = request.header(LABELS_HEADER, labels.clone());
             }
             match request.send().await {
                 Ok(response) => {

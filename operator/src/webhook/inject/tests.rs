@@ -105,6 +105,13 @@ fn annotated_pod_gets_exactly_the_expected_patch() {
         patch_of(&response).unwrap(),
         json!([{
             "op": "add",
+            "path": "/spec/volumes",
+            "value": [{
+                "name": "nacos-sidecar-podinfo",
+                "downwardAPI": { "items": [{ "path": "labels", "fieldRef": { "fieldPath": "metadata.labels" } }] }
+            }]
+        }, {
+            "op": "add",
             "path": "/spec/containers/-",
             "value": {
                 "name": "nacos-sidecar",
@@ -118,11 +125,13 @@ fn annotated_pod_gets_exactly_the_expected_patch() {
                     { "name": "NACOS_SIDECAR_PROBE_PORT", "value": "8080" },
                     { "name": "NACOS_SIDECAR_PROBE_PATH", "value": "/healthz" },
                     { "name": "NACOS_SIDECAR_ADMIN_PORT", "value": "15090" },
+                    { "name": "NACOS_SIDECAR_LABELS_FILE", "value": "/etc/nacos-sidecar/podinfo/labels" },
                     field("POD_NAME", "metadata.name"),
                     field("POD_NAMESPACE", "metadata.namespace"),
                     field("POD_IP", "status.podIP"),
                     field("NODE_NAME", "spec.nodeName"),
                 ],
+                "volumeMounts": [{ "name": "nacos-sidecar-podinfo", "mountPath": "/etc/nacos-sidecar/podinfo", "readOnly": true }],
                 "lifecycle": { "preStop": { "httpGet": { "path": "/drain", "port": 15090 } } },
                 "securityContext": {
                     "allowPrivilegeEscalation": false,
@@ -247,7 +256,7 @@ fn cluster_sidecar_settings_and_ports_shape_the_container() {
         "#,
     );
     let response = respond(&review(annotated()), &[cluster], &settings());
-    let container = &patch_of(&response).unwrap()[0]["value"];
+    let container = &patch_of(&response).unwrap()[1]["value"];
     assert_eq!(container["image"], "mirror.example/sidecar:2.0");
     assert_eq!(container["imagePullPolicy"], "Always");
     assert_eq!(container["resources"], json!({ "requests": { "cpu": "10m", "memory": "32Mi" } }));
@@ -286,8 +295,13 @@ fn probe_annotation_forms() {
         ("http:/healthz", http(9000, "/healthz")),
         ("http:8081/ready", http(8081, "/ready")),
         ("http:http/", http(8080, "/")),
+        ("mysql", Some(ProbeSpec::Mysql { port: 9000 })),
+        ("mysql:3306", Some(ProbeSpec::Mysql { port: 3306 })),
+        ("mysql:http", Some(ProbeSpec::Mysql { port: 8080 })),
         ("none", Some(ProbeSpec::None)),
         ("http:healthz", None),
+        ("mysql:db", None),
+        ("mysql:root:secret", None),
         ("http:", None),
         ("tcp:0", None),
         ("tcp:70000", None),
@@ -297,6 +311,71 @@ fn probe_annotation_forms() {
     ] {
         assert_eq!(parse_probe(&pod, value, 9000), expected, "{value}");
     }
+}
+
+/// A pod with volumes of its own gets the labels volume appended, not its list replaced.
+#[test]
+fn labels_volume_is_appended_to_the_pods_volumes() {
+    let mut object = pod(annotated());
+    object["spec"]["volumes"] = json!([{ "name": "data", "emptyDir": {} }]);
+    let response = respond(&review_with("CREATE", object), &[fixtures::cluster(fixtures::DEFAULTS)], &settings());
+    let patch = patch_of(&response).unwrap_or_else(|| panic!("not injected: {response:?}"));
+    assert_eq!(patch[0]["path"], "/spec/volumes/-");
+    assert_eq!(patch[0]["value"]["name"], "nacos-sidecar-podinfo");
+    let mut pod = pod(annotated());
+    pod["spec"]["volumes"] = json!([{ "name": "data", "emptyDir": {} }]);
+    json_patch::patch(&mut pod, &serde_json::from_value::<json_patch::Patch>(patch).unwrap()).unwrap();
+    let names: Vec<&str> =
+        pod["spec"]["volumes"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["data", "nacos-sidecar-podinfo"]);
+}
+
+/// The `mysql` probe's login comes only from the Secret the pod names, as `secretKeyRef` env.
+#[test]
+fn mysql_probe_reads_its_login_from_the_named_secret() {
+    let mut annotations = annotated();
+    annotations["nacos.rs/probe"] = json!("mysql:3306");
+    annotations["nacos.rs/probe-mysql-secret"] = json!("orders-db-probe");
+    let response = respond(&review(annotations), &[fixtures::cluster(fixtures::DEFAULTS)], &settings());
+    let container = &patch_of(&response).unwrap_or_else(|| panic!("not injected: {response:?}"))[1]["value"];
+    let env = container["env"].as_array().unwrap();
+    let secret = |name: &str, key: &str| {
+        json!({ "name": name,
+                "valueFrom": { "secretKeyRef": { "name": "orders-db-probe", "key": key, "optional": false } } })
+    };
+    let probe: Vec<&Value> =
+        env.iter().filter(|e| e["name"].as_str().unwrap().starts_with("NACOS_SIDECAR_P")).collect();
+    assert_eq!(
+        probe,
+        [
+            &json!({ "name": "NACOS_SIDECAR_PORT", "value": "8080" }),
+            &json!({ "name": "NACOS_SIDECAR_PROBE", "value": "mysql" }),
+            &json!({ "name": "NACOS_SIDECAR_PROBE_PORT", "value": "3306" }),
+        ]
+    );
+    let login: Vec<&Value> = env.iter().filter(|e| e["name"].as_str().unwrap().contains("MYSQL")).collect();
+    assert_eq!(
+        login,
+        [&secret("NACOS_SIDECAR_MYSQL_USER", "username"), &secret("NACOS_SIDECAR_MYSQL_PASSWORD", "password")]
+    );
+    assert!(env.iter().all(|e| e.get("value").is_none() || !e["name"].as_str().unwrap().contains("MYSQL")));
+}
+
+#[test]
+fn mysql_probe_without_a_secret_and_a_secret_without_mysql_are_denied() {
+    let mut annotations = annotated();
+    annotations["nacos.rs/probe"] = json!("mysql");
+    let response = respond(&review(annotations.clone()), &[fixtures::cluster(fixtures::DEFAULTS)], &settings());
+    assert_denied(&response, &["nacos.rs/probe: mysql needs nacos.rs/probe-mysql-secret", "username and password"]);
+
+    annotations["nacos.rs/probe-mysql-secret"] = json!("Bad_Name");
+    let response = respond(&review(annotations.clone()), &[fixtures::cluster(fixtures::DEFAULTS)], &settings());
+    assert_denied(&response, &["nacos.rs/probe-mysql-secret: \"Bad_Name\" is not a Secret name"]);
+
+    annotations["nacos.rs/probe"] = json!("tcp");
+    annotations["nacos.rs/probe-mysql-secret"] = json!("db-probe");
+    let response = respond(&review(annotations), &[fixtures::cluster(fixtures::DEFAULTS)], &settings());
+    assert_denied(&response, &["nacos.rs/probe-mysql-secret is only used with the mysql probe"]);
 }
 
 #[test]
@@ -328,7 +407,7 @@ fn documented_example_app_is_injected() {
     pod["kind"] = json!("Pod");
 
     let response = respond(&review_with("CREATE", pod), &[cluster], &settings());
-    let container = &patch_of(&response).unwrap_or_else(|| panic!("not injected: {response:?}"))[0]["value"];
+    let container = &patch_of(&response).unwrap_or_else(|| panic!("not injected: {response:?}"))[1]["value"];
     assert_eq!(container["name"], "nacos-sidecar");
     let env = |name: &str| container["env"].as_array().unwrap().iter().find(|e| e["name"] == name).cloned();
     assert_eq!(env("NACOS_SIDECAR_SERVICE").unwrap()["value"], "orders");

@@ -11,11 +11,9 @@ use super::error::ApiError;
 use crate::api::ApiState;
 use crate::configs::ConfigError;
 use crate::model::{ConfigKey, ConfigMeta, GrayRule, HistoryEntry, Source};
+use registry_proto::contract::config::LABELS_HEADER;
 use registry_proto::http::Params;
 use registry_proto::model::metadata::parse as parse_metadata;
-
-/// Header carrying the reader's labels (`k=v,k2=v2`), our extension for label gray rules.
-const LABELS_HEADER: &str = "Config-Labels";
 
 /// The config key from `dataId`, `group` and `tenant` (or `namespaceId`).
 pub(super) fn config_key(p: &Params) -> Result<ConfigKey, ApiError> {
