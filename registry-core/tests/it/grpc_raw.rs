@@ -449,13 +449,24 @@ async fn register_replaces_per_connection_and_subscribers_get_acked_pushes_until
     assert!(state.is_some(), "push/state never counted our {acked} acks: {}", call(client().get(&ack_url)).await.1);
 
     // Closing the first client's connection removes its instance and pushes the empty list.
+    let before = connection_count(&server).await;
+    assert_eq!(before, 2, "both clients are connected");
     drop(a_stream);
     drop(a);
     let push = b_stream.push_matching(wait(15), |i| ips(i).is_empty()).await;
     assert_eq!(push["serviceInfo"]["hosts"], json!([]), "{push}");
     assert!(http_ips(&server, "raw").await.is_empty());
-    assert!(server.output().contains("connection closed"), "the server should log the closed connection");
+    // The server forgot the closed connection (its admin view), and only that one.
+    let after = eventually(wait(10), || async { Some(connection_count(&server).await).filter(|&n| n == before - 1) }).await;
+    assert_eq!(after, Some(before - 1), "the closed connection is still listed");
     assert_healthy_connection(&b).await;
+}
+
+/// How many SDK connections the server's admin API lists.
+async fn connection_count(server: &Server) -> usize {
+    let (status, body) = call(client().get(server.url("/nacos/v2/core/loader/current"))).await;
+    assert_eq!(status, 200, "{body}");
+    json(&body)["data"].as_object().map_or(0, serde_json::Map::len)
 }
 
 // ---------------------------------------------------------------------------------------------
