@@ -319,7 +319,6 @@ async fn a_new_member_loads_a_snapshot_before_it_reports_ready() {
     // Checked at once: ready means the snapshot is already in.
     assert_eq!(ips(newcomer, "snap").await.len(), 10, "the new member serves everything once ready");
     assert_eq!(digest(newcomer).await, digest(&cluster.members[0]).await);
-    assert!(newcomer.output().contains("distro snapshot loaded"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -399,7 +398,6 @@ async fn bad_and_stale_distro_messages_are_refused_or_ignored() {
         assert_eq!(answer.into_inner().json, b"0", "nothing applied from sender {sender}");
     }
     assert!(serves_exactly(b, "stale", &["10.7.6.1"]).await, "stale and foreign messages changed nothing");
-    assert!(b.output().contains("refused"), "refusals are logged");
 }
 
 /// The responsible server a member names for `10.7.7.1:<port>` of each port.
