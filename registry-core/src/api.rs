@@ -38,6 +38,8 @@ pub struct Services {
     pub config_notify: crate::configs::notify::ConfigNotifyHandle,
     /// gRPC connections (shown by the admin endpoint).
     pub connections: Arc<registry_proto::server::Connections>,
+    /// DNS counters, when the DNS server runs (in `/metrics`).
+    pub dns: Option<Arc<crate::dns::DnsStats>>,
 }
 
 /// The shared handle every request gets: one pointer, because axum clones the state for every

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use registry_proto::contract::ports;
+use registry_proto::contract::{dns, ports};
 use serde::Deserialize;
 
 use crate::api::grpc::GrpcConfig;
@@ -14,6 +14,7 @@ use crate::api::http::HttpConfig;
 use crate::cluster::{ClusterConfig, MemberAddr};
 use crate::configs::ConfigCenterConfig;
 use crate::consistency::RaftConfig;
+use crate::dns::DnsConfig;
 use crate::naming::NamingConfig;
 use crate::push::PushConfig;
 
@@ -57,6 +58,13 @@ pub struct Cli {
     /// entry may give port 0: it then announces the ports it bound. Absent: standalone.
     #[arg(long, env = "NACOS_MEMBERS", value_delimiter = ',')]
     pub members: Option<Vec<String>>,
+    /// UDP and TCP port of the DNS server for registered services (docs/dns.md); unset: no
+    /// DNS server; 0: an ephemeral port.
+    #[arg(long, env = dns::env::PORT)]
+    pub dns_port: Option<u16>,
+    /// Zone the DNS server answers for (default `nacos.local`).
+    #[arg(long, env = dns::env::ZONE)]
+    pub dns_zone: Option<String>,
     /// TOML configuration file.
     #[arg(long, env = "NACOS_CONFIG")]
     pub config: Option<PathBuf>,
@@ -220,6 +228,8 @@ pub struct Config {
     pub raft: RaftSection,
     /// Distro (ephemeral data between members).
     pub distro: crate::consistency::distro::DistroConfig,
+    /// DNS server.
+    pub dns: DnsConfig,
 }
 
 impl Config {
@@ -262,6 +272,12 @@ impl Config {
         }
         if let Some(v) = cli.bootstrap_expect {
             config.raft.bootstrap_expect = v;
+        }
+        if let Some(v) = cli.dns_port {
+            config.dns.port = Some(v);
+        }
+        if let Some(v) = &cli.dns_zone {
+            config.dns.zone.clone_from(v);
         }
         config.resolve_node_id()?;
         config.validate()?;
@@ -360,6 +376,11 @@ impl Config {
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes must be at least 1024");
         }
+        if self.dns.ttl_secs == 0 {
+            return invalid("dns.ttl_secs must be positive");
+        }
+        registry_proto::dns::Zone::new(&self.dns.zone, self.dns.ttl_secs, 0)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 
