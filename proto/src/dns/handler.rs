@@ -16,7 +16,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use super::Zone;
 use super::name::{ServiceName, Target, labels_below, parse};
-use super::records::{ServiceRecords, address_tail};
+use super::records::{Encoded, ServiceRecords, address_tail};
 
 /// Largest UDP reply without EDNS (RFC 1035).
 const CLASSIC_UDP_LIMIT: usize = 512;
@@ -186,7 +186,7 @@ pub fn handle(request: &[u8], transport: Transport, zone: &Zone, source: &dyn So
     let (rcode, answer) = match parse(&labels) {
         Target::Apex if kind == QueryKind::Soa => {
             // The SOA as an answer: its owner is the question name (the apex) itself.
-            let owned = vec![Box::<[u8]>::from(zone.soa_tail())];
+            let owned = vec![Encoded::from(zone.soa_tail())];
             return Some(reply.finish(Rcode::NoError, kind, &Answer { owned, ..Answer::default() }));
         }
         Target::Apex => (Rcode::NoError, Answer { soa, ..Answer::default() }),
@@ -195,7 +195,7 @@ pub fn handle(request: &[u8], transport: Transport, zone: &Zone, source: &dyn So
                 (kind, ip),
                 (QueryKind::A, std::net::IpAddr::V4(_)) | (QueryKind::Aaaa, std::net::IpAddr::V6(_))
             );
-            let owned: Vec<Box<[u8]>> =
+            let owned: Vec<Encoded> =
                 if wanted { address_tail(zone.ttl(), ip).into_iter().collect() } else { Vec::new() };
             let soa = if owned.is_empty() { soa } else { None };
             (Rcode::NoError, Answer { owned, soa, ..Answer::default() })
@@ -224,7 +224,7 @@ struct Answer<'a> {
     /// Cached records and the rotation start.
     cached: Option<(Arc<ServiceRecords>, usize)>,
     /// Tails built for this query.
-    owned: Vec<Box<[u8]>>,
+    owned: Vec<Encoded>,
     /// The SOA for the authority section (negative answers).
     soa: Option<&'a [u8]>,
 }
@@ -240,7 +240,7 @@ struct ReplyWriter {
 
 impl ReplyWriter {
     fn finish(&mut self, rcode: Rcode, kind: QueryKind, answer: &Answer<'_>) -> Reply {
-        let (tails, glue, turn): (&[Box<[u8]>], &[Box<[u8]>], usize) = match &answer.cached {
+        let (tails, glue, turn): (&[Encoded], &[Encoded], usize) = match &answer.cached {
             Some((records, turn)) => {
                 let (tails, glue) = records.for_kind(kind);
                 (tails, glue, *turn)
@@ -261,10 +261,10 @@ impl ReplyWriter {
     fn write(
         &self,
         rcode: Rcode,
-        tails: &[Box<[u8]>],
+        tails: &[Encoded],
         turn: usize,
         authority: &[&[u8]],
-        glue: &[Box<[u8]>],
+        glue: &[Encoded],
         truncated: bool,
     ) -> Vec<u8> {
         let size = 12

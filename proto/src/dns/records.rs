@@ -19,6 +19,9 @@ use super::Zone;
 use super::name::{ADDR_MARK, ip_label, label};
 use crate::model::Instance;
 
+/// One encoded record, or record tail.
+pub(crate) type Encoded = Box<[u8]>;
+
 /// Longest TXT character-string.
 const MAX_TXT_STRING: usize = 255;
 
@@ -40,12 +43,12 @@ pub fn answerable<'a>(
 pub struct ServiceRecords {
     /// Revision of the service these were built from.
     pub revision: u64,
-    a: Vec<Box<[u8]>>,
-    aaaa: Vec<Box<[u8]>>,
-    srv: Vec<Box<[u8]>>,
+    a: Vec<Encoded>,
+    aaaa: Vec<Encoded>,
+    srv: Vec<Encoded>,
     /// Address records of the SRV targets (full records, for the additional section).
-    glue: Vec<Box<[u8]>>,
-    txt: Vec<Box<[u8]>>,
+    glue: Vec<Encoded>,
+    txt: Vec<Encoded>,
     /// Where the next answer starts (round robin across queries).
     turn: AtomicUsize,
 }
@@ -92,7 +95,7 @@ impl ServiceRecords {
     }
 
     /// The answer tails for `kind`, and the glue for the additional section.
-    pub(crate) fn for_kind(&self, kind: super::QueryKind) -> (&[Box<[u8]>], &[Box<[u8]>]) {
+    pub(crate) fn for_kind(&self, kind: super::QueryKind) -> (&[Encoded], &[Encoded]) {
         use super::QueryKind;
         match kind {
             QueryKind::A => (&self.a, &[]),
@@ -138,14 +141,14 @@ fn txt_strings(host: &Instance) -> Vec<String> {
 }
 
 /// Appends the [`tail`] of a record.
-fn push_tail(list: &mut Vec<Box<[u8]>>, ttl: u32, rdata: RData) {
+fn push_tail(list: &mut Vec<Encoded>, ttl: u32, rdata: RData) {
     if let Ok(t) = tail(ttl, rdata) {
         list.push(t);
     }
 }
 
 /// A record without its owner name: type, class, TTL, RDATA.
-pub(crate) fn tail(ttl: u32, rdata: RData) -> Result<Box<[u8]>, ProtoError> {
+pub(crate) fn tail(ttl: u32, rdata: RData) -> Result<Encoded, ProtoError> {
     let bytes = encode_full(&Record::from_rdata(Name::root(), ttl, rdata))?;
     // The root name is the single byte 0.
     Ok(bytes.get(1..).unwrap_or_default().into())
@@ -162,7 +165,7 @@ pub(crate) fn encode_full(record: &Record) -> Result<Vec<u8>, ProtoError> {
 }
 
 /// The tail of an address record for `ip`, built per query (address names are not cached).
-pub(crate) fn address_tail(ttl: u32, ip: IpAddr) -> Option<Box<[u8]>> {
+pub(crate) fn address_tail(ttl: u32, ip: IpAddr) -> Option<Encoded> {
     let rdata = match ip {
         IpAddr::V4(v4) => RData::A(A(v4)),
         IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
