@@ -33,11 +33,15 @@ impl QType {
     }
 }
 
-/// A query for `name` (dotted, trailing dot optional) with id `id`, recursion not desired.
+/// The EDNS buffer size announced: answers with glue (SRV) fit without truncation.
+const EDNS_PAYLOAD: u16 = 4096;
+
+/// A query for `name` (dotted, trailing dot optional) with id `id`, recursion not desired, with
+/// an EDNS OPT record announcing [`EDNS_PAYLOAD`].
 pub fn query(id: u16, name: &str, qtype: QType) -> Result<Vec<u8>, String> {
-    let mut q = Vec::with_capacity(name.len() + 18);
+    let mut q = Vec::with_capacity(name.len() + 29);
     q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
     for label in name.trim_end_matches('.').split('.') {
         let len = u8::try_from(label.len()).ok().filter(|l| (1..=63).contains(l)).ok_or("bad label")?;
         q.push(len);
@@ -46,6 +50,10 @@ pub fn query(id: u16, name: &str, qtype: QType) -> Result<Vec<u8>, String> {
     q.push(0);
     q.extend_from_slice(&qtype.code().to_be_bytes());
     q.extend_from_slice(&1u16.to_be_bytes());
+    // OPT: root owner, type 41, class = payload size, TTL 0 (no flags), no options.
+    q.extend_from_slice(&[0, 0, 41]);
+    q.extend_from_slice(&EDNS_PAYLOAD.to_be_bytes());
+    q.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
     Ok(q)
 }
 
@@ -124,7 +132,8 @@ mod tests {
     #[test]
     fn queries_are_one_question_in_wire_format() {
         let q = query(0x1234, "a.bc.", QType::Srv).unwrap();
-        assert_eq!(q, [0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 2, b'b', b'c', 0, 0, 33, 0, 1]);
+        assert_eq!(q[..22], [0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, b'a', 2, b'b', b'c', 0, 0, 33, 0, 1]);
+        assert_eq!(q[22..], [0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]);
         assert!(query(1, "a..b", QType::A).is_err());
         let mut reply = q.clone();
         reply[2] = 0x84;

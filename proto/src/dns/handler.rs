@@ -6,7 +6,8 @@
 //! than IN, a zone transfer, or a name outside the zone REFUSED; an unknown name in the zone
 //! NXDOMAIN with the SOA in authority; a known name without records of the type NOERROR with
 //! the SOA (NODATA). A UDP reply larger than the client's limit (512, or its EDNS size up to
-//! 4096) is cut to the question with TC set, and the client retries over TCP.
+//! 4096) loses its glue first; if the answer alone does not fit either, it is cut to the
+//! question with TC set, and the client retries over TCP.
 
 use std::sync::Arc;
 
@@ -254,6 +255,13 @@ impl ReplyWriter {
         let full = self.write(rcode, tails, turn, authority, glue, false);
         if full.len() <= self.limit {
             return Reply { bytes: full, rcode, kind, truncated: false };
+        }
+        // Glue is optional (RFC 2181 §9): without it the answer may still fit, untruncated.
+        if !glue.is_empty() {
+            let bare = self.write(rcode, tails, turn, authority, &[], false);
+            if bare.len() <= self.limit {
+                return Reply { bytes: bare, rcode, kind, truncated: false };
+            }
         }
         Reply { bytes: self.write(rcode, &[], 0, &[], &[], true), rcode, kind, truncated: true }
     }

@@ -97,6 +97,12 @@ fn srv_gives_ports_weights_and_address_glue_that_resolves() {
     assert_eq!(m.additionals.len(), 2, "one A record per target");
     let (_, a) = ask(&target, RecordType::A, Transport::Udp, &s);
     assert_eq!(a_records(&a).len(), 1);
+    // Eight SRV records fit 512 bytes, their glue does not: it is left out, nothing truncated.
+    let (reply, m) = ask("orders.nacos.local.", RecordType::SRV, Transport::Udp, &source(8));
+    assert!(!reply.truncated && m.additionals.is_empty(), "{} bytes", reply.bytes.len());
+    assert_eq!(m.answers.len(), 8);
+    let (_, m) = ask("orders.nacos.local.", RecordType::SRV, Transport::Tcp, &source(8));
+    assert_eq!(m.additionals.len(), 8);
 }
 
 #[test]
