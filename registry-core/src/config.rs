@@ -449,6 +449,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dns_is_off_unless_a_port_is_given_and_a_bad_zone_is_refused() {
+        let c = Config::load(&Cli::default()).unwrap();
+        assert_eq!((c.dns.port, c.dns.zone.as_str(), c.dns.ttl_secs), (None, "nacos.local", 5));
+        let cli = Cli { dns_port: Some(5353), dns_zone: Some("svc.example".into()), ..Cli::default() };
+        let c = Config::load(&cli).unwrap();
+        assert_eq!((c.dns.port, c.dns.zone.as_str()), (Some(5353), "svc.example"));
+        let bad = Cli { dns_zone: Some("bad_zone..x".into()), ..Cli::default() };
+        assert!(matches!(Config::load(&bad), Err(ConfigError::Invalid(m)) if m.contains("DNS zone")));
+    }
+
+    #[test]
     fn ports_derive_from_http_port() {
         let c = Config::load(&Cli { http_port: Some(18848), ..Cli::default() }).unwrap();
         assert_eq!((c.server.grpc_port(), c.server.cluster_port()), (19848, 19849));
