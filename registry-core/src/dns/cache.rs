@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{ChangeEvent, ServiceKey};
 use crate::state::{NamingStore, ServiceView};
-use registry_proto::dns::{LabelIndex, ServiceName, ServiceRecords, Source, Zone, answerable};
+use registry_proto::dns::{LabelIndex, ServiceName, ServiceRecords, Source, Zone, answerable, label};
 
 /// Records of one service by cluster label (`""`: every cluster).
 type ByCluster = HashMap<String, Arc<ServiceRecords>>;
@@ -64,6 +64,7 @@ impl Cache {
             }
             Some(view) => {
                 if let Some(by_cluster) = records.get_mut(&**key) {
+                    by_cluster.retain(|cluster, _| has_cluster(&view, cluster));
                     for (cluster, entry) in by_cluster.iter_mut() {
                         if entry.revision != view.revision {
                             *entry = Arc::new(self.build(&view, cluster));
@@ -97,12 +98,22 @@ impl Source for Cache {
         {
             return Some(Arc::clone(hit));
         }
+        // A cluster the service does not have is no name (and never an entry: queries for
+        // made-up clusters must not grow the cache).
+        if !has_cluster(&view, cluster) {
+            return None;
+        }
         // Built under the lock: a service is built once per revision however many queries
         // miss together, and a build is microseconds for hundreds of hosts.
         let built = Arc::new(self.build(&view, cluster));
         records.entry(key).or_default().insert(cluster.to_owned(), Arc::clone(&built));
         Some(built)
     }
+}
+
+/// Whether some instance of `view` is in the cluster labelled `cluster` (`""`: every cluster).
+fn has_cluster(view: &ServiceView, cluster: &str) -> bool {
+    cluster.is_empty() || view.instances().iter().any(|i| label(&i.cluster) == cluster)
 }
 
 /// Keeps `cache` current from the change events until `shutdown`.
@@ -166,6 +177,11 @@ mod tests {
             assert!(Arc::ptr_eq(&rebuilt, &cache.records(&orders()).unwrap()));
         }
         assert!(cache.records(&ServiceName { service: "nope", ..orders() }).is_none());
+        // Clusters: the one it has answers; a made-up one is no name and caches nothing.
+        let default = label("DEFAULT");
+        assert!(cache.records(&ServiceName { cluster: Some(&default), ..orders() }).is_some_and(|r| !r.is_empty()));
+        assert!(cache.records(&ServiceName { cluster: Some("made-up"), ..orders() }).is_none());
+        assert_eq!(cache.records.lock().get(&key("orders")).map(HashMap::len), Some(2));
     }
 
     #[test]
