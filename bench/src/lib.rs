@@ -1,5 +1,5 @@
 //! `nacos-bench`: drives any Nacos-compatible server over its public protocols (the v1 HTTP API
-//! and the gRPC 2.x SDK channel) and reports latencies, throughput, its own CPU use and how many
+//! and the gRPC 2.x SDK channel, and DNS) and reports latencies, throughput, its own CPU use and how many
 //! connections a server keeps. It refuses non-loopback targets, and every run is bounded in
 //! count and time.
 
@@ -7,6 +7,7 @@ pub mod config_notify;
 pub mod connections;
 pub mod disconnect;
 pub mod distro;
+pub mod dns_load;
 pub mod frozen;
 pub mod grpc;
 pub mod grpc_register;

@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 
 use nacos_bench::http_ops::{self, HttpOp};
 use nacos_bench::{
-    check_loopback, config_notify, connections, disconnect, distro, frozen, grpc_register, http_load, push_latency,
-    report,
+    check_loopback, config_notify, connections, disconnect, distro, dns_load, frozen, grpc_register, http_load,
+    push_latency, report,
 };
 
 /// Most connections the `connections` scenario may open: loopback offers ~28 000 ephemeral
@@ -179,6 +179,27 @@ enum Scenario {
         #[arg(long, default_value_t = 200)]
         rounds: usize,
     },
+    /// Closed-loop DNS queries over UDP for one name (any DNS server).
+    Dns {
+        /// DNS server address (UDP).
+        #[arg(long)]
+        server: SocketAddr,
+        /// Name asked.
+        #[arg(long)]
+        name: String,
+        /// Query type.
+        #[arg(long, value_enum, default_value_t = dns_load::QType::A)]
+        qtype: dns_load::QType,
+        /// Sockets, each with one query in flight.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+        concurrency: u64,
+        /// Queries in all.
+        #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        count: u64,
+        /// Longest the run may take (s).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
+        deadline_s: u64,
+    },
     /// Time until every member reports the same ephemeral-data digest.
     Converge {
         /// HTTP addresses of the members (comma-separated).
@@ -320,6 +341,12 @@ async fn main() -> anyhow::Result<()> {
         Scenario::FrozenChild { grpc, service, port } => {
             check_loopback(&grpc).map_err(anyhow::Error::msg)?;
             frozen::child(grpc, &service, port).await?;
+        }
+        Scenario::Dns { server, name, qtype, concurrency, count, deadline_s } => {
+            check_loopback(&server).map_err(anyhow::Error::msg)?;
+            let deadline = Duration::from_secs(deadline_s);
+            let r = dns_load::run(server, &name, qtype, concurrency as usize, count, deadline).await?;
+            println!("{}", report::load_row(&format!("{concurrency} sockets"), &r, count));
         }
         Scenario::Disconnect { grpc, rounds } => {
             check_loopback(&grpc).map_err(anyhow::Error::msg)?;

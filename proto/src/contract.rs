@@ -164,3 +164,18 @@ pub mod auth {
         pub const ADMIN_PASSWORD: &str = "NACOS_AUTH_ADMIN_PASSWORD";
     }
 }
+
+/// The registry's DNS server (docs/dns.md): what the operator sets on the registry container
+/// when the `NacosCluster` asks for DNS, and what the registry reads.
+pub mod dns {
+    /// Zone served when none is configured.
+    pub const DEFAULT_ZONE: &str = "nacos.local";
+
+    /// Environment variable names.
+    pub mod env {
+        /// UDP and TCP port of the DNS server; unset: no DNS server.
+        pub const PORT: &str = "NACOS_DNS_PORT";
+        /// Zone served (default [`super::DEFAULT_ZONE`]).
+        pub const ZONE: &str = "NACOS_DNS_ZONE";
+    }
+}

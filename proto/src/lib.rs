@@ -10,13 +10,16 @@
 //! Features: `grpc` (default) the generated stubs ([`nacos`], [`cluster`]) and the `Payload`
 //! framing, without any transport; `client` the gRPC client (connection, session with failover
 //! and redo); `server` the SDK channel's server kit; `http` Open API parameters and answer
-//! shapes (axum); `probe` running TCP, HTTP and MySQL health checks. None of it stores anything:
+//! shapes (axum); `dns` the DNS zone of registered services (names, records, the packet
+//! handler; hickory's wire format only); `probe` running TCP, HTTP and MySQL health checks. None of it stores anything:
 //! no openraft, no redb, and with default features no axum or hyper server.
 
 #[cfg(feature = "client")]
 pub mod client;
 pub mod clock;
 pub mod contract;
+#[cfg(feature = "dns")]
+pub mod dns;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod model;

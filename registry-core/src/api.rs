@@ -42,6 +42,8 @@ pub struct Services {
     pub auth: Arc<crate::auth::Auth>,
     /// The namespace table.
     pub namespaces: crate::namespaces::NamespaceService,
+    /// DNS counters, when the DNS server runs (in `/metrics`).
+    pub dns: Option<Arc<crate::dns::DnsStats>>,
 }
 
 /// The shared handle every request gets: one pointer, because axum clones the state for every

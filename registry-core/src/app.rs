@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::configs::{self, ConfigService};
 use crate::consistency::distro::{Distro, DistroService};
 use crate::consistency::{Admin, Applier, Consistency, RaftNode, raft::RaftError};
+use crate::dns::{self as dns_server, DnsServer, DnsStats};
 use crate::namespaces::NamespaceService;
 use crate::naming::{NamingService, checker, cleaner, health};
 use crate::push::{self, PushHandle};
@@ -75,6 +76,7 @@ pub struct App {
     grpc_state: GrpcState,
     cluster_addr: SocketAddr,
     udp_push_addr: SocketAddr,
+    dns: Option<DnsServer>,
     state: ApiState,
     raft: RaftNode,
     shutdown: CancellationToken,
@@ -176,6 +178,7 @@ impl App {
             configs.config(),
             shutdown.child_token(),
         );
+        let (dns, dns_stats) = bind_dns(&config, &store, &applier, &tasks, &shutdown).await?;
         let connections: Arc<Connections> =
             grpc::connections(naming.clone(), push.clone(), config_notify.clone(), shutdown.child_token());
         let grpc_state = GrpcState {
@@ -199,6 +202,7 @@ impl App {
             admin: Admin::new(raft.clone(), distro),
             auth,
             namespaces,
+            dns: dns_stats,
         });
         Ok(Self {
             config,
@@ -207,6 +211,7 @@ impl App {
             grpc_state,
             cluster_addr,
             udp_push_addr,
+            dns,
             state,
             raft,
             shutdown,
@@ -234,9 +239,17 @@ impl App {
         self.udp_push_addr
     }
 
+    /// The bound DNS address (UDP and TCP), when the DNS server is on.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns.as_ref().and_then(|d| d.local_addr().ok())
+    }
+
     /// Serves until `signal` resolves, then shuts down gracefully.
     pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
-        let Self { config, http_listener, grpc_listener, grpc_state, state, raft, shutdown, tasks, .. } = self;
+        let Self { config, http_listener, grpc_listener, grpc_state, dns, state, raft, shutdown, tasks, .. } = self;
+        if let Some(dns) = dns {
+            dns.spawn(&tasks, shutdown.child_token());
+        }
 
         let grpc_stop = shutdown.child_token();
         tasks.spawn(async move {
@@ -285,6 +298,33 @@ impl App {
         tracing::info!("stopped");
         served
     }
+}
+
+/// With a DNS port configured: the records cache (following changes from here on) and the
+/// bound DNS server, not yet serving.
+async fn bind_dns(
+    config: &Config,
+    store: &Arc<NamingStore>,
+    applier: &Applier,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<(Option<DnsServer>, Option<Arc<DnsStats>>), AppError> {
+    let Some(port) = config.dns.port else { return Ok((None, None)) };
+    let serial = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+    let zone = registry_proto::dns::Zone::new(&config.dns.zone, config.dns.ttl_secs, serial)
+        .map_err(|e| AppError::Config(e.to_string()))?;
+    // Subscribed before the index is filled: a change in between is applied twice, never lost.
+    let events = applier.subscribe();
+    let cache = Arc::new(dns_server::Cache::new(zone, Arc::clone(store)));
+    tasks.spawn(dns_server::cache::follow(Arc::clone(&cache), events, shutdown.child_token()));
+    let stats = Arc::new(DnsStats::default());
+    let addr = SocketAddr::new(config.server.bind, port);
+    let server = DnsServer::bind(config.server.bind, port, config.dns.max_tcp_connections, cache, Arc::clone(&stats))
+        .await
+        .map_err(|source| AppError::Bind { what: "dns", addr, source })?;
+    Ok((Some(server), Some(stats)))
 }
 
 async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use registry_proto::contract::auth::env as auth_env;
-use registry_proto::contract::ports;
+use registry_proto::contract::{dns, ports};
 use serde::Deserialize;
 
 use crate::api::grpc::GrpcConfig;
@@ -16,6 +16,7 @@ use crate::auth::AuthConfig;
 use crate::cluster::{ClusterConfig, MemberAddr};
 use crate::configs::ConfigCenterConfig;
 use crate::consistency::RaftConfig;
+use crate::dns::DnsConfig;
 use crate::naming::NamingConfig;
 use crate::push::PushConfig;
 
@@ -59,6 +60,13 @@ pub struct Cli {
     /// entry may give port 0: it then announces the ports it bound. Absent: standalone.
     #[arg(long, env = "NACOS_MEMBERS", value_delimiter = ',')]
     pub members: Option<Vec<String>>,
+    /// UDP and TCP port of the DNS server for registered services (docs/dns.md); unset: no
+    /// DNS server; 0: an ephemeral port.
+    #[arg(long, env = dns::env::PORT)]
+    pub dns_port: Option<u16>,
+    /// Zone the DNS server answers for (default `nacos.local`).
+    #[arg(long, env = dns::env::ZONE)]
+    pub dns_zone: Option<String>,
     /// TOML configuration file.
     #[arg(long, env = "NACOS_CONFIG")]
     pub config: Option<PathBuf>,
@@ -247,6 +255,8 @@ pub struct Config {
     /// TEST ONLY: the planted bug of `--chaos-plant` (flag only, never from the file).
     #[serde(skip)]
     pub chaos_plant: Option<crate::consistency::Plant>,
+    /// DNS server.
+    pub dns: DnsConfig,
 }
 
 impl Config {
@@ -307,6 +317,12 @@ impl Config {
             }
         }
         config.chaos_plant = cli.chaos_plant;
+        if let Some(v) = cli.dns_port {
+            config.dns.port = Some(v);
+        }
+        if let Some(v) = &cli.dns_zone {
+            config.dns.zone.clone_from(v);
+        }
         config.resolve_node_id()?;
         config.validate()?;
         Ok(config)
@@ -411,6 +427,11 @@ impl Config {
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes must be at least 1024");
         }
+        if self.dns.ttl_secs == 0 {
+            return invalid("dns.ttl_secs must be positive");
+        }
+        registry_proto::dns::Zone::new(&self.dns.zone, self.dns.ttl_secs, 0)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 
@@ -477,6 +498,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_is_off_unless_a_port_is_given_and_a_bad_zone_is_refused() {
+        let c = Config::load(&Cli::default()).unwrap();
+        assert_eq!((c.dns.port, c.dns.zone.as_str(), c.dns.ttl_secs), (None, "nacos.local", 5));
+        let cli = Cli { dns_port: Some(5353), dns_zone: Some("svc.example".into()), ..Cli::default() };
+        let c = Config::load(&cli).unwrap();
+        assert_eq!((c.dns.port, c.dns.zone.as_str()), (Some(5353), "svc.example"));
+        let bad = Cli { dns_zone: Some("bad_zone..x".into()), ..Cli::default() };
+        assert!(matches!(Config::load(&bad), Err(ConfigError::Invalid(m)) if m.contains("DNS zone")));
+    }
 
     #[test]
     fn ports_derive_from_http_port() {

@@ -4,7 +4,7 @@
 //!  clients: Nacos SDKs (HTTP v1/v2) · v1 UDP subscribers
 //!    │                                          ▲ UDP push (ack, retry)
 //!    ▼                                          │
-//!  api/        http (axum: v1, v2, console health)   udp push
+//!  api/        http (axum: v1, v2, console health)   udp push   dns/ (the zone of services)
 //!    │ decode → validate → call a domain service → encode
 //!    ▼
 //!  naming/     NamingService: rules, queries, beats; Commands to write      push/ ◄── ChangeEvents
@@ -32,6 +32,7 @@ pub mod cluster;
 pub mod config;
 pub mod configs;
 pub mod consistency;
+pub mod dns;
 pub mod model;
 pub mod namespaces;
 pub mod naming;

@@ -17,6 +17,9 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("listening on grpc {}", app.grpc_addr());
     tracing::info!("listening on cluster {}", app.cluster_addr());
     tracing::info!("listening on udp-push {}", app.udp_push_addr());
+    if let Some(dns) = app.dns_addr() {
+        tracing::info!("listening on dns {dns} (udp and tcp)");
+    }
     tracing::info!("ready");
     app.run(shutdown_signal()).await.context("serving")?;
     Ok(())

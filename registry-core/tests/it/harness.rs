@@ -84,6 +84,8 @@ pub(crate) struct Server {
     pub(crate) cluster: SocketAddr,
     /// Local address UDP pushes come from.
     pub(crate) udp_push: SocketAddr,
+    /// DNS address (UDP and TCP), when started with `--dns-port`.
+    pub(crate) dns: Option<SocketAddr>,
     data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     output: Arc<Mutex<Vec<String>>>,
@@ -231,7 +233,7 @@ impl Server {
             });
         }
         let deadline = Instant::now() + START_TIMEOUT * patience();
-        let (mut http, mut grpc, mut cluster, mut udp) = (None, None, None, None);
+        let (mut http, mut grpc, mut cluster, mut udp, mut dns) = (None, None, None, None, None);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
@@ -247,6 +249,9 @@ impl Server {
                     }
                     if let Some(a) = addr_after(&line, "listening on udp-push ") {
                         udp = Some(a);
+                    }
+                    if let Some(a) = addr_after(&line, "listening on dns ") {
+                        dns = Some(a);
                     }
                     if line.trim_end().ends_with(" ready") {
                         break;
@@ -265,6 +270,7 @@ impl Server {
             grpc: grpc.expect("grpc address logged"),
             cluster: cluster.expect("cluster address logged"),
             udp_push: udp.expect("udp address logged"),
+            dns,
             data_dir: data_dir.to_path_buf(),
             _temp: None,
             output,

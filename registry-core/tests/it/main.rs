@@ -16,6 +16,7 @@ mod config_http;
 mod config_sdk;
 mod distro;
 mod distro_redo;
+mod dns;
 mod durability;
 mod grpc_raw;
 mod grpc_sdk;

@@ -187,6 +187,9 @@ async fn metrics(State(s): State<ApiState>) -> Response {
     }
     s.push.stats_ref().render_prometheus(&mut out);
     s.naming.health_checks().render_prometheus(&mut out);
+    if let Some(dns) = &s.dns {
+        dns.render_prometheus(&mut out);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 

@@ -1,0 +1,250 @@
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use hickory_proto::op::{Edns, ResponseCode};
+use hickory_proto::rr::{Name, RData};
+
+use super::*;
+use crate::dns::records::answerable;
+use crate::model::Instance;
+
+/// Services by index key, as a caller's cache would hold them.
+struct Fixed(HashMap<String, Arc<ServiceRecords>>);
+
+impl Source for Fixed {
+    fn records(&self, name: &ServiceName<'_>) -> Option<Arc<ServiceRecords>> {
+        self.0.get(&name.index_key()).cloned()
+    }
+}
+
+fn zone() -> Zone {
+    Zone::new("nacos.local", 5, 42).unwrap()
+}
+
+/// `orders` (default group, public) with `n` healthy hosts 10.0.<i/256>.<i%256>:8080, and
+/// `empty` with one unhealthy host.
+fn source(n: usize) -> Fixed {
+    let z = zone();
+    let hosts: Vec<Arc<Instance>> = (0..n)
+        .map(|i| Arc::new(Instance::new(format!("10.0.{}.{}", i / 256, i % 256), 8080, "DEFAULT", true)))
+        .collect();
+    let mut unhealthy = Instance::new("10.9.9.9", 80, "DEFAULT", true);
+    unhealthy.healthy = false;
+    let empty = answerable(&[Arc::new(unhealthy)], None, None);
+    let mut map = HashMap::new();
+    map.insert(
+        ServiceName { service: "orders", group: None, namespace: None, cluster: None }.index_key(),
+        Arc::new(ServiceRecords::build(&z, 1, &answerable(&hosts, None, None))),
+    );
+    map.insert(
+        ServiceName { service: "empty", group: None, namespace: None, cluster: None }.index_key(),
+        Arc::new(ServiceRecords::build(&z, 1, &empty)),
+    );
+    Fixed(map)
+}
+
+fn query(name: &str, t: RecordType, edns: bool) -> Vec<u8> {
+    let mut m = Message::query();
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+    if edns {
+        let mut e = Edns::new();
+        e.set_max_payload(4096);
+        m.set_edns(e);
+    }
+    m.to_vec().unwrap()
+}
+
+fn ask(name: &str, t: RecordType, transport: Transport, source: &Fixed) -> (Reply, Message) {
+    let reply = handle(&query(name, t, false), transport, &zone(), source).expect("a reply");
+    let parsed = Message::from_vec(&reply.bytes).expect("a decodable reply");
+    (reply, parsed)
+}
+
+fn a_records(m: &Message) -> Vec<Ipv4Addr> {
+    m.answers.iter().filter_map(|r| if let RData::A(a) = &r.data { Some(a.0) } else { None }).collect()
+}
+
+#[test]
+fn a_answers_every_host_rotated_per_query_with_the_question_case_kept() {
+    let s = source(3);
+    let (reply, m) = ask("Orders.NACOS.local.", RecordType::A, Transport::Udp, &s);
+    assert_eq!(
+        (reply.rcode, reply.kind, m.metadata.response_code),
+        (Rcode::NoError, QueryKind::A, ResponseCode::NoError)
+    );
+    assert!(m.metadata.authoritative);
+    assert_eq!(m.queries[0].name().to_ascii(), "Orders.NACOS.local.");
+    assert!(m.answers.iter().all(|r| r.name.to_ascii() == "Orders.NACOS.local." && r.ttl == 5));
+    let first = a_records(&m);
+    let mut sorted = first.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["10.0.0.0", "10.0.0.1", "10.0.0.2"].map(|a| a.parse::<Ipv4Addr>().unwrap()));
+    let (_, again) = ask("orders.nacos.local.", RecordType::A, Transport::Udp, &s);
+    assert_ne!(a_records(&again), first, "the next query starts with the next host");
+}
+
+#[test]
+fn srv_gives_ports_weights_and_address_glue_that_resolves() {
+    let s = source(2);
+    let (_, m) = ask("_http._tcp.orders.nacos.local.", RecordType::SRV, Transport::Udp, &s);
+    let srv: Vec<_> =
+        m.answers.iter().filter_map(|r| if let RData::SRV(v) = &r.data { Some(v.clone()) } else { None }).collect();
+    assert_eq!(srv.len(), 2);
+    assert!(srv.iter().all(|v| v.port == 8080 && v.weight == 100));
+    let target = srv[0].target.to_ascii();
+    assert!(target.ends_with(".addr.nacos.local."), "{target}");
+    assert_eq!(m.additionals.len(), 2, "one A record per target");
+    let (_, a) = ask(&target, RecordType::A, Transport::Udp, &s);
+    assert_eq!(a_records(&a).len(), 1);
+    // Eight SRV records fit 512 bytes, their glue does not: it is left out, nothing truncated.
+    let (reply, m) = ask("orders.nacos.local.", RecordType::SRV, Transport::Udp, &source(8));
+    assert!(!reply.truncated && m.additionals.is_empty(), "{} bytes", reply.bytes.len());
+    assert_eq!(m.answers.len(), 8);
+    let (_, m) = ask("orders.nacos.local.", RecordType::SRV, Transport::Tcp, &source(8));
+    assert_eq!(m.additionals.len(), 8);
+}
+
+#[test]
+fn unknown_names_are_nxdomain_and_empty_services_nodata_both_with_the_soa() {
+    let s = source(1);
+    for (name, rcode) in [
+        ("nope.nacos.local.", Rcode::NxDomain),
+        ("empty.nacos.local.", Rcode::NoError),
+        ("a.b.c.d.nacos.local.", Rcode::NxDomain),
+    ] {
+        let (reply, m) = ask(name, RecordType::A, Transport::Udp, &s);
+        assert_eq!(reply.rcode, rcode, "{name}");
+        assert!(m.answers.is_empty());
+        let [soa] = m.authorities.as_slice() else { panic!("one SOA expected: {m:?}") };
+        let RData::SOA(soa) = &soa.data else { panic!("not an SOA") };
+        assert_eq!((soa.mname.to_ascii().as_str(), soa.serial, soa.minimum), ("ns.nacos.local.", 42, 5));
+    }
+    let (_, m) = ask("nacos.local.", RecordType::SOA, Transport::Udp, &s);
+    assert!(matches!(m.answers.first().map(|r| &r.data), Some(RData::SOA(_))));
+    let (reply, _) = ask("orders.example.com.", RecordType::A, Transport::Udp, &s);
+    assert_eq!(reply.rcode, Rcode::Refused);
+}
+
+#[test]
+fn a_large_answer_is_truncated_over_udp_and_complete_over_tcp() {
+    let s = source(100);
+    let (reply, m) = ask("orders.nacos.local.", RecordType::A, Transport::Udp, &s);
+    assert!(reply.truncated && m.metadata.truncation && m.answers.is_empty());
+    assert!(reply.bytes.len() <= CLASSIC_UDP_LIMIT);
+    let (reply, m) = ask("orders.nacos.local.", RecordType::A, Transport::Tcp, &s);
+    assert!(!reply.truncated && !m.metadata.truncation);
+    assert_eq!(a_records(&m).len(), 100);
+    // With EDNS the client's larger buffer fits it over UDP, and the reply carries our OPT.
+    let reply = handle(&query("orders.nacos.local.", RecordType::A, true), Transport::Udp, &zone(), &s).unwrap();
+    let m = Message::from_vec(&reply.bytes).unwrap();
+    assert_eq!((reply.truncated, a_records(&m).len()), (false, 100));
+    assert_eq!(m.edns.map(|e| e.max_payload()), Some(OUR_EDNS_PAYLOAD));
+}
+
+#[test]
+fn other_classes_transfers_and_opcodes_are_refused_or_not_implemented() {
+    let s = source(1);
+    let mut m = Message::query();
+    let mut q = Query::query(Name::from_ascii("orders.nacos.local.").unwrap(), RecordType::A);
+    q.set_query_class(DNSClass::CH);
+    m.add_query(q);
+    let reply = handle(&m.to_vec().unwrap(), Transport::Udp, &zone(), &s).unwrap();
+    assert_eq!(reply.rcode, Rcode::Refused);
+    let (reply, _) = ask("nacos.local.", RecordType::AXFR, Transport::Tcp, &s);
+    assert_eq!(reply.rcode, Rcode::Refused);
+    let mut m = Message::new(7, MessageType::Query, OpCode::Update);
+    m.add_query(Query::query(Name::from_ascii("orders.nacos.local.").unwrap(), RecordType::A));
+    assert_eq!(handle(&m.to_vec().unwrap(), Transport::Udp, &zone(), &s).unwrap().rcode, Rcode::NotImp);
+    // A response is never answered (no reflection loops).
+    let (reply, _) = ask("orders.nacos.local.", RecordType::A, Transport::Udp, &s);
+    assert!(handle(&reply.bytes, Transport::Udp, &zone(), &s).is_none());
+}
+
+/// A tiny seeded generator (xorshift64*): reproducible without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Malformed variants of a valid query.
+fn mutate(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {
+    let mut p = valid.to_vec();
+    match rng.below(8) {
+        // Truncated anywhere.
+        0 => p.truncate(rng.below(p.len() + 1)),
+        // Huge section counts.
+        1 => {
+            let at = 4 + 2 * rng.below(4);
+            p[at] = 0xFF;
+            p[at + 1] = rng.next() as u8;
+        }
+        // A compression loop: the question name points at itself or forward.
+        2 => {
+            p.truncate(12);
+            p.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1]);
+        }
+        3 => {
+            p.truncate(12);
+            p.extend_from_slice(&[3, b'a', b'b', b'c', 0xC0, 16, 0, 1, 0, 1]);
+        }
+        // Wrong class (a valid packet otherwise).
+        4 => {
+            let n = p.len();
+            p[n - 1] = rng.next() as u8;
+            p[n - 2] = rng.next() as u8;
+        }
+        // Random bytes flipped.
+        5 => {
+            for _ in 0..=rng.below(8) {
+                let at = rng.below(p.len());
+                p[at] = rng.next() as u8;
+            }
+        }
+        // Label lengths beyond the packet, or over 63.
+        6 => {
+            p[12] = 0x3F + (rng.next() as u8 & 0x7F);
+        }
+        // Entirely random.
+        _ => p = (0..rng.below(600)).map(|_| rng.next() as u8).collect(),
+    }
+    p
+}
+
+#[test]
+fn malformed_packets_never_panic_and_get_formerr_or_nothing() {
+    let s = source(5);
+    let z = zone();
+    let valid = query("orders.nacos.local.", RecordType::A, false);
+    let mut rng = Rng(0x5EED_D115_0000_0001);
+    let mut counts: HashMap<Option<Rcode>, usize> = HashMap::new();
+    for _ in 0..20_000 {
+        let packet = mutate(&mut rng, &valid);
+        let transport = if rng.below(2) == 0 { Transport::Udp } else { Transport::Tcp };
+        let reply = handle(&packet, transport, &z, &s);
+        if let Some(r) = &reply {
+            // Every reply decodes, carries the query's id, and fits the transport.
+            let m = Message::from_vec(&r.bytes).expect("replies always decode");
+            assert_eq!(m.metadata.id, u16::from_be_bytes([packet[0], packet[1]]));
+            assert!(r.bytes.len() <= if transport == Transport::Udp { MAX_UDP_LIMIT } else { MAX_TCP });
+        }
+        *counts.entry(reply.map(|r| r.rcode)).or_default() += 1;
+    }
+    // The mutations reached each outcome: the test exercises what it claims to.
+    for outcome in [None, Some(Rcode::FormErr), Some(Rcode::Refused), Some(Rcode::NoError)] {
+        assert!(counts.get(&outcome).copied().unwrap_or(0) > 0, "{outcome:?} never seen: {counts:?}");
+    }
+    // The handler still answers properly afterwards.
+    let (reply, m) = ask("orders.nacos.local.", RecordType::A, Transport::Udp, &s);
+    assert_eq!((reply.rcode, a_records(&m).len()), (Rcode::NoError, 5));
+}

@@ -1,0 +1,162 @@
+//! UDP and TCP on one port: thin loops around `registry_proto::dns::handle`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Cache, DnsStats};
+use registry_proto::dns::{Transport, handle};
+
+/// A TCP connection idle this long is closed (RFC 7766 suggests seconds).
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Attempts at finding one ephemeral port free for both UDP and TCP.
+const EPHEMERAL_TRIES: usize = 16;
+/// Largest query read over UDP (larger datagrams are cut and then fail to decode).
+const UDP_BUFFER: usize = 4096;
+
+/// A bound, not yet serving, DNS server.
+pub struct DnsServer {
+    udp: Arc<UdpSocket>,
+    tcp: TcpListener,
+    cache: Arc<Cache>,
+    stats: Arc<DnsStats>,
+    max_tcp_connections: usize,
+}
+
+impl DnsServer {
+    /// Binds UDP and TCP on `bind:port` (port 0: one ephemeral port free for both).
+    pub async fn bind(
+        bind: IpAddr,
+        port: u16,
+        max_tcp_connections: usize,
+        cache: Arc<Cache>,
+        stats: Arc<DnsStats>,
+    ) -> std::io::Result<Self> {
+        let mut tries = 0;
+        loop {
+            let udp = UdpSocket::bind(SocketAddr::new(bind, port)).await?;
+            let bound = udp.local_addr()?;
+            match TcpListener::bind(bound).await {
+                Ok(tcp) => {
+                    return Ok(Self { udp: Arc::new(udp), tcp, cache, stats, max_tcp_connections });
+                }
+                Err(e) if port == 0 && tries < EPHEMERAL_TRIES => {
+                    tracing::debug!(%bound, error = %e, "tcp port taken; trying another ephemeral port");
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The bound address (UDP and TCP share it).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+
+    /// Serves until `shutdown`: one UDP worker per core, and a task per TCP connection.
+    pub fn spawn(self, tasks: &TaskTracker, shutdown: CancellationToken) {
+        let workers = std::thread::available_parallelism().map_or(1, usize::from);
+        for _ in 0..workers {
+            tasks.spawn(serve_udp(
+                Arc::clone(&self.udp),
+                Arc::clone(&self.cache),
+                Arc::clone(&self.stats),
+                shutdown.clone(),
+            ));
+        }
+        let limit = Arc::new(Semaphore::new(self.max_tcp_connections.max(1)));
+        tasks.spawn(serve_tcp(self.tcp, self.cache, self.stats, limit, tasks.clone(), shutdown));
+    }
+}
+
+async fn serve_udp(socket: Arc<UdpSocket>, cache: Arc<Cache>, stats: Arc<DnsStats>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; UDP_BUFFER];
+    loop {
+        let (n, from) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here; the socket stays usable.
+                    tracing::debug!(error = %e, "dns udp receive failed");
+                    continue;
+                }
+            },
+        };
+        let Some(reply) = handle(&buf[..n], Transport::Udp, cache.zone(), &*cache) else {
+            stats.dropped();
+            continue;
+        };
+        stats.answered(&reply);
+        if let Err(e) = socket.send_to(&reply.bytes, from).await {
+            tracing::debug!(%from, error = %e, "dns udp send failed");
+        }
+    }
+}
+
+async fn serve_tcp(
+    listener: TcpListener,
+    cache: Arc<Cache>,
+    stats: Arc<DnsStats>,
+    limit: Arc<Semaphore>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else { return };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(error = %e, "dns tcp accept failed");
+                    continue;
+                }
+            },
+        };
+        let (cache, stats, stop) = (Arc::clone(&cache), Arc::clone(&stats), shutdown.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                r = serve_tcp_connection(stream, &cache, &stats) => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "dns tcp connection ended");
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Length-prefixed queries, answered in order, until EOF, an idle timeout or an error.
+async fn serve_tcp_connection(mut stream: TcpStream, cache: &Cache, stats: &DnsStats) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buf = Vec::with_capacity(512);
+    loop {
+        let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
+            Err(_) => return Ok(()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(r) => r?,
+        };
+        buf.resize(usize::from(len), 0);
+        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf)).await.map_err(std::io::Error::other)??;
+        let Some(reply) = handle(&buf, Transport::Tcp, cache.zone(), cache) else {
+            stats.dropped();
+            continue;
+        };
+        stats.answered(&reply);
+        let len = u16::try_from(reply.bytes.len()).map_err(std::io::Error::other)?;
+        let mut framed = Vec::with_capacity(reply.bytes.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&reply.bytes);
+        stream.write_all(&framed).await?;
+    }
+}
