@@ -99,6 +99,10 @@ struct Redo {
 #[derive(Debug)]
 struct Shared {
     redo: Mutex<Redo>,
+    /// One gate per published service: a publication is recorded and sent under it, and a redo
+    /// sends the latest record under it, so a redo that started before a newer publication can
+    /// never land after it (a drain's weight 0 overwritten by the weight it replaced).
+    publish_gates: Mutex<BTreeMap<ServiceKey, Arc<tokio::sync::Mutex<()>>>>,
     current: watch::Sender<Option<(SocketAddr, Unary)>>,
     connects: AtomicU64,
 }
@@ -108,6 +112,15 @@ impl Shared {
         // The lock guards plain maps and is never held across an await: a panic elsewhere
         // cannot leave them half-written.
         self.redo.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Holds `service`'s publish gate until the guard drops.
+    async fn publish_gate(&self, service: &ServiceKey) -> tokio::sync::OwnedMutexGuard<()> {
+        let gate = {
+            let mut gates = self.publish_gates.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(gates.entry(service.clone()).or_default())
+        };
+        gate.lock_owned().await
     }
 }
 
@@ -133,7 +146,12 @@ impl Session {
             return Err(ClientError::NotConnected);
         }
         let (current, rx) = watch::channel(None);
-        let shared = Arc::new(Shared { redo: Mutex::default(), current, connects: AtomicU64::new(0) });
+        let shared = Arc::new(Shared {
+            redo: Mutex::default(),
+            publish_gates: Mutex::default(),
+            current,
+            connects: AtomicU64::new(0),
+        });
         let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
         let request_timeout = config.request_timeout;
         let task = tokio::spawn(run(Arc::clone(&shared), config, events));
@@ -163,12 +181,14 @@ impl Session {
     /// Publishes `instance` as this session's instance of `service` (replacing an earlier one).
     /// Recorded before it is sent: even when this call fails, the next connection redoes it.
     pub async fn register(&self, service: &ServiceKey, instance: WireInstance) -> Result<(), ClientError> {
+        let _gate = self.shared.publish_gate(service).await;
         self.shared.redo().instances.insert(service.clone(), vec![instance.clone()]);
         self.unary().await?.register(service, &instance).await
     }
 
     /// Publishes exactly `instances` in `service` (an empty list withdraws them all).
     pub async fn batch_register(&self, service: &ServiceKey, instances: Vec<WireInstance>) -> Result<(), ClientError> {
+        let _gate = self.shared.publish_gate(service).await;
         if instances.is_empty() {
             self.shared.redo().instances.remove(service);
         } else {
@@ -180,6 +200,7 @@ impl Session {
     /// Withdraws this session's instance of `service`; forgotten even when the call fails (the
     /// connection it was on takes it along when it closes).
     pub async fn deregister(&self, service: &ServiceKey, instance: WireInstance) -> Result<(), ClientError> {
+        let _gate = self.shared.publish_gate(service).await;
         self.shared.redo().instances.remove(service);
         self.unary().await?.deregister(service, &instance).await
     }
@@ -276,11 +297,15 @@ async fn run(shared: Arc<Shared>, config: SessionConfig, events: mpsc::Sender<Ev
 /// Sends everything the session holds on a new connection. A failure is logged: a lost
 /// connection ends the pump too, and a refusal (bad input) would be refused again.
 async fn redo(shared: Arc<Shared>, unary: Unary, events: mpsc::Sender<Event>) {
-    let (instances, subscriptions, listeners) = {
+    let (services, subscriptions, listeners) = {
         let redo = shared.redo();
-        (redo.instances.clone(), redo.subscriptions.clone(), redo.listeners.clone())
+        (redo.instances.keys().cloned().collect::<Vec<_>>(), redo.subscriptions.clone(), redo.listeners.clone())
     };
-    for (service, published) in &instances {
+    for service in &services {
+        // The latest record, read under the gate: a publication made since the snapshot above
+        // was already sent on this connection and is not replaced by an older one.
+        let _gate = shared.publish_gate(service).await;
+        let Some(published) = shared.redo().instances.get(service).cloned() else { continue };
         let result = match published.as_slice() {
             [one] => unary.register(service, one).await,
             many => unary.batch_register(service, many).await,
