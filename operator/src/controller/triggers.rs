@@ -1,7 +1,8 @@
 //! Which watch events wake a reconcile. Without a filter the operator would wake itself: every
-//! server-side apply writes `metadata.managedFields` (before Kubernetes 1.22 even an apply that
-//! changes nothing moves its timestamp and the `resourceVersion`), and every status write changes
-//! the `NacosCluster`. Each of those events would run one more reconcile that changes nothing.
+//! server-side apply writes `metadata.managedFields` (on older servers, 1.20 for one, even an
+//! apply that changes nothing moves its timestamp and the `resourceVersion`), and every status
+//! write changes the `NacosCluster`. Each of those events would run one more reconcile that
+//! changes nothing.
 //!
 //! [`Changes`] hashes what a reconcile can act on, the object without `managedFields` and
 //! `resourceVersion` (and, for the `NacosCluster` itself, without `status`, which only the
