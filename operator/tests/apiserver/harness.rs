@@ -136,6 +136,19 @@ impl ControlPlane {
         name
     }
 
+    /// Prints the last lines of each control-plane log (for a failing test).
+    fn dump_logs(&self) {
+        for name in ["etcd", "kube-apiserver", "kube-controller-manager"] {
+            let path = self.dir.path().join(format!("{name}.log"));
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("--- last lines of {}", path.display());
+            for line in &lines[lines.len().saturating_sub(20)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+
     /// `kubectl --kubeconfig <this> args…`: (success, stdout + stderr).
     pub(crate) fn kubectl(&self, args: &[&str]) -> (bool, String) {
         run_tool("kubectl", self, args)
@@ -171,6 +184,9 @@ pub(crate) fn have_tool(tool: &str) -> bool {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
         let stop = workspace_file("e2e/local-apiserver/stop");
         if let Err(error) = Command::new("bash").arg(&stop).arg(self.dir.path()).status() {
             eprintln!("cannot run {}: {error}", stop.display());
