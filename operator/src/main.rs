@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use nacos_operator::controller::registry::HttpRegistry;
-use nacos_operator::controller::server::ServerCapabilities;
+use nacos_operator::controller::server::{KubeVersion, ServerCapabilities};
 use nacos_operator::controller::{self, Context, OperatorEnvironment};
 use nacos_operator::metrics::{self, Metrics};
 
@@ -98,6 +98,12 @@ async fn run(args: RunArgs) -> ExitCode {
         Err(error) => return fail(&error),
     };
     tracing::info!(server = %capabilities, "API server discovered");
+    if capabilities.version < KubeVersion::OLDEST_SUPPORTED {
+        tracing::warn!(
+            server = %capabilities.version, oldest_supported = %KubeVersion::OLDEST_SUPPORTED,
+            "this Kubernetes is older than the operator supports; objects may be refused"
+        );
+    }
     let metrics = Arc::new(Metrics::default());
     let listener = match tokio::net::TcpListener::bind(args.metrics_address).await {
         Ok(listener) => listener,
