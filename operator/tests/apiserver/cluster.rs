@@ -191,21 +191,36 @@ async fn the_operators_own_applies_do_not_wake_it_again() {
         condition(c, ConditionType::Progressing).is_some_and(|(_, r, _)| r == "WaitingForRegistry")
     })
     .await;
+    // The controller manager's own status writes (StatefulSet, PodDisruptionBudget) are real
+    // changes that wake the operator; wait until both reported the three pods.
     let stateful_sets = Api::<StatefulSet>::namespaced(client.clone(), &namespace);
+    let pdbs = Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &PdbVersion::V1beta1.api_resource());
     let settled = eventually(Duration::from_secs(60), || async {
         let status = stateful_sets.get(NAME).await.ok()?.status?;
-        (status.replicas == 3 && status.observed_generation == Some(1)).then_some(())
+        let pdb = pdbs.get(NAME).await.ok()?;
+        let set_done =
+            status.replicas == 3 && status.observed_generation == Some(1) && status.update_revision.is_some();
+        let pdb_done = pdb.data["status"]["observedGeneration"] == 1 && pdb.data["status"]["expectedPods"] == 3;
+        (set_done && pdb_done).then_some(())
     })
     .await;
-    assert!(settled.is_some(), "the StatefulSet controller did not report 3 replicas");
-    let before = operator.metrics.reconciles();
+    assert!(settled.is_some(), "the controller manager did not report the StatefulSet's and budget's 3 pods");
+    // One reconcile per 10 s requeue (2 or 3 in 25 s); woken by its own applies as well, it
+    // would be twice that in every window. A second window tolerates one late status write of
+    // the controller manager (a loaded machine).
     let quiet = Duration::from_secs(25);
-    let start = Instant::now();
-    tokio::time::sleep_until((start + quiet).into()).await;
-    let reconciles = operator.metrics.reconciles() - before;
-    // One per 10 s requeue (2 or 3 in 25 s); woken by its own StatefulSet apply as well, it
-    // would be twice that.
-    assert!((1..=3).contains(&reconciles), "{reconciles} reconciles in {quiet:?}");
+    let mut counts = Vec::new();
+    for _ in 0..2 {
+        let before = operator.metrics.reconciles();
+        let deadline = Instant::now() + quiet;
+        tokio::time::sleep_until(deadline.into()).await;
+        let reconciles = operator.metrics.reconciles() - before;
+        counts.push(reconciles);
+        if (1..=3).contains(&reconciles) {
+            return;
+        }
+    }
+    panic!("reconciles in consecutive {quiet:?} windows: {counts:?} (expected 1 to 3)");
 }
 
 #[tokio::test]
