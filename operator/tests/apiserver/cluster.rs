@@ -205,10 +205,10 @@ async fn the_operators_own_applies_do_not_wake_it_again() {
     })
     .await;
     assert!(settled.is_some(), "the controller manager did not report the StatefulSet's and budget's 3 pods");
-    // One reconcile per 10 s requeue (2 or 3 in 25 s); woken by its own applies as well, it
-    // would be twice that in every window. A second window tolerates one late status write of
+    // One reconcile per 10 s requeue (3 or 4 in 35 s); woken by its own applies as well, it
+    // would be twice that (6 to 8) in every window. A second window tolerates one late status write of
     // the controller manager (a loaded machine).
-    let quiet = Duration::from_secs(25);
+    let quiet = Duration::from_secs(35);
     let mut counts = Vec::new();
     for _ in 0..2 {
         let before = operator.metrics.reconciles();
@@ -216,11 +216,11 @@ async fn the_operators_own_applies_do_not_wake_it_again() {
         tokio::time::sleep_until(deadline.into()).await;
         let reconciles = operator.metrics.reconciles() - before;
         counts.push(reconciles);
-        if (1..=3).contains(&reconciles) {
+        if (1..=4).contains(&reconciles) {
             return;
         }
     }
-    panic!("reconciles in consecutive {quiet:?} windows: {counts:?} (expected 1 to 3)");
+    panic!("reconciles in consecutive {quiet:?} windows: {counts:?} (expected 1 to 4)");
 }
 
 #[tokio::test]
