@@ -26,6 +26,8 @@ pub mod dereference;
 pub mod membership;
 pub mod registry;
 pub mod scale;
+pub mod server;
+pub mod triggers;
 pub mod update_status;
 pub mod validate;
 

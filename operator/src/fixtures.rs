@@ -4,6 +4,7 @@
 
 use crate::controller::OperatorEnvironment;
 use crate::controller::build::{Resources, build};
+use crate::controller::server::ServerCapabilities;
 use crate::controller::validate::{ValidatedCluster, validate};
 use crate::crd::NacosCluster;
 
@@ -112,9 +113,14 @@ pub(crate) fn validated(spec: &str) -> ValidatedCluster {
     validate(&cluster(spec), &env()).unwrap_or_else(|e| panic!("fixture refused: {}", snafu::Report::from_error(e)))
 }
 
-/// `spec` validated and built.
+/// `spec` validated and built for the newest API server.
 pub(crate) fn built(spec: &str) -> Resources {
-    build(&validated(spec)).unwrap_or_else(|e| panic!("fixture not built: {}", snafu::Report::from_error(e)))
+    built_for(spec, &ServerCapabilities::NEWEST)
+}
+
+/// `spec` validated and built for an API server with `server`'s capabilities.
+pub(crate) fn built_for(spec: &str, server: &ServerCapabilities) -> Resources {
+    build(&validated(spec), server).unwrap_or_else(|e| panic!("fixture not built: {}", snafu::Report::from_error(e)))
 }
 
 /// `spec` with `replicas` set.

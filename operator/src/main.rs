@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use nacos_operator::controller::apply::pdb_version;
 use nacos_operator::controller::registry::HttpRegistry;
+use nacos_operator::controller::server::{KubeVersion, ServerCapabilities};
 use nacos_operator::controller::{self, Context, OperatorEnvironment};
 use nacos_operator::metrics::{self, Metrics};
 
@@ -92,10 +92,18 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(registry) => registry,
         Err(error) => return fail(&error),
     };
-    let pdb_version = match pdb_version(&client).await {
-        Ok(version) => version,
+    // Once per client: objects are built for the server this client talks to.
+    let capabilities = match ServerCapabilities::discover(&client).await {
+        Ok(capabilities) => capabilities,
         Err(error) => return fail(&error),
     };
+    tracing::info!(server = %capabilities, "API server discovered");
+    if capabilities.version < KubeVersion::OLDEST_SUPPORTED {
+        tracing::warn!(
+            server = %capabilities.version, oldest_supported = %KubeVersion::OLDEST_SUPPORTED,
+            "this Kubernetes is older than the operator supports; objects may be refused"
+        );
+    }
     let metrics = Arc::new(Metrics::default());
     let listener = match tokio::net::TcpListener::bind(args.metrics_address).await {
         Ok(listener) => listener,
@@ -107,8 +115,7 @@ async fn run(args: RunArgs) -> ExitCode {
     // in-flight admissions gracefully.
     let shutdown = tokio_util::sync::CancellationToken::new();
     let webhook = nacos_operator::webhook::serve(args.webhook, env.clone(), client.clone(), shutdown.clone());
-    let ctx =
-        Arc::new(Context::new(client, Arc::new(registry), env, metrics, args.instance).with_pdb_version(pdb_version));
+    let ctx = Arc::new(Context::new(client, Arc::new(registry), env, metrics, args.instance).with_server(capabilities));
 
     let _stop_webhook = shutdown.drop_guard();
     tokio::select! {

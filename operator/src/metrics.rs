@@ -51,6 +51,11 @@ impl Metrics {
         *errors.entry(step).or_default() += 1;
     }
 
+    /// Reconciles counted so far (`nacos_operator_reconciles_total`).
+    pub fn reconciles(&self) -> u64 {
+        self.reconciles.load(Ordering::Relaxed)
+    }
+
     /// Failed reconciles counted for `step`.
     pub fn errors(&self, step: &str) -> u64 {
         let errors = self.errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

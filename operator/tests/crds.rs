@@ -8,6 +8,7 @@ use std::process::Command;
 
 use nacos_operator::controller::OperatorEnvironment;
 use nacos_operator::controller::build::build;
+use nacos_operator::controller::server::ServerCapabilities;
 use nacos_operator::controller::validate::validate;
 use nacos_operator::crd::{NacosCluster, crd, crd_yaml};
 use serde_json::Value;
@@ -121,7 +122,7 @@ fn example_fits_the_schema_and_validates() {
     cluster.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
     let validated = validate(&cluster, &OperatorEnvironment::default()).unwrap();
     assert_eq!(validated.warnings, []);
-    build(&validated).unwrap();
+    build(&validated, &ServerCapabilities::NEWEST).unwrap();
 }
 
 /// Checks a whole object: the schema leaves out `apiVersion`, `kind` and `metadata`, which every

@@ -9,7 +9,8 @@
 //! The PodDisruptionBudget is built as `policy/v1`; API servers older than Kubernetes 1.21
 //! serve only `policy/v1beta1`, whose spec has the same shape for what we set
 //! (`maxUnavailable`, `selector`), so there it is applied under that version
-//! ([`PdbVersion`], found once at start by [`pdb_version`]).
+//! ([`PdbVersion`], found once at start by
+//! [`ServerCapabilities::discover`](super::server::ServerCapabilities::discover)).
 //!
 //! Returns [`Applied`], which only this module can make: the status step takes it, so status is
 //! always computed from objects the API server has accepted (zookeeper-operator's typestate).
@@ -17,7 +18,7 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::NamespaceResourceScope;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -25,6 +26,7 @@ use serde::de::DeserializeOwned;
 use snafu::{ResultExt, Snafu};
 
 use super::build::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, Resources};
+use super::server::PdbVersion;
 use super::validate::ValidatedCluster;
 
 /// The objects as the API server stored them.
@@ -44,33 +46,6 @@ impl Applied {
     pub(crate) fn for_tests(stateful_set: StatefulSet) -> Self {
         Self { stateful_set }
     }
-}
-
-/// Which PodDisruptionBudget API the API server serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PdbVersion {
-    /// `policy/v1` (Kubernetes 1.21 and later).
-    V1,
-    /// Only `policy/v1beta1` (before 1.21).
-    V1beta1,
-}
-
-/// Asks the API server whether it serves `policy/v1`.
-pub async fn pdb_version(client: &Client) -> Result<PdbVersion, kube::Error> {
-    match client.list_api_group_resources("policy/v1").await {
-        Ok(resources) if resources.resources.iter().any(|r| r.name == "poddisruptionbudgets") => Ok(PdbVersion::V1),
-        Ok(_) => Ok(PdbVersion::V1beta1),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(PdbVersion::V1beta1),
-        Err(error) => Err(error),
-    }
-}
-
-/// The `policy/v1beta1` PodDisruptionBudget API.
-fn v1beta1_pdb() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget"),
-        "poddisruptionbudgets",
-    )
 }
 
 /// Why applying failed.
@@ -139,7 +114,7 @@ pub async fn apply(
             apply_one::<PodDisruptionBudget>(client, namespace, kind, &pdb).await?;
         }
         (Some(pdb), PdbVersion::V1beta1) => {
-            let api_resource = v1beta1_pdb();
+            let api_resource = pdb_version.api_resource();
             let mut value = serde_json::to_value(&pdb).context(ConvertPdbSnafu)?;
             value["apiVersion"] = serde_json::Value::String(api_resource.api_version.clone());
             let object: DynamicObject = serde_json::from_value(value).context(ConvertPdbSnafu)?;
@@ -153,7 +128,7 @@ pub async fn apply(
             delete_orphans(Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace), cluster, kind).await?;
         }
         (None, PdbVersion::V1beta1) => {
-            let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &v1beta1_pdb());
+            let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &pdb_version.api_resource());
             delete_orphans(api, cluster, kind).await?;
         }
     }

@@ -24,6 +24,7 @@ pub use self::config_map::{CONFIG_DIR, CONFIG_FILE, DATA_DIR, render_config};
 pub use self::statefulset::{
     CONFIG_HASH_ANNOTATION, CONTAINER_NAME, DATA_VOLUME, LIVENESS_PATH, READINESS_PATH, start_script,
 };
+use super::server::ServerCapabilities;
 use super::validate::ValidatedCluster;
 
 /// Label naming the application.
@@ -79,11 +80,12 @@ pub enum Error {
     },
 }
 
-/// Builds every object of `cluster`.
-pub fn build(cluster: &ValidatedCluster) -> Result<Resources, Error> {
+/// Builds every object of `cluster` for an API server with `server`'s capabilities (no field it
+/// does not know).
+pub fn build(cluster: &ValidatedCluster, server: &ServerCapabilities) -> Result<Resources, Error> {
     let config = render_config(cluster).context(RenderConfigSnafu)?;
     Ok(Resources {
-        stateful_set: statefulset::build(cluster, &config),
+        stateful_set: statefulset::build(cluster, &config, server),
         config_map: config_map::build(cluster, config),
         headless_service: service::build_headless(cluster),
         client_service: service::build_client(cluster),
@@ -175,7 +177,8 @@ mod tests {
     #[test]
     fn building_twice_gives_identical_objects() {
         let cluster = fixtures::validated(CUSTOM_STORAGE_SCHEDULING);
-        assert_eq!(build(&cluster).unwrap(), build(&cluster).unwrap());
+        let server = ServerCapabilities::NEWEST;
+        assert_eq!(build(&cluster, &server).unwrap(), build(&cluster, &server).unwrap());
     }
 
     #[test]

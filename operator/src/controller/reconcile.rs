@@ -7,21 +7,21 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::ListParams;
+use kube::api::{DynamicObject, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use snafu::{ResultExt, Snafu};
 
-use super::apply::PdbVersion;
 use super::build::{MANAGED_BY_LABEL, MANAGER, build};
 use super::dereference::{AuthSecret, dereference};
 use super::membership::{Observed, Step, decide};
 use super::registry::RegistryAdmin;
+use super::server::ServerCapabilities;
+use super::triggers::{Watched, changes};
 use super::update_status::{Finding, MembershipReport, Observations, applied_status, blocked_status, patch_status};
 use super::validate::{Warning, validate};
 use super::{OperatorEnvironment, apply, dereference as deref_step, scale, update_status};
@@ -54,8 +54,8 @@ pub struct Context {
     pub env: OperatorEnvironment,
     /// Reconcile metrics.
     pub metrics: Arc<Metrics>,
-    /// The PodDisruptionBudget API the API server serves.
-    pub pdb_version: PdbVersion,
+    /// What the API server knows: objects are built for it.
+    pub server: ServerCapabilities,
     /// Consecutive failures per cluster (`namespace/name`), for the backoff; cleared on success.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -70,12 +70,14 @@ impl Context {
         instance: Option<String>,
     ) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance });
-        Self { client, recorder, registry, env, metrics, pdb_version: PdbVersion::V1, failures: Mutex::default() }
+        let server = ServerCapabilities::NEWEST;
+        Self { client, recorder, registry, env, metrics, server, failures: Mutex::default() }
     }
 
-    /// The same context for an API server that serves `pdb_version` (default: `policy/v1`).
-    pub fn with_pdb_version(self, pdb_version: PdbVersion) -> Self {
-        Self { pdb_version, ..self }
+    /// The same context for an API server with `server`'s capabilities (default:
+    /// [`ServerCapabilities::NEWEST`]), as [`ServerCapabilities::discover`] found them.
+    pub fn with_server(self, server: ServerCapabilities) -> Self {
+        Self { server, ..self }
     }
 
     /// Counts a failure of `key` and returns how many in a row there were.
@@ -224,7 +226,7 @@ async fn reconcile_cluster(cluster: &NacosCluster, ctx: &Context) -> Result<Acti
         }
     }
 
-    let resources = build(&validated).context(BuildSnafu)?;
+    let resources = build(&validated, &ctx.server).context(BuildSnafu)?;
 
     let current = stateful_set.and_then(|s| s.spec.as_ref()).and_then(|s| s.replicas);
     let ready = stateful_set.and_then(|s| s.status.as_ref()).and_then(|s| s.ready_replicas).unwrap_or(0);
@@ -242,9 +244,13 @@ async fn reconcile_cluster(cluster: &NacosCluster, ctx: &Context) -> Result<Acti
     let replicas = i32::try_from(plan.statefulset_replicas).unwrap_or(validated.replicas);
 
     // Boxed: five applies in sequence make a large future (clippy::large_futures).
-    let applied = Box::pin(apply::apply(&ctx.client, &validated, resources, replicas, ctx.pdb_version))
-        .await
-        .context(ApplySnafu)?;
+    let applied = match Box::pin(apply::apply(&ctx.client, &validated, resources, replicas, ctx.server.pdb)).await {
+        Ok(applied) => applied,
+        Err(source) => {
+            report_apply_failure(cluster, ctx, &previous, stateful_set, &source, &now).await;
+            return Err(Error::Apply { source });
+        }
+    };
     match current {
         None => {
             let note = format!("created the StatefulSet, Services and configuration for {replicas} members");
@@ -304,6 +310,26 @@ async fn reconcile_cluster(cluster: &NacosCluster, ctx: &Context) -> Result<Acti
     Ok(Action::requeue(requeue))
 }
 
+/// Makes a failed apply visible on the cluster: a Warning event and `Degraded=True` with reason
+/// `ApplyFailed` and the API server's answer. The error still goes to the error policy (retry
+/// with backoff); a failure to write the status is only logged, the apply error is the news.
+async fn report_apply_failure(
+    cluster: &NacosCluster,
+    ctx: &Context,
+    previous: &NacosClusterStatus,
+    stateful_set: Option<&StatefulSet>,
+    error: &apply::Error,
+    now: &Time,
+) {
+    const REASON: &str = "ApplyFailed";
+    let message = snafu::Report::from_error(error).to_string();
+    ctx.event(cluster, EventType::Warning, REASON, "Apply", message.clone()).await;
+    let status = blocked_status(previous, stateful_set, cluster.metadata.generation, REASON, &message, now);
+    if let Err(error) = patch_status(&ctx.client, cluster, status).await {
+        tracing::warn!(cluster = %key(cluster), error = %snafu::Report::from_error(error), "cannot report the failed apply");
+    }
+}
+
 fn is_available(status: &NacosClusterStatus) -> bool {
     status.conditions.iter().any(|c| c.type_ == ConditionType::Available && c.status == ConditionStatus::True)
 }
@@ -336,21 +362,23 @@ pub enum RunError {
 
 /// Runs the controller until SIGTERM/Ctrl-C: watches `NacosCluster`s and the objects they own
 /// (owned objects are watched only when labelled `managed-by=nacos-operator`, so the watch
-/// caches stay small). `policy/v1beta1` PodDisruptionBudgets are not watched (the typed watch
-/// is `policy/v1`); the periodic reconcile re-applies them.
+/// caches stay small; the PodDisruptionBudget under the version the server serves). Only events
+/// that change something a reconcile acts on wake it ([`triggers`](super::triggers)): the
+/// operator's own no-op applies and status writes do not.
 pub async fn run(ctx: Arc<Context>) -> Result<(), RunError> {
     let client = ctx.client.clone();
     let clusters: Api<NacosCluster> = Api::all(client.clone());
     clusters.list(&ListParams::default().limit(1)).await.context(CrdNotQueryableSnafu)?;
+    let (reader, writer) = reflector::store();
+    let cluster_events = watcher(clusters, watcher::Config::default()).reflect(writer);
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
-    let mut controller = Controller::new(clusters, watcher::Config::default())
-        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
-        .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .owns(Api::<StatefulSet>::all(client.clone()), owned.clone());
-    if ctx.pdb_version == PdbVersion::V1 {
-        controller = controller.owns(Api::<PodDisruptionBudget>::all(client), owned);
-    }
-    controller
+    let pdb_resource = ctx.server.pdb.api_resource();
+    let pdbs = Api::<DynamicObject>::all_with(client.clone(), &pdb_resource);
+    Controller::for_stream(changes(cluster_events, Watched::Owner), reader)
+        .owns_stream(changes(watcher(Api::<ConfigMap>::all(client.clone()), owned.clone()), Watched::Owned))
+        .owns_stream(changes(watcher(Api::<Service>::all(client.clone()), owned.clone()), Watched::Owned))
+        .owns_stream(changes(watcher(Api::<StatefulSet>::all(client), owned.clone()), Watched::Owned))
+        .owns_stream_with(changes(watcher(pdbs, owned), Watched::Owned), pdb_resource)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

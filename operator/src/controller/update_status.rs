@@ -101,7 +101,7 @@ pub fn applied_status(
     let desired = observed.desired;
     let voters = observed.view.map_or(0, |v| v.members.iter().filter(|m| m.is_voter()).count());
     let leader = observed.view.and_then(|v| v.leader);
-    let creating = matches!(previous.phase, None | Some(ClusterPhase::Pending | ClusterPhase::Creating));
+    let creating = never_came_up(previous);
     let (available, reason, message) = match leader {
         Some(id) if i64::from(ready) >= quorum(voters as u64) as i64 && voters > 0 => (
             true,
@@ -118,10 +118,22 @@ pub fn applied_status(
     };
     let mut conditions =
         ConditionBuilder::new().available(if available { True } else { False }, reason, message.clone());
+    // Among equally bad `Degraded` reports the first wins: a refused step, then the spec's
+    // warnings (the user's to fix, e.g. `EvenReplicas`), then a lost quorum (which `Available`
+    // names as well).
+    let mut degraded = false;
+    if let MembershipReport::Refused { reason, message } = &observed.membership {
+        degraded = true;
+        conditions = conditions.degraded(True, *reason, message.clone());
+    }
+    for finding in &observed.findings {
+        degraded = true;
+        conditions = conditions.degraded(True, finding.reason, finding.message.clone());
+    }
     // A cluster that was up and lost its quorum (or leader) needs attention; a new one is
     // merely not up yet.
-    let mut degraded = !available && !creating;
-    if degraded {
+    if !available && !creating {
+        degraded = true;
         conditions = conditions.degraded(True, reason, message);
     }
 
@@ -129,10 +141,7 @@ pub fn applied_status(
         MembershipReport::Changing { reason, message } | MembershipReport::Waiting { reason, message } => {
             conditions.progressing(True, *reason, message.clone())
         }
-        MembershipReport::Refused { reason, message } => {
-            degraded = true;
-            conditions.progressing(True, *reason, message.clone()).degraded(True, *reason, message.clone())
-        }
+        MembershipReport::Refused { reason, message } => conditions.progressing(True, *reason, message.clone()),
         MembershipReport::Settled if replicas != desired || ready != desired || updated != desired => {
             conditions.progressing(True, "RollingOut", format!("{ready}/{desired} members ready, {updated} up to date"))
         }
@@ -140,20 +149,17 @@ pub fn applied_status(
             conditions.progressing(False, "Settled", format!("{desired} members, all voters and ready"))
         }
     };
-    for finding in &observed.findings {
-        degraded = true;
-        conditions = conditions.degraded(True, finding.reason, finding.message.clone());
-    }
     if !degraded {
         conditions = conditions.degraded(False, "Healthy", "nothing needs attention");
     }
     let conditions = conditions.build(&previous.conditions, now);
 
-    let phase = if matches!(observed.membership, MembershipReport::Refused { .. }) {
-        ClusterPhase::Degraded
-    } else if creating && !(available && matches!(observed.membership, MembershipReport::Settled)) {
-        // A new cluster is Creating until it first settles with a quorum.
+    let phase = if creating && !(available && matches!(observed.membership, MembershipReport::Settled)) {
+        // A new cluster is Creating until it first settles with a quorum, whatever is refused
+        // meanwhile (the conditions say what): the phase remembers that it never came up.
         ClusterPhase::Creating
+    } else if matches!(observed.membership, MembershipReport::Refused { .. }) {
+        ClusterPhase::Degraded
     } else if matches!(observed.membership, MembershipReport::Changing { .. }) || replicas != desired {
         ClusterPhase::Scaling
     } else if available {
@@ -189,8 +195,17 @@ pub fn applied_status(
     }
 }
 
+/// Whether the cluster has never settled with a quorum: its phase is still `Pending` (nothing
+/// applied yet) or `Creating`. Neither [`blocked_status`] nor a refused step changes that, so a
+/// cluster that never came up reports the same conditions after a problem is fixed as before.
+fn never_came_up(status: &NacosClusterStatus) -> bool {
+    matches!(status.phase, None | Some(ClusterPhase::Pending | ClusterPhase::Creating))
+}
+
 /// Status of a cluster that was not reconciled because of `reason` (an invalid spec, a missing
-/// Secret): `Degraded=True`, `Progressing=False`, `Available` and members as last seen.
+/// Secret, a refused apply): `Degraded=True`, `Progressing=False`, `Available` and members as
+/// last seen. The phase is `Degraded` for a cluster that had come up; one that never did stays
+/// `Pending` (nothing applied yet) or `Creating`.
 pub fn blocked_status(
     previous: &NacosClusterStatus,
     stateful_set: Option<&StatefulSet>,
@@ -204,8 +219,10 @@ pub fn blocked_status(
         .degraded(True, reason, message)
         .progressing(False, reason, "the operator cannot proceed until this is fixed")
         .build(&previous.conditions, now);
+    let phase =
+        if never_came_up(previous) { previous.phase.unwrap_or(ClusterPhase::Pending) } else { ClusterPhase::Degraded };
     NacosClusterStatus {
-        phase: Some(ClusterPhase::Degraded),
+        phase: Some(phase),
         replicas,
         ready_replicas: ready,
         conditions,
@@ -326,6 +343,53 @@ mod tests {
         assert_eq!((after.members.clone(), after.leader.clone()), (before.members.clone(), before.leader.clone()));
         assert_eq!(get(&after, ConditionType::Available), (ConditionStatus::False, "RegistryUnreachable"));
         assert_eq!(get(&after, ConditionType::Progressing), (ConditionStatus::True, "WaitingForRegistry"));
+    }
+
+    fn degraded(status: &NacosClusterStatus) -> (ConditionStatus, &str) {
+        get(status, ConditionType::Degraded)
+    }
+
+    fn even_replicas() -> Finding {
+        Finding { reason: "EvenReplicas", message: "4 members tolerate no more failures than 3".into() }
+    }
+
+    #[test]
+    fn even_replicas_name_the_degraded_condition_of_a_new_and_of_a_running_cluster() {
+        let waiting = || MembershipReport::Waiting { reason: "WaitingForRegistry", message: String::new() };
+        let new = NacosClusterStatus::default();
+        for previous in [new, running()] {
+            let observed =
+                Observations { desired: 4, findings: vec![even_replicas()], ..observations(None, waiting()) };
+            let status = applied_status(&previous, &applied(4, 0, 4), &observed, &at(1));
+            assert_eq!(degraded(&status), (ConditionStatus::True, "EvenReplicas"), "after {:?}", previous.phase);
+            assert_eq!(get(&status, ConditionType::Available), (ConditionStatus::False, "RegistryUnreachable"));
+        }
+    }
+
+    #[test]
+    fn a_never_available_cluster_reports_the_same_after_an_invalid_spec_is_fixed() {
+        let waiting = || MembershipReport::Waiting { reason: "WaitingForRegistry", message: "no answer".into() };
+        for first in [
+            NacosClusterStatus::default(),
+            applied_status(&NacosClusterStatus::default(), &applied(3, 0, 3), &observations(None, waiting()), &at(1)),
+        ] {
+            let invalid = blocked_status(&first, None, Some(5), "InvalidReplicas", "spec.replicas is 0", &at(2));
+            assert_eq!(degraded(&invalid), (ConditionStatus::True, "InvalidReplicas"));
+            let fixed = applied_status(&invalid, &applied(3, 0, 3), &observations(None, waiting()), &at(3));
+            let before = applied_status(&first, &applied(3, 0, 3), &observations(None, waiting()), &at(3));
+            assert_eq!(degraded(&fixed), (ConditionStatus::False, "Healthy"));
+            assert_eq!(degraded(&fixed), degraded(&before));
+            assert_eq!(get(&fixed, ConditionType::Available), get(&before, ConditionType::Available));
+            assert_eq!((fixed.phase, before.phase), (Some(ClusterPhase::Creating), Some(ClusterPhase::Creating)));
+        }
+    }
+
+    #[test]
+    fn an_invalid_spec_of_a_new_cluster_is_pending_and_of_a_running_one_degraded() {
+        let new = blocked_status(&NacosClusterStatus::default(), None, Some(1), "InvalidReplicas", "0", &at(1));
+        assert_eq!(new.phase, Some(ClusterPhase::Pending));
+        let was_running = blocked_status(&running(), None, Some(2), "InvalidReplicas", "0", &at(1));
+        assert_eq!(was_running.phase, Some(ClusterPhase::Degraded));
     }
 
     #[test]

@@ -32,6 +32,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::config_map::{CONFIG_DIR, CONFIG_FILE, DATA_DIR};
 use super::{labels, object_meta, port_name, selector_labels};
+use crate::controller::server::ServerCapabilities;
 use crate::controller::validate::{PRE_STOP_DELAY_SECONDS, ValidatedCluster};
 
 /// Name of the registry container.
@@ -50,8 +51,9 @@ pub const READINESS_PATH: &str = "/nacos/v1/console/health/readiness";
 /// Topology key of the default anti-affinity.
 const HOSTNAME_TOPOLOGY_KEY: &str = "kubernetes.io/hostname";
 
-/// The StatefulSet of `cluster`; `config` is the rendered `registry.toml`.
-pub(super) fn build(cluster: &ValidatedCluster, config: &str) -> StatefulSet {
+/// The StatefulSet of `cluster`; `config` is the rendered `registry.toml`. The volume retention
+/// policy is left out for servers that do not know it (before 1.23 they retain volumes anyway).
+pub(super) fn build(cluster: &ValidatedCluster, config: &str, server: &ServerCapabilities) -> StatefulSet {
     let selector = selector_labels(cluster);
     StatefulSet {
         metadata: object_meta(cluster, cluster.name.clone()),
@@ -64,9 +66,11 @@ pub(super) fn build(cluster: &ValidatedCluster, config: &str) -> StatefulSet {
                 type_: Some("RollingUpdate".into()),
                 ..StatefulSetUpdateStrategy::default()
             }),
-            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
-                when_scaled: Some("Retain".into()),
-                when_deleted: Some("Retain".into()),
+            persistent_volume_claim_retention_policy: server.statefulset_pvc_retention_policy().then(|| {
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_scaled: Some("Retain".into()),
+                    when_deleted: Some("Retain".into()),
+                }
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::mock::{self, Expect, FakeRegistry, Timeline};
 use super::{Context, Error, error_policy, reconcile};
-use crate::controller::apply::{PdbVersion, pdb_version};
+use crate::controller::server::{KubeVersion, PdbVersion, ServerCapabilities};
 use crate::crd::MemberRole::{self, Follower, Leader};
 use crate::crd::{ConditionStatus, ConditionType, NacosCluster, NacosClusterStatus};
 use crate::fixtures;
@@ -88,12 +88,15 @@ struct Outcome {
 /// One reconcile of `cluster` against `script` and `registry`; the API server script must be
 /// used up exactly (the verifier task fails otherwise).
 async fn run(cluster: &NacosCluster, script: Vec<Expect>, registry: Arc<FakeRegistry>, timeline: &Timeline) -> Outcome {
-    run_with(PdbVersion::V1, cluster, script, registry, timeline).await
+    run_with(ServerCapabilities::NEWEST, cluster, script, registry, timeline).await
 }
 
-/// [`run`] against an API server serving `pdb_version`.
+/// A Kubernetes 1.20 API server: `policy/v1beta1` budgets, no StatefulSet retention policy.
+const KUBE_1_20: ServerCapabilities = ServerCapabilities { version: KubeVersion::new(1, 20), pdb: PdbVersion::V1beta1 };
+
+/// [`run`] against an API server with `server`'s capabilities.
 async fn run_with(
-    pdb_version: PdbVersion,
+    server: ServerCapabilities,
     cluster: &NacosCluster,
     script: Vec<Expect>,
     registry: Arc<FakeRegistry>,
@@ -101,7 +104,7 @@ async fn run_with(
 ) -> Outcome {
     let (client, verifier) = mock::client(script, timeline.clone());
     let metrics = Arc::new(Metrics::default());
-    let ctx = Context::new(client, registry, fixtures::env(), metrics.clone(), None).with_pdb_version(pdb_version);
+    let ctx = Context::new(client, registry, fixtures::env(), metrics.clone(), None).with_server(server);
     let ctx = Arc::new(ctx);
     let cluster = Arc::new(cluster.clone());
     let result = tokio::time::timeout(Duration::from_secs(5), reconcile(cluster.clone(), ctx.clone()))
@@ -413,7 +416,12 @@ async fn a_scale_down_without_a_ready_quorum_is_refused_before_asking_the_regist
 async fn api_errors_fail_the_step_and_back_off_exponentially() {
     for code in [404, 409, 500] {
         let t = timeline();
-        let script = vec![Expect::get(STS, 404, mock::api_error(404)), Expect::apply_fails(CONFIG_MAP, code)];
+        let script = vec![
+            Expect::get(STS, 404, mock::api_error(404)),
+            Expect::apply_fails(CONFIG_MAP, code),
+            event("ApplyFailed", "Warning"),
+            Expect::status(STATUS, |_| {}),
+        ];
         let registry = Arc::new(FakeRegistry::down(t.clone()));
         let Outcome { result, retries, metrics } = run(&cluster(fixtures::DEFAULTS, None), script, registry, &t).await;
         match result {
@@ -423,7 +431,7 @@ async fn api_errors_fail_the_step_and_back_off_exponentially() {
         let delays = [5, 10, 20].map(|s| Action::requeue(Duration::from_secs(s)));
         assert_eq!(retries, delays, "{code}");
         assert_eq!(metrics.errors("Apply"), 3, "{code}");
-        assert_eq!(entries(&t).len(), 2, "{code}: nothing after the failed apply");
+        assert_eq!(entries(&t).len(), 4, "{code}: nothing after the failed apply but its report");
     }
 }
 
@@ -461,12 +469,18 @@ async fn a_disabled_budget_deletes_the_one_left_from_before() {
 }
 
 #[tokio::test]
-async fn an_api_server_without_policy_v1_gets_a_v1beta1_budget() {
+async fn a_1_20_api_server_gets_a_v1beta1_budget_and_no_retention_policy() {
     let t = timeline();
     let v1beta1 =
         "/apis/policy/v1beta1/namespaces/registry/poddisruptionbudgets/nacos?&force=true&fieldManager=nacos-operator";
     let mut script = vec![Expect::get(STS, 200, statefulset(fixtures::DEFAULTS, 3, 3))];
-    script.extend(applies(3).into_iter().take(4));
+    script.extend(applies(3).into_iter().take(3));
+    script.push(Expect::new(Method::PATCH, STS_APPLY, |mut body| {
+        assert!(body["spec"].get("persistentVolumeClaimRetentionPolicy").is_none(), "{body:#}");
+        assert_eq!(body["spec"]["podManagementPolicy"], "Parallel");
+        body["status"] = json!({ "replicas": 3, "readyReplicas": 3, "updatedReplicas": 3 });
+        (200, body)
+    }));
     script.push(Expect::new(Method::PATCH, v1beta1, |body| {
         assert_eq!(
             (body["apiVersion"].as_str(), body["kind"].as_str()),
@@ -477,18 +491,64 @@ async fn an_api_server_without_policy_v1_gets_a_v1beta1_budget() {
     }));
     script.push(Expect::status(STATUS, |_| {}));
     let registry = Arc::new(FakeRegistry::new(Some(1), &members(3), t.clone()));
-    run_with(PdbVersion::V1beta1, &cluster(fixtures::DEFAULTS, running()), script, registry, &t).await.result.unwrap();
+    run_with(KUBE_1_20, &cluster(fixtures::DEFAULTS, running()), script, registry, &t).await.result.unwrap();
 }
 
 #[tokio::test]
-async fn the_budget_version_comes_from_discovery() {
+async fn version_and_budget_api_come_from_discovery() {
     let served = json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "policy/v1", "resources": [
         { "name": "poddisruptionbudgets", "singularName": "", "namespaced": true, "kind": "PodDisruptionBudget",
           "verbs": ["get"] }] });
-    for (status, body, expected) in [(200, served, PdbVersion::V1), (404, mock::api_error(404), PdbVersion::V1beta1)] {
-        let (client, verifier) = mock::client(vec![Expect::get("/apis/policy/v1", status, body)], timeline());
-        assert_eq!(pdb_version(&client).await.unwrap(), expected);
+    let version = |minor: &str| {
+        json!({ "major": "1", "minor": minor, "gitVersion": format!("v1.{minor}.2"), "gitCommit": "", "gitTreeState": "",
+            "buildDate": "", "goVersion": "", "compiler": "", "platform": "" })
+    };
+    let cases = [
+        (version("33"), 200, served, ServerCapabilities::NEWEST),
+        (version("20"), 404, mock::api_error(404), KUBE_1_20),
+        (
+            version("27+"),
+            200,
+            json!({ "kind": "APIResourceList", "groupVersion": "policy/v1", "resources": [] }),
+            ServerCapabilities { version: KubeVersion::new(1, 27), pdb: PdbVersion::V1beta1 },
+        ),
+    ];
+    for (info, status, body, expected) in cases {
+        let script = vec![Expect::get("/version", 200, info), Expect::get("/apis/policy/v1", status, body)];
+        let (client, verifier) = mock::client(script, timeline());
+        assert_eq!(ServerCapabilities::discover(&client).await.unwrap(), expected);
         drop(client);
         verifier.await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_refused_apply_is_degraded_with_the_servers_message_and_a_warning() {
+    let refusal = ".spec.persistentVolumeClaimRetentionPolicy: field not declared in schema";
+    let t = timeline();
+    let written = Arc::new(Mutex::new(None));
+    let mut script = vec![Expect::get(STS, 404, mock::api_error(404))];
+    script.extend(applies(0).into_iter().take(3));
+    script.push(Expect::new(Method::PATCH, STS_APPLY, move |_| {
+        let message = format!("failed to create typed patch object: {refusal}");
+        (500, json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "code": 500 }))
+    }));
+    script.push(Expect::event(EVENTS, move |body| {
+        assert_eq!((body["reason"].as_str(), body["type"].as_str()), (Some("ApplyFailed"), Some("Warning")));
+        assert!(body["note"].as_str().unwrap().contains(refusal), "{body:#}");
+    }));
+    script.push(status_into(&written));
+    let registry = Arc::new(FakeRegistry::down(t.clone()));
+    let Outcome { result, retries, metrics } = run(&cluster(fixtures::DEFAULTS, None), script, registry, &t).await;
+    assert!(matches!(result, Err(Error::Apply { .. })), "the error policy still retries: {result:?}");
+    assert_eq!(retries[0], Action::requeue(Duration::from_secs(5)));
+    assert_eq!(metrics.errors("Apply"), 3);
+    let status = written.lock().unwrap().clone().unwrap();
+    assert_eq!(condition(&status, ConditionType::Degraded), (ConditionStatus::True, "ApplyFailed".into()));
+    let degraded = status.conditions.iter().find(|c| c.type_ == ConditionType::Degraded).unwrap();
+    assert!(
+        degraded.message.contains("cannot apply StatefulSet nacos") && degraded.message.contains(refusal),
+        "{degraded:?}"
+    );
+    assert_eq!(status.observed_generation, Some(1));
 }

@@ -83,6 +83,20 @@ fn defaults_give_three_parallel_members_with_stable_identity() {
 }
 
 #[test]
+fn servers_before_1_23_get_no_retention_policy_and_nothing_else_changes() {
+    use crate::controller::server::{KubeVersion, PdbVersion};
+    let old = ServerCapabilities { version: KubeVersion::new(1, 20), pdb: PdbVersion::V1beta1 };
+    for spec in [DEFAULTS, CUSTOM_STORAGE_SCHEDULING, AUTH, DNS] {
+        let mut newest = statefulset(spec);
+        let for_old = fixtures::built_for(spec, &old).stateful_set;
+        let json = serde_json::to_string(&for_old).unwrap();
+        assert!(!json.contains("persistentVolumeClaimRetentionPolicy"), "{json}");
+        newest.spec.as_mut().unwrap().persistent_volume_claim_retention_policy = None;
+        assert_eq!(for_old, newest, "only the retention policy differs");
+    }
+}
+
+#[test]
 fn command_passes_node_id_from_the_ordinal_and_the_headless_service_as_peer_dns() {
     let container = registry(&statefulset(DEFAULTS)).clone();
     let command = container.command.unwrap();
@@ -275,7 +289,7 @@ fn config_hash_follows_the_configuration() {
 #[test]
 fn config_hash_is_the_hash_of_the_config_map_content() {
     let cluster = fixtures::validated(DEFAULTS);
-    let resources = build_step::build(&cluster).unwrap();
+    let resources = build_step::build(&cluster, &ServerCapabilities::NEWEST).unwrap();
     let config = &resources.config_map.data.unwrap()[crate::controller::build::CONFIG_FILE];
     let annotation =
         &resources.stateful_set.spec.unwrap().template.metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION];

@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// An invalid spec: one Warning event with the validation reason, a Degraded status, no
-/// objects applied, and the controller waits for a change instead of retrying.
+/// An invalid spec: one Warning event with the validation reason, a Degraded condition (the
+/// phase of a cluster that never came up stays `Pending`), no objects applied, and the
+/// controller waits for a change instead of retrying.
 async fn assert_refused(spec: &str, reason: &'static str) {
     let t = timeline();
     let written = Arc::new(Mutex::new(None));
@@ -13,7 +14,7 @@ async fn assert_refused(spec: &str, reason: &'static str) {
     let Outcome { result, .. } = run(&cluster(spec, None), script, registry, &t).await;
     assert_eq!(result.unwrap(), Action::await_change(), "{spec}");
     let status = written.lock().unwrap().clone().unwrap();
-    assert_eq!(status.phase, Some(crate::crd::ClusterPhase::Degraded), "{spec}");
+    assert_eq!(status.phase, Some(crate::crd::ClusterPhase::Pending), "{spec}");
     assert_eq!(condition(&status, ConditionType::Degraded), (ConditionStatus::True, reason.to_owned()), "{spec}");
     assert_eq!(condition(&status, ConditionType::Progressing).0, ConditionStatus::False, "{spec}");
     assert_eq!(status.observed_generation, Some(1));

@@ -1,0 +1,44 @@
+//! The operator's real controller loop, in-process against the control plane: discovery, the
+//! reconcile pipeline with watches, events and status, and the HTTP registry client (no registry
+//! runs in this tier, so members never answer).
+
+use std::sync::Arc;
+
+use kube::Client;
+use nacos_operator::controller::registry::HttpRegistry;
+use nacos_operator::controller::server::ServerCapabilities;
+use nacos_operator::controller::{self, Context, OperatorEnvironment};
+use nacos_operator::metrics::Metrics;
+use tokio::task::JoinHandle;
+
+/// A running controller; stopped when dropped.
+pub(crate) struct Operator {
+    /// The operator's metrics (reconcile and error counts).
+    pub(crate) metrics: Arc<Metrics>,
+    /// What discovery found.
+    pub(crate) capabilities: ServerCapabilities,
+    task: JoinHandle<()>,
+}
+
+impl Operator {
+    /// Discovers the server and starts the controller, as `nacos-operator run` does.
+    pub(crate) async fn start(client: Client) -> Self {
+        let capabilities = ServerCapabilities::discover(&client).await.expect("discovery");
+        let metrics = Arc::new(Metrics::default());
+        let registry = Arc::new(HttpRegistry::new().expect("registry client"));
+        let ctx = Context::new(client, registry, OperatorEnvironment::default(), metrics.clone(), Some("test".into()))
+            .with_server(capabilities);
+        let task = tokio::spawn(async move {
+            if let Err(error) = controller::run(Arc::new(ctx)).await {
+                panic!("controller stopped: {error}");
+            }
+        });
+        Self { metrics, capabilities, task }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
