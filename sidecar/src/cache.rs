@@ -126,6 +126,15 @@ impl Cache {
         }
     }
 
+    /// Forgets a service nothing follows any more.
+    pub fn remove_service(&self, key: &ServiceKey) {
+        if self.services.write().unwrap_or_else(PoisonError::into_inner).remove(key).is_some()
+            && let Some(dir) = &self.dir
+        {
+            let _ = fs::remove_file(dir.join(SERVICES).join(file_name(&key.to_string())));
+        }
+    }
+
     /// The last known content of a config.
     pub fn config(&self, id: &ConfigId) -> Option<CachedConfig> {
         self.configs.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned()

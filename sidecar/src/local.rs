@@ -221,6 +221,11 @@ impl Local {
         match event {
             Event::Service(info) => {
                 let Ok(key) = ServiceKey::new(&namespace, &info.group_name, &info.name) else { return };
+                // A push of a subscription just dropped (a name the resolver found empty) is
+                // not kept.
+                if !self.follows(&key) {
+                    return;
+                }
                 self.cache.put_service(&key, &info);
                 let targets: Vec<(String, Arc<Connection>)> = self
                     .state()

@@ -221,6 +221,7 @@ impl Local {
                 match other {
                     Ok((session, _)) => {
                         if !held_locally {
+                            self.cache.remove_service(key);
                             let _ = session.unsubscribe(key).await;
                         }
                         Ok(false)
