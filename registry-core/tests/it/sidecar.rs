@@ -855,6 +855,7 @@ async fn the_sidecar_resolves_the_zone_from_its_cache_and_keeps_resolving_with_t
     assert_eq!(sidecar.metric("sidecar_cached_services").await, 1, "an unknown name caches nothing");
 
     // Resolution in flight while every member is killed: each answer, UDP and TCP, is the same.
+    let answered_before = sidecar.metric("sidecar_dns_local_answers_total").await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sidecar = Arc::new(sidecar);
     let (probe, halt) = (Arc::clone(&sidecar), Arc::clone(&stop));
@@ -867,7 +868,6 @@ async fn the_sidecar_resolves_the_zone_from_its_cache_and_keeps_resolving_with_t
         }
         answers
     });
-    let answered_before = sidecar.metric("sidecar_dns_local_answers_total").await;
     server.kill9();
     let upstream_gone = eventually(Duration::from_secs(10), || async {
         (sidecar.metric("sidecar_upstream_connected").await == 0).then_some(())
@@ -890,40 +890,50 @@ async fn the_sidecar_resolves_the_zone_from_its_cache_and_keeps_resolving_with_t
     assert_eq!(sidecar.metric("sidecar_dns_forwarded_total").await, 0, "nothing of the zone is forwarded");
 }
 
-/// A tiny upstream resolver on `127.x.y.53`:53 (resolv.conf has no port): every A question
-/// gets `198.18.7.7`; counts the queries it answered.
+/// A tiny upstream resolver on `127.77.x.y`:53 (resolv.conf has no port): every A question
+/// gets `198.18.7.7`; counts the queries it answered; can turn silent (reads, never answers).
 struct StubResolver {
     ip: std::net::IpAddr,
     queries: Arc<std::sync::atomic::AtomicUsize>,
+    silent: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl StubResolver {
     async fn start() -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (udp, tcp, ip) = loop {
             let ip = std::net::IpAddr::V4(Ipv4Addr::new(127, 77, rand_octet(), rand_octet()));
             let Ok(udp) = tokio::net::UdpSocket::bind((ip, 53)).await else { continue };
             let Ok(tcp) = tokio::net::TcpListener::bind((ip, 53)).await else { continue };
             break (udp, tcp, ip);
         };
-        let counted = Arc::clone(&queries);
+        let (counted, quiet) = (Arc::clone(&queries), Arc::clone(&silent));
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
+            // Connections of the silent phase stay open, unanswered.
+            let mut held = Vec::new();
             loop {
                 tokio::select! {
                     r = udp.recv_from(&mut buf) => {
                         let Ok((n, from)) = r else { continue };
-                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if quiet.load(Relaxed) { continue }
+                        counted.fetch_add(1, Relaxed);
                         let _ = udp.send_to(&stub_answer(&buf[..n]), from).await;
                     }
                     r = tcp.accept() => {
                         let Ok((mut stream, _)) = r else { continue };
-                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        if quiet.load(Relaxed) {
+                            held.push(stream);
+                            continue;
+                        }
                         let Ok(len) = stream.read_u16().await else { continue };
                         let mut query = vec![0u8; usize::from(len)];
                         if stream.read_exact(&mut query).await.is_err() { continue }
-                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        counted.fetch_add(1, Relaxed);
                         let reply = stub_answer(&query);
                         let _ = stream.write_all(&u16::try_from(reply.len()).unwrap().to_be_bytes()).await;
                         let _ = stream.write_all(&reply).await;
@@ -931,7 +941,7 @@ impl StubResolver {
                 }
             }
         });
-        Self { ip, queries, task }
+        Self { ip, queries, silent, task }
     }
 
     fn answered(&self) -> usize {
@@ -962,7 +972,7 @@ fn stub_answer(query: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn names_outside_the_zone_go_to_the_pods_resolver_and_its_silence_is_servfail() {
     let server = Server::start_on_derived_ports();
-    let stub = StubResolver::start().await;
+    let mut stub = StubResolver::start().await;
     let resolv = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(resolv.path(), format!("search svc.cluster.local\nnameserver {}\noptions ndots:5\n", stub.ip))
         .unwrap();
@@ -977,15 +987,18 @@ async fn names_outside_the_zone_go_to_the_pods_resolver_and_its_silence_is_servf
     assert_eq!(nx.0, ResponseCode::NXDomain);
     assert_eq!(stub.answered(), 2);
 
-    // The pod's resolver stops answering: SERVFAIL after the relay's deadline, not silence.
-    stub.task.abort();
-    let _ = stub.task.await;
+    // The pod's resolver goes silent: SERVFAIL after the relay's deadline (2 s), not silence.
+    stub.silent.store(true, std::sync::atomic::Ordering::Relaxed);
     let started = std::time::Instant::now();
     let failed = ask_a(&sidecar, "www.example.org.", true).await.expect("a reply, not silence");
     assert_eq!(failed, (ResponseCode::ServFail, BTreeSet::new()), "after {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_millis(1500), "after waiting: {:?}", started.elapsed());
+    // Then it is gone (the port refuses): SERVFAIL at once, over UDP too.
+    stub.task.abort();
+    let _ = (&mut stub.task).await;
     let failed = ask_a(&sidecar, "www.example.org.", false).await;
-    // A UDP reply may come after the test client's own 2 s wait; the counter tells it was sent.
-    assert!(failed.as_ref().is_none_or(|f| f.0 == ResponseCode::ServFail), "{failed:?}");
+    assert_eq!(failed, Some((ResponseCode::ServFail, BTreeSet::new())));
+    assert_eq!(stub.answered(), 2);
     let servfails = eventually(Duration::from_secs(5), || async {
         (sidecar.metric("sidecar_dns_servfail_total").await == 2).then_some(())
     })
