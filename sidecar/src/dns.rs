@@ -169,7 +169,7 @@ impl Resolver {
         let (reply, asked) = self.local_answer(request, transport)?;
         match (reply.rcode, asked) {
             (Rcode::Refused, _) if self.forwarder.outside(request, self.names.zone.origin()) => {
-                return Some(self.forward(request, transport).await);
+                return self.forward(request, transport).await;
             }
             (Rcode::NxDomain, Some((key, false))) if self.may_subscribe(&key) => {
                 let followed =
@@ -214,14 +214,14 @@ impl Resolver {
         Some((reply, lookup.asked.into_inner()))
     }
 
-    async fn forward(&self, request: &[u8], transport: Transport) -> Vec<u8> {
+    async fn forward(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
         self.stats.dns_forwarded.fetch_add(1, Ordering::Relaxed);
         match self.forwarder.relay(request, transport).await {
-            Ok(reply) => reply,
+            Ok(reply) => Some(reply),
             Err(e) => {
                 tracing::debug!(error = %e, "dns: upstream resolver did not answer");
                 self.stats.dns_servfail.fetch_add(1, Ordering::Relaxed);
-                forward::servfail(request).unwrap_or_default()
+                forward::servfail(request)
             }
         }
     }
