@@ -5,7 +5,9 @@
 //! cache (memory, and disk across a sidecar restart); a drain shows a subscriber weight 0 first,
 //! then the removal, while the app still serves; the declared instance follows TCP, HTTP and
 //! MySQL probes (the targets of the server's own checks in `health_check.rs`); pod labels reach
-//! label gray configs; v1 HTTP registrations stay the app's, kept by its beats.
+//! label gray configs; v1 HTTP registrations stay the app's, kept by its beats; its DNS resolver
+//! answers the zone from the cache through a registry kill, NXDOMAIN for unknown names, and
+//! relays other names to a stub upstream resolver (SERVFAIL when it is silent or gone).
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
