@@ -132,6 +132,9 @@ pub mod sidecar {
         pub const EPHEMERAL: &str = "NACOS_SIDECAR_EPHEMERAL";
         /// Extra instance metadata as a JSON object or `k1=v1,k2=v2`.
         pub const METADATA: &str = "NACOS_SIDECAR_METADATA";
+        /// UDP and TCP port of the sidecar's DNS resolver on 127.0.0.1 (the zone of
+        /// [`crate::contract::dns::env::ZONE`] from the cache, other names forwarded); unset: off.
+        pub const DNS_PORT: &str = "NACOS_SIDECAR_DNS_PORT";
     }
 }
 

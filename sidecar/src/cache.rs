@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use registry_proto::model::ServiceKey;
@@ -41,12 +42,24 @@ struct ConfigEntry {
     config: CachedConfig,
 }
 
+/// A cached instance list and the revision it was stored at (the DNS resolver builds its
+/// records once per revision).
+#[derive(Debug)]
+struct CachedService {
+    revision: u64,
+    info: ServiceInfo,
+}
+
 /// The cache.
 #[derive(Debug, Default)]
 pub struct Cache {
     dir: Option<PathBuf>,
-    services: RwLock<HashMap<ServiceKey, ServiceInfo>>,
+    services: RwLock<HashMap<ServiceKey, CachedService>>,
     configs: RwLock<HashMap<ConfigId, CachedConfig>>,
+    /// Last revision handed out (every stored instance list gets the next one).
+    revision: AtomicU64,
+    /// Bumped when a service key is cached for the first time.
+    keys_generation: AtomicU64,
 }
 
 const SERVICES: &str = "services";
@@ -62,7 +75,8 @@ impl Cache {
             fs::create_dir_all(dir.join(CONFIGS))?;
             let mut services = cache.services.write().unwrap_or_else(PoisonError::into_inner);
             for entry in load::<ServiceEntry>(&dir.join(SERVICES)) {
-                services.insert(entry.key, entry.info);
+                let revision = cache.revision.fetch_add(1, Ordering::Relaxed) + 1;
+                services.insert(entry.key, CachedService { revision, info: entry.info });
             }
             let mut configs = cache.configs.write().unwrap_or_else(PoisonError::into_inner);
             for entry in load::<ConfigEntry>(&dir.join(CONFIGS)) {
@@ -74,14 +88,50 @@ impl Cache {
 
     /// The last known instance list of `key`.
     pub fn service(&self, key: &ServiceKey) -> Option<ServiceInfo> {
-        self.services.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
+        self.services.read().unwrap_or_else(PoisonError::into_inner).get(key).map(|c| c.info.clone())
+    }
+
+    /// The revision of the cached instance list of `key` (changes whenever it is stored).
+    pub fn service_revision(&self, key: &ServiceKey) -> Option<u64> {
+        self.services.read().unwrap_or_else(PoisonError::into_inner).get(key).map(|c| c.revision)
+    }
+
+    /// The cached instance list of `key` with its revision.
+    pub fn service_at(&self, key: &ServiceKey) -> Option<(u64, ServiceInfo)> {
+        self.services.read().unwrap_or_else(PoisonError::into_inner).get(key).map(|c| (c.revision, c.info.clone()))
+    }
+
+    /// Every cached service key.
+    pub fn service_keys(&self) -> Vec<ServiceKey> {
+        self.services.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
+    }
+
+    /// Changes whenever a service key is cached for the first time (an index over the keys
+    /// is rebuilt only then).
+    pub fn keys_generation(&self) -> u64 {
+        self.keys_generation.load(Ordering::Acquire)
     }
 
     /// Records the current instance list of `key`.
     pub fn put_service(&self, key: &ServiceKey, info: &ServiceInfo) {
-        self.services.write().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), info.clone());
+        let revision = self.revision.fetch_add(1, Ordering::Relaxed) + 1;
+        let entry = CachedService { revision, info: info.clone() };
+        let new_key =
+            self.services.write().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), entry).is_none();
+        if new_key {
+            self.keys_generation.fetch_add(1, Ordering::Release);
+        }
         if let Some(dir) = &self.dir {
             store(&dir.join(SERVICES), &key.to_string(), &ServiceEntry { key: key.clone(), info: info.clone() });
+        }
+    }
+
+    /// Forgets a service nothing follows any more.
+    pub fn remove_service(&self, key: &ServiceKey) {
+        if self.services.write().unwrap_or_else(PoisonError::into_inner).remove(key).is_some()
+            && let Some(dir) = &self.dir
+        {
+            let _ = fs::remove_file(dir.join(SERVICES).join(file_name(&key.to_string())));
         }
     }
 

@@ -8,12 +8,14 @@
 //!                      ─► 127.0.0.1:8848 HTTP ─► local::http ─► first member that answers
 //!  env (webhook) ─► settings ─► declare (probe ─► publish, drain) ─► local
 //!  upstream events ─► cache (memory + disk) ─► local pushes
+//!  app's resolver ─► 127.0.0.1:<dns port> ─► dns: the zone from the cache, else the pod's resolver
 //!  kubelet ─► :15090 admin: /live /ready /metrics /drain
 //! ```
 
 pub mod admin;
 pub mod cache;
 pub mod declare;
+pub mod dns;
 pub mod local;
 pub mod metrics;
 pub mod settings;
@@ -60,6 +62,8 @@ pub struct Running {
     pub local_grpc: SocketAddr,
     /// Admin address.
     pub admin: SocketAddr,
+    /// DNS resolver address (UDP and TCP), when enabled.
+    pub dns: Option<SocketAddr>,
     declaration: Option<Arc<Declaration>>,
     stop: CancellationToken,
     tasks: JoinSet<()>,
@@ -143,6 +147,24 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         tasks.spawn(Arc::clone(declaration).run(stop.child_token()));
     }
 
+    let dns = match &settings.dns {
+        Some(dns) => {
+            let sockets = dns::server::bind(dns.addr).await.map_err(|e| StartError::Bind(dns.addr, e))?;
+            let bound = sockets.0.local_addr().map_err(|e| StartError::Bind(dns.addr, e))?;
+            let forwarder = dns::forward::Forwarder::from_resolv_conf(&dns.resolv_conf, bound);
+            let resolver = Arc::new(dns::Resolver::new(
+                dns.zone.clone(),
+                Arc::clone(&cache),
+                Arc::clone(&local),
+                forwarder,
+                Arc::clone(&stats),
+            ));
+            dns::server::spawn(sockets, resolver, &mut tasks, stop.child_token());
+            Some(bound)
+        }
+        None => None,
+    };
+
     let admin_listener = bind(settings.admin).await?;
     let admin = admin_listener.local_addr().map_err(|e| StartError::Bind(settings.admin, e))?;
     let router = admin::router(admin::Admin {
@@ -159,8 +181,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             tracing::error!(error = %e, "admin port failed");
         }
     });
-    tracing::info!(http = %local_http, grpc = %local_grpc, %admin, "sidecar listening");
-    Ok(Running { local_http, local_grpc, admin, declaration, stop, tasks })
+    let dns_addr = dns.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    tracing::info!(http = %local_http, grpc = %local_grpc, %admin, dns = %dns_addr, "sidecar listening");
+    Ok(Running { local_http, local_grpc, admin, dns, declaration, stop, tasks })
 }
 
 impl Running {

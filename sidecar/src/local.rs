@@ -5,6 +5,7 @@
 //!     InstanceRequest / BatchInstanceRequest ─► publications[service][owner] ─► union published
 //!                                                upstream as the sidecar's own (redone on reconnect)
 //!     SubscribeServiceRequest ─► one upstream subscription per service, fanned out locally
+//!                                (shared with the DNS resolver's, `resolve_subscribe`)
 //!     ServiceQueryRequest ─► the pushed cache when subscribed, else upstream, else the cache
 //!     ConfigQueryRequest ─► upstream, remembered; the cache while the cluster is away
 //!     ConfigBatchListenRequest ─► one upstream listener per config, fanned out locally
@@ -22,7 +23,7 @@ mod config;
 pub mod http;
 mod naming;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -62,6 +63,9 @@ struct State {
     publications: BTreeMap<ServiceKey, BTreeMap<Owner, Vec<WireInstance>>>,
     subscribers: BTreeMap<ServiceKey, BTreeMap<String, Subscriber>>,
     listeners: BTreeMap<ConfigId, BTreeMap<String, Arc<Connection>>>,
+    /// Services the DNS resolver subscribed to: kept for the sidecar's life (local clients
+    /// leaving never unsubscribe them), so names once resolved survive an outage.
+    resolved: BTreeSet<ServiceKey>,
 }
 
 /// Removes `id` from the members of `key`; true when it was the last one (the entry is gone).
@@ -217,6 +221,11 @@ impl Local {
         match event {
             Event::Service(info) => {
                 let Ok(key) = ServiceKey::new(&namespace, &info.group_name, &info.name) else { return };
+                // A push of a subscription just dropped (a name the resolver found empty) is
+                // not kept.
+                if !self.follows(&key) {
+                    return;
+                }
                 self.cache.put_service(&key, &info);
                 let targets: Vec<(String, Arc<Connection>)> = self
                     .state()

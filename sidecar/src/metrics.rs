@@ -29,6 +29,15 @@ pub struct Stats {
     pub instance_registered: AtomicU64,
     /// 0 serving, 1 draining (disabled upstream), 2 drained (deregistered).
     pub drain_state: AtomicU64,
+    /// DNS queries answered from the zone (the cache), NXDOMAIN and other local answers included.
+    pub dns_local: AtomicU64,
+    /// DNS queries for names outside the zone, relayed to the pod's resolver.
+    pub dns_forwarded: AtomicU64,
+    /// DNS queries answered SERVFAIL (the pod's resolver silent, or a first lookup of a name in
+    /// the zone while the cluster is away).
+    pub dns_servfail: AtomicU64,
+    /// Services the DNS resolver subscribed to on their first lookup.
+    pub dns_subscribed: AtomicU64,
 }
 
 /// Gauges read at render time.
@@ -90,6 +99,25 @@ impl Stats {
             get(&self.instance_registered),
         );
         line("sidecar_drain_state", "gauge", "0 serving, 1 draining, 2 drained.", get(&self.drain_state));
+        line(
+            "sidecar_dns_local_answers_total",
+            "counter",
+            "DNS queries answered from the zone (cache).",
+            get(&self.dns_local),
+        );
+        line(
+            "sidecar_dns_forwarded_total",
+            "counter",
+            "DNS queries relayed to the pod's resolver.",
+            get(&self.dns_forwarded),
+        );
+        line("sidecar_dns_servfail_total", "counter", "DNS queries answered SERVFAIL.", get(&self.dns_servfail));
+        line(
+            "sidecar_dns_subscribed_total",
+            "counter",
+            "Services subscribed on their first DNS lookup.",
+            get(&self.dns_subscribed),
+        );
         line("sidecar_upstream_connected", "gauge", "Connected upstream sessions.", live.upstream_connected as u64);
         line(
             "sidecar_upstream_sessions",

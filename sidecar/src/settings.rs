@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use registry_proto::contract::ports;
 use registry_proto::contract::sidecar::{self, env};
+use registry_proto::contract::{dns, ports};
 use registry_proto::model::{ServiceKey, metadata};
 use registry_proto::probe::checker::MysqlChecker;
 use registry_proto::probe::spec::ProbeSpec;
@@ -87,6 +87,26 @@ pub struct Args {
     /// Seconds between disabling the instance and deregistering it on drain.
     #[arg(long, env = env::DRAIN_SECONDS, default_value_t = 5)]
     pub drain_seconds: u64,
+    /// DNS resolver port on 127.0.0.1, UDP and TCP (0: an ephemeral one); off when unset.
+    #[arg(long, env = env::DNS_PORT)]
+    pub dns_port: Option<u16>,
+    /// Zone answered from the cache (the registry's `NACOS_DNS_ZONE`).
+    #[arg(long, env = dns::env::ZONE, default_value = dns::DEFAULT_ZONE)]
+    pub dns_zone: String,
+    /// resolv.conf whose first `nameserver` gets every name outside the zone.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub dns_resolv_conf: PathBuf,
+}
+
+/// The DNS resolver's settings.
+#[derive(Debug, Clone)]
+pub struct DnsSettings {
+    /// Where it listens (127.0.0.1, UDP and TCP).
+    pub addr: SocketAddr,
+    /// The zone answered from the cache.
+    pub zone: registry_proto::dns::Zone,
+    /// The pod's original resolver configuration.
+    pub resolv_conf: PathBuf,
 }
 
 /// Why the settings cannot be used.
@@ -119,6 +139,9 @@ pub enum SettingsError {
     /// The labels file cannot be read.
     #[error("{var}: {0}", var = env::LABELS_FILE)]
     Labels(std::io::Error),
+    /// A zone that is not a domain name.
+    #[error("{var}: {0}", var = dns::env::ZONE)]
+    Zone(#[from] registry_proto::dns::DnsError),
 }
 
 /// The instance the sidecar registers on the pod's behalf.
@@ -164,6 +187,8 @@ pub struct Settings {
     pub cache_dir: Option<PathBuf>,
     /// Drain window.
     pub drain: Duration,
+    /// The DNS resolver, when a port is set.
+    pub dns: Option<DnsSettings>,
 }
 
 impl Settings {
@@ -189,6 +214,14 @@ impl Settings {
             Some(service) => Some(declared(&args, service, &labels, probe_env)?),
             None => None,
         };
+        let dns = match args.dns_port {
+            Some(port) => Some(DnsSettings {
+                addr: SocketAddr::new(local, port),
+                zone: zone(&args.dns_zone)?,
+                resolv_conf: args.dns_resolv_conf.clone(),
+            }),
+            None => None,
+        };
         Ok(Self {
             servers,
             local_http: SocketAddr::new(local, args.http_port),
@@ -198,8 +231,18 @@ impl Settings {
             labels,
             cache_dir: args.cache_dir,
             drain: Duration::from_secs(args.drain_seconds),
+            dns,
         })
     }
+}
+
+/// The zone with the registry's default TTL; its SOA serial is the start time (resolvers only
+/// compare serials).
+fn zone(origin: &str) -> Result<registry_proto::dns::Zone, SettingsError> {
+    let serial = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+    Ok(registry_proto::dns::Zone::new(origin, registry_proto::dns::DEFAULT_TTL_SECS, serial)?)
 }
 
 fn declared(

@@ -43,7 +43,7 @@ fn resolver(server: &Server) -> TokioResolver {
         .expect("resolver")
 }
 
-async fn register(server: &Server, service: &str, ip: &str, extra: &[(&str, &str)]) {
+pub(crate) async fn register(server: &Server, service: &str, ip: &str, extra: &[(&str, &str)]) {
     let mut form = vec![("serviceName", service), ("ip", ip), ("port", "8080"), ("ephemeral", "false")];
     form.extend_from_slice(extra);
     let (status, body) = call(client().post(server.url("/nacos/v1/ns/instance")).form(&form)).await;
@@ -88,7 +88,7 @@ async fn raw(server: &Server, name: &str, t: RecordType, tcp: bool) -> Message {
     Message::from_vec(&reply.expect("a reply")).expect("a decodable reply")
 }
 
-async fn raw_udp(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+pub(crate) async fn raw_udp(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     socket.send_to(packet, addr).await.unwrap();
     let mut buf = vec![0u8; 65_535];
@@ -96,7 +96,7 @@ async fn raw_udp(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
     Some(buf[..n].to_vec())
 }
 
-async fn raw_tcp(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+pub(crate) async fn raw_tcp(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
     let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let len = u16::try_from(packet.len()).unwrap();
     stream.write_all(&len.to_be_bytes()).await.ok()?;

@@ -5,21 +5,27 @@
 //! cache (memory, and disk across a sidecar restart); a drain shows a subscriber weight 0 first,
 //! then the removal, while the app still serves; the declared instance follows TCP, HTTP and
 //! MySQL probes (the targets of the server's own checks in `health_check.rs`); pod labels reach
-//! label gray configs; v1 HTTP registrations stay the app's, kept by its beats.
+//! label gray configs; v1 HTTP registrations stay the app's, kept by its beats; its DNS resolver
+//! answers the zone from the cache through a registry kill, NXDOMAIN for unknown names, and
+//! relays other names to a stub upstream resolver (SERVFAIL when it is silent or gone).
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use hickory_resolver::proto::op::{Message, Query, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use registry_proto::client::{Connection, Event, Session, SessionConfig, Setup};
 use registry_proto::contract::sidecar::env;
 use registry_proto::model::ServiceKey;
 use serde_json::{Value, json};
 
 use crate::config_sdk::{expect_sdk_content, http_publish, sdk_at};
+use crate::dns;
 use crate::grpc_sdk::{
     all_instances, bounded, expect_event, http_hosts, instance, sdk_with, set, subscribe, wait_http,
 };
@@ -51,12 +57,19 @@ struct Sidecar {
     grpc: SocketAddr,
     /// Admin address.
     admin: SocketAddr,
+    /// DNS resolver address, when enabled.
+    dns: Option<SocketAddr>,
     output: Arc<Mutex<Vec<String>>>,
 }
 
 impl Sidecar {
     /// A sidecar for `servers` with extra environment.
     fn start(servers: &[&Server], extra: &[(&str, String)]) -> Self {
+        Self::start_with_args(servers, extra, &[])
+    }
+
+    /// A sidecar for `servers` with extra environment and flags.
+    fn start_with_args(servers: &[&Server], extra: &[(&str, String)], args: &[String]) -> Self {
         let http_port = free_member_ports(1)[0];
         let addrs: Vec<String> = servers.iter().map(|s| s.http.to_string()).collect();
         let mut cmd = Command::new(sidecar_bin());
@@ -66,6 +79,7 @@ impl Sidecar {
             .env(env::HTTP_PORT, http_port.to_string())
             .env(env::ADMIN_PORT, "0")
             .args(["--admin-bind", "127.0.0.1"])
+            .args(args)
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -93,11 +107,12 @@ impl Sidecar {
             if !line.contains("sidecar listening") {
                 continue;
             }
-            let field = |name: &str| -> SocketAddr {
+            let field = |name: &str| -> Option<SocketAddr> {
                 let rest = &line[line.find(name).expect("field logged") + name.len()..];
-                rest.split_whitespace().next().and_then(|a| a.parse().ok()).expect("address")
+                rest.split_whitespace().next().and_then(|a| a.parse().ok())
             };
-            return Self { child: Some(child), http_port, grpc: field("grpc="), admin: field("admin="), output };
+            let (grpc, admin) = (field("grpc=").expect("grpc address"), field("admin=").expect("admin address"));
+            return Self { child: Some(child), http_port, grpc, admin, dns: field("dns="), output };
         }
     }
 
@@ -755,4 +770,240 @@ async fn a_hung_registry_never_makes_the_local_api_hang() {
     assert!(grpc.is_err_and(|e| e.to_string().contains("unreachable")), "an error naming the outage");
     assert!(elapsed < bound, "took {elapsed:?}");
     assert!(sidecar.metric("sidecar_cache_answers_total").await >= 2);
+}
+
+/// The sidecar's DNS resolver on an ephemeral port, other names going to `resolv_conf`'s
+/// first nameserver.
+fn dns_sidecar(server: &Server, resolv_conf: &Path) -> Sidecar {
+    let args = ["--dns-resolv-conf".to_owned(), resolv_conf.display().to_string()];
+    let sidecar = Sidecar::start_with_args(&[server], &[(env::DNS_PORT, "0".to_owned())], &args);
+    assert!(sidecar.dns.is_some(), "the sidecar logs its dns address");
+    sidecar
+}
+
+/// One A query to the sidecar (no resolver cache in between): its code and addresses.
+async fn ask_a(sidecar: &Sidecar, name: &str, tcp: bool) -> Option<(ResponseCode, BTreeSet<Ipv4Addr>)> {
+    let mut q = Message::query();
+    q.metadata.recursion_desired = true;
+    q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let (bytes, addr) = (q.to_vec().unwrap(), sidecar.dns.expect("dns enabled"));
+    let reply = if tcp { dns::raw_tcp(addr, &bytes).await? } else { dns::raw_udp(addr, &bytes).await? };
+    let m = Message::from_vec(&reply).expect("a decodable reply");
+    let ips = m.answers.iter().filter_map(|r| if let RData::A(a) = &r.data { Some(a.0) } else { None }).collect();
+    Some((m.metadata.response_code, ips))
+}
+
+fn ipset(list: &[&str]) -> BTreeSet<Ipv4Addr> {
+    list.iter().map(|ip| ip.parse().unwrap()).collect()
+}
+
+/// Waits until `name` answers NOERROR with exactly `want` through the sidecar.
+async fn sidecar_resolves(sidecar: &Sidecar, name: &str, want: &[&str], what: &str) {
+    let want = (ResponseCode::NoError, ipset(want));
+    let last = Mutex::new(None);
+    let seen = eventually(Duration::from_secs(5), || async {
+        let got = ask_a(sidecar, name, false).await;
+        let done = got.as_ref() == Some(&want);
+        *last.lock().unwrap() = got;
+        done.then_some(())
+    })
+    .await;
+    assert!(seen.is_some(), "{what}: {name} answered {:?}, expected {want:?}", last.lock().unwrap());
+}
+
+/// Marks a persistent instance of `service` (port 8080) healthy or not by the manual health API,
+/// after turning its cluster's own checks off.
+async fn set_manual_health(server: &Server, service: &str, ip: &str, healthy: bool) {
+    let (status, body) = call(client().put(server.url("/nacos/v1/ns/cluster")).form(&[
+        ("serviceName", service),
+        ("clusterName", "DEFAULT"),
+        ("checkPort", "80"),
+        ("useInstancePort4Check", "true"),
+        ("healthChecker", r#"{"type":"NONE"}"#),
+    ]))
+    .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let healthy = healthy.to_string();
+    let (status, body) = call(client().put(server.url("/nacos/v1/ns/health/instance")).form(&[
+        ("serviceName", service),
+        ("ip", ip),
+        ("port", "8080"),
+        ("healthy", healthy.as_str()),
+    ]))
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sidecar_resolves_the_zone_from_its_cache_and_keeps_resolving_with_the_registry_killed() {
+    let mut server = Server::start_on_derived_ports();
+    for ip in ["10.41.0.1", "10.41.0.2", "10.41.0.3"] {
+        dns::register(&server, "sc-dns", ip, &[]).await;
+    }
+    set_manual_health(&server, "sc-dns", "10.41.0.2", false).await;
+    let resolv = tempfile::NamedTempFile::new().unwrap();
+    let sidecar = dns_sidecar(&server, resolv.path());
+
+    // First lookup: subscribed upstream, answered with the healthy instances.
+    sidecar_resolves(&sidecar, "sc-dns.nacos.local.", &["10.41.0.1", "10.41.0.3"], "first lookup").await;
+    assert_eq!(sidecar.metric("sidecar_dns_subscribed_total").await, 1);
+    // Pushes keep it current: a health flip shows without another subscription.
+    set_manual_health(&server, "sc-dns", "10.41.0.3", false).await;
+    sidecar_resolves(&sidecar, "sc-dns.nacos.local.", &["10.41.0.1"], "after a push").await;
+    assert_eq!(sidecar.metric("sidecar_dns_subscribed_total").await, 1, "answered from the pushed cache");
+    // A name of the zone no service has: NXDOMAIN (the registry asked, nothing kept).
+    let nx = ask_a(&sidecar, "sc-dns-nobody.nacos.local.", false).await.expect("a reply");
+    assert_eq!(nx, (ResponseCode::NXDomain, BTreeSet::new()));
+    assert_eq!(sidecar.metric("sidecar_cached_services").await, 1, "an unknown name caches nothing");
+
+    // Resolution in flight while every member is killed: each answer, UDP and TCP, is the same.
+    let answered_before = sidecar.metric("sidecar_dns_local_answers_total").await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sidecar = Arc::new(sidecar);
+    let (probe, halt) = (Arc::clone(&sidecar), Arc::clone(&stop));
+    let in_flight = tokio::spawn(async move {
+        let mut answers = Vec::new();
+        while !halt.load(std::sync::atomic::Ordering::Relaxed) {
+            for tcp in [false, true] {
+                answers.push(ask_a(&probe, "sc-dns.nacos.local.", tcp).await);
+            }
+        }
+        answers
+    });
+    server.kill9();
+    let upstream_gone = eventually(Duration::from_secs(10), || async {
+        (sidecar.metric("sidecar_upstream_connected").await == 0).then_some(())
+    })
+    .await;
+    assert!(upstream_gone.is_some(), "the sidecar noticed the registry is gone");
+    // A few more rounds after the sidecar knows the cluster is away.
+    let more = sidecar.metric("sidecar_dns_local_answers_total").await + 10;
+    let progressed = eventually(Duration::from_secs(5), || async {
+        (sidecar.metric("sidecar_dns_local_answers_total").await >= more).then_some(())
+    })
+    .await;
+    assert!(progressed.is_some(), "queries keep being answered");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = in_flight.await.unwrap();
+    let want = Some((ResponseCode::NoError, ipset(&["10.41.0.1"])));
+    assert!(answers.len() >= 10, "{} answers", answers.len());
+    assert!(answers.iter().all(|a| *a == want), "every answer through the outage: {answers:?}");
+    assert!(sidecar.metric("sidecar_dns_local_answers_total").await >= answered_before + answers.len() as u64);
+    assert_eq!(sidecar.metric("sidecar_dns_forwarded_total").await, 0, "nothing of the zone is forwarded");
+}
+
+/// A tiny upstream resolver on `127.77.x.y`:53 (resolv.conf has no port): every A question
+/// gets `198.18.7.7`; counts the queries it answered; can turn silent (reads, never answers).
+struct StubResolver {
+    ip: std::net::IpAddr,
+    queries: Arc<std::sync::atomic::AtomicUsize>,
+    silent: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StubResolver {
+    async fn start() -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (udp, tcp, ip) = loop {
+            let ip = std::net::IpAddr::V4(Ipv4Addr::new(127, 77, rand_octet(), rand_octet()));
+            let Ok(udp) = tokio::net::UdpSocket::bind((ip, 53)).await else { continue };
+            let Ok(tcp) = tokio::net::TcpListener::bind((ip, 53)).await else { continue };
+            break (udp, tcp, ip);
+        };
+        let (counted, quiet) = (Arc::clone(&queries), Arc::clone(&silent));
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            // Connections of the silent phase stay open, unanswered.
+            let mut held = Vec::new();
+            loop {
+                tokio::select! {
+                    r = udp.recv_from(&mut buf) => {
+                        let Ok((n, from)) = r else { continue };
+                        if quiet.load(Relaxed) { continue }
+                        counted.fetch_add(1, Relaxed);
+                        let _ = udp.send_to(&stub_answer(&buf[..n]), from).await;
+                    }
+                    r = tcp.accept() => {
+                        let Ok((mut stream, _)) = r else { continue };
+                        if quiet.load(Relaxed) {
+                            held.push(stream);
+                            continue;
+                        }
+                        let Ok(len) = stream.read_u16().await else { continue };
+                        let mut query = vec![0u8; usize::from(len)];
+                        if stream.read_exact(&mut query).await.is_err() { continue }
+                        counted.fetch_add(1, Relaxed);
+                        let reply = stub_answer(&query);
+                        let _ = stream.write_all(&u16::try_from(reply.len()).unwrap().to_be_bytes()).await;
+                        let _ = stream.write_all(&reply).await;
+                    }
+                }
+            }
+        });
+        Self { ip, queries, silent, task }
+    }
+
+    fn answered(&self) -> usize {
+        self.queries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+fn rand_octet() -> u8 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    u8::try_from((nanos ^ (nanos >> 8) ^ std::process::id()) % 250).unwrap() + 2
+}
+
+fn stub_answer(query: &[u8]) -> Vec<u8> {
+    let q = Message::from_vec(query).expect("the sidecar relays queries as they came");
+    let mut reply = Message::response(q.metadata.id, q.metadata.op_code);
+    reply.metadata.recursion_available = true;
+    for question in &q.queries {
+        reply.add_answer(hickory_resolver::proto::rr::Record::from_rdata(
+            question.name().clone(),
+            30,
+            RData::A(hickory_resolver::proto::rr::rdata::A(Ipv4Addr::new(198, 18, 7, 7))),
+        ));
+    }
+    reply.add_queries(q.queries);
+    reply.to_vec().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn names_outside_the_zone_go_to_the_pods_resolver_and_its_silence_is_servfail() {
+    let server = Server::start_on_derived_ports();
+    let mut stub = StubResolver::start().await;
+    let resolv = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(resolv.path(), format!("search svc.cluster.local\nnameserver {}\noptions ndots:5\n", stub.ip))
+        .unwrap();
+    let sidecar = dns_sidecar(&server, resolv.path());
+
+    let relayed = Some((ResponseCode::NoError, ipset(&["198.18.7.7"])));
+    assert_eq!(ask_a(&sidecar, "www.example.org.", false).await, relayed, "over UDP");
+    assert_eq!(ask_a(&sidecar, "www.example.org.", true).await, relayed, "over TCP");
+    assert_eq!((stub.answered(), sidecar.metric("sidecar_dns_forwarded_total").await), (2, 2));
+    // The zone itself is never forwarded.
+    let nx = ask_a(&sidecar, "sc-nobody.nacos.local.", false).await.expect("a reply");
+    assert_eq!(nx.0, ResponseCode::NXDomain);
+    assert_eq!(stub.answered(), 2);
+
+    // The pod's resolver goes silent: SERVFAIL after the relay's deadline (2 s), not silence.
+    stub.silent.store(true, std::sync::atomic::Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    let failed = ask_a(&sidecar, "www.example.org.", true).await.expect("a reply, not silence");
+    assert_eq!(failed, (ResponseCode::ServFail, BTreeSet::new()), "after {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_millis(1500), "after waiting: {:?}", started.elapsed());
+    // Then it is gone (the port refuses): SERVFAIL at once, over UDP too.
+    stub.task.abort();
+    let _ = (&mut stub.task).await;
+    let failed = ask_a(&sidecar, "www.example.org.", false).await;
+    assert_eq!(failed, Some((ResponseCode::ServFail, BTreeSet::new())));
+    assert_eq!(stub.answered(), 2);
+    let servfails = eventually(Duration::from_secs(5), || async {
+        (sidecar.metric("sidecar_dns_servfail_total").await == 2).then_some(())
+    })
+    .await;
+    assert!(servfails.is_some(), "both silences answered SERVFAIL");
 }

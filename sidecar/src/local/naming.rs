@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use registry_proto::client::ClientError;
 use registry_proto::model::ServiceKey;
 use registry_proto::nacos::Payload;
 use registry_proto::select::parse_clusters;
@@ -172,8 +173,65 @@ impl Local {
     }
 
     pub(super) async fn unsubscribe_upstream(&self, key: &ServiceKey) {
+        if self.state().resolved.contains(key) {
+            return;
+        }
         if let Ok(session) = self.upstream.session(&key.namespace) {
             let _ = session.unsubscribe(key).await;
+        }
+    }
+
+    /// Whether pushes keep the cached instances of `key` current (a local subscriber or the
+    /// DNS resolver subscribed to it).
+    pub(crate) fn follows(&self, key: &ServiceKey) -> bool {
+        let state = self.state();
+        state.resolved.contains(key) || state.subscribers.contains_key(key)
+    }
+
+    /// Subscribes upstream to `key` for the DNS resolver, once: the cache then follows its
+    /// pushes. `Ok(false)` when the service has no instance (nothing kept, unsubscribed again
+    /// unless a local client holds it) or `limit` resolved services are already followed.
+    pub(crate) async fn resolve_subscribe(&self, key: &ServiceKey, limit: usize) -> Result<bool, ClientError> {
+        {
+            let mut state = self.state();
+            if state.resolved.contains(key) {
+                return Ok(true);
+            }
+            if state.resolved.len() >= limit {
+                tracing::debug!(service = %key, limit, "dns: not following another service");
+                return Ok(false);
+            }
+            state.resolved.insert(key.clone());
+        }
+        let subscribed = match self.upstream.session(&key.namespace) {
+            Ok(session) => session.subscribe(key, "").await.map(|info| (session, info)),
+            Err(e) => Err(e),
+        };
+        match subscribed {
+            Ok((_, info)) if !info.hosts.is_empty() => {
+                self.cache.put_service(key, &info);
+                Ok(true)
+            }
+            other => {
+                let held_locally = {
+                    let mut state = self.state();
+                    state.resolved.remove(key);
+                    state.subscribers.contains_key(key)
+                };
+                match other {
+                    Ok((session, _)) => {
+                        if !held_locally {
+                            self.cache.remove_service(key);
+                            let _ = session.unsubscribe(key).await;
+                        }
+                        Ok(false)
+                    }
+                    Err(e) => {
+                        self.stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
+                        Err(e)
+                    }
+                }
+            }
         }
     }
 
