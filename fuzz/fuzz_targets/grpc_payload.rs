@@ -17,8 +17,8 @@ use registry_proto::wire::REQUEST_TYPES;
 use registry_proto::wire::config::{BatchListenRequest, ConfigRequest};
 use registry_proto::wire::frame::{open, raw_payload};
 use registry_proto::wire::naming::{
-    BatchInstanceRequest, InstanceRequest, NamingBase, ServiceListRequest, ServiceQueryRequest, SubscribeServiceRequest,
-    WireInstance,
+    BatchInstanceRequest, InstanceRequest, NamingBase, ServiceListRequest, ServiceQueryRequest,
+    SubscribeServiceRequest, WireInstance,
 };
 
 fuzz_target!(|data: &[u8]| {
