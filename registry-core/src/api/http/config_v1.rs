@@ -307,7 +307,8 @@ async fn delete(State(s): State<ApiState>, p: Params) -> V1Result {
 }
 
 /// A listened key as the client spelled it, and its canonical form.
-struct ListenRecord {
+#[derive(Debug)]
+pub struct ListenRecord {
     data_id: String,
     group: String,
     tenant: String,
@@ -315,8 +316,8 @@ struct ListenRecord {
 }
 
 /// Parses `Listening-Configs` (already decoded once by the form parser; decoded once more
-/// here, as Nacos does): records `dataId^Bgroup^Bmd5[^Btenant]^A`.
-fn parse_listening(raw: &str) -> Result<Vec<ListenRecord>, ApiError> {
+/// here, as Nacos does): records `dataId^Bgroup^Bmd5[^Btenant]^A`. Public for the fuzz target.
+pub fn parse_listening(raw: &str) -> Result<Vec<ListenRecord>, ApiError> {
     let decoded = percent_decode(raw.as_bytes())?;
     let mut out = Vec::new();
     for record in decoded.split(LINE_SEPARATOR).filter(|r| !r.is_empty()) {
