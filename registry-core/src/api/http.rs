@@ -5,7 +5,8 @@
 //!            ├─ naming_v2::routes()  /nacos/v2/ns/...     {code,message,data} envelope
 //!            ├─ config_v1::routes()  /nacos/v1/cs/...     configs, long-poll listener, history
 //!            ├─ config_v2::routes()  /nacos/v2/cs/...     configs, gray rules, history
-//!            ├─ console::routes()    /nacos/v1/console/health/{liveness,readiness}
+//!            ├─ console::routes()    /nacos/v1/console/health/*, the console's cluster and listener views
+//!            ├─ ui::routes()         /nacos/ the web console (embedded static files)
 //!            ├─ namespaces::routes() /nacos/v1/console/namespaces, /nacos/v2/console/namespace
 //!            ├─ auth::routes()       /nacos/v1/auth/{login,users,roles,permissions}
 //!            └─ admin::routes()      /nacos/v2/core/loader/current (connections), /metrics
@@ -31,6 +32,7 @@ pub mod namespaces;
 mod naming;
 pub mod naming_v1;
 pub mod naming_v2;
+pub mod ui;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -68,6 +70,7 @@ pub fn router(state: ApiState, config: &HttpConfig) -> Router {
         .merge(console::routes())
         .merge(namespaces::routes())
         .merge(auth::routes())
+        .merge(ui::routes())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
 }
