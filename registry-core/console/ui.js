@@ -1,10 +1,12 @@
 // DOM helpers shared by the pages: element builder, tables with server-side paging, dialogs,
 // toasts, a line diff and a small syntax highlighter for config formats.
 
-/** `h('tag.class', {attr, onclick}, ...children)`: children may be strings, nodes or arrays. */
+/** `h('tag#id.class', {attr, onclick}, ...children)`: children may be strings, nodes or arrays. */
 export function h(spec, attrs = {}, ...children) {
-  const [tag, ...classes] = spec.split('.');
+  const [tagAndId, ...classes] = spec.split('.');
+  const [tag, id] = tagAndId.split('#');
   const node = document.createElement(tag || 'div');
+  if (id) node.id = id;
   if (classes.length) node.className = classes.join(' ');
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
