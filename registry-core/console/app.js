@@ -53,14 +53,17 @@ async function namespaceSelect() {
       const id = n.namespace || '';
       select.append(h('option', { value: id, selected: id === session.namespace }, n.namespaceShowName || id || 'public'));
     }
-    if (!list.some((n) => (n.namespace || '') === session.namespace)) session.namespace = '';
   } catch (e) {
     toast(e.message, 'error');
   }
   return select;
 }
 
+// Each navigation's number: a render whose data arrives after a newer navigation is dropped.
+let navigation = 0;
+
 async function route() {
+  const mine = ++navigation;
   if (!session.token) { loginPage(); return; }
   const name = (location.hash.replace(/^#\/?/, '').split('/')[0]) || 'configs';
   if (name === 'login') { loginPage(); return; }
@@ -68,6 +71,9 @@ async function route() {
   const main = h('main.content');
   const user = session.user || {};
   const signOut = () => { session.signOut(); location.hash = '#/login'; };
+  const select = await namespaceSelect();
+  if (mine !== navigation) return;
+  session.namespace = select.value; // a namespace deleted meanwhile falls back to the first
   app.replaceChildren(h('div.shell', {},
     h('nav.side', {},
       h('div.brand', {}, 'Registry'),
@@ -76,7 +82,7 @@ async function route() {
     h('div.main', {},
       h('header.top', {},
         h('h1', {}, title),
-        h('div.top-right', {}, await namespaceSelect(),
+        h('div.top-right', {}, select,
           h('span.user', {}, user.username || ''),
           h('button.ghost', { onclick: signOut }, 'Sign out'))),
       main)));

@@ -24,7 +24,9 @@ export function h(spec, attrs = {}, ...children) {
 
 export function toast(message, kind = 'ok') {
   const t = h(`div.toast.${kind}`, { role: kind === 'error' ? 'alert' : 'status' }, message);
-  document.getElementById('toasts').append(t);
+  const box = document.getElementById('toasts');
+  box.append(t);
+  while (box.children.length > 3) box.firstChild.remove();
   setTimeout(() => t.remove(), kind === 'error' ? 6000 : 3000);
 }
 
