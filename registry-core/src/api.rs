@@ -42,6 +42,8 @@ pub struct Services {
     pub auth: Arc<crate::auth::Auth>,
     /// The namespace table.
     pub namespaces: crate::namespaces::NamespaceService,
+    /// HTTP request counts and latencies (`/metrics`).
+    pub requests: Arc<crate::telemetry::requests::RequestMetrics>,
 }
 
 /// The shared handle every request gets: one pointer, because axum clones the state for every

@@ -197,6 +197,7 @@ impl App {
             admin: Admin::new(raft.clone(), distro),
             auth,
             namespaces,
+            requests: Arc::default(),
         });
         Ok(Self {
             config,

@@ -9,7 +9,8 @@
 //!            ├─ ui::routes()         /nacos/ the web console (embedded static files)
 //!            ├─ namespaces::routes() /nacos/v1/console/namespaces, /nacos/v2/console/namespace
 //!            ├─ auth::routes()       /nacos/v1/auth/{login,users,roles,permissions}
-//!            └─ admin::routes()      /nacos/v2/core/loader/current (connections), /metrics
+//!            ├─ metrics::routes()    /metrics, /nacos/actuator/prometheus (open, no credentials)
+//!            └─ admin::routes()      /nacos/v2/core/loader/current (connections), cluster, Distro
 //! ```
 //! Auth (`guard`): naming and config routes and the admin routes carry a layer that checks
 //! credentials when client auth is on; namespace and account handlers always check.
@@ -28,11 +29,14 @@ pub mod console;
 pub mod error;
 pub mod forward;
 pub mod guard;
+pub mod metrics;
 pub mod namespaces;
 mod naming;
 pub mod naming_v1;
 pub mod naming_v2;
 pub mod ui;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -71,6 +75,8 @@ pub fn router(state: ApiState, config: &HttpConfig) -> Router {
         .merge(namespaces::routes())
         .merge(auth::routes())
         .merge(ui::routes())
+        .merge(metrics::routes())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state.requests), crate::telemetry::requests::record))
         .with_state(state)
 }
