@@ -70,9 +70,9 @@ pub struct Process {
 pub fn process() -> Process {
     let stat = ProcessStat::read();
     let status = std::fs::read_to_string("/proc/self/status").ok().unwrap_or_default();
-    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|t| {
-        t.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse::<f64>().ok()
-    });
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse::<f64>().ok());
     Process {
         cpu_seconds: stat.as_ref().map(|s| s.cpu_seconds),
         resident_bytes: kib_field(&status, "VmRSS:").map(|k| k * 1024.0),

@@ -98,8 +98,12 @@ mod tests {
         let line = |l: &str| assert!(out.lines().any(|x| x == l), "{l} missing in\n{out}");
         line(r#"registry_http_requests_total{api="/nacos/v1/ns/instance",method="POST",status="200"} 2"#);
         line(r#"registry_http_requests_total{api="/nacos/v1/ns/instance",method="POST",status="400"} 1"#);
-        line(r#"registry_http_request_duration_seconds_bucket{api="/nacos/v1/ns/instance",method="POST",le="0.0005"} 1"#);
-        line(r#"registry_http_request_duration_seconds_bucket{api="/nacos/v1/ns/instance",method="POST",le="0.025"} 2"#);
+        line(
+            r#"registry_http_request_duration_seconds_bucket{api="/nacos/v1/ns/instance",method="POST",le="0.0005"} 1"#,
+        );
+        line(
+            r#"registry_http_request_duration_seconds_bucket{api="/nacos/v1/ns/instance",method="POST",le="0.025"} 2"#,
+        );
         line(r#"registry_http_request_duration_seconds_bucket{api="/nacos/v1/ns/instance",method="POST",le="5"} 2"#);
         line(r#"registry_http_request_duration_seconds_bucket{api="/nacos/v1/ns/instance",method="POST",le="+Inf"} 3"#);
         line(r#"registry_http_request_duration_seconds_count{api="/nacos/v1/ns/instance",method="POST"} 3"#);

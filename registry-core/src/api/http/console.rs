@@ -57,9 +57,10 @@ async fn cluster(State(s): State<ApiState>, p: Params) -> Response {
     if let Err(r) = require(&s, &p, CLUSTER, &Resource::Console, Action::Read).await {
         return r;
     }
-    let token = p.opt(ACCESS_TOKEN).map(str::to_owned).or_else(|| {
-        p.headers.get(ACCESS_TOKEN).and_then(|v| v.to_str().ok()).map(str::to_owned)
-    });
+    let token = p
+        .opt(ACCESS_TOKEN)
+        .map(str::to_owned)
+        .or_else(|| p.headers.get(ACCESS_TOKEN).and_then(|v| v.to_str().ok()).map(str::to_owned));
     let status = s.admin.raft_status();
     let mut members = Vec::with_capacity(status.members.len());
     for m in &status.members {

@@ -46,7 +46,11 @@ fn naming_and_configs(s: &ApiState, out: &mut String) {
         ("registry_grpc_connections", "Registered gRPC connections", s.connections.len()),
         ("registry_subscribers", "Subscriptions (UDP and gRPC)", s.push.subscriber_count()),
         ("registry_config_long_polls_held", "Config long-polls held waiting for a change", s.configs.hub().held()),
-        ("registry_config_listeners", "Config keys listened to by gRPC connections ((key, connection) pairs)", s.config_notify.len()),
+        (
+            "registry_config_listeners",
+            "Config keys listened to by gRPC connections ((key, connection) pairs)",
+            s.config_notify.len(),
+        ),
     ] {
         gauge(out, name, help, v);
     }
