@@ -43,7 +43,9 @@ pub struct Services {
     /// The namespace table.
     pub namespaces: crate::namespaces::NamespaceService,
     /// HTTP request counts and latencies (`/metrics`).
-    pub requests: Arc<crate::telemetry::requests::RequestMetrics>,
+    pub http_requests: Arc<crate::telemetry::requests::RequestMetrics>,
+    /// gRPC request counts and latencies (`/metrics`), recorded by the gRPC handler.
+    pub grpc_requests: Arc<crate::telemetry::requests::RequestMetrics>,
 }
 
 /// The shared handle every request gets: one pointer, because axum clones the state for every

@@ -77,6 +77,6 @@ pub fn router(state: ApiState, config: &HttpConfig) -> Router {
         .merge(ui::routes())
         .merge(metrics::routes())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(middleware::from_fn_with_state(Arc::clone(&state.requests), crate::telemetry::requests::record))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state.http_requests), crate::telemetry::requests::record))
         .with_state(state)
 }

@@ -1,5 +1,5 @@
 //! `/metrics` and `/nacos/actuator/prometheus` of a live server: the same families at both,
-//! requests counted by route and status, the exposition accepted by `promtool check metrics`
+//! HTTP requests counted by route and status, gRPC requests by type and result code, the exposition accepted by `promtool check metrics`
 //! (Debian's `prometheus` package; skipped without it unless `PROMTOOL_REQUIRED=1`), and the
 //! Grafana dashboard in docs/ charting only series the server exposes.
 
@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use crate::grpc_raw::{must_instance, register, registered};
 use crate::harness::{Server, call, client, json, metric};
 
 /// Sample names of an exposition (`name{...} value` → `name`).
@@ -27,13 +28,16 @@ async fn scrape(server: &Server, path: &str) -> String {
 async fn a_live_server_exposes_valid_metrics_that_the_dashboard_charts() {
     let server = Server::start();
     // Traffic to count: a registration, a config, a refusal and a path nobody serves.
-    let register = [("serviceName", "metrics-it"), ("ip", "127.0.0.1"), ("port", "9"), ("ephemeral", "false")];
-    let (status, body) = call(client().post(server.url("/nacos/v1/ns/instance")).query(&register)).await;
+    let registration = [("serviceName", "metrics-it"), ("ip", "127.0.0.1"), ("port", "9"), ("ephemeral", "false")];
+    let (status, body) = call(client().post(server.url("/nacos/v1/ns/instance")).query(&registration)).await;
     assert_eq!(status, 200, "{body}");
     let config = [("dataId", "m.yaml"), ("group", "G"), ("content", "a: 1")];
     assert_eq!(call(client().post(server.url("/nacos/v1/cs/configs")).form(&config)).await.0, 200);
     assert_eq!(call(client().post(server.url("/nacos/v1/ns/instance"))).await.0, 400);
     assert_eq!(call(client().get(server.url("/no/such/path"))).await.0, 404);
+    // And a gRPC registration (its connection stays open: the instance is bound to it).
+    let (channel, _stream) = registered(&server).await;
+    must_instance(&channel, register("metrics-grpc", "127.0.0.2")).await;
 
     let text = scrape(&server, "/metrics").await;
     let actuator = scrape(&server, "/nacos/actuator/prometheus").await;
@@ -48,7 +52,9 @@ async fn a_live_server_exposes_valid_metrics_that_the_dashboard_charts() {
             .await,
         2
     );
-    assert_eq!(metric(&server, "registry_instances").await, 1);
+    assert_eq!(metric(&server, r#"registry_grpc_requests_total{type="InstanceRequest",code="200"}"#).await, 1);
+    assert_eq!(metric(&server, r#"registry_grpc_request_duration_seconds_count{type="InstanceRequest"}"#).await, 1);
+    assert_eq!(metric(&server, "registry_instances").await, 2);
     assert_eq!(metric(&server, "registry_raft_is_leader").await, 1);
     let applied = metric(&server, "registry_raft_applied_index").await;
     assert!(applied >= 2 && metric(&server, "registry_raft_commit_index").await >= applied);
@@ -86,11 +92,17 @@ fn dashboard_charts_only_exposed_series(exposed: &BTreeSet<String>) {
     }
     let panels = dashboard["panels"].as_array().expect("panels");
     let mut ids = BTreeSet::new();
+    let mut cells = BTreeSet::new();
     let mut charted = 0;
     for panel in panels {
         assert!(ids.insert(panel["id"].as_u64().expect("panel id")), "duplicate panel id in {panel}");
-        for field in ["x", "y", "w", "h"] {
-            assert!(panel["gridPos"][field].is_u64(), "panel {} lacks gridPos.{field}", panel["title"]);
+        let grid = |field: &str| {
+            panel["gridPos"][field].as_u64().unwrap_or_else(|| panic!("panel {} lacks gridPos.{field}", panel["title"]))
+        };
+        let (x, y, w, h) = (grid("x"), grid("y"), grid("w"), grid("h"));
+        assert!(x + w <= 24, "panel {} is wider than the 24-column grid", panel["title"]);
+        for cell in (x..x + w).flat_map(|cx| (y..y + h).map(move |cy| (cx, cy))) {
+            assert!(cells.insert(cell), "panel {} overlaps another at {cell:?}", panel["title"]);
         }
         if panel["type"] == "row" {
             continue;

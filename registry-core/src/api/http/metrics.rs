@@ -32,7 +32,8 @@ async fn metrics(State(s): State<ApiState>) -> Response {
     cluster(&s, &mut out);
     s.push.stats_ref().render_prometheus(&mut out);
     s.naming.health_checks().render_prometheus(&mut out);
-    s.requests.render_prometheus(&mut out);
+    s.http_requests.render_prometheus(&mut out);
+    s.grpc_requests.render_prometheus(&mut out);
     process(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
