@@ -4,7 +4,7 @@
 // `#/configs/history/<group>/<dataId>`.
 
 import { session, get, post, del } from './api.js';
-import { h, table, pager, dialog, attempt, confirmThen, codeEditor, diffView, fmtTime, toast } from './ui.js';
+import { h, fill, table, pager, dialog, attempt, confirmThen, codeEditor, diffView, fmtTime, toast } from './ui.js';
 
 const CS = '/nacos/v1/cs/configs';
 const PAGE_SIZE = 20;
@@ -71,7 +71,7 @@ async function editPage(main, group, dataId) {
     if (ok !== undefined && isNew) location.hash = link('edit', k.group, k.dataId);
   };
   const beta = h('section.card', {});
-  main.replaceChildren(
+  fill(main,
     h('p', {}, h('a', { href: '#/configs' }, '‹ All configurations')),
     h('section.card', {},
       h('div.form.grid', {},
@@ -101,7 +101,7 @@ async function betaSection(box, key, editor) {
   const stop = async () => {
     if (await attempt(() => del(CS, { ...key, beta: true }), 'Beta stopped') !== undefined) await betaSection(box, key, editor);
   };
-  box.replaceChildren(
+  fill(box,
     h('h3', {}, 'Beta release'),
     r.data
       ? h('p', {}, 'Serving a beta to ', h('code', {}, r.data.betaIps), '.')

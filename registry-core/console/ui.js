@@ -22,6 +22,12 @@ export function h(spec, attrs = {}, ...children) {
   return node;
 }
 
+/** Replaces `node`'s children, skipping absent ones (`cond && child`) as `h` does. */
+export function fill(node, ...children) {
+  node.replaceChildren(...children.flat(Infinity).filter((c) => c !== undefined && c !== null && c !== false));
+  return node;
+}
+
 export function toast(message, kind = 'ok') {
   const t = h(`div.toast.${kind}`, { role: kind === 'error' ? 'alert' : 'status' }, message);
   const box = document.getElementById('toasts');

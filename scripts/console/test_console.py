@@ -54,6 +54,7 @@ def configs(page, server, token):
     page.get_by_label("Data id").fill(key["dataId"])
     page.get_by_label("Format").select_option("yaml")
     page.locator("textarea.code-input").fill("server:\n  port: 8080\n# first\n")
+    assert page.locator("main").inner_text().strip().endswith("Publish"), "stray text after the form"
     shot(page, "03-config-new")
     page.get_by_role("button", name="Publish", exact=True).click()
     eventually("the published config", lambda: "8080" in content())
@@ -69,6 +70,7 @@ def configs(page, server, token):
     page.get_by_role("button", name="Publish", exact=True).click()
     eventually("the edited config", lambda: "9090" in content())
     expect(page.locator(".tok-key", has_text="port")).to_be_visible()
+    expect(page.locator("section.card", has_text="Beta release")).not_to_contain_text("null")
     shot(page, "05-config-edit")
     # History: the version holding 8080, diffed against the current content, then rolled back.
     page.get_by_role("link", name="History").click()
