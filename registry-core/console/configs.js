@@ -88,9 +88,9 @@ async function editPage(main, group, dataId) {
   if (!isNew) await betaSection(beta, key(), editor);
 }
 
-/** Beta: a variant served only to the listed client IPs. */
+/** Beta: a variant served only to the listed client IPs, diffed against the release. */
 async function betaSection(box, key, editor) {
-  const r = await get(CS, { ...key, beta: true });
+  const [r, released] = await Promise.all([get(CS, { ...key, beta: true }), get(CS, { ...key, show: 'all' })]);
   const ips = h('input', { placeholder: '10.0.0.5,10.0.0.6', value: r.data ? r.data.betaIps : '', 'aria-label': 'Beta IPs' });
   const publish = async () => {
     if (!ips.value.trim()) { toast('List the client IPs of the beta', 'error'); return; }
@@ -107,7 +107,7 @@ async function betaSection(box, key, editor) {
       ? h('p', {}, 'Serving a beta to ', h('code', {}, r.data.betaIps), '.')
       : h('p.muted', {}, 'No beta: publish the editor content to selected client IPs only.'),
     h('div.toolbar', {}, ips, h('button.ghost', { onclick: publish }, 'Publish as beta'), r.data && h('button.danger', { onclick: stop }, 'Stop beta')),
-    r.data && diffView(editor.value, r.data.content, ['released', 'beta']));
+    r.data && diffView(released.content || '', r.data.content, ['released', 'beta']));
 }
 
 async function historyPage(main, group, dataId) {

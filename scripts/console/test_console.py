@@ -72,6 +72,17 @@ def configs(page, server, token):
     expect(page.locator(".tok-key", has_text="port")).to_be_visible()
     expect(page.locator("section.card", has_text="Beta release")).not_to_contain_text("null")
     shot(page, "05-config-edit")
+    # Beta: the editor content to one client IP, seen through the API, then stopped.
+    beta = lambda: server.call("GET", "/nacos/v1/cs/configs", {**key, "beta": "true"}, token)["data"]
+    editor.fill("server:\n  port: 7070\n# beta\n")
+    page.get_by_label("Beta IPs").fill("10.9.9.9")
+    page.get_by_role("button", name="Publish as beta").click()
+    eventually("the beta in the API", lambda: (beta() or {}).get("betaIps") == "10.9.9.9")
+    assert "7070" in beta()["content"] and "9090" in content(), "the beta must not replace the release"
+    expect(page.locator(".diff .line.add", has_text="port: 7070")).to_be_visible()
+    shot(page, "05b-config-beta")
+    page.get_by_role("button", name="Stop beta").click()
+    eventually("the beta stopped", lambda: beta() is None)
     # History: the version holding 8080, diffed against the current content, then rolled back.
     page.get_by_role("link", name="History").click()
     history = server.call("GET", "/nacos/v1/cs/history", {"search": "accurate", **key}, token)["pageItems"]
