@@ -44,6 +44,10 @@ pub struct Services {
     pub namespaces: crate::namespaces::NamespaceService,
     /// DNS counters, when the DNS server runs (in `/metrics`).
     pub dns: Option<Arc<crate::dns::DnsStats>>,
+    /// HTTP request counts and latencies (`/metrics`).
+    pub http_requests: Arc<crate::telemetry::requests::RequestMetrics>,
+    /// gRPC request counts and latencies (`/metrics`), recorded by the gRPC handler.
+    pub grpc_requests: Arc<crate::telemetry::requests::RequestMetrics>,
 }
 
 /// The shared handle every request gets: one pointer, because axum clones the state for every

@@ -26,6 +26,7 @@ use crate::namespaces::NamespaceService;
 use crate::naming::{NamingService, checker, cleaner, health};
 use crate::push::{self, PushHandle};
 use crate::state::NamingStore;
+use crate::telemetry::requests::RequestMetrics;
 use registry_proto::server::Connections;
 
 /// How long startup waits for the Raft store to become ready.
@@ -190,6 +191,7 @@ impl App {
             ready: Arc::clone(&ready),
             config: Arc::new(config.grpc.clone()),
             auth: Arc::clone(&auth),
+            requests: Arc::new(RequestMetrics::grpc()),
         };
         let state = ApiState::new(Services {
             naming,
@@ -203,6 +205,8 @@ impl App {
             auth,
             namespaces,
             dns: dns_stats,
+            http_requests: Arc::new(RequestMetrics::http()),
+            grpc_requests: Arc::clone(&grpc_state.requests),
         });
         Ok(Self {
             config,

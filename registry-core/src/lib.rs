@@ -4,7 +4,7 @@
 //!  clients: Nacos SDKs (HTTP v1/v2) · v1 UDP subscribers
 //!    │                                          ▲ UDP push (ack, retry)
 //!    ▼                                          │
-//!  api/        http (axum: v1, v2, console health)   udp push   dns/ (the zone of services)
+//!  api/        http (axum: v1, v2, console + web UI, metrics)   udp push   dns/ (the zone of services)
 //!    │ decode → validate → call a domain service → encode
 //!    ▼
 //!  naming/     NamingService: rules, queries, beats; Commands to write      push/ ◄── ChangeEvents

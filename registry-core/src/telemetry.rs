@@ -2,6 +2,7 @@
 //! figures for the operator endpoints (`load`).
 
 pub mod load;
+pub mod requests;
 
 use std::io::IsTerminal;
 

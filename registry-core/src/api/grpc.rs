@@ -53,6 +53,8 @@ pub struct GrpcState {
     pub config: Arc<GrpcConfig>,
     /// Authentication and authorization (requests are admitted by `admission`).
     pub auth: Arc<crate::auth::Auth>,
+    /// Request counts and latencies (`/metrics`).
+    pub requests: Arc<crate::telemetry::requests::RequestMetrics>,
 }
 
 /// The connection registry; every connection that ends loses its push subscriptions, config
@@ -86,6 +88,17 @@ pub async fn serve(
     registry_proto::server::serve(listener, Arc::new(state), connections, config, shutdown).await
 }
 
+/// The `resultCode` every response carries (0 when it cannot be read).
+fn result_code(response: &Payload) -> i64 {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Code {
+        result_code: i64,
+    }
+    let body = response.body.as_ref().map_or(&[][..], |b| b.value.as_slice());
+    serde_json::from_slice::<Code>(body).map_or(0, |c| c.result_code)
+}
+
 impl Handler for GrpcState {
     fn handles(&self, kind: &str) -> bool {
         REQUEST_TYPES.contains(&kind)
@@ -96,13 +109,16 @@ impl Handler for GrpcState {
     }
 
     async fn handle(&self, conn: &Arc<Connection>, kind: &str, body: &[u8]) -> Payload {
-        if let Some(response) = naming::handle(self, conn, kind, body).await {
-            return response;
-        }
-        match config::handle(self, conn, kind, body).await {
+        let started = std::time::Instant::now();
+        let response = match naming::handle(self, conn, kind, body).await {
             Some(response) => response,
-            None => error_response(ERR_NO_HANDLER, &format!("RequestHandler Not Found: {kind}")),
-        }
+            None => match config::handle(self, conn, kind, body).await {
+                Some(response) => response,
+                None => error_response(ERR_NO_HANDLER, &format!("RequestHandler Not Found: {kind}")),
+            },
+        };
+        self.requests.observe_grpc(kind, result_code(&response), started.elapsed().as_secs_f64());
+        response
     }
 
     async fn admit(

@@ -5,10 +5,12 @@
 //!            ├─ naming_v2::routes()  /nacos/v2/ns/...     {code,message,data} envelope
 //!            ├─ config_v1::routes()  /nacos/v1/cs/...     configs, long-poll listener, history
 //!            ├─ config_v2::routes()  /nacos/v2/cs/...     configs, gray rules, history
-//!            ├─ console::routes()    /nacos/v1/console/health/{liveness,readiness}
+//!            ├─ console::routes()    /nacos/v1/console/health/*, the console's cluster and listener views
+//!            ├─ ui::routes()         /nacos/ the web console (embedded static files)
 //!            ├─ namespaces::routes() /nacos/v1/console/namespaces, /nacos/v2/console/namespace
 //!            ├─ auth::routes()       /nacos/v1/auth/{login,users,roles,permissions}
-//!            └─ admin::routes()      /nacos/v2/core/loader/current (connections), /metrics
+//!            ├─ metrics::routes()    /metrics, /nacos/actuator/prometheus (open, no credentials)
+//!            └─ admin::routes()      /nacos/v2/core/loader/current (connections), cluster, Distro
 //! ```
 //! Auth (`guard`): naming and config routes and the admin routes carry a layer that checks
 //! credentials when client auth is on; namespace and account handlers always check.
@@ -27,10 +29,14 @@ pub mod console;
 pub mod error;
 pub mod forward;
 pub mod guard;
+pub mod metrics;
 pub mod namespaces;
 mod naming;
 pub mod naming_v1;
 pub mod naming_v2;
+pub mod ui;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -68,6 +74,9 @@ pub fn router(state: ApiState, config: &HttpConfig) -> Router {
         .merge(console::routes())
         .merge(namespaces::routes())
         .merge(auth::routes())
+        .merge(ui::routes())
+        .merge(metrics::routes())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state.http_requests), crate::telemetry::requests::record))
         .with_state(state)
 }

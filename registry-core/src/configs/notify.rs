@@ -80,6 +80,13 @@ impl ConfigNotifyHandle {
         let _ = self.control.send(Control::Ack(conn.to_owned(), request_id.to_owned()));
     }
 
+    /// The connections listening to a key (the console's listener view).
+    pub fn listeners_of(&self, key: &ConfigKey) -> Vec<String> {
+        let mut ids: Vec<String> = self.listeners.of(key).into_iter().map(|l| l.sink.id().to_owned()).collect();
+        ids.sort();
+        ids
+    }
+
     /// Number of (key, connection) listens.
     pub fn len(&self) -> usize {
         self.listeners.len()

@@ -9,7 +9,8 @@
 //! - `load`: the 1-minute load average (`/proc/loadavg`), as Nacos;
 //! - `mem`: this process's resident memory (`VmRSS`) over physical memory (`MemTotal`); 0–1.
 //!
-//! Where `/proc` cannot be read (not Linux), each is 0.
+//! Where `/proc` cannot be read (not Linux), each is 0. [`process`] gives the same source in
+//! absolute units for `/metrics`.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -45,6 +46,41 @@ static LAST: OnceLock<Mutex<Option<Sample>>> = OnceLock::new();
 /// Reads the current figures.
 pub fn sample() -> Load {
     Load { cpu: cpu_share().unwrap_or(0.0), load: load_average().unwrap_or(0.0), mem: memory_share().unwrap_or(0.0) }
+}
+
+/// This process's figures in absolute units, for `/metrics`; `None` where `/proc` cannot be
+/// read.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Process {
+    /// User + system CPU time, seconds.
+    pub cpu_seconds: Option<f64>,
+    /// Resident memory (`VmRSS`), bytes.
+    pub resident_bytes: Option<f64>,
+    /// Virtual memory (`VmSize`), bytes.
+    pub virtual_bytes: Option<f64>,
+    /// Open file descriptors.
+    pub open_fds: Option<usize>,
+    /// Start time, seconds since the epoch (boot time `btime` + start after boot).
+    pub start_time_seconds: Option<f64>,
+    /// Threads.
+    pub threads: Option<f64>,
+}
+
+/// Reads [`Process`].
+pub fn process() -> Process {
+    let stat = ProcessStat::read();
+    let status = std::fs::read_to_string("/proc/self/status").ok().unwrap_or_default();
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse::<f64>().ok());
+    Process {
+        cpu_seconds: stat.as_ref().map(|s| s.cpu_seconds),
+        resident_bytes: kib_field(&status, "VmRSS:").map(|k| k * 1024.0),
+        virtual_bytes: kib_field(&status, "VmSize:").map(|k| k * 1024.0),
+        open_fds: std::fs::read_dir("/proc/self/fd").ok().map(Iterator::count),
+        start_time_seconds: boot.zip(stat.as_ref()).map(|(b, s)| b + s.started_seconds),
+        threads: kib_field(&status, "Threads:"),
+    }
 }
 
 fn cores() -> f64 {
@@ -145,5 +181,9 @@ mod tests {
         assert!(l.mem > 0.0 && l.mem < 1.0, "{l:?}");
         assert!(l.cpu > 0.0 && l.cpu <= 1.0, "{l:?}");
         assert!(l.load >= 0.0, "{l:?}");
+        let p = process();
+        assert!(p.resident_bytes.is_some_and(|b| b > 1e6), "{p:?}");
+        assert!(p.open_fds.is_some_and(|n| n >= 3) && p.threads.is_some_and(|t| t >= 1.0), "{p:?}");
+        assert!(p.start_time_seconds.is_some_and(|t| t > 1.6e9), "{p:?}");
     }
 }

@@ -157,7 +157,14 @@ async fn every_protected_http_family_refuses_without_credentials_and_accepts_wit
     let (status, _) = call(client().get(server.url(raft)).header(IDENTITY_KEY, "guess")).await;
     assert_eq!(status, 403);
     assert_eq!(send(&server, GET, "/metrics", &[], None).await.0, 200);
+    assert_eq!(send(&server, GET, "/nacos/actuator/prometheus", &[], None).await.0, 200);
     assert_eq!(send(&server, GET, "/nacos/v1/console/health/readiness", &[], None).await.0, 200);
+    // The web console's pages load without a login (they ask for one); its data does not.
+    assert_eq!(send(&server, GET, "/nacos/", &[], None).await.0, 200);
+    let cluster = "/nacos/v1/console/cluster";
+    assert_eq!(send(&server, GET, cluster, &[], None).await.0, 403);
+    let (status, body) = send(&server, GET, cluster, &[], Some(&dev)).await;
+    assert_eq!((status, json(&body)["data"]["members"].as_array().map(Vec::len)), (200, Some(1)), "{body}");
 
     // Console: any signed-in user reads namespaces; administrators change them and accounts.
     let ns = "/nacos/v1/console/namespaces";

@@ -126,7 +126,7 @@ async fn open_stream_with(channel: &Channel, first: Payload) -> RawStream {
 }
 
 /// A channel with a registered connection (stream open, setup sent).
-async fn registered(server: &Server) -> (Channel, RawStream) {
+pub(crate) async fn registered(server: &Server) -> (Channel, RawStream) {
     let channel = connect(server).await;
     let stream = open_stream(&channel, setup_body()).await;
     (channel, stream)

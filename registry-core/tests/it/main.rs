@@ -21,6 +21,7 @@ mod durability;
 mod grpc_raw;
 mod grpc_sdk;
 mod health_check;
+mod metrics;
 mod naming_v1;
 mod naming_v2;
 mod quorum;

@@ -1,11 +1,7 @@
-//! Operator-facing introspection and cluster administration: gRPC connections, Prometheus
-//! metrics, Raft status and membership, Distro digests. Raft and Distro are reached only through
+//! Operator-facing introspection and cluster administration: gRPC connections, Raft status and membership, Distro digests. Raft and Distro are reached only through
 //! [`crate::consistency::Admin`]; this file only encodes.
 
-use std::fmt::Write;
-
 use axum::extract::State;
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -21,7 +17,6 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/nacos/v2/core/loader/current", get(connections))
         .route("/nacos/v1/ns/operator/connections", get(connections))
-        .route("/metrics", get(metrics))
         .route("/nacos/v2/core/cluster/raft", get(raft_status))
         .route("/nacos/v1/core/cluster/nodes", get(cluster_nodes))
         .route("/nacos/v2/core/cluster/node/list", get(cluster_nodes))
@@ -100,97 +95,6 @@ async fn connections(State(s): State<ApiState>) -> Response {
         .map(|m| (m.connection_id.clone(), serde_json::to_value(m).unwrap_or(Value::Null)))
         .collect();
     v2_ok(map)
-}
-
-/// Prometheus text exposition.
-async fn metrics(State(s): State<ApiState>) -> Response {
-    let mut out = String::with_capacity(2048);
-    let c = s.naming.counts();
-    let cluster = s.admin.counters();
-    for (name, help, v) in [
-        ("registry_services", "Services known to this node", c.services),
-        ("registry_instances", "Instances known to this node", c.instances),
-        ("registry_http_beat_clients", "v1 heartbeat clients tracked by this node", c.beat_clients),
-        ("registry_grpc_connections", "Registered gRPC connections", s.connections.len()),
-        ("registry_subscribers", "Subscriptions (UDP and gRPC)", s.push.subscriber_count()),
-        ("registry_config_long_polls_held", "Config long-polls held waiting for a change", s.configs.hub().held()),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP registry_beat_expirations_total v1 instances this node removed because their beats stopped\n# TYPE registry_beat_expirations_total counter\nregistry_beat_expirations_total {}",
-        c.beat_expirations
-    );
-    let _ = writeln!(
-        out,
-        "# HELP registry_distro_disagreement_seconds How long some member's ephemeral view has differed from this one's (0: all agree)\n# TYPE registry_distro_disagreement_seconds gauge\nregistry_distro_disagreement_seconds {}",
-        cluster.distro_disagreement_seconds
-    );
-    let _ = writeln!(
-        out,
-        "# HELP registry_distro_snapshot_loaded 1 once this member applied a peer's Distro snapshot at start (0: standalone, or no peer answered and it started from local data)\n# TYPE registry_distro_snapshot_loaded gauge\nregistry_distro_snapshot_loaded {}",
-        u8::from(cluster.distro_snapshot_loaded)
-    );
-    let (grpc, v1) = (cluster.distro_copies_expired_grpc, cluster.distro_copies_expired_v1);
-    let _ = writeln!(
-        out,
-        "# HELP registry_distro_copies_expired_total Copies of other members' clients removed because their owner stopped confirming them (gRPC: after distro.expire_after_ms; v1: after the delete timeout)\n# TYPE registry_distro_copies_expired_total counter\nregistry_distro_copies_expired_total{{client=\"grpc\"}} {grpc}\nregistry_distro_copies_expired_total{{client=\"v1\"}} {v1}"
-    );
-    let _ = writeln!(
-        out,
-        "# HELP registry_distro_sync_failures_total Distro batches to a peer that failed (kept and resent with back-off)\n# TYPE registry_distro_sync_failures_total counter\nregistry_distro_sync_failures_total {}",
-        cluster.distro_sync_failures
-    );
-    for (name, help, v) in [
-        (
-            "registry_config_changes_notified_total",
-            "Config changes the notifier handled (long-polls woken, gRPC listeners notified)",
-            s.config_notify.changes_handled(),
-        ),
-        (
-            "registry_config_notifications_total",
-            "Config change notifications sent to gRPC listeners (first attempts)",
-            s.config_notify.notifications(),
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-    }
-    let w = cluster.writes;
-    for (name, help, v) in [
-        ("registry_raft_proposals_total", "Raft entries proposed by the write batcher", w.proposals),
-        ("registry_raft_proposed_commands_total", "Commands carried by those entries", w.proposed_commands),
-        ("registry_raft_log_flushes_total", "Durable commits (fsyncs) of the Raft log", w.log_flushes),
-        ("registry_raft_log_flushed_entries_total", "Raft log entries carried by those commits", w.log_entries),
-        (
-            "registry_raft_refused_answers_total",
-            "Raft answers not counted: a voter answered from a store other than the one its membership binds (lost data directory)",
-            cluster.identity.refused_answers,
-        ),
-        (
-            "registry_cluster_refused_requests_total",
-            "Member-to-member requests refused because they carried another cluster's id",
-            cluster.identity.refused_requests,
-        ),
-        (
-            "registry_raft_writes_refused_no_quorum_total",
-            "Persistent writes answered with an error because no quorum acknowledged the leader (refused, lost quorum in flight, or timed out)",
-            cluster.quorum_failures,
-        ),
-        (
-            "registry_raft_snapshot_installs_total",
-            "Snapshots received from a leader and installed (a member too far behind for the log)",
-            cluster.snapshot_installs,
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-    }
-    s.push.stats_ref().render_prometheus(&mut out);
-    s.naming.health_checks().render_prometheus(&mut out);
-    if let Some(dns) = &s.dns {
-        dns.render_prometheus(&mut out);
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 /// This node's Raft view: id, leader, term, applied/last log index, members with roles.

@@ -22,7 +22,8 @@ pub const FORWARDED_HEADER: &str = "x-registry-forwarded";
 /// Longest wait for the responsible member (Nacos: 2 s connect, 2 s read).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn client() -> Option<&'static reqwest::Client> {
+/// The HTTP client for member-to-member calls (forwarding, the console's cluster view).
+pub(crate) fn client() -> Option<&'static reqwest::Client> {
     static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {

@@ -78,9 +78,9 @@ pub async fn client_api(State(s): State<ApiState>, req: Request, next: Next) -> 
 }
 
 /// Layer of the cluster administration routes: with client auth on, administrators and
-/// members only. `/metrics` stays open (Prometheus scrapes it without credentials).
+/// members only. (Metrics are not among them: Prometheus scrapes without credentials.)
 pub async fn cluster_admin(State(s): State<ApiState>, req: Request, next: Next) -> Response {
-    if !s.auth.client_auth_enabled() || req.uri().path() == "/metrics" {
+    if !s.auth.client_auth_enabled() {
         return next.run(req).await;
     }
     let (req, p) = match buffered(req).await {

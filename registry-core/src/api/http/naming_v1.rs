@@ -246,11 +246,11 @@ async fn catalog_services(State(s): State<ApiState>, p: Params) -> V1Result {
     let page_size: usize = p.num("pageSize")?.unwrap_or(10);
     let group = p.opt("groupNameParam");
     let name = p.opt("serviceNameParam").unwrap_or_default();
-    let items: Vec<Value> = s
-        .naming
-        .list_services(p.namespace(), group)
+    // Filter, then encode only the page: the console lists 10 000 services through this.
+    let matching: Vec<_> =
+        s.naming.list_services(p.namespace(), group).into_iter().filter(|v| v.key.service.contains(name)).collect();
+    let items: Vec<Value> = page(&matching, page_no, page_size)
         .iter()
-        .filter(|v| v.key.service.contains(name))
         .map(|v| {
             json!({
                 "name": v.key.service,
@@ -262,7 +262,7 @@ async fn catalog_services(State(s): State<ApiState>, p: Params) -> V1Result {
             })
         })
         .collect();
-    Ok(Json(json!({ "count": items.len(), "serviceList": page(&items, page_no, page_size) })).into_response())
+    Ok(Json(json!({ "count": matching.len(), "serviceList": items })).into_response())
 }
 
 async fn catalog_instances(State(s): State<ApiState>, p: Params) -> V1Result {

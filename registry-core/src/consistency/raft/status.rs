@@ -41,6 +41,9 @@ pub struct RaftStatus {
     pub last_applied: u64,
     /// Last log index.
     pub last_log: u64,
+    /// The highest index known committed here: on the leader, the index a quorum of voters
+    /// has matched; elsewhere the applied index (a member applies only committed entries).
+    pub commit_index: u64,
     /// Members of the current membership.
     pub members: Vec<MemberStatus>,
     /// Whether this node is ready (see `is_ready`).
@@ -111,6 +114,7 @@ impl RaftNode {
             term: m.current_term,
             last_applied: m.last_applied.map_or(0, |l| l.index),
             last_log: m.last_log_index.unwrap_or(0),
+            commit_index: quorum_matched(&m, &voters).unwrap_or(m.last_applied.map_or(0, |l| l.index)),
             members,
             ready: self.ready_in(&m),
             store_id: self.identity.store().to_owned(),
@@ -211,4 +215,22 @@ impl RaftNode {
     pub fn snapshot_installs(&self) -> u64 {
         self.snapshot_installs.load(Ordering::Relaxed)
     }
+}
+
+/// On the leader, the log index a majority of `voters` has matched (itself at its last log
+/// index); `None` elsewhere.
+fn quorum_matched(m: &RaftMetrics<NodeId, Member>, voters: &BTreeSet<NodeId>) -> Option<u64> {
+    let replication = m.replication.as_ref()?;
+    let mut matched: Vec<u64> = voters
+        .iter()
+        .map(|v| {
+            if *v == m.id {
+                m.last_log_index.unwrap_or(0)
+            } else {
+                replication.get(v).cloned().flatten().map_or(0, |l| l.index)
+            }
+        })
+        .collect();
+    matched.sort_unstable_by(|a, b| b.cmp(a));
+    matched.get(voters.len() / 2).copied()
 }
