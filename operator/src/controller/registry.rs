@@ -68,11 +68,6 @@ impl MemberIdentity {
         Some(Self { name, value })
     }
 
-    /// The header's name (the identity key).
-    pub fn name(&self) -> &str {
-        self.name.as_str()
-    }
-
     /// Whether the header carries `value`.
     #[cfg(test)]
     pub(crate) fn is(&self, key: &str, value: &str) -> bool {
