@@ -1,6 +1,7 @@
 //! Step 1 of the pipeline: reads what the `NacosCluster` refers to or depends on, before
-//! anything is decided: the auth Secret (when auth is on) and the StatefulSet as it is now
-//! (its replicas guard scale down, its readiness the quorum checks).
+//! anything is decided: the auth Secret (when auth is on: the token key must be there, and the
+//! member identity pair, which the operator itself sends to the registry's admin API) and the
+//! StatefulSet as it is now (its replicas guard scale down, its readiness the quorum checks).
 //!
 //! A missing Secret is not an error of this step: it is a fact ([`AuthSecret::Missing`]) the
 //! reconciler turns into a `Degraded` condition and an event, because retrying fast would not
@@ -11,7 +12,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
 use snafu::{ResultExt, Snafu};
 
-use crate::crd::NacosCluster;
+use super::registry::{Identity, MemberIdentity};
+use crate::crd::{AuthSecretKeys, NacosCluster};
 
 /// What was read.
 #[derive(Debug, Clone, Default)]
@@ -28,20 +30,40 @@ pub enum AuthSecret {
     /// Auth is off, or no Secret is named (validation reports the latter).
     #[default]
     NotReferenced,
-    /// The Secret exists and holds the token key.
-    Present,
+    /// The Secret exists and holds the token key and the identity pair.
+    Present {
+        /// The identity the operator authenticates with (its `Debug` hides the value).
+        identity: MemberIdentity,
+    },
     /// The Secret does not exist.
     Missing {
         /// Its name.
         name: String,
     },
-    /// The Secret exists without the required token key.
+    /// The Secret exists without a required key.
     MissingKey {
         /// Its name.
         name: String,
         /// The absent key.
         key: String,
+        /// The `spec.auth.secretKeys` field naming it.
+        field: &'static str,
     },
+    /// The identity pair cannot be sent as an HTTP header.
+    InvalidIdentity {
+        /// Its name.
+        name: String,
+    },
+}
+
+impl AuthSecret {
+    /// The identity to send to the registry: `None` unless the Secret is [`AuthSecret::Present`].
+    pub fn identity(&self) -> Identity<'_> {
+        match self {
+            Self::Present { identity } => Some(identity),
+            _ => None,
+        }
+    }
 }
 
 /// Why the referenced objects could not be read.
@@ -82,11 +104,9 @@ pub async fn dereference(client: &Client, cluster: &NacosCluster) -> Result<Dere
                 .get_opt(secret_name)
                 .await
                 .context(GetSecretSnafu { namespace: namespace.clone(), name: secret_name })?;
-            let key = &auth.secret_keys.token;
             match secret {
                 None => AuthSecret::Missing { name: secret_name.to_owned() },
-                Some(secret) if has_key(&secret, key) => AuthSecret::Present,
-                Some(_) => AuthSecret::MissingKey { name: secret_name.to_owned(), key: key.clone() },
+                Some(secret) => read_secret(&secret, secret_name, &auth.secret_keys),
             }
         }
     };
@@ -96,7 +116,80 @@ pub async fn dereference(client: &Client, cluster: &NacosCluster) -> Result<Dere
     Ok(Dereferenced { auth_secret, stateful_set })
 }
 
-fn has_key(secret: &Secret, key: &str) -> bool {
-    secret.data.as_ref().is_some_and(|d| d.contains_key(key))
-        || secret.string_data.as_ref().is_some_and(|d| d.contains_key(key))
+/// Checks the Secret named `name` for the token key (its value is left to the members) and reads
+/// the identity pair.
+fn read_secret(secret: &Secret, name: &str, keys: &AuthSecretKeys) -> AuthSecret {
+    let missing = |key: &String, field| AuthSecret::MissingKey { name: name.to_owned(), key: key.clone(), field };
+    if value(secret, &keys.token).is_none() {
+        return missing(&keys.token, "token");
+    }
+    let Some(identity_key) = value(secret, &keys.identity_key) else {
+        return missing(&keys.identity_key, "identityKey");
+    };
+    let Some(identity_value) = value(secret, &keys.identity_value) else {
+        return missing(&keys.identity_value, "identityValue");
+    };
+    match MemberIdentity::new(identity_key, identity_value) {
+        Some(identity) => AuthSecret::Present { identity },
+        None => AuthSecret::InvalidIdentity { name: name.to_owned() },
+    }
+}
+
+/// The value of `key`: `data` (already base64-decoded by the client) or `stringData`.
+fn value<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
+    let data = secret.data.as_ref().and_then(|d| d.get(key)).map(|v| v.0.as_slice());
+    data.or_else(|| secret.string_data.as_ref().and_then(|d| d.get(key)).map(String::as_bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::ByteString;
+
+    use super::*;
+
+    fn secret(data: &[(&str, &str)], string_data: &[(&str, &str)]) -> Secret {
+        let data = data.iter().map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec()))).collect();
+        let string_data = string_data.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Secret { data: Some(data), string_data: Some::<BTreeMap<_, _>>(string_data), ..Secret::default() }
+    }
+
+    #[test]
+    fn the_identity_pair_is_read_from_data_or_string_data() {
+        let keys = AuthSecretKeys::default();
+        let read = read_secret(
+            &secret(&[("token", "t"), ("identity-key", "serverIdentity")], &[("identity-value", "s3cret")]),
+            "nacos-auth",
+            &keys,
+        );
+        assert!(read.identity().is_some_and(|i| i.is("serverIdentity", "s3cret")), "{read:?}");
+        assert!(!format!("{read:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_missing_identity_key_or_value_is_named_like_a_missing_token() {
+        let keys = AuthSecretKeys::default();
+        let cases = [
+            (secret(&[("identity-key", "k"), ("identity-value", "v")], &[]), "token", "token"),
+            (secret(&[("token", "t"), ("identity-value", "v")], &[]), "identity-key", "identityKey"),
+            (secret(&[("token", "t"), ("identity-key", "k")], &[]), "identity-value", "identityValue"),
+        ];
+        for (secret, key, field) in cases {
+            let read = read_secret(&secret, "nacos-auth", &keys);
+            let expected = AuthSecret::MissingKey { name: "nacos-auth".into(), key: key.into(), field };
+            assert_eq!(read, expected);
+            assert_eq!(read.identity(), None);
+        }
+    }
+
+    #[test]
+    fn an_identity_that_cannot_be_a_header_is_invalid() {
+        let read = read_secret(
+            &secret(&[("token", "t"), ("identity-key", "k"), ("identity-value", "v\n")], &[]),
+            "nacos-auth",
+            &AuthSecretKeys::default(),
+        );
+        assert_eq!(read, AuthSecret::InvalidIdentity { name: "nacos-auth".into() });
+    }
 }

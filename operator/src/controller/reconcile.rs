@@ -202,13 +202,18 @@ async fn reconcile_cluster(cluster: &NacosCluster, ctx: &Context) -> Result<Acti
             "AuthSecretMissing",
             format!("Secret {name} named by spec.auth.secretName does not exist in namespace {}", validated.namespace),
         )),
-        AuthSecret::MissingKey { name, key } => {
-            Some(("AuthSecretKeyMissing", format!("Secret {name} has no key {key} (spec.auth.secretKeys.token)")))
+        AuthSecret::MissingKey { name, key, field } => {
+            Some(("AuthSecretKeyMissing", format!("Secret {name} has no key {key} (spec.auth.secretKeys.{field})")))
         }
-        AuthSecret::NotReferenced | AuthSecret::Present => None,
+        AuthSecret::InvalidIdentity { name } => Some((
+            "AuthSecretIdentityInvalid",
+            format!("the identity key and value in Secret {name} cannot form an HTTP header"),
+        )),
+        AuthSecret::NotReferenced | AuthSecret::Present { .. } => None,
     };
     if let Some((reason, message)) = secret_problem {
-        // Members could not start without it; nothing is applied until it exists.
+        // Members could not start without it, nor the operator manage their membership; nothing
+        // is applied until it is complete.
         ctx.event(cluster, EventType::Warning, reason, "Dereference", message.clone()).await;
         let status = blocked_status(&previous, stateful_set, generation, reason, &message, &now);
         patch_status(&ctx.client, cluster, status).await.context(UpdateStatusSnafu)?;
@@ -227,11 +232,12 @@ async fn reconcile_cluster(cluster: &NacosCluster, ctx: &Context) -> Result<Acti
     }
 
     let resources = build(&validated, &ctx.server).context(BuildSnafu)?;
+    let identity = fetched.auth_secret.identity();
 
     let current = stateful_set.and_then(|s| s.spec.as_ref()).and_then(|s| s.replicas);
     let ready = stateful_set.and_then(|s| s.status.as_ref()).and_then(|s| s.ready_replicas).unwrap_or(0);
     let view = match current {
-        Some(replicas) => scale::observe(ctx.registry.as_ref(), &validated, to_u64(replicas)).await,
+        Some(replicas) => scale::observe(ctx.registry.as_ref(), identity, &validated, to_u64(replicas)).await,
         // No StatefulSet, no members to ask.
         None => None,
     };
@@ -263,7 +269,7 @@ async fn reconcile_cluster(cluster: &NacosCluster, ctx: &Context) -> Result<Acti
         Some(_) => {}
     }
 
-    let report = scale::execute(ctx.registry.as_ref(), &validated, view.as_ref(), &plan.step).await;
+    let report = scale::execute(ctx.registry.as_ref(), identity, &validated, view.as_ref(), &plan.step).await;
     match (&plan.step, &report) {
         (_, MembershipReport::Refused { reason, message }) => {
             ctx.event(cluster, EventType::Warning, reason, "ChangeMembership", message.clone()).await;

@@ -8,10 +8,14 @@
 //! Changes must be sent to the leader; a member that is not the leader answers 409 with the
 //! leader's id ([`Error::NotLeader`]), any other 409 is a refusal the caller must not retry at
 //! once ([`Error::Refused`]: a lagging learner, a removal that would lose quorum).
+//!
+//! With auth on, these routes need an administrator; the operator authenticates as a member,
+//! sending the cluster's [`MemberIdentity`] header on every call.
 
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use snafu::{ResultExt, Snafu};
 
@@ -43,6 +47,38 @@ pub struct RaftView {
     pub leader: Option<u64>,
     /// The members of the current membership, voters and learners.
     pub members: Vec<RaftMember>,
+}
+
+/// The member identity header of an auth-enabled cluster (`NACOS_AUTH_IDENTITY_KEY`:
+/// `NACOS_AUTH_IDENTITY_VALUE`, read from its auth Secret): the registry treats a request
+/// carrying it as an administrator's. Its `Debug` does not show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MemberIdentity {
+    name: HeaderName,
+    value: HeaderValue,
+}
+
+impl MemberIdentity {
+    /// The pair as stored in the Secret; `None` when it cannot be an HTTP header (a key that is
+    /// no header name, a value with control characters such as a trailing newline).
+    pub fn new(key: &[u8], value: &[u8]) -> Option<Self> {
+        let name = HeaderName::from_bytes(key).ok()?;
+        let mut value = HeaderValue::from_bytes(value).ok()?;
+        value.set_sensitive(true);
+        Some(Self { name, value })
+    }
+
+    /// Whether the header carries `value`.
+    #[cfg(test)]
+    pub(crate) fn is(&self, key: &str, value: &str) -> bool {
+        self.name == key && self.value == value
+    }
+}
+
+impl std::fmt::Debug for MemberIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberIdentity").field("name", &self.name).field("value", &"<redacted>").finish()
+    }
 }
 
 /// Why a call to the registry failed.
@@ -91,16 +127,28 @@ pub enum Error {
     },
 }
 
-/// The membership admin API of a registry cluster. Addresses are members' HTTP `host:port`.
+/// Who the operator is to one registry cluster: its member identity when auth is on, nothing
+/// when it is off.
+pub type Identity<'a> = Option<&'a MemberIdentity>;
+
+/// The membership admin API of a registry cluster. Addresses are members' HTTP `host:port`;
+/// every call carries the cluster's `identity`.
 pub trait RegistryAdmin: Send + Sync {
     /// The Raft view of the member at `member`.
-    fn raft_view<'a>(&'a self, member: &'a str) -> BoxFuture<'a, Result<RaftView, Error>>;
+    fn raft_view<'a>(&'a self, identity: Identity<'a>, member: &'a str) -> BoxFuture<'a, Result<RaftView, Error>>;
     /// Adds node `node_id`, reachable at HTTP `address`, as a learner; sent to `leader`.
-    fn add_learner<'a>(&'a self, leader: &'a str, node_id: u64, address: &'a str) -> BoxFuture<'a, Result<(), Error>>;
+    fn add_learner<'a>(
+        &'a self,
+        identity: Identity<'a>,
+        leader: &'a str,
+        node_id: u64,
+        address: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>>;
     /// Promotes learner `node_id` to voter; sent to `leader`.
-    fn promote<'a>(&'a self, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), Error>>;
+    fn promote<'a>(&'a self, identity: Identity<'a>, leader: &'a str, node_id: u64)
+    -> BoxFuture<'a, Result<(), Error>>;
     /// Removes member `node_id`; sent to `leader`.
-    fn remove<'a>(&'a self, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), Error>>;
+    fn remove<'a>(&'a self, identity: Identity<'a>, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), Error>>;
 }
 
 /// HTTP address of member `node_id` of `cluster`: its pod's peer DNS name and the HTTP port.
@@ -125,7 +173,21 @@ impl HttpRegistry {
         Ok(Self { client })
     }
 
-    async fn change(&self, request: reqwest::RequestBuilder, address: &str) -> Result<(), Error> {
+    /// `request` with the identity header, if any.
+    fn authenticated(request: reqwest::RequestBuilder, identity: Identity<'_>) -> reqwest::RequestBuilder {
+        match identity {
+            Some(identity) => request.header(identity.name.clone(), identity.value.clone()),
+            None => request,
+        }
+    }
+
+    async fn change(
+        &self,
+        identity: Identity<'_>,
+        request: reqwest::RequestBuilder,
+        address: &str,
+    ) -> Result<(), Error> {
+        let request = Self::authenticated(request, identity);
         let response = request.send().await.context(UnreachableSnafu { address })?;
         let status = response.status().as_u16();
         let body = response.text().await.context(UnreachableSnafu { address })?;
@@ -206,38 +268,50 @@ fn truncate(body: &str) -> String {
 }
 
 impl RegistryAdmin for HttpRegistry {
-    fn raft_view<'a>(&'a self, member: &'a str) -> BoxFuture<'a, Result<RaftView, Error>> {
+    fn raft_view<'a>(&'a self, identity: Identity<'a>, member: &'a str) -> BoxFuture<'a, Result<RaftView, Error>> {
         Box::pin(async move {
             let url = format!("http://{member}/nacos/v2/core/cluster/raft");
-            let response = self.client.get(url).send().await.context(UnreachableSnafu { address: member })?;
+            let request = Self::authenticated(self.client.get(url), identity);
+            let response = request.send().await.context(UnreachableSnafu { address: member })?;
             let status = response.status().as_u16();
             let body = response.text().await.context(UnreachableSnafu { address: member })?;
             parse_view(member, status, &body)
         })
     }
 
-    fn add_learner<'a>(&'a self, leader: &'a str, node_id: u64, address: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+    fn add_learner<'a>(
+        &'a self,
+        identity: Identity<'a>,
+        leader: &'a str,
+        node_id: u64,
+        address: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let url = format!("http://{leader}/nacos/v2/core/cluster/members");
             let id = node_id.to_string();
             let request = self.client.post(url).query(&[("nodeId", id.as_str()), ("address", address)]);
-            self.change(request, leader).await
+            self.change(identity, request, leader).await
         })
     }
 
-    fn promote<'a>(&'a self, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), Error>> {
+    fn promote<'a>(
+        &'a self,
+        identity: Identity<'a>,
+        leader: &'a str,
+        node_id: u64,
+    ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let url = format!("http://{leader}/nacos/v2/core/cluster/members/promote");
             let request = self.client.post(url).query(&[("nodeId", node_id)]);
-            self.change(request, leader).await
+            self.change(identity, request, leader).await
         })
     }
 
-    fn remove<'a>(&'a self, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), Error>> {
+    fn remove<'a>(&'a self, identity: Identity<'a>, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let url = format!("http://{leader}/nacos/v2/core/cluster/members");
             let request = self.client.delete(url).query(&[("nodeId", node_id)]);
-            self.change(request, leader).await
+            self.change(identity, request, leader).await
         })
     }
 }
@@ -248,7 +322,7 @@ mod tests {
 
     use axum::Router;
     use axum::extract::State;
-    use axum::http::{Method, StatusCode, Uri};
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
     use axum::routing::{get, post};
 
     use super::*;
@@ -301,9 +375,11 @@ mod tests {
     type Calls = Arc<Mutex<Vec<String>>>;
 
     /// Answers like a registry follower whose leader is node 3, except that it accepts
-    /// promotions and refuses removals; records `METHOD path?query` of every call.
-    async fn answer(State(calls): State<Calls>, method: Method, uri: Uri) -> (StatusCode, String) {
-        calls.lock().unwrap().push(format!("{method} {uri}"));
+    /// promotions and refuses removals; records `METHOD path?query [identity header]` of every
+    /// call.
+    async fn answer(State(calls): State<Calls>, method: Method, uri: Uri, headers: HeaderMap) -> (StatusCode, String) {
+        let identity = headers.get("serverIdentity").and_then(|v| v.to_str().ok()).unwrap_or("-");
+        calls.lock().unwrap().push(format!("{method} {uri} {identity}"));
         let body = match (method.as_str(), uri.path()) {
             ("GET", _) => {
                 return (
@@ -337,29 +413,43 @@ mod tests {
         let member = listener.local_addr().unwrap().to_string();
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let registry = HttpRegistry::new().unwrap();
+        let identity = MemberIdentity::new(b"serverIdentity", b"s3cret").unwrap();
+        let id = Some(&identity);
 
-        let view = registry.raft_view(&member).await.unwrap();
+        let view = registry.raft_view(id, &member).await.unwrap();
         assert_eq!((view.leader, view.members.len()), (Some(3), 2));
-        let added = registry.add_learner(&member, 4, "nacos-3.h:8848").await;
+        let added = registry.add_learner(id, &member, 4, "nacos-3.h:8848").await;
         assert!(matches!(added, Err(Error::NotLeader { leader_id: Some(3), .. })), "{added:?}");
-        registry.promote(&member, 4).await.unwrap();
-        let removed = registry.remove(&member, 5).await;
+        registry.promote(id, &member, 4).await.unwrap();
+        let removed = registry.remove(id, &member, 5).await;
         assert!(
             matches!(&removed, Err(Error::Refused { message, .. }) if message == "would lose quorum"),
             "{removed:?}"
         );
+        // Without auth, no identity header.
+        registry.raft_view(None, &member).await.unwrap();
         assert_eq!(
             *calls.lock().unwrap(),
             [
-                "GET /nacos/v2/core/cluster/raft",
-                "POST /nacos/v2/core/cluster/members?nodeId=4&address=nacos-3.h%3A8848",
-                "POST /nacos/v2/core/cluster/members/promote?nodeId=4",
-                "DELETE /nacos/v2/core/cluster/members?nodeId=5",
+                "GET /nacos/v2/core/cluster/raft s3cret",
+                "POST /nacos/v2/core/cluster/members?nodeId=4&address=nacos-3.h%3A8848 s3cret",
+                "POST /nacos/v2/core/cluster/members/promote?nodeId=4 s3cret",
+                "DELETE /nacos/v2/core/cluster/members?nodeId=5 s3cret",
+                "GET /nacos/v2/core/cluster/raft -",
             ]
         );
         // Nobody listening: unreachable, not a panic.
         server.abort();
         let _ = server.await;
-        assert!(matches!(registry.raft_view(&member).await, Err(Error::Unreachable { .. })));
+        assert!(matches!(registry.raft_view(None, &member).await, Err(Error::Unreachable { .. })));
+    }
+
+    #[test]
+    fn identity_debug_hides_the_value_and_unusable_pairs_are_refused() {
+        let identity = MemberIdentity::new(b"serverIdentity", b"s3cret").unwrap();
+        let shown = format!("{identity:?}");
+        assert!(shown.contains("serveridentity") && !shown.contains("s3cret"), "{shown}");
+        assert!(MemberIdentity::new(b"server identity", b"v").is_none());
+        assert!(MemberIdentity::new(b"k", b"value\n").is_none());
     }
 }

@@ -29,6 +29,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use registry_proto::contract::{auth, dns};
 
 use super::config_map::{CONFIG_DIR, CONFIG_FILE, DATA_DIR};
 use super::{labels, object_meta, port_name, selector_labels};
@@ -196,14 +197,14 @@ pub fn start_script(cluster: &ValidatedCluster) -> String {
 fn env(cluster: &ValidatedCluster) -> Vec<EnvVar> {
     let mut env = vec![field_env("POD_NAME", "metadata.name"), field_env("POD_NAMESPACE", "metadata.namespace")];
     if let Some(auth) = &cluster.auth {
-        env.push(value_env("NACOS_AUTH_ENABLE", "true"));
-        env.push(secret_env("NACOS_AUTH_TOKEN", &auth.secret_name, &auth.keys.token, false));
-        env.push(secret_env("NACOS_AUTH_IDENTITY_KEY", &auth.secret_name, &auth.keys.identity_key, true));
-        env.push(secret_env("NACOS_AUTH_IDENTITY_VALUE", &auth.secret_name, &auth.keys.identity_value, true));
+        env.push(value_env(auth::env::ENABLE, "true"));
+        env.push(secret_env(auth::env::TOKEN, &auth.secret_name, &auth.keys.token));
+        env.push(secret_env(auth::env::IDENTITY_KEY, &auth.secret_name, &auth.keys.identity_key));
+        env.push(secret_env(auth::env::IDENTITY_VALUE, &auth.secret_name, &auth.keys.identity_value));
     }
-    if let Some(dns) = &cluster.dns {
-        env.push(value_env("NACOS_DNS_PORT", &dns.container_port.to_string()));
-        env.push(value_env("NACOS_DNS_ZONE", &dns.zone));
+    if let Some(settings) = &cluster.dns {
+        env.push(value_env(dns::env::PORT, &settings.container_port.to_string()));
+        env.push(value_env(dns::env::ZONE, &settings.zone));
     }
     env
 }
@@ -223,16 +224,13 @@ fn field_env(name: &str, field_path: &str) -> EnvVar {
     }
 }
 
-/// An env var read from the Secret at start: the value never passes through the operator.
-fn secret_env(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
+/// An env var read from the Secret at start: the value never passes through the pod template.
+/// Every key is required (the operator needs the identity pair too, see `dereference`).
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.into(),
-                key: key.into(),
-                optional: optional.then_some(true),
-            }),
+            secret_key_ref: Some(SecretKeySelector { name: secret.into(), key: key.into(), optional: None }),
             ..EnvVarSource::default()
         }),
         ..EnvVar::default()

@@ -10,7 +10,7 @@ use http::{Method, Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};
 
-use crate::controller::registry::{self, RaftMember, RaftView, RegistryAdmin};
+use crate::controller::registry::{self, Identity, MemberIdentity, RaftMember, RaftView, RegistryAdmin};
 use crate::crd::MemberRole;
 
 /// Every request, in order: `"PATCH /api/v1/…"` for the API server, `"registry …"` for the
@@ -124,7 +124,8 @@ pub(crate) fn client(script: Vec<Expect>, timeline: Timeline) -> (kube::Client, 
     (client, task)
 }
 
-/// A registry whose Raft group is a map the tests set up; records every call.
+/// A registry whose Raft group is a map the tests set up; records every call and the identity
+/// it carried.
 pub(crate) struct FakeRegistry {
     state: Mutex<FakeState>,
     timeline: Timeline,
@@ -138,6 +139,8 @@ struct FakeState {
     down: bool,
     /// Refuse removals with this message.
     refuse_remove: Option<String>,
+    /// The identity of every call, in order.
+    identities: Vec<Option<MemberIdentity>>,
 }
 
 impl FakeRegistry {
@@ -162,7 +165,13 @@ impl FakeRegistry {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn record(&self, call: String) {
+    /// The identity each call carried, in order.
+    pub(crate) fn identities(&self) -> Vec<Option<MemberIdentity>> {
+        self.lock().identities.clone()
+    }
+
+    fn record(&self, identity: Identity<'_>, call: String) {
+        self.lock().identities.push(identity.cloned());
         push(&self.timeline, format!("registry {call}"));
     }
 }
@@ -177,8 +186,12 @@ fn down_error(address: &str) -> registry::Error {
 }
 
 impl RegistryAdmin for FakeRegistry {
-    fn raft_view<'a>(&'a self, member: &'a str) -> BoxFuture<'a, Result<RaftView, registry::Error>> {
-        self.record(format!("view @{}", pod(member)));
+    fn raft_view<'a>(
+        &'a self,
+        identity: Identity<'a>,
+        member: &'a str,
+    ) -> BoxFuture<'a, Result<RaftView, registry::Error>> {
+        self.record(identity, format!("view @{}", pod(member)));
         let state = self.lock();
         let result = if state.down {
             Err(down_error(member))
@@ -195,23 +208,34 @@ impl RegistryAdmin for FakeRegistry {
 
     fn add_learner<'a>(
         &'a self,
+        identity: Identity<'a>,
         leader: &'a str,
         node_id: u64,
         address: &'a str,
     ) -> BoxFuture<'a, Result<(), registry::Error>> {
-        self.record(format!("add {node_id} ({}) @{}", pod(address), pod(leader)));
+        self.record(identity, format!("add {node_id} ({}) @{}", pod(address), pod(leader)));
         self.lock().members.insert(node_id, MemberRole::Learner);
         Box::pin(async { Ok(()) })
     }
 
-    fn promote<'a>(&'a self, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), registry::Error>> {
-        self.record(format!("promote {node_id} @{}", pod(leader)));
+    fn promote<'a>(
+        &'a self,
+        identity: Identity<'a>,
+        leader: &'a str,
+        node_id: u64,
+    ) -> BoxFuture<'a, Result<(), registry::Error>> {
+        self.record(identity, format!("promote {node_id} @{}", pod(leader)));
         self.lock().members.insert(node_id, MemberRole::Follower);
         Box::pin(async { Ok(()) })
     }
 
-    fn remove<'a>(&'a self, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), registry::Error>> {
-        self.record(format!("remove {node_id} @{}", pod(leader)));
+    fn remove<'a>(
+        &'a self,
+        identity: Identity<'a>,
+        leader: &'a str,
+        node_id: u64,
+    ) -> BoxFuture<'a, Result<(), registry::Error>> {
+        self.record(identity, format!("remove {node_id} @{}", pod(leader)));
         let mut state = self.lock();
         let result = match &state.refuse_remove {
             Some(message) => Err(registry::Error::Refused { address: leader.to_owned(), message: message.clone() }),

@@ -225,15 +225,16 @@ fn auth_reads_the_secret_by_reference_only() {
     let set = statefulset(AUTH);
     let container = registry(&set);
     assert_eq!(env_var(container, "NACOS_AUTH_ENABLE").unwrap().value.as_deref(), Some("true"));
-    for (name, key, optional) in [
-        ("NACOS_AUTH_TOKEN", "jwt-secret", None),
-        ("NACOS_AUTH_IDENTITY_KEY", "identity-key", Some(true)),
-        ("NACOS_AUTH_IDENTITY_VALUE", "identity-value", Some(true)),
+    // All required: members and the operator need the identity pair as much as the token.
+    for (name, key) in [
+        ("NACOS_AUTH_TOKEN", "jwt-secret"),
+        ("NACOS_AUTH_IDENTITY_KEY", "identity-key"),
+        ("NACOS_AUTH_IDENTITY_VALUE", "identity-value"),
     ] {
         let var = env_var(container, name).unwrap_or_else(|| panic!("{name} missing"));
         assert_eq!(var.value, None, "{name} must not carry a literal value");
         let selector = var.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-        assert_eq!((selector.name.as_str(), selector.key.as_str(), selector.optional), ("nacos-auth", key, optional));
+        assert_eq!((selector.name.as_str(), selector.key.as_str(), selector.optional), ("nacos-auth", key, None));
     }
 }
 

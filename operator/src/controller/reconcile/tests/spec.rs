@@ -72,16 +72,65 @@ async fn a_missing_auth_secret_is_degraded_with_an_event_and_nothing_is_applied(
     assert_eq!(condition(&status, ConditionType::Degraded), (ConditionStatus::True, "AuthSecretMissing".into()));
 }
 
+/// The fixture's auth Secret: token under `jwt-secret`, identity `serverIdentity: s3cret`
+/// under the default keys (`data` values are base64).
+fn auth_secret() -> Value {
+    json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "nacos-auth" },
+        "data": { "jwt-secret": "c2VjcmV0", "identity-key": "c2VydmVySWRlbnRpdHk=", "identity-value": "czNjcmV0" } })
+}
+
 #[tokio::test]
-async fn an_auth_secret_with_its_token_key_lets_the_reconcile_proceed() {
+async fn a_complete_auth_secret_lets_the_reconcile_proceed() {
     let t = timeline();
-    let secret = json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "nacos-auth" },
-        "data": { "jwt-secret": "c2VjcmV0" } });
-    let mut script = vec![Expect::get(SECRET, 200, secret), Expect::get(STS, 404, mock::api_error(404))];
+    let mut script = vec![Expect::get(SECRET, 200, auth_secret()), Expect::get(STS, 404, mock::api_error(404))];
     script.extend(applies(0));
     script.extend([event("Created", "Normal"), Expect::status(STATUS, |_| {})]);
     let registry = Arc::new(FakeRegistry::down(t.clone()));
     run(&cluster(fixtures::AUTH, None), script, registry, &t).await.result.unwrap();
+}
+
+#[tokio::test]
+async fn every_membership_call_carries_the_identity_from_the_auth_secret() {
+    let spec = &format!("{}    replicas: 5\n", fixtures::AUTH);
+    let t = timeline();
+    let mut script = vec![Expect::get(SECRET, 200, auth_secret()), Expect::get(STS, 200, statefulset(spec, 3, 3))];
+    script.extend(applies(3));
+    script.extend([
+        event("ScalingStatefulSet", "Normal"),
+        event("MemberAdded", "Normal"),
+        Expect::status(STATUS, |_| {}),
+    ]);
+    let registry = Arc::new(FakeRegistry::new(Some(1), &members(3), t.clone()));
+    run(&cluster(spec, running()), script, registry.clone(), &t).await.result.unwrap();
+    assert_eq!(scale_steps(&t), ["statefulset replicas=5", "add 4 (nacos-3) @nacos-0"]);
+    let identities = registry.identities();
+    assert_eq!(identities.len(), 2, "the view and the change");
+    for identity in identities {
+        assert!(identity.as_ref().is_some_and(|i| i.is("serverIdentity", "s3cret")), "{identity:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_auth_secret_without_the_identity_key_is_degraded_with_an_event_naming_it() {
+    let t = timeline();
+    let written = Arc::new(Mutex::new(None));
+    let mut secret = auth_secret();
+    secret["data"].as_object_mut().unwrap().remove("identity-key");
+    let script = vec![
+        Expect::get(SECRET, 200, secret),
+        Expect::get(STS, 404, mock::api_error(404)),
+        Expect::event(EVENTS, |body| {
+            assert_eq!(body["reason"], "AuthSecretKeyMissing");
+            assert_eq!(body["note"], "Secret nacos-auth has no key identity-key (spec.auth.secretKeys.identityKey)");
+        }),
+        status_into(&written),
+    ];
+    let registry = Arc::new(FakeRegistry::down(t.clone()));
+    let Outcome { result, .. } = run(&cluster(fixtures::AUTH, None), script, registry.clone(), &t).await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(30)));
+    let status = written.lock().unwrap().clone().unwrap();
+    assert_eq!(condition(&status, ConditionType::Degraded), (ConditionStatus::True, "AuthSecretKeyMissing".into()));
+    assert!(registry.identities().is_empty(), "no registry call without a complete Secret");
 }
 
 #[tokio::test]
