@@ -202,8 +202,8 @@ pub struct AuthSpec {
     #[serde(default)]
     pub enabled: bool,
 
-    /// Name of a Secret in the cluster's namespace holding the token signing key and, optionally,
-    /// the server identity pair. Members read it through environment variables that reference
+    /// Name of a Secret in the cluster's namespace holding the token signing key and the server
+    /// identity pair (the operator's own calls to the members carry it). Members read it through environment variables that reference
     /// the Secret; its values never appear in this resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
@@ -221,12 +221,12 @@ pub struct AuthSecretKeys {
     #[serde(default = "default_token_key")]
     pub token: String,
 
-    /// Key holding the server identity key (becomes `NACOS_AUTH_IDENTITY_KEY`; optional in the
+    /// Key holding the server identity key (becomes `NACOS_AUTH_IDENTITY_KEY`; required in the
     /// Secret).
     #[serde(default = "default_identity_key_key")]
     pub identity_key: String,
 
-    /// Key holding the server identity value (becomes `NACOS_AUTH_IDENTITY_VALUE`; optional in
+    /// Key holding the server identity value (becomes `NACOS_AUTH_IDENTITY_VALUE`; required in
     /// the Secret).
     #[serde(default = "default_identity_value_key")]
     pub identity_value: String,
