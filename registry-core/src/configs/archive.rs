@@ -17,6 +17,9 @@ pub const METADATA_V2: &str = ".metadata.yml";
 pub const METADATA_V1: &str = ".meta.yml";
 /// Largest archive entry read on import (bytes): bounds memory on hostile input.
 const MAX_ENTRY_BYTES: u64 = 16 * 1024 * 1024;
+/// Most bytes read from all entries of one import together: deflate packs about 1000:1, so a zip
+/// within the request-body limit could otherwise unpack to gigabytes, entry by entry.
+const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Why an archive could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,9 @@ pub enum ArchiveError {
     /// An entry is too large.
     #[error("archive entry {0} is larger than allowed")]
     TooLarge(String),
+    /// The entries together unpack to more than allowed.
+    #[error("archive unpacks to more than {} MiB", MAX_TOTAL_BYTES / (1024 * 1024))]
+    TooLargeInTotal,
 }
 
 /// One config found in an archive.
@@ -116,6 +122,7 @@ pub fn import(bytes: &[u8]) -> Result<Vec<ImportedConfig>, ArchiveError> {
     let mut contents: Vec<(String, String, String)> = Vec::new();
     let mut meta_v2: Option<String> = None;
     let mut meta_v1: Option<String> = None;
+    let mut total: u64 = 0;
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i)?;
         if entry.is_dir() {
@@ -125,8 +132,20 @@ pub fn import(bytes: &[u8]) -> Result<Vec<ImportedConfig>, ArchiveError> {
         if entry.size() > MAX_ENTRY_BYTES {
             return Err(ArchiveError::TooLarge(name));
         }
+        // The sizes in the headers are the sender's word: read one byte past each limit to see
+        // whether the real content keeps going.
+        let allowed = MAX_ENTRY_BYTES.min(MAX_TOTAL_BYTES - total);
         let mut text = String::new();
-        entry.by_ref().take(MAX_ENTRY_BYTES).read_to_string(&mut text)?;
+        entry.by_ref().take(allowed + 1).read_to_string(&mut text)?;
+        let read = text.len() as u64;
+        if read > allowed {
+            return Err(if read > MAX_ENTRY_BYTES {
+                ArchiveError::TooLarge(name)
+            } else {
+                ArchiveError::TooLargeInTotal
+            });
+        }
+        total += read;
         match name.as_str() {
             METADATA_V2 => meta_v2 = Some(text),
             METADATA_V1 => meta_v1 = Some(text),
@@ -231,5 +250,32 @@ mod tests {
     #[test]
     fn garbage_is_refused() {
         assert!(import(b"not a zip").is_err());
+    }
+
+    /// A zip of highly compressible entries: small on the wire, `entries` × `each` bytes unpacked.
+    fn bomb(entries: usize, each: usize) -> Vec<u8> {
+        let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+        let chunk = vec![b'a'; each];
+        for i in 0..entries {
+            zip.start_file(format!("DEFAULT_GROUP/bomb-{i}"), SimpleFileOptions::default()).unwrap();
+            zip.write_all(&chunk).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn archives_unpacking_past_the_total_limit_are_refused() {
+        // 8 entries of 9 MiB: each under the entry limit, 72 MiB together.
+        let bytes = bomb(8, 9 * 1024 * 1024);
+        assert!(bytes.len() < 1024 * 1024, "the test archive is a bomb: {} bytes", bytes.len());
+        assert!(matches!(import(&bytes), Err(ArchiveError::TooLargeInTotal)));
+        // The same entries up to the limit are read.
+        assert_eq!(import(&bomb(7, 9 * 1024 * 1024)).map(|c| c.len()).ok(), Some(7));
+    }
+
+    #[test]
+    fn an_entry_past_its_limit_is_refused_not_cut() {
+        let bytes = bomb(1, 16 * 1024 * 1024 + 1);
+        assert!(matches!(import(&bytes), Err(ArchiveError::TooLarge(name)) if name == "DEFAULT_GROUP/bomb-0"));
     }
 }
