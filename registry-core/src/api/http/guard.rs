@@ -62,24 +62,26 @@ pub async fn require(
 /// Layer of the naming and config APIs: with client auth on, the caller needs the permission
 /// for the resource the parameters name.
 pub async fn client_api(State(s): State<ApiState>, req: Request, next: Next) -> Response {
-    if !s.auth.client_auth_enabled() {
-        return next.run(req).await;
-    }
-    let (req, p) = match buffered(req).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
-    let path = req.uri().path().to_owned();
-    let (resource, action) = classify(req.method(), &path, &p);
-    match s.auth.check(&credentials(&s.auth, &p), &resource, action).await {
-        Ok(_) => next.run(req).await,
-        Err(e) => refusal(&path, &e),
-    }
+    admit(s, req, next, classify).await
 }
 
 /// Layer of the cluster administration routes: with client auth on, administrators and
 /// members only. (Metrics are not among them: Prometheus scrapes without credentials.)
 pub async fn cluster_admin(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    admit(s, req, next, |method, _, _| {
+        (Resource::Admin, if method == Method::GET { Action::Read } else { Action::Write })
+    })
+    .await
+}
+
+/// What both layers do: with client auth on, read the parameters, ask `decide` which permission
+/// the request needs, and run it only when the caller has it.
+async fn admit(
+    s: ApiState,
+    req: Request,
+    next: Next,
+    decide: impl FnOnce(&Method, &str, &Params) -> (Resource, Action),
+) -> Response {
     if !s.auth.client_auth_enabled() {
         return next.run(req).await;
     }
@@ -88,8 +90,8 @@ pub async fn cluster_admin(State(s): State<ApiState>, req: Request, next: Next) 
         Err(answer) => return answer,
     };
     let path = req.uri().path().to_owned();
-    let action = if req.method() == Method::GET { Action::Read } else { Action::Write };
-    match s.auth.check(&credentials(&s.auth, &p), &Resource::Admin, action).await {
+    let (resource, action) = decide(req.method(), &path, &p);
+    match s.auth.check(&credentials(&s.auth, &p), &resource, action).await {
         Ok(_) => next.run(req).await,
         Err(e) => refusal(&path, &e),
     }
