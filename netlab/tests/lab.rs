@@ -41,9 +41,10 @@ fn connects(lab: &Lab, from: Node, to: Ipv4Addr) -> bool {
     lab.command(from, "timeout").args(["1", "bash", "-c", &script]).stderr(Stdio::null()).status().unwrap().success()
 }
 
-/// Polls `ok` for up to ten seconds.
+/// Polls `ok` for up to ten seconds × `IT_PATIENCE` (the suite's one patience factor).
 fn eventually(mut ok: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let patience = std::env::var("IT_PATIENCE").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(1).max(1);
+    let deadline = Instant::now() + Duration::from_secs(10) * patience;
     while Instant::now() < deadline {
         if ok() {
             return true;
