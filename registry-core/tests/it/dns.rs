@@ -149,23 +149,7 @@ async fn a_srv_and_txt_answers_follow_the_healthy_enabled_instances() {
 
     // Unhealthy through the manual health API (persistent instance, its cluster's checker
     // NONE), disabled, deregistered: each leaves the answer within the TTL plus the push delay.
-    let (status, body) = call(client().put(server.url("/nacos/v1/ns/cluster")).form(&[
-        ("serviceName", "orders"),
-        ("clusterName", "DEFAULT"),
-        ("checkPort", "80"),
-        ("useInstancePort4Check", "true"),
-        ("healthChecker", r#"{"type":"NONE"}"#),
-    ]))
-    .await;
-    assert_eq!((status, body.as_str()), (200, "ok"));
-    let (status, body) = call(client().put(server.url("/nacos/v1/ns/health/instance")).form(&[
-        ("serviceName", "orders"),
-        ("ip", "10.0.0.2"),
-        ("port", "8080"),
-        ("healthy", "false"),
-    ]))
-    .await;
-    assert_eq!(status, 200, "{body}");
+    crate::harness::set_manual_health(&server, "orders", "10.0.0.2", false).await;
     resolves_to(&r, "orders.nacos.local.", &["10.0.0.1", "10.0.0.3", "10.0.0.4"], "unhealthy").await;
     let (status, body) = call(client().put(server.url("/nacos/v1/ns/instance")).form(&[
         ("serviceName", "orders"),

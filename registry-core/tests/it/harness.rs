@@ -408,3 +408,26 @@ pub(crate) fn md5_hex(s: &str) -> String {
     use md5::{Digest, Md5};
     Md5::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Marks a persistent instance of `service` (port 8080) healthy or not by the manual health API,
+/// after turning its cluster's own checks off.
+pub(crate) async fn set_manual_health(server: &Server, service: &str, ip: &str, healthy: bool) {
+    let (status, body) = call(client().put(server.url("/nacos/v1/ns/cluster")).form(&[
+        ("serviceName", service),
+        ("clusterName", "DEFAULT"),
+        ("checkPort", "80"),
+        ("useInstancePort4Check", "true"),
+        ("healthChecker", r#"{"type":"NONE"}"#),
+    ]))
+    .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let healthy = healthy.to_string();
+    let (status, body) = call(client().put(server.url("/nacos/v1/ns/health/instance")).form(&[
+        ("serviceName", service),
+        ("ip", ip),
+        ("port", "8080"),
+        ("healthy", healthy.as_str()),
+    ]))
+    .await;
+    assert_eq!(status, 200, "{body}");
+}

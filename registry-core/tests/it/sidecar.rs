@@ -811,36 +811,13 @@ async fn sidecar_resolves(sidecar: &Sidecar, name: &str, want: &[&str], what: &s
     assert!(seen.is_some(), "{what}: {name} answered {:?}, expected {want:?}", last.lock().unwrap());
 }
 
-/// Marks a persistent instance of `service` (port 8080) healthy or not by the manual health API,
-/// after turning its cluster's own checks off.
-async fn set_manual_health(server: &Server, service: &str, ip: &str, healthy: bool) {
-    let (status, body) = call(client().put(server.url("/nacos/v1/ns/cluster")).form(&[
-        ("serviceName", service),
-        ("clusterName", "DEFAULT"),
-        ("checkPort", "80"),
-        ("useInstancePort4Check", "true"),
-        ("healthChecker", r#"{"type":"NONE"}"#),
-    ]))
-    .await;
-    assert_eq!((status, body.as_str()), (200, "ok"));
-    let healthy = healthy.to_string();
-    let (status, body) = call(client().put(server.url("/nacos/v1/ns/health/instance")).form(&[
-        ("serviceName", service),
-        ("ip", ip),
-        ("port", "8080"),
-        ("healthy", healthy.as_str()),
-    ]))
-    .await;
-    assert_eq!(status, 200, "{body}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_sidecar_resolves_the_zone_from_its_cache_and_keeps_resolving_with_the_registry_killed() {
     let mut server = Server::start_on_derived_ports();
     for ip in ["10.41.0.1", "10.41.0.2", "10.41.0.3"] {
         dns::register(&server, "sc-dns", ip, &[]).await;
     }
-    set_manual_health(&server, "sc-dns", "10.41.0.2", false).await;
+    crate::harness::set_manual_health(&server, "sc-dns", "10.41.0.2", false).await;
     let resolv = tempfile::NamedTempFile::new().unwrap();
     let sidecar = dns_sidecar(&server, resolv.path());
 
@@ -848,7 +825,7 @@ async fn the_sidecar_resolves_the_zone_from_its_cache_and_keeps_resolving_with_t
     sidecar_resolves(&sidecar, "sc-dns.nacos.local.", &["10.41.0.1", "10.41.0.3"], "first lookup").await;
     assert_eq!(sidecar.metric("sidecar_dns_subscribed_total").await, 1);
     // Pushes keep it current: a health flip shows without another subscription.
-    set_manual_health(&server, "sc-dns", "10.41.0.3", false).await;
+    crate::harness::set_manual_health(&server, "sc-dns", "10.41.0.3", false).await;
     sidecar_resolves(&sidecar, "sc-dns.nacos.local.", &["10.41.0.1"], "after a push").await;
     assert_eq!(sidecar.metric("sidecar_dns_subscribed_total").await, 1, "answered from the pushed cache");
     // A name of the zone no service has: NXDOMAIN (the registry asked, nothing kept).
