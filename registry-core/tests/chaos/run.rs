@@ -266,11 +266,16 @@ async fn subscriber_disagreement(ctx: &Ctx, sessions: &[EphemeralClient]) -> Str
 async fn read_final(ctx: &Ctx, members: usize) -> FinalState {
     let mut fin = FinalState::default();
     for m in 0..members {
-        let view = eventually(FINAL_READ, || workload::service_view(ctx, m, PERSISTENT_SERVICE)).await;
+        let view = eventually(scaled(FINAL_READ), || workload::service_view(ctx, m, PERSISTENT_SERVICE)).await;
         fin.persistent.push(view.expect("final read of the persistent service"));
         for key in KEYS {
-            let read = eventually(FINAL_READ, || workload::recorded_read(ctx, "final", m, key, true)).await;
-            fin.configs.entry(key.to_owned()).or_default().push(read.expect("final linearizable read"));
+            let read = eventually(scaled(FINAL_READ), || workload::recorded_read(ctx, "final", m, key, true)).await;
+            let Some(read) = read else {
+                let ops = ctx.history.ops();
+                let last = ops.iter().rev().find(|o| o.process == "final").map(|o| o.detail.clone());
+                panic!("no linearizable read of {key} on member {} within {FINAL_READ:?}: {last:?}", m + 1);
+            };
+            fin.configs.entry(key.to_owned()).or_default().push(read);
         }
     }
     fin

@@ -417,6 +417,49 @@ async fn a_member_restarted_on_a_new_address_rejoins_as_itself_and_catches_up() 
     assert_eq!(voters(&cluster.members[leader]).await, 3, "no member was added or lost");
 }
 
+/// A member back on a new address that wins the election before anyone learned the address
+/// (the others cannot reach it back, so it can only lead) records its move itself: the follower
+/// then forwards writes to it and serves linearizable reads again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_moved_member_that_leads_records_its_own_new_address() {
+    let ports = free_member_ports(4);
+    let mut cluster = Cluster { members: (1..=3).map(|id| Server::start_member(id, &ports[..3], None)).collect() };
+    let leader = cluster.leader(&[0, 1, 2]).await;
+    assert!(register(&cluster.members[leader], "moved-leader", "10.8.0.1").await);
+    for m in &mut cluster.members {
+        m.kill9();
+    }
+    // Member 1 comes back on new ports, member 2 on its old ones, member 3 stays down: only
+    // member 1 can gather a quorum (member 2 asks for votes at member 1's old address).
+    let mut new_ports = ports[..3].to_vec();
+    new_ports[0] = ports[3];
+    cluster.members[0].restart_as_member(1, &new_ports);
+    cluster.members[1].restart_as_member(2, &ports[..3]);
+    assert_eq!(cluster.leader(&[0, 1]).await, 0, "the moved member leads");
+    let follower = &cluster.members[1];
+    let written = eventually(Duration::from_secs(30), || async {
+        register(follower, "moved-leader", "10.8.0.2").await.then_some(())
+    })
+    .await;
+    assert!(written.is_some(), "a write through the follower reached the moved leader");
+    let read = eventually(Duration::from_secs(10), || async {
+        let req = client().get(follower.url("/nacos/v1/cs/configs")).query(&[
+            ("dataId", "none"),
+            ("group", "DEFAULT_GROUP"),
+            ("consistency", "linearizable"),
+        ]);
+        matches!(req.send().await, Ok(r) if r.status() == 404).then_some(())
+    })
+    .await;
+    assert!(read.is_some(), "the follower serves linearizable reads through the moved leader");
+    let recorded = Cluster::raft(follower).await.and_then(|s| {
+        let members = s["members"].as_array()?.clone();
+        members.iter().find(|x| x["id"] == 1)?["address"].as_str().map(str::to_owned)
+    });
+    let want = format!("127.0.0.1:{}", ports[3] + registry_proto::contract::ports::CLUSTER_OFFSET);
+    assert_eq!(recorded.as_deref(), Some(want.as_str()), "the membership records member 1's new address");
+}
+
 /// POSTs an admin request to whichever member accepts it (the leader; the others answer 409),
 /// until one does (bounded).
 async fn admin_post(members: &[Server], path: &str, query: &[(&str, String)]) {

@@ -144,6 +144,15 @@ fn spawn_rejoin(raft: openraft::Raft<TypeConfig>, identity: Arc<Identity>, clust
             if mine.is_some_and(|(a, h)| a == address && h == http_address) {
                 return;
             }
+            // Leading already (elected by members it can reach, which cannot reach it back):
+            // no one else can record the move, so record it here.
+            if m.current_leader == Some(me) {
+                match super::membership::record_move(&raft, me, me, address.clone(), Some(http_address.clone())).await {
+                    Ok(_) => tracing::info!(node = me, %address, "recorded this member's new address as leader"),
+                    Err(e) => tracing::debug!(node = me, error = %e, "recording this member's address failed"),
+                }
+                continue;
+            }
             // The leader cannot reach us at our old address, so we may not know who leads: ask
             // everyone; only the leader accepts.
             let targets: Vec<(NodeId, String)> = match m.current_leader.filter(|l| *l != me) {

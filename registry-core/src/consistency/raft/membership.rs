@@ -146,7 +146,9 @@ impl RaftNode {
         }
     }
 
-    fn membership_error(e: openraft::error::RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> RaftError {
+    pub(super) fn membership_error(
+        e: openraft::error::RaftError<NodeId, ClientWriteError<NodeId, Member>>,
+    ) -> RaftError {
         match e {
             openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
                 RaftError::NotLeader { leader_id: f.leader_id, leader_addr: f.leader_node.map(|n| n.addr) }
@@ -176,4 +178,33 @@ impl RaftNode {
         self.initial.contains(&id)
             || self.raft.metrics().borrow().membership_config.membership().nodes().any(|(n, _)| *n == id)
     }
+}
+
+/// On the leader `me`: records member `id`'s new cluster and HTTP addresses in the membership
+/// (a pod back with a new IP). Only the addresses move: the store binding stays the member's. An
+/// HTTP address of `None` (an older member) keeps the recorded one. `Ok(false)` when the
+/// membership has these addresses already. Used by the rejoin service for other members and by
+/// a moved member that leads before anyone learned its new address (then no one else can).
+pub(super) async fn record_move(
+    raft: &openraft::Raft<TypeConfig>,
+    me: NodeId,
+    id: NodeId,
+    address: String,
+    http: Option<String>,
+) -> Result<bool, RaftError> {
+    let m = raft.metrics().borrow().clone();
+    if m.current_leader != Some(me) {
+        return Err(RaftError::NotLeader { leader_id: m.current_leader, leader_addr: None });
+    }
+    let Some(current) = m.membership_config.membership().get_node(&id).cloned() else {
+        return Err(RaftError::Refused(format!("node {id} is not in the membership")));
+    };
+    let http = http.unwrap_or_else(|| current.http.clone());
+    if current.addr == address && current.http == http {
+        return Ok(false);
+    }
+    tracing::info!(node = id, from = %current.addr, to = %address, %http, "member moved: updating its addresses");
+    let nodes = std::collections::BTreeMap::from([(id, Member { addr: address, http, store: current.store })]);
+    raft.change_membership(openraft::ChangeMembers::SetNodes(nodes), true).await.map_err(RaftNode::membership_error)?;
+    Ok(true)
 }

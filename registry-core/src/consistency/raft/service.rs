@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use super::batch::Batcher;
 use super::identity::{Identity, NODE_HEADER};
-use super::{NodeId, TypeConfig};
+use super::{NodeId, RaftError, TypeConfig};
 use crate::consistency::command::Command;
 
 /// The tonic service over a Raft handle.
@@ -145,26 +145,12 @@ impl Cluster for ClusterService {
         if address.is_empty() {
             return Err(Status::invalid_argument("empty address"));
         }
-        let m = self.raft.metrics().borrow().clone();
-        if m.current_leader != Some(self.me) {
-            return Err(Status::failed_precondition("not the leader"));
+        match super::membership::record_move(&self.raft, self.me, sender, address, http.map(str::to_owned)).await {
+            Ok(updated) => Ok(Response::new(RejoinReply { updated })),
+            Err(RaftError::NotLeader { .. }) => Err(Status::failed_precondition("not the leader")),
+            Err(RaftError::Refused(why)) => Err(Status::permission_denied(why)),
+            Err(e) => Err(Status::unavailable(e.to_string())),
         }
-        let Some(current) = m.membership_config.membership().get_node(&sender).cloned() else {
-            return Err(Status::permission_denied(format!("node {sender} is not in the membership")));
-        };
-        let http = http.map_or_else(|| current.http.clone(), str::to_owned);
-        if current.addr == address && current.http == http {
-            return Ok(Response::new(RejoinReply { updated: false }));
-        }
-        tracing::info!(node = sender, from = %current.addr, to = %address, %http, "member moved: updating its addresses");
-        // Only the addresses move: the store binding stays the member's.
-        let nodes =
-            std::collections::BTreeMap::from([(sender, super::Member { addr: address, http, store: current.store })]);
-        self.raft
-            .change_membership(openraft::ChangeMembers::SetNodes(nodes), true)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        Ok(Response::new(RejoinReply { updated: true }))
     }
 
     /// On the leader: confirms leadership with a quorum and answers the commit index at the time
