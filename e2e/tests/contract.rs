@@ -1,10 +1,12 @@
-//! What holds without a kind cluster: the entry script's skip contract (STYLE.md Part D) and
-//! the image names the scripts build agreeing with the ones the operator and the chart deploy.
+//! What holds without a kind cluster: the entry script's skip contract (STYLE.md Part D), the
+//! image names the scripts build agreeing with the ones the operator and the chart deploy, and
+//! docs/kubernetes.md stating the operator's supported Kubernetes range.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use e2e::workspace_file;
+use nacos_operator::controller::server::KubeVersion;
 use nacos_operator::controller::{REGISTRY_IMAGE_REPOSITORY, SIDECAR_IMAGE_REPOSITORY};
 
 /// bash's absolute path: the script runs with a PATH that holds none of its tools.
@@ -93,4 +95,11 @@ fn built_images_are_the_ones_the_operator_and_the_chart_deploy() {
     assert_eq!(repository("registry-core/Dockerfile"), REGISTRY_IMAGE_REPOSITORY);
     assert_eq!(repository("sidecar/Dockerfile"), SIDECAR_IMAGE_REPOSITORY);
     assert_eq!(listed.lines().count(), 3, "an image without a check here:\n{listed}");
+}
+
+#[test]
+fn kubernetes_guide_states_the_oldest_supported_kubernetes() {
+    let docs = std::fs::read_to_string(workspace_file("docs/kubernetes.md")).expect("docs/kubernetes.md");
+    let expected = format!("**Supported Kubernetes: {} and later.**", KubeVersion::OLDEST_SUPPORTED);
+    assert!(docs.contains(&expected), "docs/kubernetes.md must say {expected}");
 }
