@@ -108,6 +108,11 @@ pub struct NacosClusterSpec {
     #[serde(default)]
     pub dns: DnsSpec,
 
+    /// Registered services projected into Kubernetes as headless Services with endpoints, so
+    /// cluster DNS (`<service>.<namespace>.svc`) resolves their healthy instances.
+    #[serde(default)]
+    pub service_projection: ServiceProjectionSpec,
+
     /// The client Service, the address applications and SDKs connect to.
     #[serde(default)]
     pub service: ClientServiceSpec,
@@ -278,6 +283,59 @@ impl Default for DnsSpec {
     }
 }
 
+/// Projection of registered services into Kubernetes: for each selected service a
+/// selector-less headless Service in this cluster's namespace and its endpoints, holding the
+/// healthy, enabled instances with weight above zero, kept current from a subscription to the
+/// registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceProjectionSpec {
+    /// Project the selected services.
+    #[serde(default)]
+    pub enabled: bool,
+
+    /// Which services: a service is projected when any selector matches it. Default: every
+    /// service of `DEFAULT_GROUP` in the `public` namespace.
+    #[serde(default = "default_projection_selectors")]
+    pub selectors: Vec<ServiceSelector>,
+}
+
+impl Default for ServiceProjectionSpec {
+    fn default() -> Self {
+        Self { enabled: false, selectors: default_projection_selectors() }
+    }
+}
+
+/// Registered services by Nacos namespace, group and a service-name pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSelector {
+    /// Nacos namespace id (`public` is the default namespace).
+    #[serde(default = "default_projection_namespace")]
+    #[schemars(length(min = 1, max = 128))]
+    pub namespace: String,
+
+    /// Nacos group.
+    #[serde(default = "default_projection_group")]
+    #[schemars(length(min = 1, max = 128))]
+    pub group: String,
+
+    /// Service names; `*` matches any run of characters (`orders-*`, `*`).
+    #[serde(default = "default_projection_service")]
+    #[schemars(length(min = 1, max = 512))]
+    pub service: String,
+}
+
+impl Default for ServiceSelector {
+    fn default() -> Self {
+        Self {
+            namespace: default_projection_namespace(),
+            group: default_projection_group(),
+            service: default_projection_service(),
+        }
+    }
+}
+
 /// The client Service.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -421,6 +479,22 @@ fn default_dns_container_port() -> i32 {
 
 fn default_dns_zone() -> String {
     "nacos.local".into()
+}
+
+fn default_projection_selectors() -> Vec<ServiceSelector> {
+    vec![ServiceSelector::default()]
+}
+
+fn default_projection_namespace() -> String {
+    "public".into()
+}
+
+fn default_projection_group() -> String {
+    "DEFAULT_GROUP".into()
+}
+
+fn default_projection_service() -> String {
+    "*".into()
 }
 
 fn default_max_unavailable() -> i32 {

@@ -4,6 +4,7 @@
 //! - [`crd`]: the `NacosCluster` resource (spec, status, conditions) and the CRD YAML.
 //! - [`controller`]: the reconcile pipeline (dereference → validate → build → apply →
 //!   status) with membership changes on scale, and the controller loop.
+//! - [`projection`]: registered services as headless Services with endpoints (cluster DNS).
 //! - [`metrics`]: reconcile metrics and the `/metrics` + `/healthz` server.
 //! - [`quantity`]: Kubernetes quantity syntax, for validation.
 //! - [`webhook`]: the sidecar-injection admission webhook and its self-managed certificate.
@@ -13,6 +14,7 @@
 pub mod controller;
 pub mod crd;
 pub mod metrics;
+pub mod projection;
 pub mod quantity;
 pub mod webhook;
 

@@ -27,6 +27,7 @@ use super::validate::{Warning, validate};
 use super::{OperatorEnvironment, apply, dereference as deref_step, scale, update_status};
 use crate::crd::{ConditionStatus, ConditionType, NacosCluster, NacosClusterStatus};
 use crate::metrics::Metrics;
+use crate::projection::{Locate, Projections, client_service};
 
 /// Requeue after a settled reconcile: members and leader are refreshed from the registry,
 /// which the controller does not watch.
@@ -58,6 +59,10 @@ pub struct Context {
     pub server: ServerCapabilities,
     /// Consecutive failures per cluster (`namespace/name`), for the backoff; cleared on success.
     failures: Mutex<HashMap<String, u32>>,
+    /// The service projections of the clusters.
+    projections: Projections,
+    /// Where a cluster's projection reaches the registry.
+    locate: Locate,
 }
 
 impl Context {
@@ -71,7 +76,23 @@ impl Context {
     ) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance });
         let server = ServerCapabilities::NEWEST;
-        Self { client, recorder, registry, env, metrics, server, failures: Mutex::default() }
+        Self {
+            client,
+            recorder,
+            registry,
+            env,
+            metrics,
+            server,
+            failures: Mutex::default(),
+            projections: Projections::default(),
+            locate: Arc::new(client_service),
+        }
+    }
+
+    /// The same context reaching each cluster's registry for the service projection at the
+    /// addresses `locate` gives (default: the client Service's DNS name).
+    pub fn with_registry_locator(self, locate: Locate) -> Self {
+        Self { locate, ..self }
     }
 
     /// The same context for an API server with `server`'s capabilities (default:
@@ -122,6 +143,12 @@ pub enum Error {
     Apply {
         /// Cause.
         source: apply::Error,
+    },
+    /// Starting, stopping or cleaning up the service projection failed.
+    #[snafu(display("the service projection failed"))]
+    Projection {
+        /// Cause.
+        source: crate::projection::Error,
     },
     /// Writing the status failed.
     #[snafu(display("updating the status failed"))]
@@ -233,6 +260,10 @@ async fn reconcile_cluster(cluster: &NacosCluster, ctx: &Context) -> Result<Acti
 
     let resources = build(&validated, &ctx.server).context(BuildSnafu)?;
     let identity = fetched.auth_secret.identity();
+    ctx.projections
+        .ensure(&ctx.client, &validated, &ctx.locate, identity, ctx.server.endpoints)
+        .await
+        .context(ProjectionSnafu)?;
 
     let current = stateful_set.and_then(|s| s.spec.as_ref()).and_then(|s| s.replicas);
     let ready = stateful_set.and_then(|s| s.status.as_ref()).and_then(|s| s.ready_replicas).unwrap_or(0);

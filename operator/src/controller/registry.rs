@@ -68,6 +68,12 @@ impl MemberIdentity {
         Some(Self { name, value })
     }
 
+    /// The header as a name and a text value, for gRPC metadata; `None` when the value is not
+    /// visible ASCII.
+    pub fn as_pair(&self) -> Option<(String, String)> {
+        Some((self.name.as_str().to_owned(), self.value.to_str().ok()?.to_owned()))
+    }
+
     /// Whether the header carries `value`.
     #[cfg(test)]
     pub(crate) fn is(&self, key: &str, value: &str) -> bool {

@@ -10,6 +10,8 @@
 //! - PodDisruptionBudget: `policy/v1` from 1.21, found by discovery (is the resource served?),
 //!   not by the version number; before it `policy/v1beta1` has the same shape for what is set
 //!   (`maxUnavailable`, `selector`).
+//! - Endpoints of projected services: `discovery.k8s.io/v1` EndpointSlices from 1.21, found by
+//!   discovery; before it the core `Endpoints` (which later servers mirror into slices anyway).
 //!
 //! Fields users put in the spec (affinity, topology spread constraints, resources) are passed
 //! as given: a field their server does not know fails the apply, which the status then reports
@@ -68,6 +70,15 @@ impl PdbVersion {
     }
 }
 
+/// How the endpoints of projected services are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointsApi {
+    /// `discovery.k8s.io/v1` EndpointSlices (Kubernetes 1.21 and later).
+    EndpointSliceV1,
+    /// Core `v1` Endpoints (before 1.21).
+    Endpoints,
+}
+
 /// What the API server knows, as far as the objects the operator builds are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerCapabilities {
@@ -75,6 +86,8 @@ pub struct ServerCapabilities {
     pub version: KubeVersion,
     /// The PodDisruptionBudget API it serves.
     pub pdb: PdbVersion,
+    /// How projected services' endpoints are written.
+    pub endpoints: EndpointsApi,
 }
 
 /// Why discovery failed.
@@ -94,9 +107,11 @@ pub enum Error {
         /// `minor` as reported.
         minor: String,
     },
-    /// Listing the `policy/v1` resources failed (other than with 404).
-    #[snafu(display("cannot discover the policy/v1 API"))]
+    /// Listing an API group's resources failed (other than with 404).
+    #[snafu(display("cannot discover the {group_version} API"))]
     Discovery {
+        /// The group and version asked about.
+        group_version: &'static str,
         /// Cause.
         source: kube::Error,
     },
@@ -105,25 +120,40 @@ pub enum Error {
 impl ServerCapabilities {
     /// A server that knows every field and API the operator uses (Kubernetes 1.33, the API level
     /// it is compiled against).
-    pub const NEWEST: Self = Self { version: KubeVersion::new(1, 33), pdb: PdbVersion::V1 };
+    pub const NEWEST: Self =
+        Self { version: KubeVersion::new(1, 33), pdb: PdbVersion::V1, endpoints: EndpointsApi::EndpointSliceV1 };
 
-    /// Asks the server: `GET /version`, then whether `policy/v1` serves PodDisruptionBudgets.
+    /// Asks the server: `GET /version`, then whether `policy/v1` serves PodDisruptionBudgets and
+    /// `discovery.k8s.io/v1` EndpointSlices.
     pub async fn discover(client: &Client) -> Result<Self, Error> {
         let info = client.apiserver_version().await.context(VersionSnafu)?;
         let version = parse_version(&info.major, &info.minor)
             .ok_or_else(|| ParseVersionSnafu { major: info.major.clone(), minor: info.minor.clone() }.build())?;
-        let pdb = match client.list_api_group_resources("policy/v1").await {
-            Ok(list) if list.resources.iter().any(|r| r.name == "poddisruptionbudgets") => PdbVersion::V1,
-            Ok(_) => PdbVersion::V1beta1,
-            Err(kube::Error::Api(status)) if status.is_not_found() => PdbVersion::V1beta1,
-            Err(source) => return Err(source).context(DiscoverySnafu),
+        let pdb = if serves(client, "policy/v1", "poddisruptionbudgets").await? {
+            PdbVersion::V1
+        } else {
+            PdbVersion::V1beta1
         };
-        Ok(Self { version, pdb })
+        let endpoints = if serves(client, "discovery.k8s.io/v1", "endpointslices").await? {
+            EndpointsApi::EndpointSliceV1
+        } else {
+            EndpointsApi::Endpoints
+        };
+        Ok(Self { version, pdb, endpoints })
     }
 
     /// Whether StatefulSets have `persistentVolumeClaimRetentionPolicy` (Kubernetes 1.23).
     pub fn statefulset_pvc_retention_policy(&self) -> bool {
         self.version >= KubeVersion::new(1, 23)
+    }
+}
+
+/// Whether the server serves `resource` in `group_version` (a group it does not know is 404).
+async fn serves(client: &Client, group_version: &'static str, resource: &str) -> Result<bool, Error> {
+    match client.list_api_group_resources(group_version).await {
+        Ok(list) => Ok(list.resources.iter().any(|r| r.name == resource)),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
+        Err(source) => Err(source).context(DiscoverySnafu { group_version }),
     }
 }
 
@@ -133,7 +163,11 @@ impl std::fmt::Display for ServerCapabilities {
             PdbVersion::V1 => "policy/v1",
             PdbVersion::V1beta1 => "policy/v1beta1",
         };
-        write!(f, "Kubernetes {}, PodDisruptionBudget {pdb}", self.version)?;
+        let endpoints = match self.endpoints {
+            EndpointsApi::EndpointSliceV1 => "EndpointSlice discovery.k8s.io/v1",
+            EndpointsApi::Endpoints => "Endpoints v1",
+        };
+        write!(f, "Kubernetes {}, PodDisruptionBudget {pdb}, {endpoints}", self.version)?;
         if !self.statefulset_pvc_retention_policy() {
             write!(f, ", StatefulSet without persistentVolumeClaimRetentionPolicy")?;
         }
@@ -165,7 +199,11 @@ mod tests {
 
     #[test]
     fn the_retention_policy_is_known_from_1_23() {
-        let at = |minor| ServerCapabilities { version: KubeVersion::new(1, minor), pdb: PdbVersion::V1 };
+        let at = |minor| ServerCapabilities {
+            version: KubeVersion::new(1, minor),
+            pdb: PdbVersion::V1,
+            endpoints: EndpointsApi::EndpointSliceV1,
+        };
         assert!(!at(20).statefulset_pvc_retention_policy());
         assert!(!at(22).statefulset_pvc_retention_policy());
         assert!(at(23).statefulset_pvc_retention_policy());

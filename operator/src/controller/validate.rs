@@ -19,7 +19,7 @@ use snafu::{OptionExt, ResultExt, Snafu, ensure};
 
 use self::syntax::{is_dns1035_label, is_dns1123_subdomain, is_image, is_secret_key};
 use super::OperatorEnvironment;
-use crate::crd::{AuthSecretKeys, ImagePullPolicy, NacosCluster, SchedulingSpec, ServiceType};
+use crate::crd::{AuthSecretKeys, ImagePullPolicy, NacosCluster, SchedulingSpec, ServiceSelector, ServiceType};
 use crate::quantity;
 
 /// Longest cluster name: the StatefulSet's pods carry a `controller-revision-hash` label of
@@ -64,6 +64,9 @@ pub struct ValidatedCluster {
     pub auth: Option<Auth>,
     /// DNS settings, when DNS is on.
     pub dns: Option<Dns>,
+    /// Selectors of the registered services projected as headless Services, when the
+    /// projection is on.
+    pub service_projection: Option<Vec<ServiceSelector>>,
     /// Client Service type.
     pub service_type: ServiceType,
     /// Client Service annotations.
@@ -257,6 +260,17 @@ pub enum Error {
         /// The refused zone.
         zone: String,
     },
+    /// The projection is on but selects nothing.
+    #[snafu(display("spec.serviceProjection.enabled is true but spec.serviceProjection.selectors is empty"))]
+    EmptyProjectionSelectors,
+    /// A projection selector field is empty.
+    #[snafu(display("spec.serviceProjection.selectors[{index}].{field} is empty"))]
+    EmptyProjectionSelector {
+        /// Which selector.
+        index: usize,
+        /// `namespace`, `group` or `service`.
+        field: &'static str,
+    },
     /// Auth is on but no Secret is named.
     #[snafu(display(
         "spec.auth.enabled is true but spec.auth.secretName is not set: name the Secret that holds the auth \
@@ -400,6 +414,9 @@ pub fn validate(cluster: &NacosCluster, env: &OperatorEnvironment) -> Result<Val
         warnings.push(Warning::DnsOnLoadBalancer);
     }
 
+    let service_projection =
+        if spec.service_projection.enabled { Some(validate_projection(&spec.service_projection)?) } else { None };
+
     let pdb_max_unavailable = if spec.pod_disruption_budget.enabled {
         let max_unavailable = spec.pod_disruption_budget.max_unavailable;
         let quorum = replicas / 2 + 1;
@@ -445,6 +462,7 @@ pub fn validate(cluster: &NacosCluster, env: &OperatorEnvironment) -> Result<Val
         log_level,
         auth,
         dns,
+        service_projection,
         service_type: spec.service.type_,
         service_annotations: spec.service.annotations.clone(),
         scheduling: spec.scheduling.clone(),
@@ -482,6 +500,18 @@ fn validate_dns(spec: &crate::crd::DnsSpec, ports: Ports) -> Result<Dns, Error> 
     let zone = spec.zone.strip_suffix('.').unwrap_or(&spec.zone);
     ensure!(is_dns1123_subdomain(zone), InvalidDnsZoneSnafu { zone: spec.zone.clone() });
     Ok(Dns { service_port: spec.port, container_port: spec.container_port, zone: zone.to_owned() })
+}
+
+fn validate_projection(spec: &crate::crd::ServiceProjectionSpec) -> Result<Vec<ServiceSelector>, Error> {
+    ensure!(!spec.selectors.is_empty(), EmptyProjectionSelectorsSnafu);
+    for (index, selector) in spec.selectors.iter().enumerate() {
+        for (field, value) in
+            [("namespace", &selector.namespace), ("group", &selector.group), ("service", &selector.service)]
+        {
+            ensure!(!value.trim().is_empty(), EmptyProjectionSelectorSnafu { index, field });
+        }
+    }
+    Ok(spec.selectors.clone())
 }
 
 fn parse_extra_config(text: Option<&str>) -> Result<toml::Table, Error> {

@@ -10,7 +10,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use nacos_operator::controller::server::{KubeVersion, PdbVersion, ServerCapabilities};
+use nacos_operator::controller::server::{EndpointsApi, KubeVersion, PdbVersion, ServerCapabilities};
 use nacos_operator::crd::{ConditionStatus, ConditionType, NacosCluster};
 use serde_json::json;
 
@@ -96,7 +96,11 @@ async fn a_nacos_cluster_becomes_every_object_owned_by_it_with_a_status_and_an_e
     let Some((_plane, client, namespace, operator)) = with_operator("every-object").await else { return };
     assert_eq!(
         operator.capabilities,
-        ServerCapabilities { version: KubeVersion::OLDEST_SUPPORTED, pdb: PdbVersion::V1beta1 },
+        ServerCapabilities {
+            version: KubeVersion::OLDEST_SUPPORTED,
+            pdb: PdbVersion::V1beta1,
+            endpoints: EndpointsApi::Endpoints
+        },
         "the tier runs the oldest supported Kubernetes, 1.20, which serves no policy/v1"
     );
     let cluster = create_cluster(&client, &namespace, json!({})).await;

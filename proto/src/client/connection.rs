@@ -2,7 +2,7 @@
 //! bi-stream, set up as the SDKs do (`ConnectionSetupRequest` first on the stream; unary calls
 //! once the server has registered the connection).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -44,8 +44,9 @@ pub struct Setup {
     /// Bound on every unary call (the Java SDK's 3 s): a server that stops answering must not
     /// hang its caller until the connection's keepalive gives up.
     pub request_timeout: Duration,
-    /// Sent as the `accessToken` header on every request, once auth gives one.
-    pub access_token: Option<String>,
+    /// Metadata headers sent on every request: credentials (`accessToken`, or a cluster's
+    /// member identity header) when the server wants them.
+    pub headers: BTreeMap<String, String>,
 }
 
 impl Setup {
@@ -58,7 +59,7 @@ impl Setup {
             labels,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(3),
-            access_token: None,
+            headers: BTreeMap::new(),
         }
     }
 }
@@ -68,7 +69,7 @@ impl Setup {
 pub struct Unary {
     client: RequestClient<Channel>,
     timeout: Duration,
-    access_token: Option<String>,
+    headers: BTreeMap<String, String>,
 }
 
 impl Unary {
@@ -80,8 +81,8 @@ impl Unary {
     /// One request whose body is already JSON-encoded.
     async fn call_encoded(&self, kind: &str, body: Vec<u8>) -> Result<(String, Value), ClientError> {
         let mut request = raw_payload(kind, body);
-        if let (Some(token), Some(meta)) = (&self.access_token, request.metadata.as_mut()) {
-            meta.headers.insert(crate::contract::auth::ACCESS_TOKEN.to_owned(), token.clone());
+        if let Some(meta) = request.metadata.as_mut() {
+            meta.headers.extend(self.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         let mut client = self.client.clone();
         let call = client.request(request);
@@ -241,7 +242,7 @@ impl Connection {
         let unary = Unary {
             client: RequestClient::new(channel),
             timeout: setup.request_timeout,
-            access_token: setup.access_token.clone(),
+            headers: setup.headers.clone(),
         };
         for _ in 0..REGISTER_ATTEMPTS {
             match unary.request("HealthCheckRequest", &json!({}), "HealthCheckResponse").await {

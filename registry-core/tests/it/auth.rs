@@ -251,7 +251,9 @@ async fn query(conn: &Connection) -> (String, Value) {
 
 async fn grpc_with(server: &Server, token: Option<&str>) -> Connection {
     let mut setup = Setup::new("it-auth", "naming");
-    setup.access_token = token.map(str::to_owned);
+    if let Some(token) = token {
+        setup.headers.insert(registry_proto::contract::auth::ACCESS_TOKEN.to_owned(), token.to_owned());
+    }
     Connection::connect(server.grpc, &setup).await.expect("grpc connect")
 }
 

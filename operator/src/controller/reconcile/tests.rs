@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::mock::{self, Expect, FakeRegistry, Timeline};
 use super::{Context, Error, error_policy, reconcile};
-use crate::controller::server::{KubeVersion, PdbVersion, ServerCapabilities};
+use crate::controller::server::{EndpointsApi, KubeVersion, PdbVersion, ServerCapabilities};
 use crate::crd::MemberRole::{self, Follower, Leader};
 use crate::crd::{ConditionStatus, ConditionType, NacosCluster, NacosClusterStatus};
 use crate::fixtures;
@@ -92,7 +92,11 @@ async fn run(cluster: &NacosCluster, script: Vec<Expect>, registry: Arc<FakeRegi
 }
 
 /// A Kubernetes 1.20 API server: `policy/v1beta1` budgets, no StatefulSet retention policy.
-const KUBE_1_20: ServerCapabilities = ServerCapabilities { version: KubeVersion::new(1, 20), pdb: PdbVersion::V1beta1 };
+const KUBE_1_20: ServerCapabilities = ServerCapabilities {
+    version: KubeVersion::new(1, 20),
+    pdb: PdbVersion::V1beta1,
+    endpoints: EndpointsApi::Endpoints,
+};
 
 /// [`run`] against an API server with `server`'s capabilities.
 async fn run_with(
@@ -495,7 +499,7 @@ async fn a_1_20_api_server_gets_a_v1beta1_budget_and_no_retention_policy() {
 }
 
 #[tokio::test]
-async fn version_and_budget_api_come_from_discovery() {
+async fn version_budget_and_endpoint_apis_come_from_discovery() {
     let served = json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "policy/v1", "resources": [
         { "name": "poddisruptionbudgets", "singularName": "", "namespaced": true, "kind": "PodDisruptionBudget",
           "verbs": ["get"] }] });
@@ -503,18 +507,29 @@ async fn version_and_budget_api_come_from_discovery() {
         json!({ "major": "1", "minor": minor, "gitVersion": format!("v1.{minor}.2"), "gitCommit": "", "gitTreeState": "",
             "buildDate": "", "goVersion": "", "compiler": "", "platform": "" })
     };
+    let slices = json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "discovery.k8s.io/v1",
+        "resources": [{ "name": "endpointslices", "singularName": "", "namespaced": true, "kind": "EndpointSlice",
+          "verbs": ["get"] }] });
     let cases = [
-        (version("33"), 200, served, ServerCapabilities::NEWEST),
-        (version("20"), 404, mock::api_error(404), KUBE_1_20),
+        (version("33"), (200, served), (200, slices.clone()), ServerCapabilities::NEWEST),
+        (version("20"), (404, mock::api_error(404)), (404, mock::api_error(404)), KUBE_1_20),
         (
             version("27+"),
-            200,
-            json!({ "kind": "APIResourceList", "groupVersion": "policy/v1", "resources": [] }),
-            ServerCapabilities { version: KubeVersion::new(1, 27), pdb: PdbVersion::V1beta1 },
+            (200, json!({ "kind": "APIResourceList", "groupVersion": "policy/v1", "resources": [] })),
+            (200, slices),
+            ServerCapabilities {
+                version: KubeVersion::new(1, 27),
+                pdb: PdbVersion::V1beta1,
+                endpoints: EndpointsApi::EndpointSliceV1,
+            },
         ),
     ];
-    for (info, status, body, expected) in cases {
-        let script = vec![Expect::get("/version", 200, info), Expect::get("/apis/policy/v1", status, body)];
+    for (info, (status, body), (slice_status, slice_body), expected) in cases {
+        let script = vec![
+            Expect::get("/version", 200, info),
+            Expect::get("/apis/policy/v1", status, body),
+            Expect::get("/apis/discovery.k8s.io/v1", slice_status, slice_body),
+        ];
         let (client, verifier) = mock::client(script, timeline());
         assert_eq!(ServerCapabilities::discover(&client).await.unwrap(), expected);
         drop(client);

@@ -84,8 +84,12 @@ fn defaults_give_three_parallel_members_with_stable_identity() {
 
 #[test]
 fn servers_before_1_23_get_no_retention_policy_and_nothing_else_changes() {
-    use crate::controller::server::{KubeVersion, PdbVersion};
-    let old = ServerCapabilities { version: KubeVersion::new(1, 20), pdb: PdbVersion::V1beta1 };
+    use crate::controller::server::{EndpointsApi, KubeVersion, PdbVersion};
+    let old = ServerCapabilities {
+        version: KubeVersion::new(1, 20),
+        pdb: PdbVersion::V1beta1,
+        endpoints: EndpointsApi::Endpoints,
+    };
     for spec in [DEFAULTS, CUSTOM_STORAGE_SCHEDULING, AUTH, DNS] {
         let mut newest = statefulset(spec);
         let for_old = fixtures::built_for(spec, &old).stateful_set;
