@@ -25,7 +25,7 @@ use std::sync::{Mutex, PoisonError};
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use snafu::{ResultExt, Snafu};
 use tokio::task::JoinHandle;
 
@@ -130,17 +130,26 @@ impl Projections {
             },
         };
         let Some(selectors) = &cluster.service_projection else {
-            let was_running = {
+            let running = {
                 let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-                match states.insert(key, State::Off) {
+                match states.get(&key) {
                     Some(State::Running { tasks, .. }) => {
                         tasks.iter().for_each(JoinHandle::abort);
                         true
                     }
-                    Some(State::Off) | None => false,
+                    Some(State::Off) => false,
+                    None => {
+                        states.insert(key.clone(), State::Off);
+                        false
+                    }
                 }
             };
-            return if was_running { remove_all(client, &owner, endpoints).await } else { Ok(()) };
+            if running {
+                // Marked off only once everything is gone, so a failed cleanup is retried.
+                remove_all(client, &owner, endpoints).await?;
+                self.states.lock().unwrap_or_else(PoisonError::into_inner).insert(key, State::Off);
+            }
+            return Ok(());
         };
         let config = ProjectorConfig {
             owner,
@@ -167,27 +176,35 @@ impl Projections {
     }
 }
 
-/// Deletes every object `owner`'s projection wrote.
+/// Deletes every object `owner`'s projection wrote (one by one: Services have no
+/// delete-collection).
 async fn remove_all(client: &Client, owner: &Owner, endpoints: EndpointsApi) -> Result<(), Error> {
-    let list = ListParams::default().labels(&owner.selector());
-    let cluster = owner.cluster.clone();
-    let services: Api<Service> = Api::namespaced(client.clone(), &owner.namespace);
-    services
-        .delete_collection(&DeleteParams::default(), &list)
-        .await
-        .context(CleanupSnafu { kind: "Services", cluster: cluster.clone() })?;
+    remove_labelled::<Service>(client, owner, "Services").await?;
     match endpoints {
-        EndpointsApi::Endpoints => {
-            let api: Api<Endpoints> = Api::namespaced(client.clone(), &owner.namespace);
-            api.delete_collection(&DeleteParams::default(), &list)
-                .await
-                .context(CleanupSnafu { kind: "Endpoints", cluster })?;
-        }
-        EndpointsApi::EndpointSliceV1 => {
-            let api: Api<EndpointSlice> = Api::namespaced(client.clone(), &owner.namespace);
-            api.delete_collection(&DeleteParams::default(), &list)
-                .await
-                .context(CleanupSnafu { kind: "EndpointSlices", cluster })?;
+        EndpointsApi::Endpoints => remove_labelled::<Endpoints>(client, owner, "Endpoints").await,
+        EndpointsApi::EndpointSliceV1 => remove_labelled::<EndpointSlice>(client, owner, "EndpointSlices").await,
+    }
+}
+
+async fn remove_labelled<K>(client: &Client, owner: &Owner, kind: &'static str) -> Result<(), Error>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &owner.namespace);
+    let cluster = owner.cluster.clone();
+    let list = api
+        .list(&ListParams::default().labels(&owner.selector()))
+        .await
+        .context(CleanupSnafu { kind, cluster: cluster.clone() })?;
+    for object in list.items {
+        match api.delete(&object.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(source) => return Err(source).context(CleanupSnafu { kind, cluster: cluster.clone() }),
         }
     }
     Ok(())

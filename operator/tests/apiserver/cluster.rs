@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::harness::{ControlPlane, eventually};
 use crate::operator::Operator;
 
-const NAME: &str = "nacos";
+pub(crate) const NAME: &str = "nacos";
 
 /// A control plane of its own, a client, a namespace and the operator running.
 async fn with_operator(test: &str) -> Option<(ControlPlane, Client, String, Operator)> {
@@ -29,7 +29,7 @@ async fn with_operator(test: &str) -> Option<(ControlPlane, Client, String, Oper
 }
 
 /// Creates the `NacosCluster` `nacos` with `spec` in `namespace`.
-async fn create_cluster(client: &Client, namespace: &str, spec: serde_json::Value) -> NacosCluster {
+pub(crate) async fn create_cluster(client: &Client, namespace: &str, spec: serde_json::Value) -> NacosCluster {
     let cluster: NacosCluster = serde_json::from_value(json!({
         "apiVersion": "nacos.rs/v1alpha1", "kind": "NacosCluster",
         "metadata": { "name": NAME, "namespace": namespace }, "spec": spec,

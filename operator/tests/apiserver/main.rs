@@ -11,3 +11,4 @@ mod chart;
 mod cluster;
 mod harness;
 mod operator;
+mod projection;

@@ -9,6 +9,7 @@ use nacos_operator::controller::registry::HttpRegistry;
 use nacos_operator::controller::server::ServerCapabilities;
 use nacos_operator::controller::{self, Context, OperatorEnvironment};
 use nacos_operator::metrics::Metrics;
+use nacos_operator::projection::Locate;
 use tokio::task::JoinHandle;
 
 /// A running controller; stopped when dropped.
@@ -23,11 +24,21 @@ pub(crate) struct Operator {
 impl Operator {
     /// Discovers the server and starts the controller, as `nacos-operator run` does.
     pub(crate) async fn start(client: Client) -> Self {
+        Self::start_with(client, None).await
+    }
+
+    /// [`Self::start`], reaching registries for the service projection through `locate`
+    /// (a registry process on loopback: no pod of this tier runs one).
+    pub(crate) async fn start_with(client: Client, locate: Option<Locate>) -> Self {
         let capabilities = ServerCapabilities::discover(&client).await.expect("discovery");
         let metrics = Arc::new(Metrics::default());
         let registry = Arc::new(HttpRegistry::new().expect("registry client"));
-        let ctx = Context::new(client, registry, OperatorEnvironment::default(), metrics.clone(), Some("test".into()))
-            .with_server(capabilities);
+        let mut ctx =
+            Context::new(client, registry, OperatorEnvironment::default(), metrics.clone(), Some("test".into()))
+                .with_server(capabilities);
+        if let Some(locate) = locate {
+            ctx = ctx.with_registry_locator(locate);
+        }
         let task = tokio::spawn(async move {
             if let Err(error) = controller::run(Arc::new(ctx)).await {
                 panic!("controller stopped: {error}");
