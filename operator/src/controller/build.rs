@@ -52,6 +52,8 @@ pub mod port_name {
     pub const CLUSTER: &str = "cluster";
     /// DNS over UDP.
     pub const DNS: &str = "dns";
+    /// DNS over TCP (answers too large for UDP, resolvers that retry over TCP).
+    pub const DNS_TCP: &str = "dns-tcp";
 }
 
 /// Everything built for one cluster.

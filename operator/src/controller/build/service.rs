@@ -18,7 +18,7 @@ pub(super) fn build_headless(cluster: &ValidatedCluster) -> Service {
         port(port_name::GRPC, cluster.ports.grpc, "TCP"),
         port(port_name::CLUSTER, cluster.ports.cluster, "TCP"),
     ];
-    ports.extend(dns_port(cluster));
+    ports.extend(dns_ports(cluster));
     Service {
         metadata: object_meta(cluster, cluster.headless_service_name()),
         spec: Some(ServiceSpec {
@@ -32,12 +32,13 @@ pub(super) fn build_headless(cluster: &ValidatedCluster) -> Service {
     }
 }
 
-/// The client Service: HTTP and gRPC (and DNS when enabled) of ready members only. The cluster
+/// The client Service: HTTP and gRPC (and DNS over UDP and TCP when enabled) of ready members
+/// only. The cluster
 /// port is for members and stays off it.
 pub(super) fn build_client(cluster: &ValidatedCluster) -> Service {
     let mut ports =
         vec![port(port_name::HTTP, cluster.ports.http, "TCP"), port(port_name::GRPC, cluster.ports.grpc, "TCP")];
-    ports.extend(dns_port(cluster));
+    ports.extend(dns_ports(cluster));
     let mut metadata = object_meta(cluster, cluster.client_service_name());
     if !cluster.service_annotations.is_empty() {
         metadata.annotations = Some(cluster.service_annotations.clone());
@@ -54,11 +55,10 @@ pub(super) fn build_client(cluster: &ValidatedCluster) -> Service {
     }
 }
 
-fn dns_port(cluster: &ValidatedCluster) -> Option<ServicePort> {
-    cluster.dns.as_ref().map(|dns| ServicePort {
-        target_port: Some(IntOrString::String(port_name::DNS.into())),
-        ..port(port_name::DNS, dns.service_port, "UDP")
-    })
+/// DNS over UDP and over TCP (truncated answers), on the same port number.
+fn dns_ports(cluster: &ValidatedCluster) -> Vec<ServicePort> {
+    let Some(dns) = cluster.dns.as_ref() else { return Vec::new() };
+    vec![port(port_name::DNS, dns.service_port, "UDP"), port(port_name::DNS_TCP, dns.service_port, "TCP")]
 }
 
 /// A Service port that targets the container port of the same name.
@@ -135,18 +135,19 @@ mod tests {
     }
 
     #[test]
-    fn dns_adds_a_udp_port_to_both_services() {
+    fn dns_adds_a_udp_and_a_tcp_port_to_both_services() {
         let resources = fixtures::built(DNS);
-        let dns = row("dns", 53, "UDP");
-        assert_eq!(ports(&resources.headless_service).last(), Some(&dns));
-        assert_eq!(ports(&resources.client_service).last(), Some(&dns));
+        let dns = [row("dns", 53, "UDP"), row("dns-tcp", 53, "TCP")];
+        for service in [&resources.headless_service, &resources.client_service] {
+            assert_eq!(ports(service)[ports(service).len() - 2..], dns);
+        }
     }
 
     #[test]
-    fn dns_off_adds_no_udp_port() {
+    fn dns_off_adds_no_dns_port() {
         let resources = fixtures::built(DEFAULTS);
         for service in [&resources.headless_service, &resources.client_service] {
-            assert!(ports(service).iter().all(|(name, _, protocol, _)| name != "dns" && protocol == "TCP"));
+            assert!(ports(service).iter().all(|(name, _, protocol, _)| !name.starts_with("dns") && protocol == "TCP"));
         }
     }
 

@@ -126,6 +126,7 @@ fn container(cluster: &ValidatedCluster) -> Container {
     ];
     if let Some(dns) = &cluster.dns {
         ports.push(container_port(port_name::DNS, dns.container_port, "UDP"));
+        ports.push(container_port(port_name::DNS_TCP, dns.container_port, "TCP"));
     }
     Container {
         name: CONTAINER_NAME.into(),

@@ -252,7 +252,7 @@ fn auth_off_sets_no_auth_env() {
 fn dns_on_opens_the_udp_port_and_tells_the_registry() {
     let set = statefulset(DNS);
     let container = registry(&set);
-    assert_eq!(ports(container).last(), Some(&("dns", 5353, "UDP")));
+    assert_eq!(ports(container)[ports(container).len() - 2..], [("dns", 5353, "UDP"), ("dns-tcp", 5353, "TCP")]);
     assert_eq!(env_var(container, "NACOS_DNS_PORT").unwrap().value.as_deref(), Some("5353"));
     assert_eq!(env_var(container, "NACOS_DNS_ZONE").unwrap().value.as_deref(), Some("svc.example"));
 }
