@@ -10,5 +10,7 @@
 mod chart;
 mod cluster;
 mod harness;
+mod injection;
 mod operator;
 mod projection;
+mod registry;

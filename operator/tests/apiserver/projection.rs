@@ -6,9 +6,7 @@
 //! Services) gets them; turning the projection off removes them.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,116 +25,14 @@ use serde_json::json;
 use crate::cluster::{NAME, create_cluster};
 use crate::harness::{ControlPlane, eventually};
 use crate::operator::Operator;
+use crate::registry::Registry;
 
 /// How long a projected change may take to show (a push, then one apply): the real bound is
 /// far lower; this is a deadline, not a measurement.
 const CHANGE: Duration = Duration::from_secs(10);
 
-/// A `registry` process, standalone, on loopback ports of its own; killed when dropped.
-struct Registry {
-    child: Child,
-    http: SocketAddr,
-    grpc: SocketAddr,
-    _data: tempfile::TempDir,
-}
-
-impl Registry {
-    async fn start() -> Self {
-        let target = std::env::current_exe().expect("test binary");
-        let dir = target.parent().and_then(|deps| deps.parent()).expect("target dir").to_path_buf();
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "registry-core", "--bin", "registry"])
-            .stdout(Stdio::null())
-            .status();
-        assert!(built.is_ok_and(|s| s.success()), "building the registry failed");
-        let [http, grpc, cluster] = free_ports();
-        let data = tempfile::tempdir().expect("data dir");
-        let child = Command::new(PathBuf::from(&dir).join("registry"))
-            .args(["--bind", "127.0.0.1", "--http-port", &http.to_string(), "--grpc-port", &grpc.to_string()])
-            .args(["--cluster-port", &cluster.to_string(), "--log-level", "warn"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn registry");
-        let registry = Self {
-            child,
-            http: SocketAddr::from((Ipv4Addr::LOCALHOST, http)),
-            grpc: SocketAddr::from((Ipv4Addr::LOCALHOST, grpc)),
-            _data: data,
-        };
-        let ready = eventually(Duration::from_secs(30), || async {
-            let r = reqwest::get(registry.url("/nacos/v1/console/health/readiness")).await.ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await;
-        assert!(ready.is_some(), "the registry did not become ready");
-        registry
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.http)
-    }
-
-    /// A form request that must answer `ok`.
-    async fn send(&self, method: reqwest::Method, path: &str, form: &[(&str, &str)]) {
-        let response = reqwest::Client::new().request(method.clone(), self.url(path)).form(form).send().await;
-        let (status, body) = match response {
-            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-            Err(e) => (0, e.to_string()),
-        };
-        assert_eq!((status, body.as_str()), (200, "ok"), "{method} {path} {form:?}");
-    }
-
-    /// Registers a persistent instance (it needs no heartbeat).
-    async fn register(&self, service: &str, group: &str, ip: &str, port: &str) {
-        let form = [("serviceName", service), ("groupName", group), ("ip", ip), ("port", port), ("ephemeral", "false")];
-        self.send(reqwest::Method::POST, "/nacos/v1/ns/instance", &form).await;
-    }
-
-    /// Turns off active checks for `service`'s default cluster, then sets an instance's health.
-    async fn set_health(&self, service: &str, ip: &str, port: &str, healthy: bool) {
-        let checker = [
-            ("serviceName", service),
-            ("clusterName", "DEFAULT"),
-            ("checkPort", "80"),
-            ("useInstancePort4Check", "true"),
-            ("healthChecker", r#"{"type":"NONE"}"#),
-        ];
-        self.send(reqwest::Method::PUT, "/nacos/v1/ns/cluster", &checker).await;
-        let healthy = healthy.to_string();
-        let form = [("serviceName", service), ("ip", ip), ("port", port), ("healthy", healthy.as_str())];
-        self.send(reqwest::Method::PUT, "/nacos/v1/ns/health/instance", &form).await;
-    }
-
-    async fn disable(&self, service: &str, ip: &str, port: &str) {
-        let form = [("serviceName", service), ("ip", ip), ("port", port), ("ephemeral", "false"), ("enabled", "false")];
-        self.send(reqwest::Method::PUT, "/nacos/v1/ns/instance", &form).await;
-    }
-
-    async fn deregister(&self, service: &str, ip: &str, port: &str) {
-        let form = [("serviceName", service), ("ip", ip), ("port", port), ("ephemeral", "false")];
-        self.send(reqwest::Method::DELETE, "/nacos/v1/ns/instance", &form).await;
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_ports() -> [u16; 3] {
-    let listeners: Vec<TcpListener> =
-        (0..3).map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("free port")).collect();
-    let port = |i: usize| listeners[i].local_addr().expect("addr").port();
-    [port(0), port(1), port(2)]
-}
-
 /// The addresses the Endpoints `name` holds (empty when it has none or does not exist).
-async fn endpoint_ips(client: &Client, namespace: &str, name: &str) -> Option<BTreeSet<String>> {
+pub(crate) async fn endpoint_ips(client: &Client, namespace: &str, name: &str) -> Option<BTreeSet<String>> {
     let endpoints = Api::<Endpoints>::namespaced(client.clone(), namespace).get_opt(name).await.ok()??;
     let subsets = endpoints.subsets.unwrap_or_default();
     Some(subsets.iter().flat_map(|s| s.addresses.iter().flatten().map(|a| a.ip.clone())).collect())
@@ -147,7 +43,7 @@ fn ips(list: &[&str]) -> BTreeSet<String> {
 }
 
 /// Waits until the Endpoints `name` hold exactly `want`; how long it took.
-async fn await_endpoints(client: &Client, namespace: &str, name: &str, want: &[&str]) -> Duration {
+pub(crate) async fn await_endpoints(client: &Client, namespace: &str, name: &str, want: &[&str]) -> Duration {
     let started = Instant::now();
     let want = ips(want);
     let seen = eventually(CHANGE, || async {
@@ -237,7 +133,7 @@ async fn a_records(resolver: &TokioResolver, name: &str) -> BTreeSet<String> {
     }
 }
 
-async fn projected_services(client: &Client, namespace: &str) -> Vec<Service> {
+pub(crate) async fn projected_services(client: &Client, namespace: &str) -> Vec<Service> {
     let list = ListParams::default().labels(&format!("{PROJECTED_BY_LABEL}={NAME}"));
     Api::<Service>::namespaced(client.clone(), namespace).list(&list).await.map(|l| l.items).unwrap_or_default()
 }
@@ -247,7 +143,7 @@ async fn registered_instances_become_headless_services_and_endpoints_that_follow
     let Some(plane) = ControlPlane::start() else { return };
     let client = plane.client().await;
     let namespace = plane.namespace(&client, "projection").await;
-    let registry = Registry::start().await;
+    let registry = Registry::start(Ipv4Addr::LOCALHOST).await;
     let grpc = registry.grpc.to_string();
     let _operator = Operator::start_with(client.clone(), Some(Arc::new(move |_| vec![grpc.clone()]))).await;
 
