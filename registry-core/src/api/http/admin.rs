@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::error::v2_ok;
 use super::openapi::Ty::{Int, Str};
-use super::openapi::{Guard, Param, Route, Table};
+use super::openapi::{Guard, NAMESPACE, Param, Route, Table};
 use crate::api::ApiState;
 use crate::consistency::admin::MembershipError;
 use registry_proto::http::Params;
@@ -39,13 +39,13 @@ pub const TABLE: Table = Table {
         .params(&[&[
             Param::opt("serviceName", Str, "Only this service, bare or `group@@name`"),
             Param::opt("groupName", Str, "Group (default `DEFAULT_GROUP`)"),
-            Param::opt("namespaceId", Str, "Namespace (default `public`)"),
+            Param::opt("namespaceId", NAMESPACE, "Namespace (default `public`)"),
         ]]),
         Route::get("/nacos/v2/core/distro/diff", "A service's instances on every member", |m| on(m, distro_diff))
             .params(&[&[
                 Param::req("serviceName", Str, "Service, bare or `group@@name`"),
                 Param::opt("groupName", Str, "Group (default `DEFAULT_GROUP`)"),
-                Param::opt("namespaceId", Str, "Namespace (default `public`)"),
+                Param::opt("namespaceId", NAMESPACE, "Namespace (default `public`)"),
             ]]),
     ],
 };

@@ -18,7 +18,7 @@ use super::configs::{
 };
 use super::error::{ApiError, V1};
 use super::openapi::Ty::{Bool, Int, Str};
-use super::openapi::{Guard, Param, Reply, Route, Table};
+use super::openapi::{CONFIG_NAME, Guard, NAMESPACE, Param, Reply, Route, Table};
 use crate::api::ApiState;
 use crate::configs::{ConfigError, ConfigRead, Listening, Reader, archive};
 use crate::model::{ConfigItem, ConfigKey, ConfigMeta, GrayKind, GrayRule};
@@ -45,9 +45,9 @@ pub const TABLE: Table = Table {
         })
         .params(&[
             &[
-                Param::opt("dataId", Str, "Data id (required unless `search`)"),
-                Param::opt("group", Str, "Group (required unless `search`)"),
-                Param::opt("tenant", Str, "Namespace (default: public)"),
+                Param::opt("dataId", CONFIG_NAME, "Data id (required unless `search`)"),
+                Param::opt("group", CONFIG_NAME, "Group (required unless `search`)"),
+                Param::opt("tenant", NAMESPACE, "Namespace (default: public)"),
                 Param::opt("search", Str, "`accurate` or `blur`: search instead of reading one config"),
                 Param::opt("appName", Str, "Search: only this application"),
                 Param::opt("config_tags", Str, "Search: only these comma-separated tags"),
@@ -90,7 +90,7 @@ pub const TABLE: Table = Table {
         Route::get("/nacos/v1/cs/history/configs", "Configs of a namespace that have history", |m| {
             on(m, history_configs)
         })
-        .params(&[&[Param::opt("tenant", Str, "Namespace (default: public)")]]),
+        .params(&[&[Param::opt("tenant", NAMESPACE, "Namespace (default: public)")]]),
         Route::post("/nacos/v1/cs/history/rollback", "Roll a config back to a history entry", |m| on(m, rollback))
             .params(&[NID]),
     ],

@@ -12,7 +12,7 @@ use super::configs::{
 };
 use super::error::{ApiError, V2, v2_ok};
 use super::openapi::Ty::Str;
-use super::openapi::{Guard, Param, Route, Table};
+use super::openapi::{Guard, NAMESPACE, Param, Route, Table};
 use crate::api::ApiState;
 use crate::configs::{ConfigError, Reader};
 use crate::model::GrayKind;
@@ -50,7 +50,7 @@ pub const TABLE: Table = Table {
         Route::get("/nacos/v2/cs/history/configs", "Configs of a namespace that have history", |m| {
             on(m, history_configs)
         })
-        .params(&[&[Param::opt("namespaceId", Str, "Namespace (default: public)")]]),
+        .params(&[&[Param::opt("namespaceId", NAMESPACE, "Namespace (default: public)")]]),
         Route::post("/nacos/v2/cs/history/rollback", "Roll a config back to a history entry", |m| on(m, rollback))
             .params(&[NID]),
     ],

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::openapi::Param;
 use super::openapi::Ty::{Int, Str};
+use super::openapi::{CONFIG_NAME, NAMESPACE, Param};
 use crate::api::ApiState;
 use crate::configs::ConfigError;
 use crate::model::{ConfigKey, ConfigMeta, GrayRule, HistoryEntry, Source};
@@ -19,16 +19,16 @@ use registry_proto::model::metadata::parse as parse_metadata;
 
 /// A config: `dataId`, `group`, `tenant` (the namespace).
 pub(super) const CONFIG_KEY: &[Param] = &[
-    Param::req("dataId", Str, "Data id"),
-    Param::req("group", Str, "Group"),
-    Param::opt("tenant", Str, "Namespace (default: public)"),
+    Param::req("dataId", CONFIG_NAME, "Data id"),
+    Param::req("group", CONFIG_NAME, "Group"),
+    Param::opt("tenant", NAMESPACE, "Namespace (default: public)"),
 ];
 
 /// A config on v2 paths, whose namespace parameter is `namespaceId`.
 pub(super) const CONFIG_KEY_V2: &[Param] = &[
-    Param::req("dataId", Str, "Data id"),
-    Param::req("group", Str, "Group"),
-    Param::opt("namespaceId", Str, "Namespace (default: public)"),
+    Param::req("dataId", CONFIG_NAME, "Data id"),
+    Param::req("group", CONFIG_NAME, "Group"),
+    Param::opt("namespaceId", NAMESPACE, "Namespace (default: public)"),
 ];
 
 /// A publish: the content, its description and an optional gray rule or compare-and-swap.

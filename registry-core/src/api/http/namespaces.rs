@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::guard::require;
 use super::openapi::Ty::{Bool, Str};
-use super::openapi::{Guard, Param, Route, Table};
+use super::openapi::{Guard, NAMESPACE, Param, Route, Table};
 use crate::api::ApiState;
 use crate::auth::{Action, Resource};
 use crate::namespaces::{NamespaceError, NamespaceInfo};
@@ -28,7 +28,7 @@ pub const TABLE: Table = Table {
         Route::get(V1, "Namespaces; or one (`show=all`), or whether an id exists", |m| on(m, v1_get)).checked().params(
             &[&[
                 Param::opt("show", Str, "`all`: the namespace `namespaceId`"),
-                Param::opt("namespaceId", Str, "With `show=all`"),
+                Param::opt("namespaceId", NAMESPACE, "With `show=all`"),
                 Param::opt("checkNamespaceIdExist", Bool, "Whether `customNamespaceId` exists"),
                 Param::opt("customNamespaceId", Str, "With `checkNamespaceIdExist`"),
             ]],
@@ -46,7 +46,7 @@ pub const TABLE: Table = Table {
         Route::delete(V1, "Delete an empty namespace", |m| on(m, v1_delete)).checked().params(&[&[ID]]),
         Route::get(V2, "One namespace", |m| on(m, v2_get)).checked().params(&[&[ID]]),
         Route::post(V2, "Create a namespace", |m| on(m, v2_create)).checked().params(&[&[
-            Param::opt("namespaceId", Str, "Id (default: a generated one)"),
+            Param::opt("namespaceId", NAMESPACE, "Id (default: a generated one)"),
             NAME,
             DESC,
         ]]),
@@ -56,7 +56,7 @@ pub const TABLE: Table = Table {
     ],
 };
 
-const ID: Param = Param::req("namespaceId", Str, "Id");
+const ID: Param = Param::req("namespaceId", NAMESPACE, "Id");
 const NAME: Param = Param::req("namespaceName", Str, "Name");
 const DESC: Param = Param::opt("namespaceDesc", Str, "Description");
 

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::openapi::Param;
-use super::openapi::Ty::{Bool, Int, Num, Str};
+use super::openapi::Ty::{Bool, Int, Ip, Num, Port, Str};
+use super::openapi::{CLUSTER, NAMESPACE, Param};
 use crate::api::ApiState;
 use crate::model::{ClusterMetadata, Instance, InstanceKey, InstanceOverride};
 use crate::naming::{BeatInfo, NamingService, ServicePatch};
@@ -21,14 +21,14 @@ use registry_proto::http::Params;
 pub(super) const SERVICE: &[Param] = &[
     Param::req("serviceName", Str, "Service name, bare or `group@@name`"),
     Param::opt("groupName", Str, "Group (default `DEFAULT_GROUP`)"),
-    Param::opt("namespaceId", Str, "Namespace (default `public`)"),
+    Param::opt("namespaceId", NAMESPACE, "Namespace (default `public`)"),
 ];
 
 /// An instance of a service by address and cluster.
 pub(super) const INSTANCE_KEY: &[Param] = &[
-    Param::req("ip", Str, "Instance IP"),
-    Param::req("port", Int, "Instance port"),
-    Param::opt("clusterName", Str, "Cluster (default `DEFAULT`)"),
+    Param::req("ip", Ip, "Instance IP"),
+    Param::req("port", Port, "Instance port"),
+    Param::opt("clusterName", CLUSTER, "Cluster (default `DEFAULT`)"),
 ];
 
 /// What an instance registration or override carries besides its key.
@@ -57,9 +57,9 @@ pub(super) const SERVICE_FIELDS: &[Param] = &[
 /// A heartbeat: the `beat` JSON, or the instance's `ip` and `port`.
 pub(super) const BEAT: &[Param] = &[
     Param::opt("beat", Str, "The beat as JSON (1.x clients)"),
-    Param::opt("ip", Str, "Instance IP (without `beat`)"),
-    Param::opt("port", Int, "Instance port (without `beat`)"),
-    Param::opt("clusterName", Str, "Cluster (default `DEFAULT`)"),
+    Param::opt("ip", Ip, "Instance IP (without `beat`)"),
+    Param::opt("port", Port, "Instance port (without `beat`)"),
+    Param::opt("clusterName", CLUSTER, "Cluster (default `DEFAULT`)"),
 ];
 
 /// Setting an instance's health by hand.

@@ -16,8 +16,8 @@ use super::naming::{
     beat_reply, cluster_metadata, forward_ephemeral, healthy_param, instance_from_params, instance_key, metrics_body,
     override_patch, page, service_clusters, service_create_params, service_patch, switches_body,
 };
-use super::openapi::Ty::{Bool, Int, Num, Str};
-use super::openapi::{Guard, Param, Reply, Route, Table};
+use super::openapi::Ty::{Bool, Int, Ip, Num, Port, Str};
+use super::openapi::{CLUSTER, Guard, NAMESPACE, Param, Reply, Route, Table};
 use crate::api::ApiState;
 use crate::consistency::admin::Responsible;
 use crate::model::InstanceOverride;
@@ -55,8 +55,8 @@ pub const TABLE: Table = Table {
             &[
                 Param::opt("clusters", Str, "Comma-separated clusters"),
                 Param::opt("healthyOnly", Bool, "Only healthy instances"),
-                Param::opt("udpPort", Int, "UDP port to push changes to"),
-                Param::opt("clientIP", Str, "IP to push changes to (default: the caller's)"),
+                Param::opt("udpPort", Port, "UDP port to push changes to"),
+                Param::opt("clientIP", Ip, "IP to push changes to (default: the caller's)"),
                 Param::opt("app", Str, "The subscriber's application"),
             ],
         ]),
@@ -83,7 +83,7 @@ pub const TABLE: Table = Table {
             Param::req("pageNo", Int, "Page, from 1"),
             Param::req("pageSize", Int, "Items per page"),
             Param::opt("groupName", Str, "Group (default `DEFAULT_GROUP`)"),
-            Param::opt("namespaceId", Str, "Namespace (default `public`)"),
+            Param::opt("namespaceId", NAMESPACE, "Namespace (default `public`)"),
         ]]),
         Route::get("/nacos/v1/ns/service/names", "Grouped service names by namespace", |m| on(m, service_names))
             .params(SERVICE_NAMES),
@@ -96,7 +96,7 @@ pub const TABLE: Table = Table {
         Route::get("/nacos/v1/ns/catalog/services", "The console's service list", |m| on(m, catalog_services)).params(
             &[
                 &[
-                    Param::opt("namespaceId", Str, "Namespace (default `public`)"),
+                    Param::opt("namespaceId", NAMESPACE, "Namespace (default `public`)"),
                     Param::opt("groupNameParam", Str, "Only this group"),
                     Param::opt("serviceNameParam", Str, "Only names containing this"),
                 ],
@@ -104,12 +104,12 @@ pub const TABLE: Table = Table {
             ],
         ),
         Route::get("/nacos/v1/ns/catalog/instances", "The console's instance list", |m| on(m, catalog_instances))
-            .params(&[SERVICE, PAGE, &[Param::opt("clusterName", Str, "Only this cluster")]]),
+            .params(&[SERVICE, PAGE, &[Param::opt("clusterName", CLUSTER, "Only this cluster")]]),
         Route::put("/nacos/v1/ns/cluster", "Update a cluster's health check", |m| on(m, update_cluster))
             .params(&[
                 SERVICE,
                 &[
-                    Param::req("clusterName", Str, "Cluster"),
+                    Param::req("clusterName", CLUSTER, "Cluster"),
                     Param::req("checkPort", Int, "Health-check port"),
                     Param::req("useInstancePort4Check", Bool, "Check the instance's own port"),
                     Param::req("healthChecker", Str, "Checker as JSON, `type` one of TCP, HTTP, MYSQL, NONE"),
@@ -136,12 +136,12 @@ pub const TABLE: Table = Table {
         Route::get("/nacos/v1/ns/operator/distro/client", "The member responsible for a v1 client", |m| {
             on(m, distro_client)
         })
-        .params(&[&[Param::req("ip", Str, "Client IP"), Param::req("port", Int, "Client port")]]),
+        .params(&[&[Param::req("ip", Ip, "Client IP"), Param::req("port", Port, "Client port")]]),
     ],
 };
 
 const SERVICE_NAMES: &[&[Param]] = &[&[
-    Param::opt("namespaceId", Str, "Namespace (default: every namespace)"),
+    Param::opt("namespaceId", NAMESPACE, "Namespace (default: every namespace)"),
     Param::opt("expr", Str, "Only grouped names containing this"),
 ]];
 

@@ -13,8 +13,8 @@ use super::naming::{
     beat_reply, forward_ephemeral, healthy_param, instance_from_params, instance_key, metrics_body, override_patch,
     page, service_clusters, service_create_params, service_patch, switches_body,
 };
-use super::openapi::Ty::{Bool, Int, Str};
-use super::openapi::{Guard, Param, Reply, Route, Table};
+use super::openapi::Ty::{Bool, Ip, Port, Str};
+use super::openapi::{CLUSTER, Guard, NAMESPACE, Param, Reply, Route, Table};
 use crate::api::ApiState;
 use crate::model::InstanceOverride;
 use crate::model::key::DEFAULT_GROUP;
@@ -57,8 +57,8 @@ pub const TABLE: Table = Table {
             &[
                 Param::opt("clusterName", Str, "Comma-separated clusters"),
                 Param::opt("healthyOnly", Bool, "Only healthy instances"),
-                Param::opt("port", Int, "UDP port to push changes to"),
-                Param::opt("ip", Str, "IP to push changes to (default: the caller's)"),
+                Param::opt("port", Port, "UDP port to push changes to"),
+                Param::opt("ip", Ip, "IP to push changes to (default: the caller's)"),
                 Param::opt("app", Str, "The subscriber's application"),
             ],
         ]),
@@ -76,7 +76,7 @@ pub const TABLE: Table = Table {
         Route::get("/nacos/v2/ns/service/list", "Service names of a group", |m| on(m, list_services)).params(&[
             &[
                 Param::opt("groupName", Str, "Group (default `DEFAULT_GROUP`)"),
-                Param::opt("namespaceId", Str, "Namespace (default `public`)"),
+                Param::opt("namespaceId", NAMESPACE, "Namespace (default `public`)"),
             ],
             PAGE,
         ]),
@@ -86,7 +86,7 @@ pub const TABLE: Table = Table {
         Route::get("/nacos/v2/ns/ops/metrics", "Status and counts", |m| on(m, metrics)).params(&[ONLY_STATUS]),
         Route::get("/nacos/v2/ns/operator/switches", "Naming switches", |m| on(m, switches)),
         Route::get("/nacos/v2/ns/catalog/instances", "The console's instance list", |m| on(m, catalog_instances))
-            .params(&[SERVICE, PAGE, &[Param::opt("clusterName", Str, "Only this cluster")]]),
+            .params(&[SERVICE, PAGE, &[Param::opt("clusterName", CLUSTER, "Only this cluster")]]),
     ],
 };
 

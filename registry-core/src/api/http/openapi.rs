@@ -68,7 +68,20 @@ pub enum Ty {
     Int,
     Num,
     Bool,
+    /// A string of this regular expression (the rules the name validators check).
+    Pattern(&'static str),
+    /// An IPv4 address.
+    Ip,
+    /// A TCP/UDP port.
+    Port,
 }
+
+/// A namespace id (`registry_proto::model::key`).
+pub const NAMESPACE: Ty = Ty::Pattern("^[A-Za-z0-9_-]{1,64}$");
+/// A cluster name (`registry_proto::model::key::validate_cluster`).
+pub const CLUSTER: Ty = Ty::Pattern("^[A-Za-z0-9-]{1,64}$");
+/// A config's `dataId` or `group` (`registry_proto::model::config`).
+pub const CONFIG_NAME: Ty = Ty::Pattern("^[A-Za-z0-9_.:-]{1,128}$");
 
 /// One request parameter.
 #[derive(Debug, Clone, Copy)]
@@ -311,6 +324,9 @@ fn schema(ty: Ty) -> Value {
         Ty::Int => json!({ "type": "integer" }),
         Ty::Num => json!({ "type": "number" }),
         Ty::Bool => json!({ "type": "boolean" }),
+        Ty::Pattern(pattern) => json!({ "type": "string", "pattern": pattern }),
+        Ty::Ip => json!({ "type": "string", "format": "ipv4" }),
+        Ty::Port => json!({ "type": "integer", "minimum": 0, "maximum": 65535 }),
     }
 }
 
