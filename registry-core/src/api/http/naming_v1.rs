@@ -304,27 +304,41 @@ async fn service_names(State(s): State<ApiState>, p: Params) -> V1Result {
     Ok(Json(json!({ "META-INF/services": by_ns.clone(), "services": by_ns, "count": count })).into_response())
 }
 
+/// UDP subscribers (v1 clients polling with `udpPort`) and gRPC ones (2.x clients), in Nacos'
+/// `Subscriber` shape; a gRPC subscriber is named by its connection's client IP, port 0, as
+/// Nacos names it.
 async fn service_subscribers(State(s): State<ApiState>, p: Params) -> V1Result {
     let key = p.service_key()?;
     let page_no: usize = p.num("pageNo")?.unwrap_or(1);
     let page_size: usize = p.num("pageSize")?.unwrap_or(1000);
-    let subs: Vec<Value> = s
-        .push
-        .subscribers_of(&key)
-        .into_iter()
-        .map(|sub| {
-            json!({
-                "addrStr": sub.addr.to_string(),
-                "agent": sub.agent,
-                "app": sub.app,
-                "ip": sub.addr.ip().to_string(),
-                "port": sub.addr.port(),
-                "namespaceId": key.namespace,
-                "serviceName": key.grouped_name(),
-                "cluster": sub.clusters,
-            })
+    let subscriber = |addr_str: String, agent: &str, app: &str, ip: String, port: u16, clusters: &str| {
+        json!({
+            "addrStr": addr_str,
+            "agent": agent,
+            "app": app,
+            "ip": ip,
+            "port": port,
+            "namespaceId": key.namespace,
+            "serviceName": key.grouped_name(),
+            "cluster": clusters,
         })
-        .collect();
+    };
+    let udp = s.push.subscribers_of(&key).into_iter().map(|sub| {
+        subscriber(
+            sub.addr.to_string(),
+            &sub.agent,
+            &sub.app,
+            sub.addr.ip().to_string(),
+            sub.addr.port(),
+            &sub.clusters,
+        )
+    });
+    let grpc = s.push.conn_subscribers_of(&key).into_iter().filter_map(|(id, clusters)| {
+        let meta = &s.connections.get(&id)?.meta;
+        let ip = if meta.client_ip.is_empty() { &meta.remote_ip } else { &meta.client_ip };
+        Some(subscriber(ip.clone(), &meta.version, &meta.app_name, ip.clone(), 0, &clusters))
+    });
+    let subs: Vec<Value> = udp.chain(grpc).collect();
     Ok(Json(json!({ "subscribers": page(&subs, page_no, page_size), "count": subs.len() })).into_response())
 }
 
