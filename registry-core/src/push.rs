@@ -137,6 +137,11 @@ impl PushHandle {
         self.udp.of(key).into_iter().map(|s| s.info).collect()
     }
 
+    /// Connections subscribed to one service: connection id and clusters filter.
+    pub fn conn_subscribers_of(&self, key: &ServiceKey) -> Vec<(String, String)> {
+        self.conns.of(key).into_iter().map(|s| (s.sink.id().to_owned(), s.clusters)).collect()
+    }
+
     /// Number of (service, subscriber) pairs, UDP and gRPC.
     pub fn subscriber_count(&self) -> usize {
         self.udp.len() + self.conns.len()

@@ -28,7 +28,7 @@ const IDENTITY_KEY: &str = "serverIdentity";
 const IDENTITY_VALUE: &str = "member-secret";
 
 /// Client auth on, a known secret, admin password and member identity.
-fn auth_config(extra: &str) -> String {
+pub(crate) fn auth_config(extra: &str) -> String {
     format!(
         "[auth]\nenabled = true\ntoken_secret = \"{SECRET}\"\nadmin_password = \"{ADMIN_PASSWORD}\"\n\
          identity_key = \"{IDENTITY_KEY}\"\nidentity_value = \"{IDENTITY_VALUE}\"\n{extra}"

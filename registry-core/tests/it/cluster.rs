@@ -381,6 +381,26 @@ async fn removing_a_member_that_would_leave_no_reachable_quorum_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn promoting_a_learner_that_never_answered_is_refused_and_writes_go_on() {
+    // Found by the schema-driven fuzzer's reasoning: a learner at an address where nobody
+    // answers has no replication progress; promoting it made it a voter every write waited for.
+    let server = Server::start();
+    let nobody = free_member_ports(1)[0];
+    let form = [("nodeId", "7".to_owned()), ("address", format!("127.0.0.1:{nobody}"))];
+    let (status, body) = admin(&server, reqwest::Method::POST, "/nacos/v2/core/cluster/members", &form).await;
+    assert_eq!(status, 200, "add learner: {body}");
+    let promote = client()
+        .post(server.url("/nacos/v2/core/cluster/members/promote"))
+        .timeout(Duration::from_secs(10 * u64::from(crate::harness::patience())))
+        .form(&[("nodeId", "7")]);
+    let (status, body) = call(promote).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("not acknowledged"), "{body}");
+    assert_eq!(voters(&server).await, 1);
+    assert!(register(&server, "after-refused-promote", "10.8.0.1").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_member_restarted_on_a_new_address_rejoins_as_itself_and_catches_up() {
     let ports = free_member_ports(4);
     let mut cluster = Cluster { members: (1..=3).map(|id| Server::start_member(id, &ports[..3], None)).collect() };

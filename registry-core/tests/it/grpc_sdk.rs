@@ -333,6 +333,46 @@ async fn registered_instance_is_returned_by_sdk_queries_and_http_with_weight_and
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn grpc_subscriber_is_listed_by_the_subscribers_endpoint_until_it_unsubscribes() {
+    let server = Server::start();
+    let watcher = sdk(&server).await;
+    let listed = || async {
+        let (status, body) =
+            call(client().get(server.url("/nacos/v1/ns/service/subscribers")).query(&[("serviceName", "listed-sub")]))
+                .await;
+        assert_eq!(status, 200, "{body}");
+        json(&body)
+    };
+    assert_eq!(listed().await["count"], 0);
+    let (tx, _events) = unbounded_channel();
+    let listener: Arc<dyn NamingEventListener> = Arc::new(Collect(tx));
+    bounded("subscribe", watcher.subscribe("listed-sub".to_owned(), None, Vec::new(), Arc::clone(&listener)))
+        .await
+        .expect("subscribe");
+    let seen = eventually(PUSH_TIMEOUT, || async {
+        let v = listed().await;
+        (v["count"] == 1).then_some(v)
+    })
+    .await
+    .expect("the SDK's subscription is listed");
+    let sub = &seen["subscribers"][0];
+    assert_eq!(sub["serviceName"], "DEFAULT_GROUP@@listed-sub", "{seen}");
+    assert_eq!(sub["namespaceId"], "public", "{seen}");
+    assert_eq!(sub["port"], 0, "{seen}");
+    let ip = sub["ip"].as_str().unwrap_or_default();
+    assert!(ip.parse::<std::net::IpAddr>().is_ok(), "{seen}");
+    assert_eq!(sub["addrStr"], ip, "{seen}");
+    assert!(sub["agent"].as_str().is_some_and(|a| !a.is_empty()), "{seen}");
+    assert!(sub["app"].is_string(), "{seen}");
+    bounded("unsubscribe", watcher.unsubscribe("listed-sub".to_owned(), None, Vec::new(), listener))
+        .await
+        .expect("unsubscribe");
+    eventually(PUSH_TIMEOUT, || async { (listed().await["count"] == 0).then_some(()) })
+        .await
+        .expect("the subscription is gone once unsubscribed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn subscriber_is_pushed_the_full_list_when_another_client_registers_and_deregisters() {
     let server = Server::start();
     let owner = sdk(&server).await;

@@ -24,6 +24,7 @@ mod health_check;
 mod metrics;
 mod naming_v1;
 mod naming_v2;
+mod openapi;
 mod quorum;
 mod robustness;
 mod sidecar;

@@ -1,31 +1,56 @@
 //! Operator-facing introspection and cluster administration: gRPC connections, Raft status and membership, Distro digests. Raft and Distro are reached only through
 //! [`crate::consistency::Admin`]; this file only encodes.
 
+use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::routing::on;
 use serde_json::{Map, Value};
 
 use super::error::v2_ok;
+use super::openapi::Ty::{Int, Str};
+use super::openapi::{Guard, NAMESPACE, Param, Route, Table};
 use crate::api::ApiState;
 use crate::consistency::admin::MembershipError;
 use registry_proto::http::Params;
 
 /// Admin routes.
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/nacos/v2/core/loader/current", get(connections))
-        .route("/nacos/v1/ns/operator/connections", get(connections))
-        .route("/nacos/v2/core/cluster/raft", get(raft_status))
-        .route("/nacos/v1/core/cluster/nodes", get(cluster_nodes))
-        .route("/nacos/v2/core/cluster/node/list", get(cluster_nodes))
-        .route("/nacos/v1/core/cluster/self", get(cluster_self))
-        .route("/nacos/v2/core/cluster/members", axum::routing::post(add_member).delete(remove_member))
-        .route("/nacos/v2/core/cluster/members/promote", axum::routing::post(promote_member))
-        .route("/nacos/v2/core/distro/digest", get(distro_digest))
-        .route("/nacos/v2/core/distro/diff", get(distro_diff))
-}
+pub const TABLE: Table = Table {
+    tag: "cluster admin",
+    guard: Guard::ClusterAdmin,
+    routes: &[
+        Route::get("/nacos/v2/core/loader/current", "gRPC connections of this member", |m| on(m, connections)),
+        Route::get("/nacos/v1/ns/operator/connections", "gRPC connections of this member", |m| on(m, connections)),
+        Route::get("/nacos/v2/core/cluster/raft", "Raft status of this member", |m| on(m, raft_status)),
+        Route::get("/nacos/v1/core/cluster/nodes", "Cluster members", |m| on(m, cluster_nodes)),
+        Route::get("/nacos/v2/core/cluster/node/list", "Cluster members", |m| on(m, cluster_nodes)),
+        Route::get("/nacos/v1/core/cluster/self", "This member", |m| on(m, cluster_self)),
+        Route::post("/nacos/v2/core/cluster/members", "Add a member as a Raft learner", |m| on(m, add_member)).params(
+            &[&[Param::req("nodeId", Int, "Raft node id"), Param::req("address", Str, "The member's `host:httpPort`")]],
+        ),
+        Route::delete("/nacos/v2/core/cluster/members", "Remove a member", |m| on(m, remove_member)).params(&[NODE_ID]),
+        Route::post("/nacos/v2/core/cluster/members/promote", "Promote a caught-up learner to voter", |m| {
+            on(m, promote_member)
+        })
+        .params(&[NODE_ID]),
+        Route::get("/nacos/v2/core/distro/digest", "Distro digest of this member, or of one service", |m| {
+            on(m, distro_digest)
+        })
+        .params(&[&[
+            Param::opt("serviceName", Str, "Only this service, bare or `group@@name`"),
+            Param::opt("groupName", Str, "Group (default `DEFAULT_GROUP`)"),
+            Param::opt("namespaceId", NAMESPACE, "Namespace (default `public`)"),
+        ]]),
+        Route::get("/nacos/v2/core/distro/diff", "A service's instances on every member", |m| on(m, distro_diff))
+            .params(&[&[
+                Param::req("serviceName", Str, "Service, bare or `group@@name`"),
+                Param::opt("groupName", Str, "Group (default `DEFAULT_GROUP`)"),
+                Param::opt("namespaceId", NAMESPACE, "Namespace (default `public`)"),
+            ]]),
+    ],
+};
+
+const NODE_ID: &[Param] = &[Param::req("nodeId", Int, "Raft node id")];
 
 /// The service named by `serviceName` (`group@@name` or with `groupName`) and `namespaceId`.
 fn service_param(p: &Params) -> Result<crate::model::ServiceKey, super::error::ApiError> {

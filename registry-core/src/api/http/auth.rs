@@ -6,14 +6,16 @@
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router, extract::State};
+use axum::routing::on;
+use axum::{Json, extract::State};
 use registry_proto::contract::auth::{PASSWORD, USERNAME};
 use registry_proto::http::{Params, v1_error};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, V1};
 use super::guard::{refusal, require};
+use super::openapi::Ty::{Int, Str};
+use super::openapi::{Guard, Param, Route, Table};
 use crate::api::ApiState;
 use crate::auth::password;
 use crate::auth::{Action, AuthError, Identity, Resource};
@@ -24,17 +26,57 @@ const USERS: &str = "/nacos/v1/auth/users";
 const ROLES: &str = "/nacos/v1/auth/roles";
 const PERMISSIONS: &str = "/nacos/v1/auth/permissions";
 
-/// Auth routes.
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/nacos/v1/auth/login", post(login))
-        .route("/nacos/v1/auth/users/login", post(login))
-        .route(USERS, get(list_users).post(create_user).put(update_user).delete(delete_user))
-        .route("/nacos/v1/auth/users/search", get(search_users))
-        .route(ROLES, get(list_roles).post(bind_role).delete(unbind_role))
-        .route("/nacos/v1/auth/roles/search", get(search_roles))
-        .route(PERMISSIONS, get(list_permissions).post(add_permission).delete(remove_permission))
-}
+/// Login and the user, role and permission administration (handlers check credentials).
+pub const TABLE: Table = Table {
+    tag: "auth",
+    guard: Guard::None,
+    routes: &[
+        Route::post("/nacos/v1/auth/login", "Log in: `accessToken`, `tokenTtl`, `globalAdmin`", |m| on(m, login))
+            .params(&[LOGIN]),
+        Route::post("/nacos/v1/auth/users/login", "Log in (Nacos' older path)", |m| on(m, login)).params(&[LOGIN]),
+        Route::get(USERS, "Users", |m| on(m, list_users)).checked().params(&[&[USER_FILTER, BLUR], PAGE]),
+        Route::post(USERS, "Create a user", |m| on(m, create_user))
+            .checked()
+            .params(&[&[USER, Param::req(PASSWORD, Str, "Password")]]),
+        Route::put(USERS, "Change a user's password", |m| on(m, update_user))
+            .checked()
+            .params(&[&[USER, Param::req("newPassword", Str, "New password")]]),
+        Route::delete(USERS, "Delete a user", |m| on(m, delete_user)).checked().params(&[&[USER]]),
+        Route::get("/nacos/v1/auth/users/search", "User names containing `username`", |m| on(m, search_users))
+            .checked()
+            .params(&[&[USER_FILTER]]),
+        Route::get(ROLES, "Role bindings", |m| on(m, list_roles))
+            .checked()
+            .params(&[&[USER_FILTER, ROLE_FILTER, BLUR], PAGE]),
+        Route::post(ROLES, "Bind a role to a user", |m| on(m, bind_role)).checked().params(&[&[ROLE, USER]]),
+        Route::delete(ROLES, "Unbind a role (from one user, or from all)", |m| on(m, unbind_role))
+            .checked()
+            .params(&[&[ROLE, USER_FILTER]]),
+        Route::get("/nacos/v1/auth/roles/search", "Role names containing `role`", |m| on(m, search_roles))
+            .checked()
+            .params(&[&[ROLE_FILTER]]),
+        Route::get(PERMISSIONS, "Permissions", |m| on(m, list_permissions))
+            .checked()
+            .params(&[&[ROLE_FILTER, BLUR], PAGE]),
+        Route::post(PERMISSIONS, "Grant a role a permission", |m| on(m, add_permission))
+            .checked()
+            .params(&[PERMISSION]),
+        Route::delete(PERMISSIONS, "Revoke a permission", |m| on(m, remove_permission)).checked().params(&[PERMISSION]),
+    ],
+};
+
+const LOGIN: &[Param] = &[Param::req(USERNAME, Str, "User name"), Param::req(PASSWORD, Str, "Password")];
+const USER: Param = Param::req(USERNAME, Str, "User name");
+const USER_FILTER: Param = Param::opt(USERNAME, Str, "User name");
+const ROLE: Param = Param::req("role", Str, "Role");
+const ROLE_FILTER: Param = Param::opt("role", Str, "Role");
+const BLUR: Param = Param::opt("search", Str, "`blur`: filters match substrings; otherwise equality");
+const PAGE: &[Param] = &[Param::opt("pageNo", Int, "Page, from 1"), Param::opt("pageSize", Int, "Items per page")];
+const PERMISSION: &[Param] = &[
+    ROLE,
+    Param::req("resource", Str, "`namespace:group:type` (`*` matches anything)"),
+    Param::req("action", Str, "`r`, `w` or `rw`"),
+];
 
 /// `200 {code:200, message:null, data}`, Nacos' `RestResult`.
 fn ok(data: &str) -> Response {

@@ -6,18 +6,19 @@
 //! as gRPC connection labels), so gray release works where client IPs mean nothing.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::on;
 use serde_json::{Value, json};
 
 use super::configs::{
-    caller_ip, caller_labels, config_key, header, history_config_list, history_info, page_of, publish_from,
-    read_consistency, source,
+    CONFIG_KEY, CONSISTENCY, NID, PAGE, PREVIOUS, PUBLISH, caller_ip, caller_labels, config_key, header,
+    history_config_list, history_info, page_of, publish_from, read_consistency, source,
 };
 use super::error::{ApiError, V1};
+use super::openapi::Ty::{Bool, Int, Str};
+use super::openapi::{CONFIG_NAME, Guard, NAMESPACE, Param, Reply, Route, Table};
 use crate::api::ApiState;
 use crate::configs::{ConfigError, ConfigRead, Listening, Reader, archive};
 use crate::model::{ConfigItem, ConfigKey, ConfigMeta, GrayKind, GrayRule};
@@ -35,16 +36,65 @@ const MAX_LONG_POLL_MS: u64 = 5 * 60 * 1000;
 const MAX_LISTEN_KEYS: usize = 10_000;
 
 /// v1 config routes.
-pub fn routes() -> Router<ApiState> {
-    let cs = Router::new()
-        .route("/configs", get(get_config).post(publish).delete(delete))
-        .route("/configs/listener", post(listener))
-        .route("/history", get(history))
-        .route("/history/previous", get(history_previous))
-        .route("/history/configs", get(history_configs))
-        .route("/history/rollback", post(rollback));
-    Router::new().nest("/nacos/v1/cs", cs)
-}
+pub const TABLE: Table = Table {
+    tag: "config v1",
+    guard: Guard::ClientApi,
+    routes: &[
+        Route::get("/nacos/v1/cs/configs", "A config's content; or search, detail, beta, export", |m| {
+            on(m, get_config)
+        })
+        .params(&[
+            &[
+                Param::opt("dataId", CONFIG_NAME, "Data id (required unless `search`)"),
+                Param::opt("group", CONFIG_NAME, "Group (required unless `search`)"),
+                Param::opt("tenant", NAMESPACE, "Namespace (default: public)"),
+                Param::opt("search", Str, "`accurate` or `blur`: search instead of reading one config"),
+                Param::opt("appName", Str, "Search: only this application"),
+                Param::opt("config_tags", Str, "Search: only these comma-separated tags"),
+                Param::opt("show", Str, "`all`: the config with its description"),
+                Param::opt("beta", Bool, "The beta variant"),
+                Param::opt("export", Bool, "A zip of the namespace's configs"),
+                Param::opt("ids", Str, "Export: only these comma-separated ids"),
+            ],
+            PAGE,
+            CONSISTENCY,
+        ])
+        .reply(Reply::Text),
+        Route::post("/nacos/v1/cs/configs", "Publish a config (or a beta, or `import=true` a zip)", |m| on(m, publish))
+            .params(&[CONFIG_KEY, PUBLISH]),
+        Route::delete("/nacos/v1/cs/configs", "Delete a config, its beta, or `delType=ids` several", |m| on(m, delete))
+            .params(&[
+                CONFIG_KEY,
+                &[
+                    Param::opt("beta", Bool, "Stop the beta variant only"),
+                    Param::opt("delType", Str, "`ids`: delete the configs with the given ids"),
+                    Param::opt("ids", Str, "Comma-separated ids (with `delType=ids`)"),
+                ],
+            ]),
+        Route::post("/nacos/v1/cs/configs/listener", "Which of the listened configs changed (long poll)", |m| {
+            on(m, listener)
+        })
+        .params(&[&[Param::req(
+            "Listening-Configs",
+            Str,
+            "`dataId^2group^2md5[^2tenant]^1` per config; the `Long-Pulling-Timeout` header holds the answer",
+        )]])
+        .reply(Reply::Text),
+        Route::get("/nacos/v1/cs/history", "A config's history, or one entry by `nid`", |m| on(m, history)).params(&[
+            CONFIG_KEY,
+            &[Param::opt("nid", Int, "One entry")],
+            PAGE,
+        ]),
+        Route::get("/nacos/v1/cs/history/previous", "The entry before a history entry", |m| on(m, history_previous))
+            .params(&[PREVIOUS]),
+        Route::get("/nacos/v1/cs/history/configs", "Configs of a namespace that have history", |m| {
+            on(m, history_configs)
+        })
+        .params(&[&[Param::opt("tenant", NAMESPACE, "Namespace (default: public)")]]),
+        Route::post("/nacos/v1/cs/history/rollback", "Roll a config back to a history entry", |m| on(m, rollback))
+            .params(&[NID]),
+    ],
+};
 
 fn content_type_of(config_type: &str) -> &'static str {
     match config_type {

@@ -1,17 +1,18 @@
 //! Config HTTP Open API v2 (`/nacos/v2/cs/...`, spec §7.5): v1's semantics with `namespaceId`
 //! and the `{code, message, data}` envelope. Gray rules have their own endpoint here.
 
-use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::on;
 use serde_json::Value;
 
 use super::configs::{
-    caller_ip, caller_labels, config_key, gray_rule, history_config_list, history_info, page_of, publish_from,
-    read_consistency, source,
+    CONFIG_KEY_V2, CONSISTENCY, NID, PAGE, PREVIOUS, PUBLISH, caller_ip, caller_labels, config_key, gray_rule,
+    history_config_list, history_info, page_of, publish_from, read_consistency, source,
 };
 use super::error::{ApiError, V2, v2_ok};
+use super::openapi::Ty::Str;
+use super::openapi::{Guard, NAMESPACE, Param, Route, Table};
 use crate::api::ApiState;
 use crate::configs::{ConfigError, Reader};
 use crate::model::GrayKind;
@@ -21,17 +22,39 @@ type V2Result = Result<Response, V2>;
 type P = Result<Params, ParamError>;
 
 /// v2 config routes.
-pub fn routes() -> Router<ApiState> {
-    let cs = Router::new()
-        .route("/config", get(get_config).post(publish).delete(delete))
-        .route("/config/gray", post(publish_gray).delete(stop_gray))
-        .route("/history/list", get(history_list))
-        .route("/history", get(history_one))
-        .route("/history/previous", get(history_previous))
-        .route("/history/configs", get(history_configs))
-        .route("/history/rollback", post(rollback));
-    Router::new().nest("/nacos/v2/cs", cs)
-}
+pub const TABLE: Table = Table {
+    tag: "config v2",
+    guard: Guard::ClientApi,
+    routes: &[
+        Route::get("/nacos/v2/cs/config", "A config's content", |m| on(m, get_config))
+            .params(&[CONFIG_KEY_V2, CONSISTENCY]),
+        Route::post("/nacos/v2/cs/config", "Publish a config", |m| on(m, publish)).params(&[CONFIG_KEY_V2, PUBLISH]),
+        Route::delete("/nacos/v2/cs/config", "Delete a config", |m| on(m, delete)).params(&[CONFIG_KEY_V2]),
+        Route::post("/nacos/v2/cs/config/gray", "Publish a gray variant (beta IPs or labels)", |m| on(m, publish_gray))
+            .params(&[
+                CONFIG_KEY_V2,
+                &[
+                    Param::req("content", Str, "Content of the variant"),
+                    Param::opt("betaIps", Str, "Comma-separated client IPs"),
+                    Param::opt("grayLabels", Str, "Client labels, `k=v,...` or JSON"),
+                    Param::opt("encryptedDataKey", Str, "Data key of encrypted content"),
+                ],
+            ]),
+        Route::delete("/nacos/v2/cs/config/gray", "Stop a gray variant", |m| on(m, stop_gray))
+            .params(&[CONFIG_KEY_V2, &[Param::opt("kind", Str, "`beta` (default) or `labels`")]]),
+        Route::get("/nacos/v2/cs/history/list", "A config's history", |m| on(m, history_list))
+            .params(&[CONFIG_KEY_V2, PAGE]),
+        Route::get("/nacos/v2/cs/history", "One history entry", |m| on(m, history_one)).params(&[CONFIG_KEY_V2, NID]),
+        Route::get("/nacos/v2/cs/history/previous", "The entry before a history entry", |m| on(m, history_previous))
+            .params(&[PREVIOUS]),
+        Route::get("/nacos/v2/cs/history/configs", "Configs of a namespace that have history", |m| {
+            on(m, history_configs)
+        })
+        .params(&[&[Param::opt("namespaceId", NAMESPACE, "Namespace (default: public)")]]),
+        Route::post("/nacos/v2/cs/history/rollback", "Roll a config back to a history entry", |m| on(m, rollback))
+            .params(&[NID]),
+    ],
+};
 
 async fn get_config(State(s): State<ApiState>, p: P) -> V2Result {
     let p = p?;

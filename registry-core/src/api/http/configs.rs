@@ -8,12 +8,56 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::openapi::Ty::{Int, Str};
+use super::openapi::{CONFIG_NAME, NAMESPACE, Param};
 use crate::api::ApiState;
 use crate::configs::ConfigError;
 use crate::model::{ConfigKey, ConfigMeta, GrayRule, HistoryEntry, Source};
 use registry_proto::contract::config::LABELS_HEADER;
 use registry_proto::http::Params;
 use registry_proto::model::metadata::parse as parse_metadata;
+
+/// A config: `dataId`, `group`, `tenant` (the namespace).
+pub(super) const CONFIG_KEY: &[Param] = &[
+    Param::req("dataId", CONFIG_NAME, "Data id"),
+    Param::req("group", CONFIG_NAME, "Group"),
+    Param::opt("tenant", NAMESPACE, "Namespace (default: public)"),
+];
+
+/// A config on v2 paths, whose namespace parameter is `namespaceId`.
+pub(super) const CONFIG_KEY_V2: &[Param] = &[
+    Param::req("dataId", CONFIG_NAME, "Data id"),
+    Param::req("group", CONFIG_NAME, "Group"),
+    Param::opt("namespaceId", NAMESPACE, "Namespace (default: public)"),
+];
+
+/// A publish: the content, its description and an optional gray rule or compare-and-swap.
+pub(super) const PUBLISH: &[Param] = &[
+    Param::req("content", Str, "Content"),
+    Param::opt("type", Str, "Format (text, json, yaml, properties, xml, html)"),
+    Param::opt("desc", Str, "Description"),
+    Param::opt("config_tags", Str, "Comma-separated tags"),
+    Param::opt("appName", Str, "Application"),
+    Param::opt("encryptedDataKey", Str, "Data key of encrypted content"),
+    Param::opt("betaIps", Str, "Publish as beta to these comma-separated client IPs"),
+    Param::opt("grayLabels", Str, "Publish as gray to clients with these labels (`k=v,...`)"),
+    Param::opt("casMd5", Str, "Publish only if the current content has this MD5"),
+    Param::opt("src_user", Str, "Who publishes (history)"),
+];
+
+/// A history entry by id.
+pub(super) const NID: &[Param] = &[Param::req("nid", Int, "History entry id")];
+
+/// The entry before a history entry.
+pub(super) const PREVIOUS: &[Param] = &[Param::req("id", Int, "History entry id")];
+
+/// Nacos' paging, 1-based.
+pub(super) const PAGE: &[Param] =
+    &[Param::opt("pageNo", Int, "Page, from 1"), Param::opt("pageSize", Int, "Items per page")];
+
+/// Read consistency of config reads.
+pub(super) const CONSISTENCY: &[Param] =
+    &[Param::opt("consistency", Str, "`local` (default) or `linearizable` (after a Raft read barrier)")];
 
 /// The config key from `dataId`, `group` and `tenant` (or `namespaceId`).
 pub(super) fn config_key(p: &Params) -> Result<ConfigKey, ApiError> {

@@ -5,18 +5,18 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::on;
 use registry_proto::contract::auth::ACCESS_TOKEN;
 use registry_proto::http::{Params, v2_ok};
 use serde_json::{Value, json};
 
-use super::configs::config_key;
+use super::configs::{CONFIG_KEY, config_key};
 use super::error::V2;
 use super::guard::require;
+use super::openapi::{Guard, Reply, Route, Table};
 use crate::api::ApiState;
 use crate::auth::{Action, Resource};
 
@@ -25,14 +25,22 @@ const LISTENERS: &str = "/nacos/v1/console/configs/listeners";
 /// Longest wait for one member's answer to the cluster view.
 const MEMBER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Console routes.
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/nacos/v1/console/health/liveness", get(liveness))
-        .route("/nacos/v1/console/health/readiness", get(readiness))
-        .route(CLUSTER, get(cluster))
-        .route(LISTENERS, get(listeners))
-}
+/// Console routes: health probes, and the cluster and listener views.
+pub const TABLE: Table = Table {
+    tag: "console",
+    guard: Guard::None,
+    routes: &[
+        Route::get("/nacos/v1/console/health/liveness", "Liveness probe", |m| on(m, liveness)).reply(Reply::Text),
+        Route::get("/nacos/v1/console/health/readiness", "Readiness probe: 503 until the store has caught up", |m| {
+            on(m, readiness)
+        })
+        .reply(Reply::Text),
+        Route::get(CLUSTER, "Every member's Raft and Distro view", |m| on(m, cluster)).checked(),
+        Route::get(LISTENERS, "Connections listening to a config", |m| on(m, listeners))
+            .checked()
+            .params(&[CONFIG_KEY]),
+    ],
+};
 
 async fn liveness() -> impl IntoResponse {
     (StatusCode::OK, "OK")

@@ -4,19 +4,25 @@
 
 use std::fmt::{Display, Write};
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::on;
 
+use super::openapi::{Guard, Reply, Route, Table};
 use crate::api::ApiState;
 use crate::telemetry::load;
 
-/// Metrics routes.
-pub fn routes() -> Router<ApiState> {
-    Router::new().route("/metrics", get(metrics)).route("/nacos/actuator/prometheus", get(metrics))
-}
+/// Prometheus scrape endpoints (open: Prometheus scrapes without credentials).
+pub const TABLE: Table = Table {
+    tag: "metrics",
+    guard: Guard::None,
+    routes: &[
+        Route::get("/metrics", "Prometheus metrics", |m| on(m, metrics)).reply(Reply::Prometheus),
+        Route::get("/nacos/actuator/prometheus", "Prometheus metrics (Nacos' path)", |m| on(m, metrics))
+            .reply(Reply::Prometheus),
+    ],
+};
 
 fn gauge(out: &mut String, name: &str, help: &str, v: impl Display) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

@@ -5,12 +5,14 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router, extract::State};
+use axum::routing::on;
+use axum::{Json, extract::State};
 use registry_proto::http::{Params, v1_error, v2_error, v2_ok};
 use serde_json::{Value, json};
 
 use super::guard::require;
+use super::openapi::Ty::{Bool, Str};
+use super::openapi::{Guard, NAMESPACE, Param, Route, Table};
 use crate::api::ApiState;
 use crate::auth::{Action, Resource};
 use crate::namespaces::{NamespaceError, NamespaceInfo};
@@ -18,13 +20,45 @@ use crate::namespaces::{NamespaceError, NamespaceInfo};
 const V1: &str = "/nacos/v1/console/namespaces";
 const V2: &str = "/nacos/v2/console/namespace";
 
-/// Namespace routes.
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route(V1, get(v1_get).post(v1_create).put(v1_update).delete(v1_delete))
-        .route(V2, get(v2_get).post(v2_create).put(v2_update).delete(v2_delete))
-        .route("/nacos/v2/console/namespace/list", get(v2_list))
-}
+/// Namespace routes (v1 and v2); every handler checks credentials.
+pub const TABLE: Table = Table {
+    tag: "namespaces",
+    guard: Guard::None,
+    routes: &[
+        Route::get(V1, "Namespaces; or one (`show=all`), or whether an id exists", |m| on(m, v1_get)).checked().params(
+            &[&[
+                Param::opt("show", Str, "`all`: the namespace `namespaceId`"),
+                Param::opt("namespaceId", NAMESPACE, "With `show=all`"),
+                Param::opt("checkNamespaceIdExist", Bool, "Whether `customNamespaceId` exists"),
+                Param::opt("customNamespaceId", Str, "With `checkNamespaceIdExist`"),
+            ]],
+        ),
+        Route::post(V1, "Create a namespace", |m| on(m, v1_create)).checked().params(&[&[
+            Param::opt("customNamespaceId", Str, "Id (default: a generated one)"),
+            NAME,
+            DESC,
+        ]]),
+        Route::put(V1, "Rename or describe a namespace", |m| on(m, v1_update)).checked().params(&[&[
+            Param::req("namespace", Str, "Id"),
+            Param::req("namespaceShowName", Str, "Name"),
+            DESC,
+        ]]),
+        Route::delete(V1, "Delete an empty namespace", |m| on(m, v1_delete)).checked().params(&[&[ID]]),
+        Route::get(V2, "One namespace", |m| on(m, v2_get)).checked().params(&[&[ID]]),
+        Route::post(V2, "Create a namespace", |m| on(m, v2_create)).checked().params(&[&[
+            Param::opt("namespaceId", NAMESPACE, "Id (default: a generated one)"),
+            NAME,
+            DESC,
+        ]]),
+        Route::put(V2, "Rename or describe a namespace", |m| on(m, v2_update)).checked().params(&[&[ID, NAME, DESC]]),
+        Route::delete(V2, "Delete an empty namespace", |m| on(m, v2_delete)).checked().params(&[&[ID]]),
+        Route::get("/nacos/v2/console/namespace/list", "Namespaces", |m| on(m, v2_list)).checked(),
+    ],
+};
+
+const ID: Param = Param::req("namespaceId", NAMESPACE, "Id");
+const NAME: Param = Param::req("namespaceName", Str, "Name");
+const DESC: Param = Param::opt("namespaceDesc", Str, "Description");
 
 /// Nacos' `Namespace` JSON.
 fn to_json(n: &NamespaceInfo) -> Value {

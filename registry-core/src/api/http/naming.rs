@@ -10,10 +10,67 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::openapi::Ty::{Bool, Int, Ip, Num, Port, Str};
+use super::openapi::{CLUSTER, NAMESPACE, Param};
 use crate::api::ApiState;
 use crate::model::{ClusterMetadata, Instance, InstanceKey, InstanceOverride};
 use crate::naming::{BeatInfo, NamingService, ServicePatch};
 use registry_proto::http::Params;
+
+/// A service: `serviceName` (bare, or `group@@name`), `groupName`, `namespaceId`.
+pub(super) const SERVICE: &[Param] = &[
+    Param::req("serviceName", Str, "Service name, bare or `group@@name`"),
+    Param::opt("groupName", Str, "Group (default `DEFAULT_GROUP`)"),
+    Param::opt("namespaceId", NAMESPACE, "Namespace (default `public`)"),
+];
+
+/// An instance of a service by address and cluster.
+pub(super) const INSTANCE_KEY: &[Param] = &[
+    Param::req("ip", Ip, "Instance IP"),
+    Param::req("port", Port, "Instance port"),
+    Param::opt("clusterName", CLUSTER, "Cluster (default `DEFAULT`)"),
+];
+
+/// What an instance registration or override carries besides its key.
+pub(super) const INSTANCE_FIELDS: &[Param] = &[
+    Param::opt("weight", Num, "Weight, 0 to 10000"),
+    Param::opt("enabled", Bool, "Whether the instance takes traffic"),
+    Param::opt("healthy", Bool, "Initial health"),
+    Param::opt("ephemeral", Bool, "Ephemeral (heartbeat-kept, default) or persistent"),
+    Param::opt("metadata", Str, "Metadata as a JSON object or `k1=v1,k2=v2`"),
+];
+
+/// `PATCH`: only the fields given change.
+pub(super) const OVERRIDE_FIELDS: &[Param] = &[
+    Param::opt("weight", Num, "Weight, 0 to 10000"),
+    Param::opt("enabled", Bool, "Whether the instance takes traffic"),
+    Param::opt("metadata", Str, "Metadata as a JSON object or `k1=v1,k2=v2`"),
+];
+
+/// A service's settings.
+pub(super) const SERVICE_FIELDS: &[Param] = &[
+    Param::opt("protectThreshold", Num, "Protect threshold, 0 to 1"),
+    Param::opt("metadata", Str, "Metadata as a JSON object or `k1=v1,k2=v2`"),
+    Param::opt("selector", Str, "Selector as JSON, `{\"type\":\"none\"}` or `label`"),
+];
+
+/// A heartbeat: the `beat` JSON, or the instance's `ip` and `port`.
+pub(super) const BEAT: &[Param] = &[
+    Param::opt("beat", Str, "The beat as JSON (1.x clients)"),
+    Param::opt("ip", Ip, "Instance IP (without `beat`)"),
+    Param::opt("port", Port, "Instance port (without `beat`)"),
+    Param::opt("clusterName", CLUSTER, "Cluster (default `DEFAULT`)"),
+];
+
+/// Setting an instance's health by hand.
+pub(super) const HEALTH: &[Param] = &[Param::req("healthy", Bool, "The health to set")];
+
+/// Nacos' paging, 1-based.
+pub(super) const PAGE: &[Param] =
+    &[Param::opt("pageNo", Int, "Page, from 1"), Param::opt("pageSize", Int, "Items per page")];
+
+/// Operator metrics: only the status (default), or every count.
+pub(super) const ONLY_STATUS: &[Param] = &[Param::opt("onlyStatus", Bool, "Only `status` (default true)")];
 
 /// Builds an instance from v1/v2 parameters (Nacos `HttpRequestInstanceBuilder`).
 pub(super) fn instance_from_params(p: &Params, default_ephemeral: bool) -> Result<Instance, ApiError> {

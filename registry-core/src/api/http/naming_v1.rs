@@ -4,18 +4,20 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::on;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, V1};
 use super::naming::{
+    BEAT, HEALTH, INSTANCE_FIELDS, INSTANCE_KEY, ONLY_STATUS, OVERRIDE_FIELDS, PAGE, SERVICE, SERVICE_FIELDS,
     beat_reply, cluster_metadata, forward_ephemeral, healthy_param, instance_from_params, instance_key, metrics_body,
     override_patch, page, service_clusters, service_create_params, service_patch, switches_body,
 };
+use super::openapi::Ty::{Bool, Int, Ip, Num, Port, Str};
+use super::openapi::{CLUSTER, Guard, NAMESPACE, Param, Reply, Route, Table};
 use crate::api::ApiState;
 use crate::consistency::admin::Responsible;
 use crate::model::InstanceOverride;
@@ -27,36 +29,121 @@ use registry_proto::http::Params;
 type V1Result = Result<Response, V1>;
 
 /// v1 naming routes.
-pub fn routes() -> Router<ApiState> {
-    let ns = Router::new()
-        .route(
-            "/instance",
-            get(get_instance)
-                .post(register_instance)
-                .delete(deregister_instance)
-                .put(update_instance)
-                .patch(patch_instance),
-        )
-        .route("/instance/list", get(list_instances))
-        .route("/instance/beat", put(beat))
-        .route("/service", get(get_service).post(create_service).put(update_service).delete(delete_service))
-        .route("/service/list", get(list_services))
-        .route("/service/names", get(service_names).post(service_names))
-        .route("/service/subscribers", get(service_subscribers))
-        .route("/catalog/services", get(catalog_services))
-        .route("/catalog/instances", get(catalog_instances))
-        .route("/cluster", put(update_cluster))
-        .route("/health", put(update_health))
-        .route("/health/instance", put(update_health))
-        .route("/health/server", get(health_server))
-        .route("/health/checkers", get(health_checkers))
-        .route("/operator/metrics", get(metrics))
-        .route("/ops/metrics", get(metrics))
-        .route("/operator/switches", get(switches).put(update_switch))
-        .route("/operator/push/state", get(push_state))
-        .route("/operator/distro/client", get(distro_client));
-    Router::new().nest("/nacos/v1/ns", ns)
-}
+pub const TABLE: Table = Table {
+    tag: "naming v1",
+    guard: Guard::ClientApi,
+    routes: &[
+        Route::get("/nacos/v1/ns/instance", "One instance of a service", |m| on(m, get_instance))
+            .params(&[SERVICE, INSTANCE_KEY]),
+        Route::post("/nacos/v1/ns/instance", "Register an instance", |m| on(m, register_instance))
+            .params(&[SERVICE, INSTANCE_KEY, INSTANCE_FIELDS])
+            .reply(Reply::Text),
+        Route::delete("/nacos/v1/ns/instance", "Deregister an instance", |m| on(m, deregister_instance))
+            .params(&[SERVICE, INSTANCE_KEY, &[Param::opt("ephemeral", Bool, "Ephemeral (default) or persistent")]])
+            .reply(Reply::Text),
+        Route::put("/nacos/v1/ns/instance", "Override weight, enabled and metadata", |m| on(m, update_instance))
+            .params(&[SERVICE, INSTANCE_KEY, INSTANCE_FIELDS])
+            .reply(Reply::Text),
+        Route::patch("/nacos/v1/ns/instance", "Override only the fields given", |m| on(m, patch_instance))
+            .params(&[SERVICE, INSTANCE_KEY, OVERRIDE_FIELDS])
+            .reply(Reply::Text),
+        Route::get("/nacos/v1/ns/instance/list", "A service's instances (and a UDP push subscription)", |m| {
+            on(m, list_instances)
+        })
+        .params(&[
+            SERVICE,
+            &[
+                Param::opt("clusters", Str, "Comma-separated clusters"),
+                Param::opt("healthyOnly", Bool, "Only healthy instances"),
+                Param::opt("udpPort", Port, "UDP port to push changes to"),
+                Param::opt("clientIP", Ip, "IP to push changes to (default: the caller's)"),
+                Param::opt("app", Str, "The subscriber's application"),
+            ],
+        ]),
+        Route::put("/nacos/v1/ns/instance/beat", "Heartbeat of an ephemeral instance", |m| on(m, beat))
+            .params(&[SERVICE, BEAT]),
+        Route::get("/nacos/v1/ns/service", "One service", |m| on(m, get_service)).params(&[SERVICE]),
+        Route::post("/nacos/v1/ns/service", "Create a persistent service", |m| on(m, create_service))
+            .params(&[SERVICE, SERVICE_FIELDS])
+            .reply(Reply::Text),
+        Route::put("/nacos/v1/ns/service", "Update a service", |m| on(m, update_service))
+            .params(&[
+                SERVICE,
+                &[
+                    Param::req("protectThreshold", Num, "Protect threshold, 0 to 1"),
+                    Param::opt("metadata", Str, "Metadata as a JSON object or `k1=v1,k2=v2`"),
+                    Param::opt("selector", Str, "Selector as JSON"),
+                ],
+            ])
+            .reply(Reply::Text),
+        Route::delete("/nacos/v1/ns/service", "Delete an empty service", |m| on(m, delete_service))
+            .params(&[SERVICE])
+            .reply(Reply::Text),
+        Route::get("/nacos/v1/ns/service/list", "Service names of a group", |m| on(m, list_services)).params(&[&[
+            Param::req("pageNo", Int, "Page, from 1"),
+            Param::req("pageSize", Int, "Items per page"),
+            Param::opt("groupName", Str, "Group (default `DEFAULT_GROUP`)"),
+            Param::opt("namespaceId", NAMESPACE, "Namespace (default `public`)"),
+        ]]),
+        Route::get("/nacos/v1/ns/service/names", "Grouped service names by namespace", |m| on(m, service_names))
+            .params(SERVICE_NAMES),
+        Route::post("/nacos/v1/ns/service/names", "Grouped service names by namespace", |m| on(m, service_names))
+            .params(SERVICE_NAMES),
+        Route::get("/nacos/v1/ns/service/subscribers", "Subscribers of a service (UDP and gRPC)", |m| {
+            on(m, service_subscribers)
+        })
+        .params(&[SERVICE, PAGE]),
+        Route::get("/nacos/v1/ns/catalog/services", "The console's service list", |m| on(m, catalog_services)).params(
+            &[
+                &[
+                    Param::opt("namespaceId", NAMESPACE, "Namespace (default `public`)"),
+                    Param::opt("groupNameParam", Str, "Only this group"),
+                    Param::opt("serviceNameParam", Str, "Only names containing this"),
+                ],
+                PAGE,
+            ],
+        ),
+        Route::get("/nacos/v1/ns/catalog/instances", "The console's instance list", |m| on(m, catalog_instances))
+            .params(&[SERVICE, PAGE, &[Param::opt("clusterName", CLUSTER, "Only this cluster")]]),
+        Route::put("/nacos/v1/ns/cluster", "Update a cluster's health check", |m| on(m, update_cluster))
+            .params(&[
+                SERVICE,
+                &[
+                    Param::req("clusterName", CLUSTER, "Cluster"),
+                    Param::req("checkPort", Int, "Health-check port"),
+                    Param::req("useInstancePort4Check", Bool, "Check the instance's own port"),
+                    Param::req("healthChecker", Str, "Checker as JSON, `type` one of TCP, HTTP, MYSQL, NONE"),
+                    Param::opt("metadata", Str, "Metadata as a JSON object or `k1=v1,k2=v2`"),
+                ],
+            ])
+            .reply(Reply::Text),
+        Route::put("/nacos/v1/ns/health", "Set a persistent instance's health", |m| on(m, update_health))
+            .params(&[SERVICE, INSTANCE_KEY, HEALTH])
+            .reply(Reply::Text),
+        Route::put("/nacos/v1/ns/health/instance", "Set a persistent instance's health", |m| on(m, update_health))
+            .params(&[SERVICE, INSTANCE_KEY, HEALTH])
+            .reply(Reply::Text),
+        Route::get("/nacos/v1/ns/health/server", "Naming health", |m| on(m, health_server)),
+        Route::get("/nacos/v1/ns/health/checkers", "Health checker types", |m| on(m, health_checkers)),
+        Route::get("/nacos/v1/ns/operator/metrics", "Status and counts", |m| on(m, metrics)).params(&[ONLY_STATUS]),
+        Route::get("/nacos/v1/ns/ops/metrics", "Status and counts", |m| on(m, metrics)).params(&[ONLY_STATUS]),
+        Route::get("/nacos/v1/ns/operator/switches", "Naming switches", |m| on(m, switches)),
+        Route::put("/nacos/v1/ns/operator/switches", "Refused: switches are server configuration", |m| {
+            on(m, update_switch)
+        })
+        .params(&[&[Param::req("entry", Str, "Switch name"), Param::opt("value", Str, "New value")]]),
+        Route::get("/nacos/v1/ns/operator/push/state", "Push counts", |m| on(m, push_state)),
+        Route::get("/nacos/v1/ns/operator/distro/client", "The member responsible for a v1 client", |m| {
+            on(m, distro_client)
+        })
+        .params(&[&[Param::req("ip", Ip, "Client IP"), Param::req("port", Port, "Client port")]]),
+    ],
+};
+
+const SERVICE_NAMES: &[&[Param]] = &[&[
+    Param::opt("namespaceId", NAMESPACE, "Namespace (default: every namespace)"),
+    Param::opt("expr", Str, "Only grouped names containing this"),
+]];
 
 fn ok() -> Response {
     "ok".into_response()
@@ -217,27 +304,41 @@ async fn service_names(State(s): State<ApiState>, p: Params) -> V1Result {
     Ok(Json(json!({ "META-INF/services": by_ns.clone(), "services": by_ns, "count": count })).into_response())
 }
 
+/// UDP subscribers (v1 clients polling with `udpPort`) and gRPC ones (2.x clients), in Nacos'
+/// `Subscriber` shape; a gRPC subscriber is named by its connection's client IP, port 0, as
+/// Nacos names it.
 async fn service_subscribers(State(s): State<ApiState>, p: Params) -> V1Result {
     let key = p.service_key()?;
     let page_no: usize = p.num("pageNo")?.unwrap_or(1);
     let page_size: usize = p.num("pageSize")?.unwrap_or(1000);
-    let subs: Vec<Value> = s
-        .push
-        .subscribers_of(&key)
-        .into_iter()
-        .map(|sub| {
-            json!({
-                "addrStr": sub.addr.to_string(),
-                "agent": sub.agent,
-                "app": sub.app,
-                "ip": sub.addr.ip().to_string(),
-                "port": sub.addr.port(),
-                "namespaceId": key.namespace,
-                "serviceName": key.grouped_name(),
-                "cluster": sub.clusters,
-            })
+    let subscriber = |addr_str: String, agent: &str, app: &str, ip: String, port: u16, clusters: &str| {
+        json!({
+            "addrStr": addr_str,
+            "agent": agent,
+            "app": app,
+            "ip": ip,
+            "port": port,
+            "namespaceId": key.namespace,
+            "serviceName": key.grouped_name(),
+            "cluster": clusters,
         })
-        .collect();
+    };
+    let udp = s.push.subscribers_of(&key).into_iter().map(|sub| {
+        subscriber(
+            sub.addr.to_string(),
+            &sub.agent,
+            &sub.app,
+            sub.addr.ip().to_string(),
+            sub.addr.port(),
+            &sub.clusters,
+        )
+    });
+    let grpc = s.push.conn_subscribers_of(&key).into_iter().filter_map(|(id, clusters)| {
+        let meta = &s.connections.get(&id)?.meta;
+        let ip = if meta.client_ip.is_empty() { &meta.remote_ip } else { &meta.client_ip };
+        Some(subscriber(ip.clone(), &meta.version, &meta.app_name, ip.clone(), 0, &clusters))
+    });
+    let subs: Vec<Value> = udp.chain(grpc).collect();
     Ok(Json(json!({ "subscribers": page(&subs, page_no, page_size), "count": subs.len() })).into_response())
 }
 

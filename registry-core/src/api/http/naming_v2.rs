@@ -1,18 +1,20 @@
 //! Naming HTTP Open API v2 (`/nacos/v2/ns/...`, spec §6): the same operations as v1 with the
 //! `{code, message, data}` envelope. Service names are bare with a separate `groupName`.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::on;
 use serde_json::{Value, json};
 
 use super::error::{V2, v2_ok};
 use super::naming::{
+    BEAT, HEALTH, INSTANCE_FIELDS, INSTANCE_KEY, ONLY_STATUS, OVERRIDE_FIELDS, PAGE, SERVICE, SERVICE_FIELDS,
     beat_reply, forward_ephemeral, healthy_param, instance_from_params, instance_key, metrics_body, override_patch,
     page, service_clusters, service_create_params, service_patch, switches_body,
 };
+use super::openapi::Ty::{Bool, Ip, Port, Str};
+use super::openapi::{CLUSTER, Guard, NAMESPACE, Param, Reply, Route, Table};
 use crate::api::ApiState;
 use crate::model::InstanceOverride;
 use crate::model::key::DEFAULT_GROUP;
@@ -26,27 +28,67 @@ type P = Result<Params, ParamError>;
 const MAX_PAGE_SIZE: usize = 500;
 
 /// v2 naming routes.
-pub fn routes() -> Router<ApiState> {
-    let ns = Router::new()
-        .route(
-            "/instance",
-            get(get_instance)
-                .post(register_instance)
-                .delete(deregister_instance)
-                .put(update_instance)
-                .patch(patch_instance),
-        )
-        .route("/instance/list", get(list_instances))
-        .route("/instance/beat", put(beat))
-        .route("/service", get(get_service).post(create_service).put(update_service).delete(delete_service))
-        .route("/service/list", get(list_services))
-        .route("/health/instance", put(update_health))
-        .route("/operator/metrics", get(metrics))
-        .route("/ops/metrics", get(metrics))
-        .route("/operator/switches", get(switches))
-        .route("/catalog/instances", get(catalog_instances));
-    Router::new().nest("/nacos/v2/ns", ns)
-}
+pub const TABLE: Table = Table {
+    tag: "naming v2",
+    guard: Guard::ClientApi,
+    routes: &[
+        Route::get("/nacos/v2/ns/instance", "One instance of a service", |m| on(m, get_instance))
+            .params(&[SERVICE, INSTANCE_KEY]),
+        Route::post("/nacos/v2/ns/instance", "Register an instance", |m| on(m, register_instance)).params(&[
+            SERVICE,
+            INSTANCE_KEY,
+            INSTANCE_FIELDS,
+        ]),
+        Route::delete("/nacos/v2/ns/instance", "Deregister an instance", |m| on(m, deregister_instance)).params(&[
+            SERVICE,
+            INSTANCE_KEY,
+            &[Param::opt("ephemeral", Bool, "Ephemeral (default) or persistent")],
+        ]),
+        Route::put("/nacos/v2/ns/instance", "Override weight, enabled and metadata", |m| on(m, update_instance))
+            .params(&[SERVICE, INSTANCE_KEY, INSTANCE_FIELDS]),
+        Route::patch("/nacos/v2/ns/instance", "Override only the fields given", |m| on(m, patch_instance))
+            .params(&[SERVICE, INSTANCE_KEY, OVERRIDE_FIELDS])
+            .reply(Reply::Text),
+        Route::get("/nacos/v2/ns/instance/list", "A service's instances (and a UDP push subscription)", |m| {
+            on(m, list_instances)
+        })
+        .params(&[
+            SERVICE,
+            &[
+                Param::opt("clusterName", Str, "Comma-separated clusters"),
+                Param::opt("healthyOnly", Bool, "Only healthy instances"),
+                Param::opt("port", Port, "UDP port to push changes to"),
+                Param::opt("ip", Ip, "IP to push changes to (default: the caller's)"),
+                Param::opt("app", Str, "The subscriber's application"),
+            ],
+        ]),
+        Route::put("/nacos/v2/ns/instance/beat", "Heartbeat of an ephemeral instance", |m| on(m, beat))
+            .params(&[SERVICE, BEAT]),
+        Route::get("/nacos/v2/ns/service", "One service", |m| on(m, get_service)).params(&[SERVICE]),
+        Route::post("/nacos/v2/ns/service", "Create a service", |m| on(m, create_service)).params(&[
+            SERVICE,
+            SERVICE_FIELDS,
+            &[Param::opt("ephemeral", Bool, "Ephemeral service (default false)")],
+        ]),
+        Route::put("/nacos/v2/ns/service", "Update a service", |m| on(m, update_service))
+            .params(&[SERVICE, SERVICE_FIELDS]),
+        Route::delete("/nacos/v2/ns/service", "Delete an empty service", |m| on(m, delete_service)).params(&[SERVICE]),
+        Route::get("/nacos/v2/ns/service/list", "Service names of a group", |m| on(m, list_services)).params(&[
+            &[
+                Param::opt("groupName", Str, "Group (default `DEFAULT_GROUP`)"),
+                Param::opt("namespaceId", NAMESPACE, "Namespace (default `public`)"),
+            ],
+            PAGE,
+        ]),
+        Route::put("/nacos/v2/ns/health/instance", "Set a persistent instance's health", |m| on(m, update_health))
+            .params(&[SERVICE, INSTANCE_KEY, HEALTH]),
+        Route::get("/nacos/v2/ns/operator/metrics", "Status and counts", |m| on(m, metrics)).params(&[ONLY_STATUS]),
+        Route::get("/nacos/v2/ns/ops/metrics", "Status and counts", |m| on(m, metrics)).params(&[ONLY_STATUS]),
+        Route::get("/nacos/v2/ns/operator/switches", "Naming switches", |m| on(m, switches)),
+        Route::get("/nacos/v2/ns/catalog/instances", "The console's instance list", |m| on(m, catalog_instances))
+            .params(&[SERVICE, PAGE, &[Param::opt("clusterName", CLUSTER, "Only this cluster")]]),
+    ],
+};
 
 async fn register_instance(State(s): State<ApiState>, p: P) -> V2Result {
     let p = p?;

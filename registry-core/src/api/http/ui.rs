@@ -3,16 +3,12 @@
 //! a JavaScript toolchain. The pages call the Open API and `console.rs` with the token from
 //! `/nacos/v1/auth/login`; docs/console.md describes them.
 
-use axum::Router;
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::on;
 
-use crate::api::ApiState;
-
-/// Where the console's assets are served (`index.html` at `/nacos/`).
-const ASSET_PREFIX: &str = "/nacos/console-ui";
+use super::openapi::{Guard, Reply, Route, Table};
 
 /// Every asset: file name, content type, content.
 const ASSETS: &[(&str, &str, &str)] = &[
@@ -30,13 +26,17 @@ const JS: &str = "text/javascript; charset=utf-8";
 const INDEX: &str = include_str!("../../../console/index.html");
 
 /// Console routes.
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/nacos", get(|| async { Redirect::permanent("/nacos/") }))
-        .route("/nacos/", get(index))
-        .route("/nacos/index.html", get(index))
-        .route(&format!("{ASSET_PREFIX}/{{file}}"), get(asset))
-}
+pub const TABLE: Table = Table {
+    tag: "web console",
+    guard: Guard::None,
+    routes: &[
+        Route::get("/nacos", "Redirects to `/nacos/`", |m| on(m, || async { Redirect::permanent("/nacos/") }))
+            .reply(Reply::Html),
+        Route::get("/nacos/", "The web console", |m| on(m, index)).reply(Reply::Html),
+        Route::get("/nacos/index.html", "The web console", |m| on(m, index)).reply(Reply::Html),
+        Route::get("/nacos/console-ui/{file}", "A file of the web console", |m| on(m, asset)).reply(Reply::Text),
+    ],
+};
 
 async fn index() -> Response {
     served("text/html; charset=utf-8", INDEX)

@@ -38,7 +38,13 @@ impl RaftNode {
             return Err(RaftError::Refused(format!("node {id} is not a learner; add it first")));
         }
         let last = m.last_log_index.unwrap_or(0);
-        let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map_or(0, |l| l.index);
+        // A learner that never acknowledged an entry is not caught up however short the log:
+        // as a voter it would hold every write (this one included) until it answers.
+        let Some(matched) = m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map(|l| l.index) else {
+            return Err(RaftError::Refused(format!(
+                "node {id} has not acknowledged any entry yet (unreachable or starting); promote it once it caught up"
+            )));
+        };
         if last.saturating_sub(matched) > max_lag {
             return Err(RaftError::Refused(format!(
                 "node {id} is {} entries behind (at most {max_lag} allowed); promote it once it caught up",
