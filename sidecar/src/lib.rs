@@ -102,9 +102,17 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let mut tasks = JoinSet::new();
 
     let on_events = Arc::clone(&local);
+    // Ends on stop: the session feeding it lives as long as `local`, which this task holds.
+    let events_stop = stop.child_token();
     tasks.spawn(async move {
-        while let Some(event) = events.recv().await {
-            on_events.on_event(event);
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => on_events.on_event(event),
+                    None => return,
+                },
+                () = events_stop.cancelled() => return,
+            }
         }
     });
 

@@ -30,21 +30,31 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::create_cluster;
 use crate::harness::{ControlPlane, eventually, workspace_binary};
 use crate::operator::Operator;
-use crate::projection::await_endpoints;
+use crate::projection::await_endpoints_within;
 use crate::registry::Registry;
 
 const WEBHOOK_SERVICE: &str = "nacos-operator-webhook";
 const WEBHOOK_CONFIGURATION: &str = "nacos-operator-inject-test";
 const APP_PORT: u16 = 8080;
+/// How long a change the sidecar's probe must see may take: three probe results in a row on
+/// Nacos' schedule (a few seconds each), then a push and an apply.
+const PROBED: Duration = Duration::from_secs(30);
 
 /// A process the test started; killed by its PID when dropped.
 struct Process(Child);
 
 impl Process {
-    fn terminate(&mut self) -> bool {
+    /// SIGTERM, then whether it exited successfully within `within` (× patience).
+    async fn terminate(&mut self, within: Duration) -> bool {
         let pid = self.0.id().to_string();
         let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().is_ok_and(|s| s.success());
-        sent && self.0.wait().is_ok_and(|s| s.success())
+        let child = std::sync::Mutex::new(&mut self.0);
+        let exited = eventually(within, || {
+            let status = child.lock().ok().and_then(|mut c| c.try_wait().ok().flatten());
+            async move { status }
+        })
+        .await;
+        sent && exited.is_some_and(|s| s.success())
     }
 }
 
@@ -79,10 +89,14 @@ async fn serve_webhook(client: &Client, namespace: &str, listen: SocketAddr, shu
         "metadata": { "name": WEBHOOK_SERVICE }, "spec": { "ports": [{ "name": "https", "port": 443, "protocol": "TCP" }] } }))
     .await;
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), namespace);
-    apply(&endpoints, WEBHOOK_SERVICE, json!({ "apiVersion": "v1", "kind": "Endpoints",
+    apply(
+        &endpoints,
+        WEBHOOK_SERVICE,
+        json!({ "apiVersion": "v1", "kind": "Endpoints",
         "metadata": { "name": WEBHOOK_SERVICE },
         "subsets": [{ "addresses": [{ "ip": listen.ip().to_string() }],
-                      "ports": [{ "name": "https", "port": listen.port(), "protocol": "TCP" }] }] }))
+                      "ports": [{ "name": "https", "port": listen.port(), "protocol": "TCP" }] }] }),
+    )
     .await;
     let configurations: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     apply(&configurations, WEBHOOK_CONFIGURATION, json!({
@@ -162,11 +176,10 @@ async fn an_injected_sidecar_registers_its_pod_and_the_projection_follows() {
     // Refused while the operator's webhook does not yet see the cluster as valid; then stored
     // with the sidecar.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let created = eventually(Duration::from_secs(30), || async {
-        pods.create(&PostParams::default(), &app_pod()).await.ok()
-    })
-    .await
-    .expect("the API server admitted the pod through the webhook");
+    let created =
+        eventually(Duration::from_secs(30), || async { pods.create(&PostParams::default(), &app_pod()).await.ok() })
+            .await
+            .expect("the API server admitted the pod through the webhook");
     let sidecar = created.spec.as_ref().and_then(|s| s.containers.iter().find(|c| c.name == "nacos-sidecar")).cloned();
     let sidecar = sidecar.expect("the API server stored the pod with the injected container");
 
@@ -193,23 +206,25 @@ async fn an_injected_sidecar_registers_its_pod_and_the_projection_follows() {
     environment.insert(env::LABELS_FILE.into(), labels.display().to_string());
     environment.insert(env::SERVER_ADDR.into(), registry.http.to_string());
     environment.insert(env::CACHE_DIR.into(), state.path().join("cache").display().to_string());
+    let sidecar_log = state.path().join("sidecar.log");
+    let log = std::fs::File::create(&sidecar_log).expect("sidecar log");
     let mut sidecar_process = Process(
         lab.command(node, workspace_binary("nacos-sidecar", "nacos-sidecar"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(&environment)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().expect("sidecar log"))
+            .stderr(log)
             .spawn()
             .expect("sidecar"),
     );
 
     let ip = pod_ip.to_string();
-    await_endpoints(&client, &namespace, "demo", &[ip.as_str()]).await;
+    await_endpoints_within(PROBED, &client, &namespace, "demo", &[ip.as_str()]).await;
     // The app stops answering: the sidecar's probe marks the instance unhealthy.
     app.0.kill().expect("stop the app");
     let _ = app.0.wait();
-    await_endpoints(&client, &namespace, "demo", &[]).await;
+    await_endpoints_within(PROBED, &client, &namespace, "demo", &[]).await;
     let app = Process(
         lab.command(node, "python3")
             .args(["-m", "http.server", &APP_PORT.to_string(), "--bind", "0.0.0.0"])
@@ -218,9 +233,14 @@ async fn an_injected_sidecar_registers_its_pod_and_the_projection_follows() {
             .spawn()
             .expect("app again"),
     );
-    await_endpoints(&client, &namespace, "demo", &[ip.as_str()]).await;
+    await_endpoints_within(PROBED, &client, &namespace, "demo", &[ip.as_str()]).await;
     // The pod is deleted: SIGTERM, the sidecar deregisters before it exits.
-    assert!(sidecar_process.terminate(), "the sidecar exits cleanly on SIGTERM");
+    let exited = sidecar_process.terminate(Duration::from_secs(20)).await;
+    assert!(
+        exited,
+        "the sidecar exits cleanly on SIGTERM:\n{}",
+        std::fs::read_to_string(&sidecar_log).unwrap_or_default()
+    );
     let gone = eventually(Duration::from_secs(10), || async {
         let url = registry.url("/nacos/v1/ns/instance/list?serviceName=demo");
         let body: serde_json::Value = reqwest::get(url).await.ok()?.json().await.ok()?;
@@ -228,7 +248,7 @@ async fn an_injected_sidecar_registers_its_pod_and_the_projection_follows() {
     })
     .await;
     assert!(gone.is_some(), "the sidecar deregistered the pod");
-    await_endpoints(&client, &namespace, "demo", &[]).await;
+    await_endpoints_within(PROBED, &client, &namespace, "demo", &[]).await;
     drop(app);
     lab.remove_node(node).expect("remove the pod's namespace");
 }

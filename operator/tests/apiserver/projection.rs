@@ -44,9 +44,21 @@ fn ips(list: &[&str]) -> BTreeSet<String> {
 
 /// Waits until the Endpoints `name` hold exactly `want`; how long it took.
 pub(crate) async fn await_endpoints(client: &Client, namespace: &str, name: &str, want: &[&str]) -> Duration {
+    await_endpoints_within(CHANGE, client, namespace, name, want).await
+}
+
+/// [`await_endpoints`] with a deadline of `within` (× patience), for changes that wait on
+/// something slower than a push (a probe's three results in a row).
+pub(crate) async fn await_endpoints_within(
+    within: Duration,
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    want: &[&str],
+) -> Duration {
     let started = Instant::now();
     let want = ips(want);
-    let seen = eventually(CHANGE, || async {
+    let seen = eventually(within, || async {
         (endpoint_ips(client, namespace, name).await.as_ref() == Some(&want)).then_some(())
     })
     .await;

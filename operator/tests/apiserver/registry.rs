@@ -31,12 +31,8 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn registry");
-        let registry = Self {
-            child,
-            http: SocketAddr::from((bind, http)),
-            grpc: SocketAddr::from((bind, grpc)),
-            _data: data,
-        };
+        let registry =
+            Self { child, http: SocketAddr::from((bind, http)), grpc: SocketAddr::from((bind, grpc)), _data: data };
         let ready = eventually(Duration::from_secs(30), || async {
             let r = reqwest::get(registry.url("/nacos/v1/console/health/readiness")).await.ok()?;
             r.status().is_success().then_some(())
