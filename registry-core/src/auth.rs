@@ -144,8 +144,8 @@ impl From<password::HashError> for AuthError {
     }
 }
 
-/// What a request presented.
-#[derive(Debug, Clone, Default)]
+/// What a request presented. Its `Debug` shows which credentials came, never their values.
+#[derive(Clone, Default)]
 pub struct Credentials {
     /// `accessToken`, or the bearer token of `Authorization`.
     pub access_token: Option<String>,
@@ -159,8 +159,24 @@ pub struct Credentials {
     pub ip: Option<IpAddr>,
 }
 
-/// A successful login.
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |v: &Option<String>| v.as_ref().map(|_| REDACTED);
+        f.debug_struct("Credentials")
+            .field("access_token", &shown(&self.access_token))
+            .field("username", &self.username)
+            .field("password", &shown(&self.password))
+            .field("server_identity", &shown(&self.server_identity))
+            .field("ip", &self.ip)
+            .finish()
+    }
+}
+
+/// What `Debug` shows for a secret that is present.
+const REDACTED: &str = "<redacted>";
+
+/// A successful login. Its `Debug` leaves the token out.
+#[derive(Clone)]
 pub struct Login {
     /// The token.
     pub access_token: String,
@@ -170,6 +186,17 @@ pub struct Login {
     pub global_admin: bool,
     /// The user.
     pub username: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("access_token", &REDACTED)
+            .field("token_ttl", &self.token_ttl)
+            .field("global_admin", &self.global_admin)
+            .field("username", &self.username)
+            .finish()
+    }
 }
 
 /// The auth service: one per member, shared by every transport.
@@ -371,4 +398,27 @@ fn generate_password() -> Option<String> {
     let mut bytes = [0u8; 20];
     getrandom::fill(&mut bytes).ok()?;
     Some(bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_credentials_or_tokens() {
+        let credentials = Credentials {
+            access_token: Some("tok-123".into()),
+            username: Some("alice".into()),
+            password: Some("s3cret".into()),
+            server_identity: Some("member-key".into()),
+            ip: None,
+        };
+        let login =
+            Login { access_token: "tok-456".into(), token_ttl: 18000, global_admin: false, username: "alice".into() };
+        let shown = format!("{credentials:?} {login:?}");
+        for secret in ["tok-123", "s3cret", "member-key", "tok-456"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("alice") && shown.contains(REDACTED), "{shown}");
+    }
 }
