@@ -23,8 +23,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction,
     HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecurityContext, Volume,
-    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -91,6 +91,9 @@ pub(super) fn build(cluster: &ValidatedCluster, config: &str, server: &ServerCap
     }
 }
 
+/// The group the registry image runs as (`registry-core/Dockerfile`: `USER 65532:65532`).
+const REGISTRY_GID: i64 = 65532;
+
 fn pod_spec(cluster: &ValidatedCluster, selector: BTreeMap<String, String>) -> PodSpec {
     let scheduling = &cluster.scheduling;
     PodSpec {
@@ -114,6 +117,13 @@ fn pod_spec(cluster: &ValidatedCluster, selector: BTreeMap<String, String>) -> P
         enable_service_links: Some(false),
         // The registry never talks to the Kubernetes API.
         automount_service_account_token: Some(false),
+        // The image runs as uid/gid 65532; most volume drivers hand out root-owned volumes, so
+        // the data volume is made group-writable for that gid.
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            fs_group: Some(REGISTRY_GID),
+            ..PodSecurityContext::default()
+        }),
         ..PodSpec::default()
     }
 }

@@ -177,6 +177,12 @@ fn data_and_config_are_mounted() {
     assert_eq!(claim(&set).metadata.name.as_deref(), Some(DATA_VOLUME));
     assert_eq!(claim(&set).spec.as_ref().unwrap().access_modes.as_deref(), Some(&["ReadWriteOnce".to_owned()][..]));
     assert_eq!(claim_size_and_class(&set), ("10Gi".into(), None));
+    let security = pod(&set).security_context.as_ref().unwrap();
+    assert_eq!(
+        (security.fs_group, security.run_as_non_root),
+        (Some(65532), Some(true)),
+        "the image's non-root user can write a root-owned data volume"
+    );
 }
 
 #[test]
