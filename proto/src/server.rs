@@ -38,7 +38,7 @@ pub use sink::{PushSink, SinkError};
 use crate::nacos::Payload;
 use crate::nacos::bi_request_stream_server::{BiRequestStream, BiRequestStreamServer};
 use crate::nacos::request_server::{Request, RequestServer};
-use crate::wire::codes::{ERR_NO_HANDLER, ERR_STARTING, ERR_UNREGISTERED};
+use crate::wire::codes::{ERR_NO_HANDLER, ERR_STARTING, ERR_UNREGISTERED, OVER_THRESHOLD};
 use crate::wire::frame::{error_response, ok_response, open, payload};
 use crate::wire::naming::{Common, ConnectionSetup};
 
@@ -63,6 +63,13 @@ pub struct ChannelConfig {
     /// here the deadline is met within milliseconds, so 2 s is a comfortable margin for a live
     /// client's answer (a round trip plus a pause of its runtime).
     pub detect_timeout_ms: u64,
+    /// Most registered connections; a setup beyond it is refused with `OVER_THRESHOLD` and the
+    /// stream ends (the client reconnects, possibly to another member). 0: no limit.
+    pub max_connections: usize,
+    /// Requests per second one connection may make; beyond it a request is answered with
+    /// `OVER_THRESHOLD` (Nacos' TPS control answer) and other connections are unaffected.
+    /// 0 (the default, as in Nacos): no limit.
+    pub max_requests_per_second: u32,
 }
 
 impl Default for ChannelConfig {
@@ -72,6 +79,8 @@ impl Default for ChannelConfig {
             outbound_queue: 1024,
             idle_detect_after_ms: 18_000,
             detect_timeout_ms: 2_000,
+            max_connections: 20_000,
+            max_requests_per_second: 0,
         }
     }
 }
@@ -177,9 +186,15 @@ impl<H: Handler> Channel<H> {
         let Some(conn) = self.connections.get(&transport.id) else {
             return error_response(ERR_UNREGISTERED, "Connection is unregistered.");
         };
-        conn.touch(self.connections.now_ms());
+        let now = self.connections.now_ms();
+        conn.touch(now);
         if kind == "HealthCheckRequest" {
             return ok_response("HealthCheckResponse", json!({}), None);
+        }
+        if !conn.admit_rate(now, self.config.max_requests_per_second) {
+            self.connections.count_rate_limited();
+            let limit = self.config.max_requests_per_second;
+            return error_response(OVER_THRESHOLD, &format!("Tps Flow restricted: over {limit} requests per second"));
         }
         let headers = request.metadata.as_ref().map(|m| &m.headers);
         if let Err(refusal) = self.handler.admit(&conn, kind, headers.unwrap_or(&EMPTY_HEADERS), body).await {
@@ -236,6 +251,12 @@ impl<H: Handler> BiRequestStream for Channel<H> {
                 error_response(ERR_UNREGISTERED, "the first message on the stream must be ConnectionSetupRequest");
             return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(err)]))));
         };
+        let max = self.config.max_connections;
+        if max > 0 && self.connections.len() >= max && self.connections.get(&transport.id).is_none() {
+            self.connections.count_refused_setup();
+            let err = error_response(OVER_THRESHOLD, &format!("too many connections: this server holds at most {max}"));
+            return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(err)]))));
+        }
         let client_ip = first
             .metadata
             .as_ref()

@@ -135,6 +135,9 @@ pub struct Connection {
     last_active_ms: AtomicU64,
     /// When a detection probe was sent (ms on the registry clock), 0 when none is pending.
     probe_sent_ms: AtomicU64,
+    /// Requests in the current second: the second (registry clock) in the high 32 bits, the
+    /// count in the low 32.
+    rate_window: AtomicU64,
     registry: std::sync::Weak<Connections>,
 }
 
@@ -145,6 +148,27 @@ impl Connection {
     pub fn touch(&self, now_ms: u64) {
         self.last_active_ms.store(now_ms, Ordering::SeqCst);
         self.probe_sent_ms.store(0, Ordering::SeqCst);
+    }
+
+    /// Counts one request against `per_second` (0: no limit); false when this second's
+    /// budget is spent. A fixed one-second window: cheap, one atomic per request.
+    pub fn admit_rate(&self, now_ms: u64, per_second: u32) -> bool {
+        if per_second == 0 {
+            return true;
+        }
+        let second = (now_ms / 1000) & 0xFFFF_FFFF;
+        let mut current = self.rate_window.load(Ordering::Relaxed);
+        loop {
+            let (window, count) = (current >> 32, current & 0xFFFF_FFFF);
+            if window == second && count >= u64::from(per_second) {
+                return false;
+            }
+            let next = if window == second { current + 1 } else { (second << 32) | 1 };
+            match self.rate_window.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(seen) => current = seen,
+            }
+        }
     }
 
     /// Queues a server→client message.
@@ -185,12 +209,21 @@ pub struct Connections {
     on_closed: OnClosed,
     epoch: Instant,
     next_request_id: AtomicU64,
+    refused_setups: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 impl Connections {
     /// An empty registry; `on_closed` receives the id of each connection that ends.
     pub fn new(on_closed: OnClosed) -> Arc<Self> {
-        Arc::new(Self { by_id: DashMap::new(), on_closed, epoch: Instant::now(), next_request_id: AtomicU64::new(1) })
+        Arc::new(Self {
+            by_id: DashMap::new(),
+            on_closed,
+            epoch: Instant::now(),
+            next_request_id: AtomicU64::new(1),
+            refused_setups: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+        })
     }
 
     /// Milliseconds on the registry clock (pausable in tests).
@@ -216,6 +249,7 @@ impl Connections {
             closed: CancellationToken::new(),
             last_active_ms: AtomicU64::new(self.now_ms()),
             probe_sent_ms: AtomicU64::new(0),
+            rate_window: AtomicU64::new(0),
             registry: Arc::downgrade(self),
         });
         if let Some(old) = self.by_id.insert(conn.meta.connection_id.clone(), Arc::clone(&conn)) {
@@ -259,6 +293,24 @@ impl Connections {
     /// Number of registered connections.
     pub fn len(&self) -> usize {
         self.by_id.len()
+    }
+
+    /// Setups refused because the connection limit was reached (since start).
+    pub fn refused_setups(&self) -> u64 {
+        self.refused_setups.load(Ordering::Relaxed)
+    }
+
+    /// Requests refused by the per-connection rate limit (since start).
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_refused_setup(&self) {
+        self.refused_setups.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether no connection is registered.
@@ -376,6 +428,20 @@ mod tests {
 
     fn kind(p: &Payload) -> &str {
         p.metadata.as_ref().map_or("", |m| m.r#type.as_str())
+    }
+
+    #[tokio::test]
+    async fn the_rate_budget_is_per_second_and_per_connection() {
+        let (tx, _closed) = mpsc::unbounded_channel();
+        let conns = Connections::new(tx);
+        let (a, _a_rx) = conns.register(meta("a"), 8);
+        let (b, _b_rx) = conns.register(meta("b"), 8);
+        let admitted = (0..5).filter(|_| a.admit_rate(10_000, 3)).count();
+        assert_eq!(admitted, 3, "three in the second, then refused");
+        assert!(b.admit_rate(10_500, 3), "another connection has its own budget");
+        assert!(!a.admit_rate(10_999, 3), "still the same second");
+        assert!(a.admit_rate(11_000, 3), "a new second, a new budget");
+        assert!((0..100).all(|_| a.admit_rate(12_000, 0)), "0 is no limit");
     }
 
     #[tokio::test(start_paused = true)]

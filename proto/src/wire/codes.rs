@@ -8,6 +8,9 @@ pub const ERR_UNREGISTERED: i32 = 301;
 pub const ERR_NO_HANDLER: i32 = 302;
 /// `ErrorResponse` code: the body could not be parsed.
 pub const ERR_BAD_GATEWAY: i32 = 502;
+/// Nacos' `OVER_THRESHOLD`: a request refused by a rate or capacity limit (Nacos' TPS control
+/// answers it); SDKs surface it as an error and retry later.
+pub const OVER_THRESHOLD: i32 = -400;
 /// Nacos' INVALID_PARAM.
 pub const INVALID_PARAM: i32 = 400;
 /// Nacos' SERVER_ERROR.

@@ -613,3 +613,72 @@ async fn stalled_subscriber_is_disconnected_and_server_memory_stays_bounded() {
     assert!(grown_mib < 50, "server RSS grew by {grown_mib} MiB ({baseline} -> peak {peak} KiB)");
     drop(stalled_stream);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+// ---------------------------------------------------------------------------------------------
+
+/// At `[grpc] max_connections` a further setup gets `OVER_THRESHOLD` and stays unregistered,
+/// while the registered connections keep being answered; a slot freed is taken again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_setup_beyond_the_connection_limit_is_refused_and_the_others_keep_working() {
+    let server = Server::start_with_config(Some("[grpc]\nmax_connections = 2\n"));
+    let refused_before = metric(&server, "registry_grpc_connections_refused_total").await;
+    let (first, _first_stream) = registered(&server).await;
+    let (second, _second_stream) = registered(&server).await;
+    assert_healthy_connection(&first).await;
+
+    let third = connect(&server).await;
+    let mut stream = open_stream(&third, setup_body()).await;
+    let (kind, body) = stream.recv(wait(5)).await.expect("an answer to the refused setup");
+    assert_error(&kind, &body, -400);
+    assert!(body["message"].as_str().unwrap_or_default().contains("at most 2"), "{body}");
+    let (kind, body) = query(&third, "limit-query").await;
+    assert_error(&kind, &body, 301);
+    assert_eq!(metric(&server, "registry_grpc_connections_refused_total").await, refused_before + 1);
+
+    for channel in [&first, &second] {
+        let (kind, body) = query(channel, "limit-query").await;
+        assert_success(&kind, &body);
+    }
+    drop((first, _first_stream));
+    let retried = eventually(wait(10), || async {
+        let channel = connect(&server).await;
+        let mut stream = open_stream(&channel, setup_body()).await;
+        let (kind, _) = stream.recv(wait(5)).await?;
+        (kind == "SetupAckRequest").then_some((channel, stream))
+    })
+    .await;
+    assert!(retried.is_some(), "a closed connection's slot is given to a new one");
+}
+
+/// Beyond `[grpc] max_requests_per_second` one connection's requests get `OVER_THRESHOLD`;
+/// another connection, sending while it is limited, is answered every time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_over_its_request_rate_is_refused_and_others_are_served() {
+    let server = Server::start_with_config(Some("[grpc]\nmax_requests_per_second = 20\n"));
+    let limited_before = metric(&server, "registry_grpc_requests_rate_limited_total").await;
+    let (busy, _busy_stream) = registered(&server).await;
+    let (calm, _calm_stream) = registered(&server).await;
+    let flood = {
+        let busy = busy.clone();
+        tokio::spawn(async move {
+            let mut refused = 0;
+            for _ in 0..200 {
+                let (kind, body) = query(&busy, "rate-query").await;
+                if kind == "ErrorResponse" {
+                    assert_error(&kind, &body, -400);
+                    refused += 1;
+                }
+            }
+            refused
+        })
+    };
+    for _ in 0..10 {
+        let (kind, body) = query(&calm, "rate-query").await;
+        assert_success(&kind, &body);
+    }
+    let refused = flood.await.expect("flood task");
+    assert!(refused > 0, "200 requests in a burst stayed within 20 per second");
+    assert_eq!(metric(&server, "registry_grpc_requests_rate_limited_total").await, limited_before + refused);
+}

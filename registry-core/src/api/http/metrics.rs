@@ -66,6 +66,18 @@ fn naming_and_configs(s: &ApiState, out: &mut String) {
     }
     counter(
         out,
+        "registry_grpc_connections_refused_total",
+        "gRPC connection setups refused at the connection limit ([grpc] max_connections)",
+        s.connections.refused_setups(),
+    );
+    counter(
+        out,
+        "registry_grpc_requests_rate_limited_total",
+        "gRPC requests refused by the per-connection rate limit ([grpc] max_requests_per_second)",
+        s.connections.rate_limited(),
+    );
+    counter(
+        out,
         "registry_beat_expirations_total",
         "v1 instances this node removed because their beats stopped",
         c.beat_expirations,
