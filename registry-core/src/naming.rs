@@ -73,6 +73,10 @@ pub struct NamingConfig {
     pub empty_service_expire_ms: u64,
     /// Server-side health checks of persistent instances (`[naming.health_check]`).
     pub health_check: checker::CheckerConfig,
+    /// Most instances the index holds (every namespace): the memory budget of the index
+    /// (about 1 KiB each). A registration that would add one beyond it is refused; updates of
+    /// instances already held and removals always pass. 0: no limit.
+    pub max_instances: usize,
 }
 
 impl Default for NamingConfig {
@@ -84,6 +88,7 @@ impl Default for NamingConfig {
             empty_service_clean_interval_ms: 60_000,
             empty_service_expire_ms: 60_000,
             health_check: checker::CheckerConfig::default(),
+            max_instances: 1_000_000,
         }
     }
 }
@@ -155,10 +160,34 @@ impl NamingService {
         NamingError::ServiceNotFound { namespace: key.namespace.clone(), service: key.grouped_name() }
     }
 
+    /// Refuses a write that would add instances to a full index ([`NamingConfig::max_instances`]):
+    /// `adding` are the `ip:port`s written into `key`; those the service already holds are
+    /// updates, not additions.
+    fn within_budget<'a>(
+        &self,
+        key: &ServiceKey,
+        adding: impl IntoIterator<Item = (&'a str, u16)>,
+    ) -> Result<(), NamingError> {
+        let max = self.config.max_instances;
+        let held = self.store.instance_total();
+        if max == 0 || held < max {
+            return Ok(());
+        }
+        let view = self.store.view(key);
+        let is_new = |(ip, port): (&str, u16)| {
+            view.as_ref().is_none_or(|v| !v.instances().iter().any(|i| i.ip == ip && i.port == port))
+        };
+        if adding.into_iter().any(is_new) {
+            return Err(NamingError::OverBudget { max });
+        }
+        Ok(())
+    }
+
     /// Registers an instance: ephemeral ones under the `ip:port#true` heartbeat client,
     /// persistent ones through Raft under `ip:port#false`.
     pub async fn register_instance(&self, key: &ServiceKey, instance: Instance) -> Result<(), NamingError> {
         instance.validate()?;
+        self.within_budget(key, [(instance.ip.as_str(), instance.port)])?;
         if let Some(view) = self.store.view(key) {
             check_kind(&view, instance.ephemeral)?;
         }
@@ -208,6 +237,7 @@ impl NamingService {
         for i in &instances {
             i.validate()?;
         }
+        self.within_budget(key, instances.iter().map(|i| (i.ip.as_str(), i.port)))?;
         if let Some(view) = self.store.view(key) {
             check_kind(&view, true)?;
         }

@@ -47,6 +47,14 @@ pub enum NamingError {
     /// Manual health change while an active health check owns the instance.
     #[error("health check is still working, service: {0}")]
     HealthCheckRunning(String),
+    /// The index holds its budget of instances ([naming] max_instances).
+    #[error(
+        "the registry holds its limit of {max} instances ([naming] max_instances); deregister some or raise the limit"
+    )]
+    OverBudget {
+        /// The limit.
+        max: usize,
+    },
     /// The write could not be made durable (Raft unavailable).
     #[error("{0}")]
     Unavailable(String),

@@ -15,6 +15,7 @@
 //! most of the CPU of a registration benchmark even at a few hundred instances per service.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use imbl::OrdMap;
@@ -382,6 +383,8 @@ pub struct NamingStore {
     data: Mutex<NamingData>,
     /// Published views by service; readers only.
     views: FastDashMap<Arc<ServiceKey>, Arc<ServiceView>>,
+    /// Instances in all published views, kept with them (the index's size, for its budget).
+    instances: AtomicUsize,
 }
 
 impl NamingStore {
@@ -404,11 +407,14 @@ impl NamingStore {
                 Some((shared, record)) => {
                     let view = Arc::new(ServiceView::of(shared, record));
                     let revision = view.revision;
-                    self.views.insert(Arc::clone(shared), view);
+                    let added = view.instance_count();
+                    let removed = self.views.insert(Arc::clone(shared), view).map_or(0, |old| old.instance_count());
+                    self.adjust_instances(added, removed);
                     (Arc::clone(shared), revision)
                 }
                 None => {
-                    let Some((shared, _)) = self.views.remove(&key) else { continue };
+                    let Some((shared, old)) = self.views.remove(&key) else { continue };
+                    self.adjust_instances(0, old.instance_count());
                     data.last_revision += 1;
                     (shared, data.last_revision)
                 }
@@ -416,6 +422,17 @@ impl NamingStore {
             events.push(ChangeEvent::ServiceChanged { key, revision });
         }
         (events, result)
+    }
+
+    /// Called under the writer lock, so the two steps cannot interleave with another write.
+    fn adjust_instances(&self, added: usize, removed: usize) {
+        self.instances.fetch_add(added, Ordering::Relaxed);
+        self.instances.fetch_sub(removed, Ordering::Relaxed);
+    }
+
+    /// Instances in the index now (every service, every namespace); O(1).
+    pub fn instance_total(&self) -> usize {
+        self.instances.load(Ordering::Relaxed)
     }
 
     /// Reads the writer's data (for snapshots and sweeps). Holds the writer lock while `f` runs.

@@ -562,3 +562,52 @@ async fn concurrent_duplicate_service_creation_has_exactly_one_winner() {
     assert_eq!(ok, 1, "exactly one creation succeeds");
     assert_alive(&server).await;
 }
+
+/// `[naming] max_instances` bounds the index: a registration that would add an instance
+/// beyond it gets a 503 naming the limit, while updates of held instances, queries and other
+/// work go on; a removal makes room again. Registrations race from several clients.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_instance_budget_refuses_additions_clearly_and_the_rest_keeps_working() {
+    let server = Server::start_with_config(Some("[naming]\nmax_instances = 8\n"));
+    let register = |ip: String, weight: &'static str| {
+        let req = client().post(v1(&server, "/instance")).form(&[
+            ("serviceName", "budget".to_owned()),
+            ("ip", ip),
+            ("port", "80".to_owned()),
+            ("ephemeral", "false".to_owned()),
+            ("weight", weight.to_owned()),
+        ]);
+        call(req)
+    };
+    // The budget is checked as a write arrives: concurrent writes below it all pass (it may
+    // be overshot by the writes in flight, see docs/configuration.md), those after it do not.
+    let filling: Vec<_> = (0..8).map(|i| register(format!("10.77.0.{i}"), "1")).collect();
+    let answers = futures_util::future::join_all(filling).await;
+    assert!(answers.iter().all(|(s, b)| *s == 200 && b == "ok"), "{answers:?}");
+    let beyond: Vec<_> = (8..12).map(|i| register(format!("10.77.0.{i}"), "1")).collect();
+    let refused = futures_util::future::join_all(beyond).await;
+    assert!(refused.iter().all(|(s, b)| *s == 503 && b.contains("max_instances")), "{refused:?}");
+    assert_eq!(hosts(&server, &[("serviceName", "budget")]).await.len(), 8);
+
+    let (status, body) = register("10.77.0.0".to_owned(), "2").await;
+    assert_eq!((status, body.as_str()), (200, "ok"), "an update of a held instance passes");
+    let (status, body) = call(client().get(server.url("/nacos/v1/console/health/liveness"))).await;
+    assert_eq!(status, 200, "{body}");
+    let held: Vec<String> = hosts(&server, &[("serviceName", "budget")])
+        .await
+        .iter()
+        .map(|h| h["ip"].as_str().unwrap_or("").to_owned())
+        .collect();
+    let gone = held.first().cloned().expect("a held instance");
+    let deregister = client().delete(v1(&server, "/instance")).query(&[
+        ("serviceName", "budget"),
+        ("ip", gone.as_str()),
+        ("port", "80"),
+        ("ephemeral", "false"),
+    ]);
+    assert_eq!(call(deregister).await, (200, "ok".to_owned()));
+    let (status, body) = register("10.77.1.1".to_owned(), "1").await;
+    assert_eq!((status, body.as_str()), (200, "ok"), "a removal made room");
+    let (status, body) = register("10.77.1.2".to_owned(), "1").await;
+    assert_eq!(status, 503, "full again: {body}");
+}

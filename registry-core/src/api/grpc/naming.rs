@@ -39,6 +39,7 @@ fn naming_error(e: &NamingError) -> Reject {
     let code = match e {
         NamingError::Unavailable(_) => SERVER_ERROR,
         NamingError::InstanceNotFound => 404,
+        NamingError::OverBudget { .. } => registry_proto::wire::codes::OVER_THRESHOLD,
         _ => INVALID_PARAM,
     };
     Reject::new(code, &e.to_string())

@@ -97,6 +97,8 @@ impl ApiError {
                 N::KindConflict { .. } => (StatusCode::BAD_REQUEST, 21004, "instance error"),
                 N::HealthCheckRunning(_) => (StatusCode::BAD_REQUEST, 21011, "health check still running"),
                 N::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, 30000, "server error"),
+                // Capacity, not a fault: the message says which limit and how to lift it.
+                N::OverBudget { .. } => (StatusCode::SERVICE_UNAVAILABLE, 30000, "server error"),
             },
         }
     }

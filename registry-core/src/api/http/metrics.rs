@@ -53,6 +53,11 @@ fn naming_and_configs(s: &ApiState, out: &mut String) {
         ("registry_services", "Services known to this node", c.services),
         ("registry_instances", "Instances known to this node", c.instances),
         ("registry_http_beat_clients", "v1 heartbeat clients tracked by this node", c.beat_clients),
+        (
+            "registry_instances_limit",
+            "Most instances the index holds ([naming] max_instances; 0: none)",
+            s.naming.config().max_instances,
+        ),
         ("registry_grpc_connections", "Registered gRPC connections", s.connections.len()),
         ("registry_subscribers", "Subscriptions (UDP and gRPC)", s.push.subscriber_count()),
         ("registry_config_long_polls_held", "Config long-polls held waiting for a change", s.configs.hub().held()),
