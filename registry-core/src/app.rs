@@ -179,7 +179,7 @@ impl App {
             configs.config(),
             shutdown.child_token(),
         );
-        let (dns, dns_stats) = bind_dns(&config, &store, &applier, &tasks, &shutdown).await?;
+        let (dns, dns_stats) = bind_dns(&config, &store, &applier, &auth, &tasks, &shutdown).await?;
         let connections: Arc<Connections> =
             grpc::connections(naming.clone(), push.clone(), config_notify.clone(), shutdown.child_token());
         let grpc_state = GrpcState {
@@ -310,6 +310,7 @@ async fn bind_dns(
     config: &Config,
     store: &Arc<NamingStore>,
     applier: &Applier,
+    auth: &Arc<Auth>,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> Result<(Option<DnsServer>, Option<Arc<DnsStats>>), AppError> {
@@ -321,7 +322,14 @@ async fn bind_dns(
         .map_err(|e| AppError::Config(e.to_string()))?;
     // Subscribed before the index is filled: a change in between is applied twice, never lost.
     let events = applier.subscribe();
-    let cache = Arc::new(dns_server::Cache::new(zone, Arc::clone(store)));
+    let mut cache = dns_server::Cache::new(zone, Arc::clone(store));
+    if auth.client_auth_enabled() {
+        if config.dns.user.is_none() {
+            tracing::warn!("client auth is on and [dns] user is not set: DNS answers no service name");
+        }
+        cache = cache.with_access(dns_server::DnsAccess::new(Arc::clone(auth), config.dns.user.as_deref()));
+    }
+    let cache = Arc::new(cache);
     tasks.spawn(dns_server::cache::follow(Arc::clone(&cache), events, shutdown.child_token()));
     let stats = Arc::new(DnsStats::default());
     let addr = SocketAddr::new(config.server.bind, port);

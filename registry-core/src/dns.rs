@@ -17,7 +17,7 @@ pub mod stats;
 use registry_proto::contract::dns::DEFAULT_ZONE;
 use registry_proto::dns::DEFAULT_TTL_SECS;
 
-pub use cache::Cache;
+pub use cache::{Cache, DnsAccess};
 pub use server::DnsServer;
 pub use stats::DnsStats;
 
@@ -33,10 +33,20 @@ pub struct DnsConfig {
     pub ttl_secs: u32,
     /// Most TCP connections served at once; more wait in the accept queue.
     pub max_tcp_connections: usize,
+    /// With client auth on, the user DNS queries act as (Consul's default token for DNS): a
+    /// name answers only when this user may read the service; without one every service name
+    /// is NXDOMAIN. Unused with client auth off.
+    pub user: Option<String>,
 }
 
 impl Default for DnsConfig {
     fn default() -> Self {
-        Self { port: None, zone: DEFAULT_ZONE.to_owned(), ttl_secs: DEFAULT_TTL_SECS, max_tcp_connections: 256 }
+        Self {
+            port: None,
+            zone: DEFAULT_ZONE.to_owned(),
+            ttl_secs: DEFAULT_TTL_SECS,
+            max_tcp_connections: 256,
+            user: None,
+        }
     }
 }

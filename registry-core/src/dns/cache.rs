@@ -13,6 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Action, Auth, Identity, Resource};
 use crate::model::{ChangeEvent, ServiceKey};
 use crate::state::{NamingStore, ServiceView};
 use registry_proto::dns::{LabelIndex, ServiceName, ServiceRecords, Source, Zone, answerable, label};
@@ -26,14 +27,42 @@ pub struct Cache {
     store: Arc<NamingStore>,
     index: RwLock<LabelIndex>,
     records: Mutex<HashMap<Arc<ServiceKey>, ByCluster>>,
+    access: Option<DnsAccess>,
+}
+
+/// Who DNS queries act as when client auth is on: the one authorization check decides which
+/// names answer (a service the identity may not read is NXDOMAIN, so its existence does not
+/// leak).
+pub struct DnsAccess {
+    auth: Arc<Auth>,
+    identity: Option<Identity>,
+}
+
+impl DnsAccess {
+    /// Queries as `user` (`None`: no service name answers).
+    pub fn new(auth: Arc<Auth>, user: Option<&str>) -> Self {
+        Self { auth, identity: user.map(|u| Identity::User(u.to_owned())) }
+    }
+
+    fn permits(&self, key: &ServiceKey) -> bool {
+        self.identity.as_ref().is_some_and(|identity| {
+            let resource = Resource::naming(&key.namespace, &key.group, &key.service);
+            self.auth.authorize(identity, &resource, Action::Read).is_ok()
+        })
+    }
 }
 
 impl Cache {
     /// A cache over `store` answering for `zone`, its index filled from the current services.
     pub fn new(zone: Zone, store: Arc<NamingStore>) -> Self {
-        let cache = Self { zone, store, index: RwLock::default(), records: Mutex::default() };
+        let cache = Self { zone, store, index: RwLock::default(), records: Mutex::default(), access: None };
         cache.reindex();
         cache
+    }
+
+    /// The same cache answering only what `access` may read.
+    pub fn with_access(self, access: DnsAccess) -> Self {
+        Self { access: Some(access), ..self }
     }
 
     /// The zone served.
@@ -90,6 +119,9 @@ impl Cache {
 impl Source for Cache {
     fn records(&self, name: &ServiceName<'_>) -> Option<Arc<ServiceRecords>> {
         let key = Arc::clone(self.index.read().get(name)?);
+        if self.access.as_ref().is_some_and(|a| !a.permits(&key)) {
+            return None;
+        }
         let view = self.store.view(&key)?;
         let cluster = name.cluster.unwrap_or_default();
         let mut records = self.records.lock();

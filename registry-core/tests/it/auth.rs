@@ -23,7 +23,7 @@ use crate::harness::{Server, call, client, eventually, json};
 
 /// 35 bytes, base64: HS256.
 const SECRET: &str = "cmVnaXN0cnktaXQtc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWY=";
-const ADMIN_PASSWORD: &str = "admin-secret";
+pub(crate) const ADMIN_PASSWORD: &str = "admin-secret";
 const IDENTITY_KEY: &str = "serverIdentity";
 const IDENTITY_VALUE: &str = "member-secret";
 
@@ -41,7 +41,7 @@ async fn login_answer(server: &Server, user: &str, password: &str) -> (u16, Stri
         .await
 }
 
-async fn login(server: &Server, user: &str, password: &str) -> String {
+pub(crate) async fn login(server: &Server, user: &str, password: &str) -> String {
     let (status, body) = login_answer(server, user, password).await;
     assert_eq!(status, 200, "login of {user}: {body}");
     let v = json(&body);
@@ -72,7 +72,7 @@ async fn admin_post(server: &Server, admin: &str, path: &str, params: &[(&str, &
 }
 
 /// A user `name` in role `role` with `permissions` (resource, action).
-async fn user_with(server: &Server, admin: &str, name: &str, role: &str, permissions: &[(&str, &str)]) {
+pub(crate) async fn user_with(server: &Server, admin: &str, name: &str, role: &str, permissions: &[(&str, &str)]) {
     admin_post(server, admin, "/nacos/v1/auth/users", &[("username", name), ("password", "pw-of-user")]).await;
     admin_post(server, admin, "/nacos/v1/auth/roles", &[("role", role), ("username", name)]).await;
     for (resource, action) in permissions {

@@ -257,3 +257,38 @@ async fn malformed_packets_leave_the_server_answering() {
     .await;
     assert!(formerr.is_some(), "the malformed packets were not all answered with FORMERR");
 }
+
+/// With client auth on, DNS answers as its configured user through the one authorization
+/// check: a service that user may read resolves, one it may not is NXDOMAIN (its existence
+/// does not leak), and a permission granted later takes effect.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_client_auth_dns_answers_only_what_its_user_may_read() {
+    use crate::auth::{ADMIN_PASSWORD, auth_config, login, user_with};
+    let server = Server::start_with_config(Some(&auth_config(&format!("{CONFIG}user = \"dns-reader\"\n"))));
+    let admin = login(&server, "nacos", ADMIN_PASSWORD).await;
+    for (service, ip) in [("orders", "10.0.0.1"), ("payroll", "10.0.0.2")] {
+        let form = [("serviceName", service), ("ip", ip), ("port", "8080"), ("ephemeral", "false")];
+        let req = client().post(server.url("/nacos/v1/ns/instance")).query(&[("accessToken", admin.as_str())]);
+        assert_eq!(call(req.form(&form)).await, (200, "ok".to_owned()), "register {service}");
+    }
+    user_with(&server, &admin, "dns-reader", "dns-readers", &[("public:*:naming/orders", "r")]).await;
+    let r = resolver(&server);
+    let want: BTreeSet<Ipv4Addr> = ["10.0.0.1".parse().expect("ip")].into();
+    let answered = eventually(CHANGE_DEADLINE, || async {
+        (a_records(&r, "orders.nacos.local.").await == want).then_some(())
+    })
+    .await;
+    assert!(answered.is_some(), "a readable service resolves");
+    let err = r.lookup("payroll.nacos.local.", RecordType::A).await.expect_err("not readable");
+    assert!(err.is_nx_domain(), "an unreadable service is NXDOMAIN: {err}");
+
+    let grant = [("role", "dns-readers"), ("resource", "public:*:naming/payroll"), ("action", "r")];
+    let req = client().post(server.url("/nacos/v1/auth/permissions")).query(&[("accessToken", admin.as_str())]);
+    assert_eq!(call(req.form(&grant)).await.0, 200);
+    let want: BTreeSet<Ipv4Addr> = ["10.0.0.2".parse().expect("ip")].into();
+    let granted = eventually(CHANGE_DEADLINE, || async {
+        (a_records(&r, "payroll.nacos.local.").await == want).then_some(())
+    })
+    .await;
+    assert!(granted.is_some(), "a permission granted later takes effect");
+}
