@@ -16,6 +16,7 @@
 //! ```
 
 mod connection;
+mod rate;
 mod sink;
 
 use std::future::Future;
@@ -33,6 +34,7 @@ use tonic::{Status, Streaming};
 pub use connection::{
     Connection, ConnectionMeta, Connections, DetectPass, OnClosed, TrackedIo, TransportInfo, run_detection,
 };
+pub use rate::RateWindow;
 pub use sink::{PushSink, SinkError};
 
 use crate::nacos::Payload;

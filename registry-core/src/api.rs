@@ -48,6 +48,8 @@ pub struct Services {
     pub http_requests: Arc<crate::telemetry::requests::RequestMetrics>,
     /// gRPC request counts and latencies (`/metrics`), recorded by the gRPC handler.
     pub grpc_requests: Arc<crate::telemetry::requests::RequestMetrics>,
+    /// Request rates per namespace (HTTP and gRPC client APIs).
+    pub namespace_rates: Arc<crate::limits::NamespaceRates>,
 }
 
 /// The shared handle every request gets: one pointer, because axum clones the state for every

@@ -22,6 +22,7 @@ use crate::configs::{self, ConfigService};
 use crate::consistency::distro::{Distro, DistroService};
 use crate::consistency::{Admin, Applier, Consistency, RaftNode, raft::RaftError};
 use crate::dns::{self as dns_server, DnsServer, DnsStats};
+use crate::limits::NamespaceRates;
 use crate::namespaces::NamespaceService;
 use crate::naming::{NamingService, checker, cleaner, health};
 use crate::push::{self, PushHandle};
@@ -192,6 +193,7 @@ impl App {
             config: Arc::new(config.grpc.clone()),
             auth: Arc::clone(&auth),
             requests: Arc::new(RequestMetrics::grpc()),
+            namespace_rates: Arc::new(NamespaceRates::new(&config.limits)),
         };
         let state = ApiState::new(Services {
             naming,
@@ -207,6 +209,7 @@ impl App {
             dns: dns_stats,
             http_requests: Arc::new(RequestMetrics::http()),
             grpc_requests: Arc::clone(&grpc_state.requests),
+            namespace_rates: Arc::clone(&grpc_state.namespace_rates),
         });
         Ok(Self {
             config,

@@ -257,6 +257,8 @@ pub struct Config {
     pub chaos_plant: Option<crate::consistency::Plant>,
     /// DNS server.
     pub dns: DnsConfig,
+    /// Request rate limits.
+    pub limits: crate::limits::LimitsConfig,
 }
 
 impl Config {

@@ -33,6 +33,7 @@ pub mod config;
 pub mod configs;
 pub mod consistency;
 pub mod dns;
+pub mod limits;
 pub mod model;
 pub mod namespaces;
 pub mod naming;

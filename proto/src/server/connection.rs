@@ -135,9 +135,8 @@ pub struct Connection {
     last_active_ms: AtomicU64,
     /// When a detection probe was sent (ms on the registry clock), 0 when none is pending.
     probe_sent_ms: AtomicU64,
-    /// Requests in the current second: the second (registry clock) in the high 32 bits, the
-    /// count in the low 32.
-    rate_window: AtomicU64,
+    /// Requests in the current second.
+    rate: super::RateWindow,
     registry: std::sync::Weak<Connections>,
 }
 
@@ -151,24 +150,9 @@ impl Connection {
     }
 
     /// Counts one request against `per_second` (0: no limit); false when this second's
-    /// budget is spent. A fixed one-second window: cheap, one atomic per request.
+    /// budget is spent.
     pub fn admit_rate(&self, now_ms: u64, per_second: u32) -> bool {
-        if per_second == 0 {
-            return true;
-        }
-        let second = (now_ms / 1000) & 0xFFFF_FFFF;
-        let mut current = self.rate_window.load(Ordering::Relaxed);
-        loop {
-            let (window, count) = (current >> 32, current & 0xFFFF_FFFF);
-            if window == second && count >= u64::from(per_second) {
-                return false;
-            }
-            let next = if window == second { current + 1 } else { (second << 32) | 1 };
-            match self.rate_window.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(seen) => current = seen,
-            }
-        }
+        self.rate.admit(now_ms, per_second)
     }
 
     /// Queues a server→client message.
@@ -249,7 +233,7 @@ impl Connections {
             closed: CancellationToken::new(),
             last_active_ms: AtomicU64::new(self.now_ms()),
             probe_sent_ms: AtomicU64::new(0),
-            rate_window: AtomicU64::new(0),
+            rate: super::RateWindow::default(),
             registry: Arc::downgrade(self),
         });
         if let Some(old) = self.by_id.insert(conn.meta.connection_id.clone(), Arc::clone(&conn)) {

@@ -55,6 +55,8 @@ pub struct GrpcState {
     pub auth: Arc<crate::auth::Auth>,
     /// Request counts and latencies (`/metrics`).
     pub requests: Arc<crate::telemetry::requests::RequestMetrics>,
+    /// Request rates per namespace.
+    pub namespace_rates: Arc<crate::limits::NamespaceRates>,
 }
 
 /// The connection registry; every connection that ends loses its push subscriptions, config
@@ -128,6 +130,7 @@ impl Handler for GrpcState {
         headers: &std::collections::HashMap<String, String>,
         body: &[u8],
     ) -> Result<(), Payload> {
+        admission::within_rate(&self.namespace_rates, kind, body)?;
         admission::admit(&self.auth, conn, kind, headers, body).await
     }
 

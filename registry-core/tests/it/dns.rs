@@ -274,10 +274,9 @@ async fn with_client_auth_dns_answers_only_what_its_user_may_read() {
     user_with(&server, &admin, "dns-reader", "dns-readers", &[("public:*:naming/orders", "r")]).await;
     let r = resolver(&server);
     let want: BTreeSet<Ipv4Addr> = ["10.0.0.1".parse().expect("ip")].into();
-    let answered = eventually(CHANGE_DEADLINE, || async {
-        (a_records(&r, "orders.nacos.local.").await == want).then_some(())
-    })
-    .await;
+    let answered =
+        eventually(CHANGE_DEADLINE, || async { (a_records(&r, "orders.nacos.local.").await == want).then_some(()) })
+            .await;
     assert!(answered.is_some(), "a readable service resolves");
     let err = r.lookup("payroll.nacos.local.", RecordType::A).await.expect_err("not readable");
     assert!(err.is_nx_domain(), "an unreadable service is NXDOMAIN: {err}");
@@ -286,9 +285,8 @@ async fn with_client_auth_dns_answers_only_what_its_user_may_read() {
     let req = client().post(server.url("/nacos/v1/auth/permissions")).query(&[("accessToken", admin.as_str())]);
     assert_eq!(call(req.form(&grant)).await.0, 200);
     let want: BTreeSet<Ipv4Addr> = ["10.0.0.2".parse().expect("ip")].into();
-    let granted = eventually(CHANGE_DEADLINE, || async {
-        (a_records(&r, "payroll.nacos.local.").await == want).then_some(())
-    })
-    .await;
+    let granted =
+        eventually(CHANGE_DEADLINE, || async { (a_records(&r, "payroll.nacos.local.").await == want).then_some(()) })
+            .await;
     assert!(granted.is_some(), "a permission granted later takes effect");
 }

@@ -611,3 +611,39 @@ async fn the_instance_budget_refuses_additions_clearly_and_the_rest_keeps_workin
     let (status, body) = register("10.77.1.2".to_owned(), "1").await;
     assert_eq!(status, 503, "full again: {body}");
 }
+
+/// `[limits] namespace_requests_per_second`: a burst in one namespace gets 429 (HTTP) and
+/// `OVER_THRESHOLD` (gRPC) once its budget is spent, while another namespace, queried during
+/// the burst, is answered every time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_over_its_rate_is_refused_and_other_namespaces_are_served() {
+    let server = Server::start_with_config(Some("[limits]\nnamespace_requests_per_second = 20\n"));
+    let list = |namespace: &'static str| {
+        call(client().get(v1(&server, "/instance/list")).query(&[("serviceName", "rated"), ("namespaceId", namespace)]))
+    };
+    let burst: Vec<_> = (0..120).map(|_| list("busy")).collect();
+    let calm: Vec<_> = (0..10).map(|_| list("public")).collect();
+    let (burst, calm) = tokio::join!(futures_util::future::join_all(burst), futures_util::future::join_all(calm));
+    let refused = burst.iter().filter(|(s, b)| *s == 429 && b.contains("Tps Flow restricted")).count();
+    assert!(refused > 0 && burst.iter().all(|(s, _)| *s == 200 || *s == 429), "{burst:?}");
+    assert!(calm.iter().all(|(s, _)| *s == 200), "the other namespace is served: {calm:?}");
+    let counted = crate::harness::metric(&server, "registry_namespace_requests_rate_limited_total").await;
+    assert!(counted >= refused as u64, "{counted} < {refused}");
+
+    let conn = registry_proto::client::Connection::connect(
+        server.grpc,
+        &registry_proto::client::Setup::new("it-limits", "naming"),
+    )
+    .await
+    .expect("grpc connect");
+    let body = json!({"namespace": "grpc-busy", "groupName": "DEFAULT_GROUP", "serviceName": "rated"});
+    let mut over = 0;
+    for _ in 0..60 {
+        let (kind, answer) = conn.unary().call("ServiceQueryRequest", &body).await.expect("an answer");
+        assert_eq!(kind, "QueryServiceResponse", "{answer}");
+        if answer["errorCode"] == json!(-400) {
+            over += 1;
+        }
+    }
+    assert!(over > 0, "60 gRPC requests in a burst stayed within 20 per second");
+}

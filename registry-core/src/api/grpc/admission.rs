@@ -10,10 +10,12 @@ use std::sync::Arc;
 use registry_proto::contract::auth::{ACCESS_TOKEN, PASSWORD, USERNAME};
 use registry_proto::nacos::Payload;
 use registry_proto::server::Connection;
+use registry_proto::wire::codes::OVER_THRESHOLD;
 use registry_proto::wire::frame::failed_response;
 use serde_json::Value;
 
 use crate::auth::{Action, Auth, Credentials, Resource};
+use crate::limits::NamespaceRates;
 
 /// Nacos' `NO_RIGHT`.
 const NO_RIGHT: i32 = 403;
@@ -46,6 +48,21 @@ pub(crate) async fn admit(
         auth.authorize(&identity, resource, action).map_err(|e| refuse(&e))?;
     }
     Ok(())
+}
+
+/// The per-namespace rate (`[limits]`): a request over its namespace's budget is answered with
+/// its own response type, `OVER_THRESHOLD` (Nacos' TPS control answer).
+pub(crate) fn within_rate(rates: &NamespaceRates, kind: &str, body: &[u8]) -> Result<(), Payload> {
+    if !rates.enabled() {
+        return Ok(());
+    }
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let namespace = ["namespace", "tenant"].iter().find_map(|f| body.get(*f).and_then(Value::as_str)).unwrap_or("");
+    if rates.admit(namespace) {
+        return Ok(());
+    }
+    let message = format!("Tps Flow restricted: namespace over {} requests per second", rates.per_second());
+    Err(failed_response(response_type(kind), OVER_THRESHOLD, &message, Value::Null))
 }
 
 /// The response type a request of `kind` is answered with.

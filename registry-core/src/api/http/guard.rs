@@ -4,9 +4,10 @@
 //! (plain text on v1 paths, the `{code, message, data}` envelope on v2 paths).
 //!
 //! ```text
-//!  client_api (layer on naming/config v1+v2)  ── only with [auth] enabled ──┐
-//!  cluster_admin (layer on admin routes)       ── only with [auth] enabled ──┼─► Auth::check
-//!  require() (console handlers: namespaces, users, roles, permissions) ─────┘   always
+//!  client_api (layer on naming/config v1+v2)  ── [limits] namespace rate, then ──┐
+//!                                                 only with [auth] enabled ───────┤
+//!  cluster_admin (layer on admin routes)       ── only with [auth] enabled ───────┼─► Auth::check
+//!  require() (console handlers: namespaces, users, roles, permissions) ──────────┘   always
 //! ```
 
 use axum::body::{Body, Bytes};
@@ -48,6 +49,17 @@ pub fn refusal(path: &str, e: &AuthError) -> Response {
     }
 }
 
+/// The answer to a request over its namespace's rate: 429 in its version's shape.
+fn over_rate(path: &str, per_second: u32) -> Response {
+    let status = StatusCode::TOO_MANY_REQUESTS;
+    let message = format!("Tps Flow restricted: namespace over {per_second} requests per second");
+    if path.starts_with("/nacos/v2/") {
+        v2_error(status, u32::from(status.as_u16()), status.canonical_reason().unwrap_or_default(), message)
+    } else {
+        v1_error(status, message)
+    }
+}
+
 /// Console handlers' check: `Err` is the answer to send.
 pub async fn require(
     s: &ApiState,
@@ -62,27 +74,30 @@ pub async fn require(
 /// Layer of the naming and config APIs: with client auth on, the caller needs the permission
 /// for the resource the parameters name.
 pub async fn client_api(State(s): State<ApiState>, req: Request, next: Next) -> Response {
-    admit(s, req, next, classify).await
+    admit(s, req, next, true, classify).await
 }
 
 /// Layer of the cluster administration routes: with client auth on, administrators and
 /// members only. (Metrics are not among them: Prometheus scrapes without credentials.)
 pub async fn cluster_admin(State(s): State<ApiState>, req: Request, next: Next) -> Response {
-    admit(s, req, next, |method, _, _| {
+    admit(s, req, next, false, |method, _, _| {
         (Resource::Admin, if method == Method::GET { Action::Read } else { Action::Write })
     })
     .await
 }
 
 /// What both layers do: with client auth on, read the parameters, ask `decide` which permission
-/// the request needs, and run it only when the caller has it.
+/// the request needs, and run it only when the caller has it. Client-API requests (`rated`)
+/// also count against their namespace's rate (`[limits]`) first.
 async fn admit(
     s: ApiState,
     req: Request,
     next: Next,
+    rated: bool,
     decide: impl FnOnce(&Method, &str, &Params) -> (Resource, Action),
 ) -> Response {
-    if !s.auth.client_auth_enabled() {
+    let rated = rated && s.namespace_rates.enabled();
+    if !s.auth.client_auth_enabled() && !rated {
         return next.run(req).await;
     }
     let (req, p) = match buffered(req).await {
@@ -90,6 +105,15 @@ async fn admit(
         Err(answer) => return answer,
     };
     let path = req.uri().path().to_owned();
+    if rated {
+        let namespace = ["namespaceId", "tenant", "namespace"].iter().find_map(|k| p.opt(k)).unwrap_or_default();
+        if !s.namespace_rates.admit(namespace) {
+            return over_rate(&path, s.namespace_rates.per_second());
+        }
+    }
+    if !s.auth.client_auth_enabled() {
+        return next.run(req).await;
+    }
     let (resource, action) = decide(req.method(), &path, &p);
     match s.auth.check(&credentials(&s.auth, &p), &resource, action).await {
         Ok(_) => next.run(req).await,

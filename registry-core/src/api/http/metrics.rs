@@ -83,6 +83,12 @@ fn naming_and_configs(s: &ApiState, out: &mut String) {
     );
     counter(
         out,
+        "registry_namespace_requests_rate_limited_total",
+        "Client-API requests refused by their namespace's rate ([limits] namespace_requests_per_second)",
+        s.namespace_rates.refused(),
+    );
+    counter(
+        out,
         "registry_beat_expirations_total",
         "v1 instances this node removed because their beats stopped",
         c.beat_expirations,
