@@ -130,7 +130,9 @@ impl Handler for GrpcState {
         headers: &std::collections::HashMap<String, String>,
         body: &[u8],
     ) -> Result<(), Payload> {
-        admission::within_rate(&self.namespace_rates, kind, body)?;
+        if let Some(refusal) = admission::over_rate(&self.namespace_rates, kind, body) {
+            return Err(refusal);
+        }
         admission::admit(&self.auth, conn, kind, headers, body).await
     }
 

@@ -50,19 +50,19 @@ pub(crate) async fn admit(
     Ok(())
 }
 
-/// The per-namespace rate (`[limits]`): a request over its namespace's budget is answered with
-/// its own response type, `OVER_THRESHOLD` (Nacos' TPS control answer).
-pub(crate) fn within_rate(rates: &NamespaceRates, kind: &str, body: &[u8]) -> Result<(), Payload> {
+/// The per-namespace rate (`[limits]`): the answer to a request over its namespace's budget
+/// (its own response type, `OVER_THRESHOLD`: Nacos' TPS control answer), `None` within it.
+pub(crate) fn over_rate(rates: &NamespaceRates, kind: &str, body: &[u8]) -> Option<Payload> {
     if !rates.enabled() {
-        return Ok(());
+        return None;
     }
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let namespace = ["namespace", "tenant"].iter().find_map(|f| body.get(*f).and_then(Value::as_str)).unwrap_or("");
     if rates.admit(namespace) {
-        return Ok(());
+        return None;
     }
     let message = format!("Tps Flow restricted: namespace over {} requests per second", rates.per_second());
-    Err(failed_response(response_type(kind), OVER_THRESHOLD, &message, Value::Null))
+    Some(failed_response(response_type(kind), OVER_THRESHOLD, &message, Value::Null))
 }
 
 /// The response type a request of `kind` is answered with.
