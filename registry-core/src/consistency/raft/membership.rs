@@ -140,7 +140,13 @@ impl RaftNode {
     {
         let deadline = tokio::time::Instant::now() + self.write_timeout;
         loop {
-            match change().await {
+            // Bounded like every write: a change waiting on a voter that stopped answering
+            // (promoted, then gone) must not hold the admin request forever; it may still
+            // commit later, as a timed-out write may.
+            let Ok(result) = tokio::time::timeout_at(deadline, change()).await else {
+                return Err(RaftError::Timeout(self.write_timeout));
+            };
+            match result {
                 Ok(_) => return Ok(()),
                 Err(openraft::error::RaftError::APIError(ClientWriteError::ChangeMembershipError(
                     ChangeMembershipError::InProgress(_),
