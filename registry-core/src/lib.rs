@@ -40,3 +40,4 @@ pub mod push;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

@@ -27,5 +27,6 @@ mod naming_v2;
 mod quorum;
 mod robustness;
 mod sidecar;
+mod tls;
 mod udp_push;
 mod workload;
