@@ -48,6 +48,8 @@ pub struct Services {
     pub http_requests: Arc<crate::telemetry::requests::RequestMetrics>,
     /// gRPC request counts and latencies (`/metrics`), recorded by the gRPC handler.
     pub grpc_requests: Arc<crate::telemetry::requests::RequestMetrics>,
+    /// Calls to other members' HTTP ports (HTTPS with client-facing TLS).
+    pub peer_http: crate::tls::PeerHttp,
 }
 
 /// The shared handle every request gets: one pointer, because axum clones the state for every

@@ -27,7 +27,7 @@ use crate::naming::{NamingService, checker, cleaner, health};
 use crate::push::{self, PushHandle};
 use crate::state::NamingStore;
 use crate::telemetry::requests::RequestMetrics;
-use crate::tls::Tls;
+use crate::tls::{PeerHttp, Tls};
 use registry_proto::server::Connections;
 use registry_proto::tls::{Incoming, ServerIo};
 
@@ -94,6 +94,10 @@ impl App {
     pub async fn bind(config: Config) -> Result<Self, AppError> {
         let data_dir = config.server.data_dir.clone();
         let tls = Tls::load(&config.tls)?;
+        if tls.http.is_some() || tls.cluster_server.is_some() {
+            let (client_facing, cluster) = (tls.http.is_some(), tls.cluster_server.is_some());
+            tracing::info!(client_facing, cluster, "tls on (files followed for renewals)");
+        }
         std::fs::create_dir_all(&data_dir).map_err(|source| AppError::DataDir { path: data_dir.clone(), source })?;
 
         // Listeners first: with ephemeral ports (0) a member learns its own ports only by
@@ -214,6 +218,7 @@ impl App {
             dns: dns_stats,
             http_requests: Arc::new(RequestMetrics::http()),
             grpc_requests: Arc::clone(&grpc_state.requests),
+            peer_http: PeerHttp::new(&config.tls)?,
         });
         let http_listener = incoming("http", http_addr, http_listener, tls.http.clone())?;
         let grpc_addr = SocketAddr::new(config.server.bind, config.server.grpc_port());

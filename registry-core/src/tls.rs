@@ -84,3 +84,48 @@ impl Tls {
         Ok(tls)
     }
 }
+
+/// Longest wait for another member's HTTP port (Nacos: 2 s connect, 2 s read).
+const PEER_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How this member calls other members' HTTP ports (v1 forwarding, the console's cluster
+/// view): HTTPS when the client-facing ports use TLS, verifying members against `tls.ca`.
+#[derive(Debug, Clone)]
+pub struct PeerHttp {
+    scheme: &'static str,
+    client: Option<reqwest::Client>,
+}
+
+impl PeerHttp {
+    /// From the `[tls]` section: plain HTTP without client-facing TLS; HTTPS trusting the
+    /// cluster CA (and presenting this member's certificate) with it. Client-facing TLS without
+    /// a CA leaves no way to verify members: no client (forwarding then stays local).
+    pub fn new(config: &TlsConfig) -> Result<Self, TlsError> {
+        let builder = reqwest::Client::builder()
+            .connect_timeout(PEER_HTTP_TIMEOUT)
+            .timeout(PEER_HTTP_TIMEOUT * 2)
+            .tcp_nodelay(true);
+        let (scheme, builder) = match (config.identity().filter(|_| config.client_facing), &config.ca) {
+            (None, _) => ("http", Some(builder)),
+            (Some(identity), Some(ca)) => {
+                let tls = kit::client_config(ca, Some(&identity), &[ALPN_HTTP1])?;
+                ("https", Some(builder.use_preconfigured_tls(ClientConfig::clone(&tls))))
+            }
+            (Some(_), None) => ("https", None),
+        };
+        let client = builder.and_then(|b| {
+            b.build().map_err(|e| tracing::warn!(error = %e, "no HTTP client for calls to members")).ok()
+        });
+        Ok(Self { scheme, client })
+    }
+
+    /// The client, when members can be called.
+    pub fn client(&self) -> Option<&reqwest::Client> {
+        self.client.as_ref()
+    }
+
+    /// The URL of `path` on the member whose HTTP address is `addr` (`host:port`).
+    pub fn url(&self, addr: &str, path: &str) -> String {
+        format!("{}://{addr}{path}", self.scheme)
+    }
+}

@@ -1,9 +1,9 @@
 //! TLS on real `registry` processes (docs/tls.md), with certificates made here by a test CA:
 //! HTTPS and the SDK channel over TLS (the shared Rust client; the crates.io `nacos-sdk` can
 //! only do TLS with a compile-time feature that turns every client of the process to TLS, see
-//! docs/tls.md), a renewed certificate served without a restart, members replicating over mutual
-//! TLS while refusing peers without a certificate from the cluster CA, and the sidecar
-//! registering its app through a TLS upstream.
+//! docs/tls.md), a renewed certificate served without a restart, members replicating and
+//! forwarding over (mutual) TLS while refusing peers without a certificate from the cluster CA,
+//! and the sidecar registering its app through a TLS upstream.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -174,11 +174,11 @@ async fn client_facing_tls_serves_https_and_the_sdk_channel_and_follows_a_renewe
     Connection::connect(server.grpc, &setup).await.expect("a new TLS connection after the renewal");
 }
 
-/// Starts three members, each with its own certificate from `pki`, mutual TLS on the cluster
-/// port (client-facing ports plain, so the HTTP checks stay simple).
+/// Starts three members, each with its own certificate from `pki`: TLS on every port, mutual
+/// TLS on the cluster port.
 fn start_tls_cluster(pki: &Pki) -> Vec<Server> {
     let configs: Vec<String> =
-        (1..=3).map(|id| tls_section(&pki.issue(&format!("member-{id}")), Some(&pki.ca), false)).collect();
+        (1..=3).map(|id| tls_section(&pki.issue(&format!("member-{id}")), Some(&pki.ca), true)).collect();
     let mut last_error = String::new();
     for _ in 0..5 {
         let ports = free_member_ports(3);
@@ -190,6 +190,12 @@ fn start_tls_cluster(pki: &Pki) -> Vec<Server> {
         }
     }
     panic!("could not start a TLS cluster; last output:\n{last_error}");
+}
+
+/// A v2 admin answer's `data` over HTTPS.
+async fn data(client: &reqwest::Client, server: &Server, path: &str) -> Option<Value> {
+    let body: Value = client.get(https(server, path)).send().await.ok()?.json().await.ok()?;
+    Some(body["data"].clone())
 }
 
 /// How a gRPC call to a cluster port ends for a client presenting `identity` (or nothing):
@@ -241,11 +247,12 @@ fn alert_of(e: &std::io::Error) -> Option<rustls::AlertDescription> {
 async fn members_replicate_over_mutual_tls_and_refuse_peers_without_a_valid_certificate() {
     let pki = Pki::new("cluster");
     let members = start_tls_cluster(&pki);
-    let client = crate::harness::client();
+    let client = https_client(&pki.ca);
     let rogue = Pki::new("rogue");
     let rogue_identity = rogue.issue("intruder");
 
-    // Intruders (trusting the cluster CA, so only the members' refusal fails them) keep knocking on every cluster port while the members replicate writes.
+    // Intruders (trusting the cluster CA, so only the members' refusal fails them) keep knocking
+    // on every cluster port while the members replicate writes.
     let cluster_addrs: Vec<SocketAddr> = members.iter().map(|m| m.cluster).collect();
     let (ca, intruder) = (pki.ca.clone(), rogue_identity.clone());
     let knocking = tokio::spawn(async move {
@@ -259,24 +266,44 @@ async fn members_replicate_over_mutual_tls_and_refuse_peers_without_a_valid_cert
         }
         refused
     });
+    // Persistent writes through every member: followers forward them to the leader over the
+    // cluster port, the leader replicates them.
     for (i, ip) in ["10.41.0.1", "10.41.0.2", "10.41.0.3"].iter().enumerate() {
         let written = eventually(Duration::from_secs(30), || async {
-            let form = [("serviceName", "tls-cluster"), ("ip", *ip), ("port", "80"), ("ephemeral", "false")];
-            let r = client.post(members[i].url("/nacos/v1/ns/instance")).form(&form).send().await.ok()?;
-            (r.status() == 200).then_some(())
+            register_https(&client, &members[i], "tls-cluster", ip).await.then_some(())
         })
         .await;
         assert!(written.is_some(), "persistent write through member {}", i + 1);
     }
     for member in &members {
         let replicated = eventually(Duration::from_secs(10), || async {
-            let r = client.get(member.url("/nacos/v1/ns/instance/list")).query(&[("serviceName", "tls-cluster")]);
-            let body: Value = r.send().await.ok()?.json().await.ok()?;
-            (body["hosts"].as_array()?.len() == 3).then_some(())
+            ips(&client, member, "tls-cluster").await.filter(|ips| ips.len() == 3)
         })
         .await;
         assert!(replicated.is_some(), "member on {} has every write", member.http);
     }
+    // v1 ephemeral registrations go over HTTPS to the member their `ip:port` hashes to, once the
+    // first member finds the others UP (each then owns some).
+    let all_up = eventually(Duration::from_secs(20), || async {
+        let nodes = data(&client, &members[0], "/nacos/v1/core/cluster/nodes").await?;
+        let nodes = nodes.as_array()?.clone();
+        (nodes.len() == 3 && nodes.iter().all(|n| n["state"] == "UP")).then_some(())
+    })
+    .await;
+    assert!(all_up.is_some(), "member 1 sees every member UP");
+    for i in 1..=12 {
+        let ip = format!("10.41.1.{i}");
+        let form = [("serviceName", "tls-ephemeral"), ("ip", ip.as_str()), ("port", "80")];
+        let sent = client.post(https(&members[0], "/nacos/v1/ns/instance")).form(&form).send().await;
+        assert!(matches!(sent, Ok(r) if r.status() == 200), "v1 ephemeral register of {ip}");
+    }
+    let mut owners = Vec::new();
+    for member in &members {
+        let digest = data(&client, member, "/nacos/v2/core/distro/digest").await.expect("distro digest");
+        owners.push(digest["owned"].as_u64().expect("owned"));
+    }
+    assert_eq!(owners.iter().sum::<u64>(), 12, "each v1 client has one owner: {owners:?}");
+    assert!(owners.iter().all(|o| *o > 0), "v1 writes were forwarded over HTTPS to every member: {owners:?}");
     assert_eq!(knocking.await.unwrap(), 20, "every intruder call was refused");
 
     let target = members[1].cluster;
