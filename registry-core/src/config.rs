@@ -672,6 +672,30 @@ mod tests {
     }
 
     #[test]
+    fn tls_flags_override_the_file_and_half_configurations_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        std::fs::write(&path, "[tls]\ncert = '/c.pem'\nkey = '/k.pem'\nca = '/ca.pem'\n").unwrap();
+        let file = || Cli { config: Some(path.clone()), ..Cli::default() };
+        let c = Config::load(&file()).unwrap();
+        assert_eq!((c.tls.ca.as_deref(), c.tls.client_facing, c.tls.cluster), (Some(Path::new("/ca.pem")), true, true));
+        // Flags win; an empty value (an optional Secret key) counts as unset.
+        let cli =
+            Cli { tls_cert: Some("/d.pem".into()), tls_ca: Some("".into()), tls_client_facing: Some(false), ..file() };
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(
+            (c.tls.cert.as_deref(), c.tls.ca.as_deref()),
+            (Some(Path::new("/d.pem")), Some(Path::new("/ca.pem")))
+        );
+        assert!(!c.tls.client_facing);
+        // A certificate without its key, or mutual TLS between members without a CA: refused.
+        assert!(Config::load(&Cli { tls_cert: Some("/c.pem".into()), ..Cli::default() }).is_err());
+        let no_ca = Cli { tls_cert: Some("/c.pem".into()), tls_key: Some("/k.pem".into()), ..Cli::default() };
+        assert!(Config::load(&no_ca).unwrap_err().to_string().contains("tls.ca"));
+        assert!(Config::load(&Cli { tls_cluster: Some(false), ..no_ca }).is_ok());
+    }
+
+    #[test]
     fn flags_override_file_and_unknown_keys_fail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.toml");

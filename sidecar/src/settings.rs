@@ -379,6 +379,20 @@ mod tests {
     }
 
     #[test]
+    fn upstream_tls_needs_a_ca_and_names_the_first_server_by_default() {
+        assert_eq!(Settings::resolve(args(&[]), |_| None).unwrap().tls, None);
+        let tls = Settings::resolve(args(&["--tls-ca", "/ca.pem"]), |_| None).unwrap().tls.unwrap();
+        assert_eq!((tls.ca.to_str(), tls.identity, tls.server_name.as_str()), (Some("/ca.pem"), None, "10.0.0.1"));
+        let named = args(&["--tls-ca", "/ca.pem", "--tls-server-name", "registry.ns.svc"]);
+        assert_eq!(Settings::resolve(named, |_| None).unwrap().tls.unwrap().server_name, "registry.ns.svc");
+        let mutual = args(&["--tls-ca", "/ca.pem", "--tls-cert", "/c.pem", "--tls-key", "/k.pem"]);
+        let identity = Settings::resolve(mutual, |_| None).unwrap().tls.unwrap().identity;
+        assert_eq!(identity, Some(registry_proto::tls::Identity::new("/c.pem", "/k.pem")));
+        let half = Settings::resolve(args(&["--tls-ca", "/ca.pem", "--tls-cert", "/c.pem"]), |_| None);
+        assert!(matches!(half, Err(SettingsError::TlsIdentity)));
+    }
+
+    #[test]
     fn labels_follow_the_downward_api_format() {
         let labels = parse_labels("app=\"orders\"\ntier=\"a \\\"b\\\"\\\\c\"\nbroken\n");
         assert_eq!(labels["app"], "orders");

@@ -27,6 +27,8 @@ type Build<T> = Box<dyn Fn(&[(&Path, &[u8])]) -> Result<T, TlsError> + Send + Sy
 pub(super) struct Reloading<T> {
     paths: Vec<PathBuf>,
     build: Build<T>,
+    /// [`RECHECK`]; zero in tests.
+    recheck: Duration,
     state: Mutex<State<T>>,
 }
 
@@ -58,13 +60,14 @@ impl<T> Reloading<T> {
     pub(super) fn new(paths: Vec<PathBuf>, build: Build<T>) -> Result<Self, TlsError> {
         let stamps = stamps(&paths);
         let value = Arc::new(load(&paths, &build)?);
-        Ok(Self { paths, build, state: Mutex::new(State { stamps, value, checked: Instant::now() }) })
+        let state = Mutex::new(State { stamps, value, checked: Instant::now() });
+        Ok(Self { paths, build, recheck: RECHECK, state })
     }
 
     /// The current value, read again first if a file changed since the last look.
     pub(super) fn get(&self) -> Arc<T> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.checked.elapsed() >= RECHECK {
+        if state.checked.elapsed() >= self.recheck {
             state.checked = Instant::now();
             let now = stamps(&self.paths);
             if now != state.stamps {
@@ -214,5 +217,59 @@ impl ServerCertVerifier for ReloadingServerVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.get().supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A certificate for `127.0.0.1` and its key, as PEM.
+    fn pair() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// Writes `content` with a modification time `tick` seconds ahead: a change is seen even
+    /// within the file system's timestamp granularity.
+    fn write(path: &Path, content: &str, tick: u64) {
+        std::fs::write(path, content).unwrap();
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(SystemTime::now() + Duration::from_secs(tick)).unwrap();
+    }
+
+    /// The certificate served, checked to belong to the key served with it.
+    fn served(identity: &ReloadingIdentity) -> Vec<u8> {
+        let pair = identity.0.get();
+        assert!(pair.keys_match().is_ok(), "a certificate is served with another certificate's key");
+        pair.cert[0].to_vec()
+    }
+
+    #[test]
+    fn a_renewal_is_used_once_complete_and_broken_files_keep_the_previous_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Identity::new(dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let (first_cert, first_key) = pair();
+        write(&files.cert, &first_cert, 0);
+        write(&files.key, &first_key, 0);
+        let mut identity = ReloadingIdentity::new(&files, super::super::provider()).unwrap();
+        identity.0.recheck = Duration::ZERO;
+        let first = served(&identity);
+
+        // Half written: the new key with the old certificate does not match; the old pair stays.
+        let (second_cert, second_key) = pair();
+        write(&files.key, &second_key, 10);
+        assert_eq!(served(&identity), first);
+        write(&files.cert, &second_cert, 20);
+        let second = served(&identity);
+        assert_ne!(second, first, "the complete renewal is served");
+        // Garbage, then a missing file: the last good pair stays in force.
+        write(&files.cert, "not a certificate", 30);
+        assert_eq!(served(&identity), second);
+        std::fs::remove_file(&files.key).unwrap();
+        assert_eq!(served(&identity), second);
+        // Only the first load fails loudly.
+        assert!(matches!(ReloadingIdentity::new(&files, super::super::provider()), Err(TlsError::Read { .. })));
     }
 }
