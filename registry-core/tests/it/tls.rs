@@ -364,3 +364,42 @@ async fn the_sidecar_registers_its_app_through_a_tls_upstream() {
         .unwrap();
     assert_eq!(body["hosts"][0]["ip"], "10.42.0.1", "{body}");
 }
+
+/// The probe program (`tests/sdk-tls-probe`), built (a no-op when current) in its own target
+/// directory next to this build's.
+fn sdk_tls_probe() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk-tls-probe/Cargo.toml");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_registry")).parent().expect("target dir").to_path_buf();
+    let target = bin_dir.parent().expect("target root").join("sdk-tls-probe");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "-q", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .status();
+    assert!(status.is_ok_and(|s| s.success()), "building the sdk-tls-probe failed");
+    target.join("debug/sdk-tls-probe")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "builds nacos-sdk with its `tls` feature outside the workspace (OpenSSL, minutes): --run-ignored all"]
+async fn the_crates_io_nacos_sdk_registers_over_tls() {
+    let pki = Pki::new("nacos-sdk");
+    let identity = pki.issue("registry");
+    let server = Server::start_with_config(Some(&tls_section(&identity, None, true)));
+    let probe = sdk_tls_probe();
+    let run = |ca: Option<&Path>| {
+        let mut cmd = std::process::Command::new(&probe);
+        cmd.args([&server.http.port().to_string(), &server.grpc.port().to_string(), "sdk-tls", "10.43.0.1"]);
+        cmd.env_remove("NACOS_CLIENT_TLS_CA_CERT");
+        if let Some(ca) = ca {
+            cmd.env("NACOS_CLIENT_TLS_CA_CERT", ca);
+        }
+        cmd.output().expect("run sdk-tls-probe")
+    };
+    let trusted = run(Some(&pki.ca));
+    let stdout = String::from_utf8_lossy(&trusted.stdout);
+    assert!(trusted.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&trusted.stderr));
+    assert_eq!(stdout.trim(), "listed 10.43.0.1:8080", "the SDK lists its own instance over TLS");
+    // Without the test CA the SDK cannot verify the server and gets nowhere.
+    assert!(!run(None).status.success(), "the SDK connected without trusting the server's CA");
+}
