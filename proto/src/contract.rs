@@ -168,6 +168,42 @@ pub mod auth {
     }
 }
 
+/// TLS (docs/tls.md): what the registry reads for its own listeners and member channels, and
+/// what the sidecar reads for its upstream connection. Values are PEM file paths.
+pub mod tls {
+    /// ALPN of gRPC (SDK and cluster ports).
+    pub const ALPN_H2: &[u8] = b"h2";
+    /// ALPN of the HTTP port (HTTP/1.1 only).
+    pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+    /// The registry's environment variable names.
+    pub mod env {
+        /// Certificate chain this member presents (HTTP, gRPC and cluster ports; to members).
+        pub const CERT: &str = "NACOS_TLS_CERT";
+        /// Its private key.
+        pub const KEY: &str = "NACOS_TLS_KEY";
+        /// CA bundle members' certificates must chain to (mutual TLS on the cluster port).
+        pub const CA: &str = "NACOS_TLS_CA";
+        /// `false` keeps the HTTP and gRPC SDK ports plain while the cluster port uses TLS.
+        pub const CLIENT_FACING: &str = "NACOS_TLS_CLIENT_FACING";
+        /// `false` keeps the cluster port plain while the client-facing ports use TLS.
+        pub const CLUSTER: &str = "NACOS_TLS_CLUSTER";
+    }
+
+    /// The sidecar's environment variable names (its upstream connection).
+    pub mod sidecar_env {
+        /// CA bundle the registry's certificate must chain to; set: TLS upstream.
+        pub const CA: &str = "NACOS_SIDECAR_TLS_CA";
+        /// Client certificate to present upstream (optional; with [`KEY`]).
+        pub const CERT: &str = "NACOS_SIDECAR_TLS_CERT";
+        /// Its private key.
+        pub const KEY: &str = "NACOS_SIDECAR_TLS_KEY";
+        /// Name the registry's certificate must carry; default: the host of the first
+        /// `NACOS_SERVER_ADDR` entry.
+        pub const SERVER_NAME: &str = "NACOS_SIDECAR_TLS_SERVER_NAME";
+    }
+}
+
 /// The registry's DNS server (docs/dns.md): what the operator sets on the registry container
 /// when the `NacosCluster` asks for DNS, and what the registry reads.
 pub mod dns {

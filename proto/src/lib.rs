@@ -11,7 +11,7 @@
 //! framing, without any transport; `client` the gRPC client (connection, session with failover
 //! and redo); `server` the SDK channel's server kit; `http` Open API parameters and answer
 //! shapes (axum); `dns` the DNS zone of registered services (names, records, the packet
-//! handler; hickory's wire format only); `probe` running TCP, HTTP and MySQL health checks. None of it stores anything:
+//! handler; hickory's wire format only); `tls` TLS from PEM files for listeners and channels; `probe` running TCP, HTTP and MySQL health checks. None of it stores anything:
 //! no openraft, no redb, and with default features no axum or hyper server.
 
 #[cfg(feature = "client")]
@@ -27,6 +27,8 @@ pub mod probe;
 pub mod select;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod wire;
 
 /// The Nacos SDK channel.

@@ -5,7 +5,7 @@
 //! connection.
 //!
 //! ```text
-//!  TCP accept ─► TrackedIo (connection id; drop = transport closed)
+//!  accept (+ TLS handshake, crate::tls) ─► TrackedIo (connection id; drop = transport closed)
 //!     ├─ /Request/request ─► ServerCheck | 302 unknown type | 300 not ready | 301 unregistered
 //!     │                      | HealthCheck | Handler::handle
 //!     └─ /BiRequestStream/requestBiStream
@@ -25,9 +25,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
@@ -40,6 +39,7 @@ pub use sink::{PushSink, SinkError};
 use crate::nacos::Payload;
 use crate::nacos::bi_request_stream_server::{BiRequestStream, BiRequestStreamServer};
 use crate::nacos::request_server::{Request, RequestServer};
+use crate::tls::Incoming;
 use crate::wire::codes::{ERR_NO_HANDLER, ERR_STARTING, ERR_UNREGISTERED, OVER_THRESHOLD};
 use crate::wire::frame::{error_response, ok_response, open, payload};
 use crate::wire::naming::{Common, ConnectionSetup};
@@ -309,10 +309,11 @@ impl<H: Handler> BiRequestStream for Channel<H> {
     }
 }
 
-/// Serves the channel on `listener` until `shutdown`, with idle-connection detection; at
-/// shutdown every client is asked to reconnect elsewhere (`ConnectResetRequest`).
+/// Serves the channel on `listener` (plain or TLS, see [`crate::tls::Incoming`]) until
+/// `shutdown`, with idle-connection detection; at shutdown every client is asked to reconnect
+/// elsewhere (`ConnectResetRequest`).
 pub async fn serve<H: Handler>(
-    listener: TcpListener,
+    listener: Incoming,
     handler: Arc<H>,
     connections: Arc<Connections>,
     config: Arc<ChannelConfig>,
@@ -325,16 +326,11 @@ pub async fn serve<H: Handler>(
         shutdown.clone(),
     ));
     let conns = Arc::clone(&connections);
-    let incoming = TcpListenerStream::new(listener).filter_map(move |accepted| {
+    let incoming = futures_util::stream::unfold(listener, move |mut listener| {
         let conns = Arc::clone(&conns);
         async move {
-            match accepted.and_then(|io| TrackedIo::new(io, conns)) {
-                Ok(io) => Some(Ok::<_, std::io::Error>(io)),
-                Err(e) => {
-                    tracing::debug!(error = %e, "grpc accept failed");
-                    None
-                }
-            }
+            let (io, remote) = listener.accept().await?;
+            Some((Ok::<_, std::io::Error>(TrackedIo::new(io, remote, conns)), listener))
         }
     });
     let max = config.max_message_bytes;

@@ -50,6 +50,8 @@ pub struct Services {
     pub grpc_requests: Arc<crate::telemetry::requests::RequestMetrics>,
     /// Request rates per namespace (HTTP and gRPC client APIs).
     pub namespace_rates: Arc<crate::limits::NamespaceRates>,
+    /// Calls to other members' HTTP ports (HTTPS with client-facing TLS).
+    pub peer_http: crate::tls::PeerHttp,
 }
 
 /// The shared handle every request gets: one pointer, because axum clones the state for every

@@ -28,7 +28,9 @@ use crate::naming::{NamingService, checker, cleaner, health};
 use crate::push::{self, PushHandle};
 use crate::state::NamingStore;
 use crate::telemetry::requests::RequestMetrics;
+use crate::tls::{PeerHttp, Tls};
 use registry_proto::server::Connections;
+use registry_proto::tls::{Incoming, ServerIo};
 
 /// How long startup waits for the Raft store to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -65,6 +67,9 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS files could not be used.
+    #[error(transparent)]
+    Tls(#[from] registry_proto::tls::TlsError),
     /// Serving failed.
     #[error("http server failed: {0}")]
     Serve(#[source] std::io::Error),
@@ -73,8 +78,8 @@ pub enum AppError {
 /// A bound, not yet serving, server.
 pub struct App {
     config: Config,
-    http_listener: TcpListener,
-    grpc_listener: TcpListener,
+    http_listener: Incoming,
+    grpc_listener: Incoming,
     grpc_state: GrpcState,
     cluster_addr: SocketAddr,
     udp_push_addr: SocketAddr,
@@ -89,6 +94,11 @@ impl App {
     /// Opens the store, starts Raft, binds the HTTP listener and the UDP push socket.
     pub async fn bind(config: Config) -> Result<Self, AppError> {
         let data_dir = config.server.data_dir.clone();
+        let tls = Tls::load(&config.tls)?;
+        if tls.http.is_some() || tls.cluster_server.is_some() {
+            let (client_facing, cluster) = (tls.http.is_some(), tls.cluster_server.is_some());
+            tracing::info!(client_facing, cluster, "tls on (files followed for renewals)");
+        }
         std::fs::create_dir_all(&data_dir).map_err(|source| AppError::DataDir { path: data_dir.clone(), source })?;
 
         // Listeners first: with ephemeral ports (0) a member learns its own ports only by
@@ -108,7 +118,7 @@ impl App {
         let grpc_listener = bind_tcp("grpc", SocketAddr::new(config.server.bind, config.server.grpc_port())).await?;
         let cluster_config =
             config.cluster_config().map_err(|e| AppError::Config(e.to_string()))?.bound(http_addr, cluster_addr);
-        let cluster = Cluster::new(cluster_config);
+        let cluster = Cluster::with_tls(cluster_config, tls.cluster_client.clone());
         // A peer counts as healthy (v1 hash, member list) if it answered within three Distro
         // verify rounds: every member calls every other at least that often.
         cluster.set_health_window(Duration::from_millis(config.distro.verify_interval_ms.saturating_mul(3)));
@@ -122,6 +132,7 @@ impl App {
         // port serves from here on, and only a standalone node waits for its store at startup
         // (members report readiness through the readiness endpoint instead).
         let distro = Distro::new(Arc::clone(&applier), raft.clone(), config.distro.clone(), shutdown.child_token());
+        let cluster_listener = incoming("cluster", cluster_addr, cluster_listener, tls.cluster_server.clone())?;
         tasks.spawn(serve_cluster(
             cluster_listener,
             raft.cluster_service(),
@@ -210,7 +221,11 @@ impl App {
             http_requests: Arc::new(RequestMetrics::http()),
             grpc_requests: Arc::clone(&grpc_state.requests),
             namespace_rates: Arc::clone(&grpc_state.namespace_rates),
+            peer_http: PeerHttp::new(&config.tls)?,
         });
+        let http_listener = incoming("http", http_addr, http_listener, tls.http.clone())?;
+        let grpc_addr = SocketAddr::new(config.server.bind, config.server.grpc_port());
+        let grpc_listener = incoming("grpc", grpc_addr, grpc_listener, tls.grpc.clone())?;
         Ok(Self {
             config,
             http_listener,
@@ -233,7 +248,7 @@ impl App {
 
     /// The bound gRPC (SDK channel) address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_listener.local_addr().unwrap_or_else(|_| SocketAddr::new(self.config.server.bind, 0))
+        self.grpc_listener.local_addr()
     }
 
     /// The bound cluster (member-to-member) address.
@@ -279,11 +294,8 @@ impl App {
         let router = http::router(state, &config.http);
         let stop = shutdown.clone();
         use axum::serve::ListenerExt as _;
-        let http_listener = http_listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY on an http connection");
-            }
-        });
+        // `tap_io` makes the peer address the connect info (TCP_NODELAY is already set).
+        let http_listener = HttpListener(http_listener).tap_io(|_| {});
         let serve = axum::serve(http_listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { stop.cancelled().await });
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
@@ -346,22 +358,45 @@ async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<TcpListener, A
     TcpListener::bind(addr).await.map_err(|source| AppError::Bind { what, addr, source })
 }
 
-/// Serves the cluster service (Raft messages, forwarded writes) until cancelled.
-async fn serve_cluster(
+/// A listener bound to `addr`, accepting plain or (with `tls`) TLS connections from here on.
+fn incoming(
+    what: &'static str,
+    addr: SocketAddr,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Incoming, AppError> {
+    Incoming::new(listener, tls).map_err(|source| AppError::Bind { what, addr, source })
+}
+
+/// The HTTP port's connections, plain or TLS, as axum takes them.
+struct HttpListener(Incoming);
+
+impl axum::serve::Listener for HttpListener {
+    type Io = ServerIo;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.0.accept().await {
+            Some(accepted) => accepted,
+            // The accept loop only stops once this listener is dropped: nothing more comes.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.0.local_addr())
+    }
+}
+
+/// Serves the cluster service (Raft messages, forwarded writes) until cancelled; with mutual
+/// TLS only peers with a certificate from the cluster CA get this far.
+async fn serve_cluster(
+    listener: Incoming,
     service: crate::consistency::raft::ClusterService,
     distro: DistroService,
     shutdown: CancellationToken,
 ) {
-    use futures_util::StreamExt as _;
-    // Small request/response pairs: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
-        accepted.inspect(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a cluster connection");
-            }
-        })
-    });
+    let incoming = listener.into_stream();
     let service = registry_proto::cluster::cluster_server::ClusterServer::new(service)
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);

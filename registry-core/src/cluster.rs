@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use registry_proto::contract::ports;
+use registry_proto::tls::Connector;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::consistency::raft::{Member, NodeId};
@@ -154,6 +155,8 @@ pub struct Cluster {
     membership: OnceLock<tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, Member>>>,
     /// One channel per member, with the cluster address it was opened for.
     links: Mutex<HashMap<NodeId, (String, Channel)>>,
+    /// Mutual TLS to members (`None`: plain), see [`crate::tls`].
+    tls: Option<Connector>,
     health: Mutex<HashMap<NodeId, Health>>,
     health_window: Mutex<Duration>,
 }
@@ -170,12 +173,19 @@ impl std::fmt::Debug for Cluster {
 pub struct InvalidAddress(pub String);
 
 impl Cluster {
-    /// The cluster as configured; [`Self::observe`] adds the Raft membership once Raft runs.
+    /// The cluster as configured, members reached over plain TCP; [`Self::observe`] adds the
+    /// Raft membership once Raft runs.
     pub fn new(config: ClusterConfig) -> Arc<Self> {
+        Self::with_tls(config, None)
+    }
+
+    /// [`Self::new`], members reached through `tls` (mutual TLS) when given.
+    pub fn with_tls(config: ClusterConfig, tls: Option<Connector>) -> Arc<Self> {
         Arc::new(Self {
             config,
             membership: OnceLock::new(),
             links: Mutex::new(HashMap::new()),
+            tls,
             health: Mutex::new(HashMap::new()),
             health_window: Mutex::new(DEFAULT_HEALTH_WINDOW),
         })
@@ -257,14 +267,18 @@ impl Cluster {
         {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|_| InvalidAddress(addr.to_owned()))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(2))
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_INTERVAL)
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+            .keep_alive_while_idle(true);
+        // With TLS the peer's certificate must name the host dialled (IP or DNS name).
+        let channel = match &self.tls {
+            Some(tls) => endpoint.connect_with_connector_lazy(tls.clone()),
+            None => endpoint.connect_lazy(),
+        };
         links.insert(id, (addr.to_owned(), channel.clone()));
         Ok(channel)
     }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use registry_proto::contract::auth::env as auth_env;
+use registry_proto::contract::tls::env as tls_env;
 use registry_proto::contract::{dns, ports};
 use serde::Deserialize;
 
@@ -19,6 +20,7 @@ use crate::consistency::RaftConfig;
 use crate::dns::DnsConfig;
 use crate::naming::NamingConfig;
 use crate::push::PushConfig;
+use crate::tls::TlsConfig;
 
 /// Command line of the `registry` binary. Every flag has a `NACOS_*` environment equivalent.
 #[derive(Debug, Clone, Default, Parser)]
@@ -89,6 +91,22 @@ pub struct Cli {
     /// Password of the administrator `nacos` on the first bootstrap.
     #[arg(long, env = auth_env::ADMIN_PASSWORD, hide_env_values = true)]
     pub auth_admin_password: Option<String>,
+    /// Certificate chain (PEM) this member presents on its TLS ports and to other members
+    /// (docs/tls.md); with `--tls-key`. Unset: every port is plain.
+    #[arg(long, env = tls_env::CERT)]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `--tls-cert`.
+    #[arg(long, env = tls_env::KEY)]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) members' certificates chain to: mutual TLS on the cluster port.
+    #[arg(long, env = tls_env::CA)]
+    pub tls_ca: Option<PathBuf>,
+    /// TLS on the HTTP and gRPC SDK ports (default true once a certificate is set).
+    #[arg(long, env = tls_env::CLIENT_FACING)]
+    pub tls_client_facing: Option<bool>,
+    /// Mutual TLS on the cluster port (default true once a certificate is set; needs a CA).
+    #[arg(long, env = tls_env::CLUSTER)]
+    pub tls_cluster: Option<bool>,
     /// TEST ONLY, hidden: plants a known bug so the chaos suite can show that its checker
     /// catches it (`docs/reliability.md`). Never set outside that test.
     #[arg(long, hide = true, value_enum)]
@@ -259,6 +277,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// Request rate limits.
     pub limits: crate::limits::LimitsConfig,
+    /// TLS on the listeners and member channels.
+    pub tls: TlsConfig,
 }
 
 impl Config {
@@ -325,6 +345,19 @@ impl Config {
         if let Some(v) = &cli.dns_zone {
             config.dns.zone.clone_from(v);
         }
+        let t = &mut config.tls;
+        for (cli_value, field) in [(&cli.tls_cert, &mut t.cert), (&cli.tls_key, &mut t.key), (&cli.tls_ca, &mut t.ca)] {
+            // An empty value (an optional Secret key mapped by the operator) counts as unset.
+            if let Some(v) = cli_value.clone().filter(|v| !v.as_os_str().is_empty()) {
+                *field = Some(v);
+            }
+        }
+        if let Some(v) = cli.tls_client_facing {
+            t.client_facing = v;
+        }
+        if let Some(v) = cli.tls_cluster {
+            t.cluster = v;
+        }
         config.resolve_node_id()?;
         config.validate()?;
         Ok(config)
@@ -389,6 +422,7 @@ impl Config {
             return invalid("raft.bootstrap_expect must be at least 1");
         }
         self.auth.validate().map_err(ConfigError::Invalid)?;
+        self.tls.check().map_err(ConfigError::Invalid)?;
         if self.auth.enabled && self.auth.token_secret.is_none() && self.server.clustered() {
             return Err(ConfigError::Invalid(format!(
                 "auth is enabled on a cluster member without a token secret: set {}",
@@ -637,6 +671,30 @@ mod tests {
         let path = dir.path().join("r.toml");
         std::fs::write(&path, "[grpc]\ndetect_interval_ms = 3000\n").unwrap();
         assert!(Config::from_file(&path).is_err(), "detection has no interval any more: a stale key is refused");
+    }
+
+    #[test]
+    fn tls_flags_override_the_file_and_half_configurations_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        std::fs::write(&path, "[tls]\ncert = '/c.pem'\nkey = '/k.pem'\nca = '/ca.pem'\n").unwrap();
+        let file = || Cli { config: Some(path.clone()), ..Cli::default() };
+        let c = Config::load(&file()).unwrap();
+        assert_eq!((c.tls.ca.as_deref(), c.tls.client_facing, c.tls.cluster), (Some(Path::new("/ca.pem")), true, true));
+        // Flags win; an empty value (an optional Secret key) counts as unset.
+        let cli =
+            Cli { tls_cert: Some("/d.pem".into()), tls_ca: Some("".into()), tls_client_facing: Some(false), ..file() };
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(
+            (c.tls.cert.as_deref(), c.tls.ca.as_deref()),
+            (Some(Path::new("/d.pem")), Some(Path::new("/ca.pem")))
+        );
+        assert!(!c.tls.client_facing);
+        // A certificate without its key, or mutual TLS between members without a CA: refused.
+        assert!(Config::load(&Cli { tls_cert: Some("/c.pem".into()), ..Cli::default() }).is_err());
+        let no_ca = Cli { tls_cert: Some("/c.pem".into()), tls_key: Some("/k.pem".into()), ..Cli::default() };
+        assert!(Config::load(&no_ca).unwrap_err().to_string().contains("tls.ca"));
+        assert!(Config::load(&Cli { tls_cluster: Some(false), ..no_ca }).is_ok());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //!    │
 //!  cluster.rs  member table (cluster + HTTP addresses), one peer transport, peer health:
 //!              used by Raft, Distro and the HTTP forwarding
+//!  tls.rs      the [tls] section: TLS listeners, mutual TLS to members, HTTPS to members
 //!  storage/    redb tables (imported only by consistency/)
 //!  model/      plain data, imported by everyone
 //! ```
@@ -41,3 +42,4 @@ pub mod push;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

@@ -52,6 +52,9 @@ pub enum StartError {
     /// The upstream session cannot start.
     #[error("upstream: {0}")]
     Upstream(#[from] registry_proto::client::ClientError),
+    /// The TLS files for the upstream connection cannot be used.
+    #[error("upstream tls: {0}")]
+    Tls(#[from] registry_proto::tls::TlsError),
 }
 
 /// A running sidecar.
@@ -94,7 +97,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let cache = Arc::new(Cache::open(settings.cache_dir.clone()).map_err(StartError::Cache)?);
     let stats = Arc::new(Stats::default());
     let labels = settings.labels.clone().into_iter().collect();
-    let (upstream, mut events) = Upstream::new(servers, labels);
+    let tls = match &settings.tls {
+        Some(t) => Some(upstream::Tls::load(t)?),
+        None => None,
+    };
+    let (upstream, mut events) = Upstream::new(servers, labels, tls.as_ref().map(|t| t.grpc.clone()));
     let namespace = settings.declared.as_ref().map_or_else(String::new, |d| d.service.namespace.clone());
     upstream.session(&namespace)?;
     let local = Arc::new(Local::new(upstream, Arc::clone(&cache), Arc::clone(&stats)));
@@ -118,9 +125,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
 
     let http_listener = bind(settings.local_http).await?;
     let local_http = http_listener.local_addr().map_err(|e| StartError::Bind(settings.local_http, e))?;
-    let http_api =
-        local::http::HttpApi::new(settings.servers.clone(), &settings.labels, Arc::clone(&cache), Arc::clone(&stats))
-            .router();
+    let http_api = local::http::HttpApi::new(
+        settings.servers.clone(),
+        &settings.labels,
+        tls.map(|t| t.http),
+        Arc::clone(&cache),
+        Arc::clone(&stats),
+    )
+    .router();
     let http_stop = stop.child_token();
     tasks.spawn(async move {
         let served = axum::serve(http_listener, http_api).with_graceful_shutdown(http_stop.cancelled_owned()).await;
@@ -142,6 +154,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let (channel, conns, grpc_stop) = (Arc::clone(&local), Arc::clone(&connections), stop.child_token());
     tasks.spawn(async move {
         let config = Arc::new(ChannelConfig::default());
+        let grpc_listener = match registry_proto::tls::Incoming::new(grpc_listener, None) {
+            Ok(l) => l,
+            Err(e) => return tracing::error!(error = %e, "local gRPC API failed"),
+        };
         if let Err(e) = registry_proto::server::serve(grpc_listener, channel, conns, config, grpc_stop).await {
             tracing::error!(error = %e, "local gRPC API failed");
         }

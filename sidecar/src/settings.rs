@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use registry_proto::contract::sidecar::{self, env};
+use registry_proto::contract::tls::sidecar_env as tls_env;
 use registry_proto::contract::{dns, ports};
 use registry_proto::model::{ServiceKey, metadata};
 use registry_proto::probe::checker::MysqlChecker;
@@ -96,6 +97,30 @@ pub struct Args {
     /// resolv.conf whose first `nameserver` gets every name outside the zone.
     #[arg(long, default_value = "/etc/resolv.conf")]
     pub dns_resolv_conf: PathBuf,
+    /// CA bundle (PEM) the registry's certificate must chain to; set: TLS to the registry
+    /// (gRPC and the HTTP pass-through; docs/tls.md).
+    #[arg(long, env = tls_env::CA)]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) presented to the registry; with `--tls-key`.
+    #[arg(long, env = tls_env::CERT)]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = tls_env::KEY)]
+    pub tls_key: Option<PathBuf>,
+    /// Name the registry's certificate must carry (default: the host of the first server address).
+    #[arg(long, env = tls_env::SERVER_NAME)]
+    pub tls_server_name: Option<String>,
+}
+
+/// TLS to the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// CA bundle the registry's certificate chains to.
+    pub ca: PathBuf,
+    /// Client certificate and key, when the registry asks for one.
+    pub identity: Option<registry_proto::tls::Identity>,
+    /// Name the registry's certificate must carry.
+    pub server_name: String,
 }
 
 /// The DNS resolver's settings.
@@ -142,6 +167,9 @@ pub enum SettingsError {
     /// A zone that is not a domain name.
     #[error("{var}: {0}", var = dns::env::ZONE)]
     Zone(#[from] registry_proto::dns::DnsError),
+    /// A client certificate without its key or the other way round.
+    #[error("{cert} and {key} go together", cert = tls_env::CERT, key = tls_env::KEY)]
+    TlsIdentity,
 }
 
 /// The instance the sidecar registers on the pod's behalf.
@@ -189,6 +217,8 @@ pub struct Settings {
     pub drain: Duration,
     /// The DNS resolver, when a port is set.
     pub dns: Option<DnsSettings>,
+    /// TLS to the registry, when a CA is set.
+    pub tls: Option<UpstreamTls>,
 }
 
 impl Settings {
@@ -222,6 +252,7 @@ impl Settings {
             }),
             None => None,
         };
+        let tls = upstream_tls(&args, &servers)?;
         Ok(Self {
             servers,
             local_http: SocketAddr::new(local, args.http_port),
@@ -232,8 +263,23 @@ impl Settings {
             cache_dir: args.cache_dir,
             drain: Duration::from_secs(args.drain_seconds),
             dns,
+            tls,
         })
     }
+}
+
+/// TLS to the registry when a CA is given; the server name defaults to the first server's host.
+fn upstream_tls(args: &Args, servers: &[String]) -> Result<Option<UpstreamTls>, SettingsError> {
+    let Some(ca) = args.tls_ca.clone() else { return Ok(None) };
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(registry_proto::tls::Identity::new(cert, key)),
+        (None, None) => None,
+        _ => return Err(SettingsError::TlsIdentity),
+    };
+    let first_host = servers.first().and_then(|s| s.rsplit_once(':')).map(|(host, _)| host);
+    let first_host = first_host.unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let server_name = args.tls_server_name.clone().unwrap_or_else(|| first_host.to_owned());
+    Ok(Some(UpstreamTls { ca, identity, server_name }))
 }
 
 /// The zone with the registry's default TTL; its SOA serial is the start time (resolvers only
@@ -330,6 +376,20 @@ mod tests {
         let mut argv = vec!["nacos-sidecar", "--server-addr", "10.0.0.1:8848,nacos:8848"];
         argv.extend_from_slice(extra);
         Args::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn upstream_tls_needs_a_ca_and_names_the_first_server_by_default() {
+        assert_eq!(Settings::resolve(args(&[]), |_| None).unwrap().tls, None);
+        let tls = Settings::resolve(args(&["--tls-ca", "/ca.pem"]), |_| None).unwrap().tls.unwrap();
+        assert_eq!((tls.ca.to_str(), tls.identity, tls.server_name.as_str()), (Some("/ca.pem"), None, "10.0.0.1"));
+        let named = args(&["--tls-ca", "/ca.pem", "--tls-server-name", "registry.ns.svc"]);
+        assert_eq!(Settings::resolve(named, |_| None).unwrap().tls.unwrap().server_name, "registry.ns.svc");
+        let mutual = args(&["--tls-ca", "/ca.pem", "--tls-cert", "/c.pem", "--tls-key", "/k.pem"]);
+        let identity = Settings::resolve(mutual, |_| None).unwrap().tls.unwrap().identity;
+        assert_eq!(identity, Some(registry_proto::tls::Identity::new("/c.pem", "/k.pem")));
+        let half = Settings::resolve(args(&["--tls-ca", "/ca.pem", "--tls-cert", "/c.pem"]), |_| None);
+        assert!(matches!(half, Err(SettingsError::TlsIdentity)));
     }
 
     #[test]

@@ -10,8 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use registry_proto::client::{ClientError, Event, Session, SessionConfig, Setup};
+use registry_proto::contract::tls::{ALPN_H2, ALPN_HTTP1};
 use registry_proto::model::key::DEFAULT_NAMESPACE;
+use registry_proto::tls::{self, Connector, TlsError};
 use tokio::sync::mpsc;
+
+use crate::settings::UpstreamTls;
 
 /// `clientVersion` the sidecar announces upstream.
 pub const CLIENT_VERSION: &str = concat!("Nacos-Rust-Sidecar:v", env!("CARGO_PKG_VERSION"));
@@ -22,9 +26,29 @@ const UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// An event of the namespace's session.
 pub type Tagged = (String, Event);
 
+/// TLS to the registry: one client config per protocol, the files followed on change.
+#[derive(Clone)]
+pub struct Tls {
+    /// gRPC sessions (ALPN `h2`), checking the configured server name.
+    pub grpc: Connector,
+    /// The HTTP pass-through (ALPN `http/1.1`).
+    pub http: Arc<rustls::ClientConfig>,
+}
+
+impl Tls {
+    /// Reads the files named by `settings`.
+    pub fn load(settings: &UpstreamTls) -> Result<Self, TlsError> {
+        let identity = settings.identity.as_ref();
+        let grpc = tls::client_config(&settings.ca, identity, &[ALPN_H2])?;
+        let http = tls::client_config(&settings.ca, identity, &[ALPN_HTTP1])?;
+        Ok(Self { grpc: Connector::new(grpc).with_server_name(&settings.server_name), http })
+    }
+}
+
 /// The sessions.
 pub struct Upstream {
     servers: Vec<SocketAddr>,
+    tls: Option<Connector>,
     labels: HashMap<String, String>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     events: mpsc::UnboundedSender<Tagged>,
@@ -33,10 +57,15 @@ pub struct Upstream {
 
 impl Upstream {
     /// No session yet; events of every session later started go to the returned receiver.
-    pub fn new(servers: Vec<SocketAddr>, labels: HashMap<String, String>) -> (Self, mpsc::UnboundedReceiver<Tagged>) {
+    /// With `tls`, every session connects through it.
+    pub fn new(
+        servers: Vec<SocketAddr>,
+        labels: HashMap<String, String>,
+        tls: Option<Connector>,
+    ) -> (Self, mpsc::UnboundedReceiver<Tagged>) {
         let (events, rx) = mpsc::unbounded_channel();
-        let upstream =
-            Self { servers, labels, sessions: Mutex::default(), events, connected: Arc::new(AtomicUsize::new(0)) };
+        let connected = Arc::new(AtomicUsize::new(0));
+        let upstream = Self { servers, tls, labels, sessions: Mutex::default(), events, connected };
         (upstream, rx)
     }
 
@@ -53,6 +82,7 @@ impl Upstream {
         // error before the local caller gives up.
         setup.request_timeout = UPSTREAM_TIMEOUT;
         setup.labels.extend(self.labels.clone());
+        setup.tls.clone_from(&self.tls);
         let mut config = SessionConfig::new(self.servers.clone(), setup);
         // Calls made while reconnecting are recorded and redone; they need not wait long.
         config.request_timeout = std::time::Duration::from_millis(500);

@@ -47,6 +47,8 @@ pub struct Setup {
     /// Metadata headers sent on every request: credentials (`accessToken`, or a cluster's
     /// member identity header) when the server wants them.
     pub headers: BTreeMap<String, String>,
+    /// TLS to the server (`None`: plain): see [`crate::tls::client_config`] (offer `h2`).
+    pub tls: Option<crate::tls::Connector>,
 }
 
 impl Setup {
@@ -60,6 +62,7 @@ impl Setup {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(3),
             headers: BTreeMap::new(),
+            tls: None,
         }
     }
 }
@@ -221,15 +224,17 @@ impl Connection {
     /// Connects to the gRPC port at `addr`, opens the bi-stream, sends the setup and waits
     /// until the server has registered the connection.
     pub async fn connect(addr: SocketAddr, setup: &Setup) -> Result<Self, ClientError> {
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
             .tcp_nodelay(true)
             .connect_timeout(setup.connect_timeout)
             // A peer that vanishes without a FIN (partition, frozen host) is noticed in ~8 s.
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(3))
-            .keep_alive_while_idle(true)
-            .connect()
-            .await?;
+            .keep_alive_while_idle(true);
+        let channel = match &setup.tls {
+            Some(tls) => endpoint.connect_with_connector(tls.clone()).await?,
+            None => endpoint.connect().await?,
+        };
         let (to_server, rx) = mpsc::channel(STREAM_QUEUE);
         let body = json!({
             "clientVersion": setup.client_version,

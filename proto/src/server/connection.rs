@@ -16,7 +16,6 @@ use std::task::{Context, Poll};
 use dashmap::DashMap;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +23,7 @@ use tonic::transport::server::Connected;
 
 use super::sink::{PushSink, SinkError};
 use crate::nacos::Payload;
+use crate::tls::ServerIo;
 use crate::wire::frame::payload;
 
 /// Facts about one TCP transport, attached to every request on it.
@@ -35,21 +35,18 @@ pub struct TransportInfo {
     pub remote: SocketAddr,
 }
 
-/// A TCP stream that tells the registry when it is dropped (the transport closed).
+/// A transport (TCP, or TLS over TCP) that tells the registry when it is dropped (closed).
 pub struct TrackedIo {
-    io: TcpStream,
+    io: ServerIo,
     info: TransportInfo,
     registry: Arc<Connections>,
 }
 
 impl TrackedIo {
-    /// Wraps an accepted stream, assigning its connection id.
-    pub fn new(io: TcpStream, registry: Arc<Connections>) -> std::io::Result<Self> {
-        let remote = io.peer_addr()?;
-        // Lower latency for small request/response pairs (clients do the same or suffer Nagle).
-        io.set_nodelay(true)?;
+    /// Wraps an accepted transport from `remote`, assigning its connection id.
+    pub fn new(io: ServerIo, remote: SocketAddr, registry: Arc<Connections>) -> Self {
         let id = format!("{}_{}_{}", crate::clock::now_millis(), remote.ip(), remote.port());
-        Ok(Self { io, info: TransportInfo { id: id.into(), remote }, registry })
+        Self { io, info: TransportInfo { id: id.into(), remote }, registry }
     }
 }
 

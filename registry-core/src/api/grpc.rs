@@ -22,7 +22,6 @@ use registry_proto::server::{Connection, Connections, Handler};
 use registry_proto::wire::REQUEST_TYPES;
 use registry_proto::wire::codes::ERR_NO_HANDLER;
 use registry_proto::wire::frame::error_response;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::ReadinessProbe;
@@ -80,9 +79,9 @@ pub fn connections(
     registry_proto::server::connections(on_closed, shutdown)
 }
 
-/// Serves the SDK channel on `listener` until `shutdown`.
+/// Serves the SDK channel on `listener` (plain or TLS) until `shutdown`.
 pub async fn serve(
-    listener: TcpListener,
+    listener: registry_proto::tls::Incoming,
     state: GrpcState,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {

@@ -121,9 +121,15 @@ impl Server {
     /// A server whose gRPC and cluster ports follow its HTTP port (+1000, +1001), as in a
     /// deployment: for clients that derive the gRPC port (the sidecar).
     pub(crate) fn start_on_derived_ports() -> Self {
+        Self::start_on_derived_ports_with_config(None)
+    }
+
+    /// [`Self::start_on_derived_ports`] with a TOML config file.
+    pub(crate) fn start_on_derived_ports_with_config(config: Option<&str>) -> Self {
         let http = free_member_ports(1)[0];
         let temp = tempfile::tempdir().expect("temp dir");
-        let mut s = Self::spawn_on(temp.path(), None, Some((http, http + GRPC_OFFSET)), Vec::new());
+        let mut s =
+            Self::spawn_on(temp.path(), config.map(str::to_owned), Some((http, http + GRPC_OFFSET)), Vec::new());
         s._temp = Some(temp);
         s
     }

@@ -28,5 +28,6 @@ mod openapi;
 mod quorum;
 mod robustness;
 mod sidecar;
+mod tls;
 mod udp_push;
 mod workload;

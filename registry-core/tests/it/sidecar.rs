@@ -49,7 +49,7 @@ fn sidecar_bin() -> PathBuf {
 }
 
 /// A running sidecar process.
-struct Sidecar {
+pub(crate) struct Sidecar {
     child: Option<Child>,
     /// Local HTTP port (the SDK's server address).
     http_port: u16,
@@ -64,7 +64,7 @@ struct Sidecar {
 
 impl Sidecar {
     /// A sidecar for `servers` with extra environment.
-    fn start(servers: &[&Server], extra: &[(&str, String)]) -> Self {
+    pub(crate) fn start(servers: &[&Server], extra: &[(&str, String)]) -> Self {
         Self::start_with_args(servers, extra, &[])
     }
 
@@ -116,7 +116,7 @@ impl Sidecar {
         }
     }
 
-    fn http_url(&self, path: &str) -> String {
+    pub(crate) fn http_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.http_port)
     }
 
@@ -125,7 +125,7 @@ impl Sidecar {
     }
 
     /// One series of the sidecar's `/metrics`.
-    async fn metric(&self, name: &str) -> u64 {
+    pub(crate) async fn metric(&self, name: &str) -> u64 {
         let (status, text) = call(client().get(self.admin_url("/metrics"))).await;
         assert_eq!(status, 200, "{text}");
         text.lines()
@@ -150,7 +150,7 @@ impl Drop for Sidecar {
     }
 }
 
-fn declared_env(service: &str, port: u16) -> Vec<(&'static str, String)> {
+pub(crate) fn declared_env(service: &str, port: u16) -> Vec<(&'static str, String)> {
     vec![
         (env::SERVICE, service.to_owned()),
         (env::PORT, port.to_string()),

@@ -36,6 +36,7 @@ const MAX_BODY: usize = 10 * 1024 * 1024;
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct HttpApi {
+    /// Base URLs of the members (`http://host:port`, or `https://`).
     members: Arc<Vec<String>>,
     client: reqwest::Client,
     cache: Arc<Cache>,
@@ -52,9 +53,25 @@ enum Cached {
 }
 
 impl HttpApi {
-    /// The API over the registry HTTP addresses `members` (`host:port`).
-    pub fn new(members: Vec<String>, labels: &BTreeMap<String, String>, cache: Arc<Cache>, stats: Arc<Stats>) -> Self {
-        let client = reqwest::Client::builder().timeout(UPSTREAM_TIMEOUT).build().unwrap_or_default();
+    /// The API over the registry HTTP addresses `members` (`host:port`), over HTTPS with `tls`.
+    pub fn new(
+        members: Vec<String>,
+        labels: &BTreeMap<String, String>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        cache: Arc<Cache>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let builder = reqwest::Client::builder().timeout(UPSTREAM_TIMEOUT);
+        let builder = match tls {
+            Some(config) => builder.use_preconfigured_tls(rustls::ClientConfig::clone(&config)),
+            None => builder,
+        };
+        let client = builder.build().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "no HTTP client for the pass-through");
+            reqwest::Client::default()
+        });
+        let members = members.into_iter().map(|m| format!("{scheme}://{m}")).collect();
         let labels = (!labels.is_empty())
             .then(|| serde_json::to_string(labels).ok())
             .flatten()
@@ -77,7 +94,7 @@ impl HttpApi {
     ) -> Option<(StatusCode, HeaderMap, Bytes)> {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         for member in self.members.iter() {
-            let mut request = self.client.request(method.clone(), format!("http://{member}{path}")).body(body.clone());
+            let mut request = self.client.request(method.clone(), format!("{member}{path}")).body(body.clone());
             for name in [header::CONTENT_TYPE, header::USER_AGENT, header::ACCEPT] {
                 if let Some(value) = headers.get(&name) {
                     request = request.header(name, value.clone());

@@ -79,9 +79,9 @@ async fn cluster(State(s): State<ApiState>, p: Params) -> Response {
                 Ok(json!({ "digest": d.digest, "clients": d.clients, "disagreementSeconds": d.disagreement_seconds })),
             )
         } else {
-            let base = format!("http://{}", m.http_address);
-            let raft = member_get(&format!("{base}/nacos/v2/core/cluster/raft"), token.as_deref()).await;
-            let distro = member_get(&format!("{base}/nacos/v2/core/distro/digest"), token.as_deref()).await;
+            let url = |path: &str| s.peer_http.url(&m.http_address, path);
+            let raft = member_get(&s, &url("/nacos/v2/core/cluster/raft"), token.as_deref()).await;
+            let distro = member_get(&s, &url("/nacos/v2/core/distro/digest"), token.as_deref()).await;
             (raft, distro)
         };
         members.push((m, raft, distro));
@@ -129,8 +129,8 @@ async fn cluster(State(s): State<ApiState>, p: Params) -> Response {
 }
 
 /// One member's admin answer's `data`, or why there is none.
-async fn member_get(url: &str, token: Option<&str>) -> Result<Value, String> {
-    let client = super::forward::client().ok_or("no HTTP client")?;
+async fn member_get(s: &ApiState, url: &str, token: Option<&str>) -> Result<Value, String> {
+    let client = s.peer_http.client().ok_or("no HTTP client for members (client-facing TLS without tls.ca)")?;
     let mut request = client.get(url).timeout(MEMBER_TIMEOUT);
     if let Some(t) = token {
         request = request.header(ACCESS_TOKEN, t);

@@ -6,9 +6,6 @@
 //! the responsible member cannot be reached in time, this member handles the request: the
 //! client then has an owner here, and Distro's newest-revision rule keeps a single owner.
 
-use std::sync::OnceLock;
-use std::time::Duration;
-
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -19,24 +16,6 @@ use registry_proto::http::Params;
 
 /// Marks a request already forwarded by a member.
 pub const FORWARDED_HEADER: &str = "x-registry-forwarded";
-/// Longest wait for the responsible member (Nacos: 2 s connect, 2 s read).
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The HTTP client for member-to-member calls (forwarding, the console's cluster view).
-pub(crate) fn client() -> Option<&'static reqwest::Client> {
-    static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .connect_timeout(FORWARD_TIMEOUT)
-                .timeout(FORWARD_TIMEOUT * 2)
-                .tcp_nodelay(true)
-                .build()
-                .map_err(|e| tracing::warn!(error = %e, "no HTTP client for v1 forwarding"))
-                .ok()
-        })
-        .as_ref()
-}
 
 /// The `ip:port` tag of a v1 request: the parameters, or the `beat` JSON of a beat.
 pub fn client_tag(p: &Params) -> Option<String> {
@@ -58,8 +37,10 @@ pub async fn to_responsible(s: &ApiState, p: &Params, method: Method, path: &str
     let tag = client_tag(p)?;
     let Responsible { node_id: node, http_addr } = s.admin.responsible_member(&tag)?;
     // Its HTTP address as the member table records it: members may use unrelated ports.
-    let url = format!("http://{}{path}", http_addr?);
-    let mut request = client()?
+    let url = s.peer_http.url(&http_addr?, path);
+    let mut request = s
+        .peer_http
+        .client()?
         .request(method, &url)
         .header(FORWARDED_HEADER, s.admin.node_id().to_string())
         .header(header::USER_AGENT, p.user_agent.as_str())

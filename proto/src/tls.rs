@@ -1,0 +1,78 @@
+//! TLS from PEM files, for every listener and channel that offers it: the registry's HTTP, SDK
+//! gRPC and cluster ports, member-to-member channels, the sidecar's upstream connection.
+//! rustls with the ring provider only (no OpenSSL, no aws-lc).
+//!
+//! ```text
+//!  cert.pem + key.pem ─► Reloading<CertifiedKey> ─┬─ server: ResolvesServerCert (every handshake)
+//!                                                 └─ client: ResolvesClientCert (mutual TLS)
+//!  ca.pem ─► Reloading<verifier> ─┬─ server: client certificates must chain to it (mutual TLS)
+//!                                 └─ client: the server's certificate must chain to it
+//!  each file's mtime checked at most every RECHECK; a change is read at the next handshake
+//!  (no restart); a file that does not parse keeps the previous one in force.
+//! ```
+
+mod client;
+mod files;
+mod reload;
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+
+pub use client::{Connector, client_config};
+pub use server::{Incoming, ServerIo, server_config};
+
+/// Why TLS material could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file holds no usable PEM of the expected kind.
+    #[error("{path}: {what}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// rustls refused the material (key does not match the certificate, bad CA, ...).
+    #[error("tls: {0}")]
+    Rustls(String),
+    /// A peer address has no host usable as a TLS server name.
+    #[error("no TLS server name in {0}")]
+    ServerName(String),
+}
+
+/// A certificate chain and its private key, as PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+impl Identity {
+    /// The pair at `cert` and `key`.
+    pub fn new(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+        Self { cert: cert.as_ref().to_owned(), key: key.as_ref().to_owned() }
+    }
+}
+
+/// The one crypto provider: ring.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn rustls_error(e: impl std::fmt::Display) -> TlsError {
+    TlsError::Rustls(e.to_string())
+}

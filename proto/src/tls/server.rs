@@ -1,0 +1,199 @@
+//! The accepting side: a server config from files, and a listener whose connections finish
+//! their handshake off the accept loop, so a slow or hostile client delays only itself.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+
+use super::reload::{ReloadingClientVerifier, ReloadingIdentity};
+use super::{Identity, TlsError, provider, rustls_error};
+
+/// Longest a client may take to complete its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; further connections wait to be accepted.
+const MAX_HANDSHAKES: usize = 256;
+/// Accepted connections not yet taken by the server.
+const ACCEPTED_QUEUE: usize = 128;
+/// Pause after a failed accept (out of descriptors), so the loop does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// A server presenting `identity` (reloaded on change) and offering `alpn` (`h2` for gRPC,
+/// `http/1.1` for HTTP). With `client_ca`, every client must present a certificate that chains
+/// to it (mutual TLS; reloaded on change too); without, no client certificate is asked for.
+pub fn server_config(
+    identity: &Identity,
+    client_ca: Option<&Path>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let resolver = Arc::new(ReloadingIdentity::new(identity, Arc::clone(&provider))?);
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(rustls_error)?;
+    let builder = match client_ca {
+        Some(ca) => builder.with_client_cert_verifier(Arc::new(ReloadingClientVerifier::new(ca, provider)?)),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// An accepted connection: plain TCP, or TLS once its handshake completed.
+#[derive(Debug)]
+pub enum ServerIo {
+    /// No TLS on this listener.
+    Plain(TcpStream),
+    /// Handshake done (and, with mutual TLS, the client's certificate verified).
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl ServerIo {
+    /// The TCP stream underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(s) => s,
+            Self::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+/// Connections from a listener, plain or TLS, in the order their handshakes complete.
+#[derive(Debug)]
+pub struct Incoming {
+    rx: mpsc::Receiver<(ServerIo, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl Incoming {
+    /// Starts accepting on `listener` (TLS when `tls` is given) until this value is dropped.
+    /// Every accepted TCP stream gets `TCP_NODELAY` (small request/response pairs).
+    pub fn new(listener: TcpListener, tls: Option<Arc<ServerConfig>>) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
+        tokio::spawn(accept_loop(listener, tls.map(TlsAcceptor::from), tx));
+        Ok(Self { rx, local })
+    }
+
+    /// The next connection; `None` once the accept loop stopped.
+    pub async fn accept(&mut self) -> Option<(ServerIo, SocketAddr)> {
+        self.rx.recv().await
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The connections as a stream, as tonic's `serve_with_incoming` takes them.
+    pub fn into_stream(self) -> impl tokio_stream::Stream<Item = std::io::Result<ServerIo>> + Send + 'static {
+        use tokio_stream::StreamExt as _;
+        tokio_stream::wrappers::ReceiverStream::new(self.rx).map(|(io, _)| Ok(io))
+    }
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, tx: mpsc::Sender<(ServerIo, SocketAddr)>) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            () = tx.closed() => return,
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let Some(acceptor) = tls.clone() else {
+            if tx.send((ServerIo::Plain(tcp), remote)).await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else { return };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let _ = tx.send((ServerIo::Tls(Box::new(stream)), remote)).await;
+                }
+                Ok(Err(e)) => tracing::debug!(%remote, error = %e, "tls handshake refused"),
+                Err(_) => tracing::debug!(%remote, "tls handshake timed out"),
+            }
+        });
+    }
+}
+
+#[cfg(feature = "server")]
+impl tonic::transport::server::Connected for ServerIo {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.tcp().connect_info()
+    }
+}
+
+impl AsyncRead for ServerIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ServerIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}

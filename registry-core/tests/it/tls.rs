@@ -1,0 +1,405 @@
+//! TLS on real `registry` processes (docs/tls.md), with certificates made here by a test CA:
+//! HTTPS and the SDK channel over TLS (the shared Rust client; the crates.io `nacos-sdk` can
+//! only do TLS with a compile-time feature that turns every client of the process to TLS, see
+//! docs/tls.md), a renewed certificate served without a restart, members replicating and
+//! forwarding over (mutual) TLS while refusing peers without a certificate from the cluster CA,
+//! and the sidecar registering its app through a TLS upstream.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use registry_proto::client::{Connection, Setup};
+use registry_proto::cluster::RaftRequest;
+use registry_proto::cluster::cluster_client::ClusterClient;
+use registry_proto::contract::tls::{ALPN_H2, ALPN_HTTP1, sidecar_env};
+use registry_proto::model::ServiceKey;
+use registry_proto::tls::{Connector, Identity, client_config};
+use registry_proto::wire::naming::WireInstance;
+use serde_json::Value;
+
+use crate::harness::{Server, eventually, free_member_ports};
+use crate::sidecar::{Sidecar, declared_env};
+
+/// A certificate authority in a temporary directory, issuing certificates for 127.0.0.1.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: PathBuf,
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, format!("{name} test CA"));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, issuer.pem()).unwrap();
+        Self { dir, ca, issuer }
+    }
+
+    /// A server and client certificate for `127.0.0.1` and `localhost`, written as `name.pem`
+    /// and `name-key.pem`.
+    fn issue(&self, name: &str) -> Identity {
+        let identity =
+            Identity::new(self.dir.path().join(format!("{name}.pem")), self.dir.path().join(format!("{name}-key.pem")));
+        self.issue_into(name, &identity);
+        identity
+    }
+
+    /// A new certificate and key for `name`, written over `identity`'s files (a renewal).
+    fn issue_into(&self, name: &str, identity: &Identity) -> Vec<u8> {
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        std::fs::write(&identity.key, key.serialize_pem()).unwrap();
+        std::fs::write(&identity.cert, cert.pem()).unwrap();
+        cert.der().to_vec()
+    }
+}
+
+/// The `[tls]` section for `identity`, with the cluster CA when given.
+fn tls_section(identity: &Identity, ca: Option<&Path>, client_facing: bool) -> String {
+    let mut toml = format!(
+        "[tls]\ncert = '{}'\nkey = '{}'\nclient_facing = {client_facing}\n",
+        identity.cert.display(),
+        identity.key.display()
+    );
+    match ca {
+        Some(ca) => toml.push_str(&format!("ca = '{}'\n", ca.display())),
+        None => toml.push_str("cluster = false\n"),
+    }
+    toml
+}
+
+/// An HTTPS client trusting `ca` only.
+fn https_client(ca: &Path) -> reqwest::Client {
+    let config = client_config(ca, None, &[ALPN_HTTP1]).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(rustls::ClientConfig::clone(&config))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn https(server: &Server, path: &str) -> String {
+    format!("https://{}{path}", server.http)
+}
+
+/// The instance IPs of `service` as the server lists them over HTTPS.
+async fn ips(client: &reqwest::Client, server: &Server, service: &str) -> Option<Vec<String>> {
+    let url = https(server, "/nacos/v1/ns/instance/list");
+    let body: Value = client.get(url).query(&[("serviceName", service)]).send().await.ok()?.json().await.ok()?;
+    let mut ips: Vec<String> =
+        body["hosts"].as_array()?.iter().filter_map(|h| h["ip"].as_str().map(str::to_owned)).collect();
+    ips.sort();
+    Some(ips)
+}
+
+async fn register_https(client: &reqwest::Client, server: &Server, service: &str, ip: &str) -> bool {
+    let form = [("serviceName", service), ("ip", ip), ("port", "80"), ("ephemeral", "false")];
+    let sent = client.post(https(server, "/nacos/v1/ns/instance")).form(&form).send().await;
+    matches!(sent, Ok(r) if r.status() == 200)
+}
+
+/// The certificate a TLS handshake with `addr` is shown (offering the port's `alpn`: a server
+/// refuses a client whose protocols it does not speak).
+async fn served_certificate(ca: &Path, addr: SocketAddr, alpn: &[u8]) -> Option<Vec<u8>> {
+    let connector = Connector::new(client_config(ca, None, &[alpn]).ok()?);
+    let stream = connector.connect("127.0.0.1", addr.port()).await.ok()?;
+    Some(stream.get_ref().1.peer_certificates()?.first()?.to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_facing_tls_serves_https_and_the_sdk_channel_and_follows_a_renewed_certificate() {
+    let pki = Pki::new("client-facing");
+    let identity = pki.issue("server");
+    let server = Server::start_with_config(Some(&tls_section(&identity, None, true)));
+    let client = https_client(&pki.ca);
+
+    // HTTPS: a persistent registration and its listing.
+    assert!(register_https(&client, &server, "tls-http", "10.40.0.1").await, "registration over HTTPS");
+    assert_eq!(ips(&client, &server, "tls-http").await, Some(vec!["10.40.0.1".to_owned()]));
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = reqwest::Client::new().get(format!("http://{}/nacos/v1/console/health/liveness", server.http)).send();
+    assert!(plain.await.is_err(), "plain HTTP on the TLS port was answered");
+
+    // The SDK channel over TLS (the shared client): register, then see it over HTTPS.
+    let mut setup = Setup::new("it-tls", "naming");
+    setup.tls = Some(Connector::new(client_config(&pki.ca, None, &[ALPN_H2]).unwrap()));
+    let sdk = Connection::connect(server.grpc, &setup).await.expect("gRPC over TLS");
+    let key = ServiceKey::new("public", "DEFAULT_GROUP", "tls-grpc").unwrap();
+    let wire = WireInstance { ip: Some("10.40.0.2".into()), port: 8080, ..Default::default() };
+    sdk.unary().register(&key, &wire).await.expect("register over TLS");
+    let listed = eventually(Duration::from_secs(10), || async {
+        ips(&client, &server, "tls-grpc").await.filter(|ips| ips == &["10.40.0.2"])
+    })
+    .await;
+    assert!(listed.is_some(), "the instance registered over gRPC+TLS is listed");
+    // A plain gRPC client on the TLS port is refused.
+    let mut plain_setup = Setup::new("it-plain", "naming");
+    plain_setup.connect_timeout = Duration::from_secs(2);
+    assert!(Connection::connect(server.grpc, &plain_setup).await.is_err(), "plain gRPC on the TLS port");
+
+    // Renewal: new certificate and key written over the old files, no restart. Writes keep
+    // going while the files change.
+    let before = served_certificate(&pki.ca, server.http, ALPN_HTTP1).await.expect("handshake before renewal");
+    let renewed = pki.issue_into("server-renewed", &identity);
+    assert_ne!(before, renewed);
+    let mut in_flight = 0;
+    let followed = eventually(Duration::from_secs(10), || {
+        in_flight += 1;
+        let (client, server, ip) = (&client, &server, format!("10.40.1.{in_flight}"));
+        let (ca, renewed) = (&pki.ca, &renewed);
+        async move {
+            assert!(register_https(client, server, "tls-renewal", &ip).await, "a write during the renewal failed");
+            let http = served_certificate(ca, server.http, ALPN_HTTP1).await?;
+            let grpc = served_certificate(ca, server.grpc, ALPN_H2).await?;
+            (&http == renewed && &grpc == renewed).then_some(())
+        }
+    })
+    .await;
+    assert!(followed.is_some(), "the HTTP and gRPC ports serve the renewed certificate");
+    // The open SDK connection survives the renewal; a new one works with the new certificate.
+    sdk.unary().register(&key, &wire).await.expect("the existing TLS connection still works");
+    Connection::connect(server.grpc, &setup).await.expect("a new TLS connection after the renewal");
+}
+
+/// Starts three members, each with its own certificate from `pki`: TLS on every port, mutual
+/// TLS on the cluster port.
+fn start_tls_cluster(pki: &Pki) -> Vec<Server> {
+    let configs: Vec<String> =
+        (1..=3).map(|id| tls_section(&pki.issue(&format!("member-{id}")), Some(&pki.ca), true)).collect();
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        let ports = free_member_ports(3);
+        let started: Result<Vec<Server>, String> =
+            (1..=3).map(|id| Server::try_start_member(id, &ports, Some(&configs[id - 1]))).collect();
+        match started {
+            Ok(members) => return members,
+            Err(output) => last_error = output,
+        }
+    }
+    panic!("could not start a TLS cluster; last output:\n{last_error}");
+}
+
+/// A v2 admin answer's `data` over HTTPS.
+async fn data(client: &reqwest::Client, server: &Server, path: &str) -> Option<Value> {
+    let body: Value = client.get(https(server, path)).send().await.ok()?.json().await.ok()?;
+    Some(body["data"].clone())
+}
+
+/// How a gRPC call to a cluster port ends for a client presenting `identity` (or nothing):
+/// `Ok(code)` when the service answered (the TLS layer let it in), `Err` when the transport
+/// refused it.
+async fn cluster_call(addr: SocketAddr, ca: &Path, identity: Option<&Identity>) -> Result<tonic::Code, String> {
+    let connector = Connector::new(client_config(ca, identity, &[ALPN_H2]).map_err(|e| e.to_string())?);
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).map_err(|e| e.to_string())?;
+    let channel = endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(5))
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    // No sender id: a member's service answers Unauthenticated, which proves it was reached.
+    match ClusterClient::new(channel).vote(RaftRequest { json: b"{}".to_vec() }).await {
+        Ok(_) => Ok(tonic::Code::Ok),
+        Err(status) if status.code() == tonic::Code::Unauthenticated => Ok(status.code()),
+        Err(status) => Err(format!("call: {status}")),
+    }
+}
+
+/// The alert a raw TLS client presenting `identity` gets from a cluster port: with TLS 1.3 the
+/// client's handshake completes first, and the server's verdict on its certificate arrives on
+/// the first read.
+async fn raw_alert(addr: SocketAddr, ca: &Path, identity: Option<&Identity>) -> Option<rustls::AlertDescription> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let connector = Connector::new(client_config(ca, identity, &[ALPN_H2]).unwrap());
+    let mut stream = match connector.connect("127.0.0.1", addr.port()).await {
+        Ok(s) => s,
+        Err(e) => return alert_of(&e),
+    };
+    let _ = stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+        Ok(Err(e)) => alert_of(&e),
+        _ => None,
+    }
+}
+
+fn alert_of(e: &std::io::Error) -> Option<rustls::AlertDescription> {
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => Some(*alert),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn members_replicate_over_mutual_tls_and_refuse_peers_without_a_valid_certificate() {
+    let pki = Pki::new("cluster");
+    let members = start_tls_cluster(&pki);
+    let client = https_client(&pki.ca);
+    let rogue = Pki::new("rogue");
+    let rogue_identity = rogue.issue("intruder");
+
+    // Intruders (trusting the cluster CA, so only the members' refusal fails them) keep knocking
+    // on every cluster port while the members replicate writes.
+    let cluster_addrs: Vec<SocketAddr> = members.iter().map(|m| m.cluster).collect();
+    let (ca, intruder) = (pki.ca.clone(), rogue_identity.clone());
+    let knocking = tokio::spawn(async move {
+        let mut refused = 0;
+        for round in 0..20 {
+            let addr = cluster_addrs[round % 3];
+            let identity = (round % 2 == 0).then_some(&intruder);
+            if cluster_call(addr, &ca, identity).await.is_err() {
+                refused += 1;
+            }
+        }
+        refused
+    });
+    // Persistent writes through every member: followers forward them to the leader over the
+    // cluster port, the leader replicates them.
+    for (i, ip) in ["10.41.0.1", "10.41.0.2", "10.41.0.3"].iter().enumerate() {
+        let written = eventually(Duration::from_secs(30), || async {
+            register_https(&client, &members[i], "tls-cluster", ip).await.then_some(())
+        })
+        .await;
+        assert!(written.is_some(), "persistent write through member {}", i + 1);
+    }
+    for member in &members {
+        let replicated = eventually(Duration::from_secs(10), || async {
+            ips(&client, member, "tls-cluster").await.filter(|ips| ips.len() == 3)
+        })
+        .await;
+        assert!(replicated.is_some(), "member on {} has every write", member.http);
+    }
+    // v1 ephemeral registrations go over HTTPS to the member their `ip:port` hashes to, once the
+    // first member finds the others UP (each then owns some).
+    let all_up = eventually(Duration::from_secs(20), || async {
+        let nodes = data(&client, &members[0], "/nacos/v1/core/cluster/nodes").await?;
+        let nodes = nodes.as_array()?.clone();
+        (nodes.len() == 3 && nodes.iter().all(|n| n["state"] == "UP")).then_some(())
+    })
+    .await;
+    assert!(all_up.is_some(), "member 1 sees every member UP");
+    for i in 1..=12 {
+        let ip = format!("10.41.1.{i}");
+        let form = [("serviceName", "tls-ephemeral"), ("ip", ip.as_str()), ("port", "80")];
+        let sent = client.post(https(&members[0], "/nacos/v1/ns/instance")).form(&form).send().await;
+        assert!(matches!(sent, Ok(r) if r.status() == 200), "v1 ephemeral register of {ip}");
+    }
+    let mut owners = Vec::new();
+    for member in &members {
+        let digest = data(&client, member, "/nacos/v2/core/distro/digest").await.expect("distro digest");
+        owners.push(digest["owned"].as_u64().expect("owned"));
+    }
+    assert_eq!(owners.iter().sum::<u64>(), 12, "each v1 client has one owner: {owners:?}");
+    assert!(owners.iter().all(|o| *o > 0), "v1 writes were forwarded over HTTPS to every member: {owners:?}");
+    assert_eq!(knocking.await.unwrap(), 20, "every intruder call was refused");
+
+    let target = members[1].cluster;
+    // A member's certificate gets through to the service (which then wants a sender id).
+    let member_identity = Identity::new(pki.dir.path().join("member-1.pem"), pki.dir.path().join("member-1-key.pem"));
+    assert_eq!(cluster_call(target, &pki.ca, Some(&member_identity)).await, Ok(tonic::Code::Unauthenticated));
+    // No certificate, or one from another CA: refused by the TLS layer, with the TLS alert.
+    assert!(cluster_call(target, &pki.ca, None).await.is_err());
+    assert!(cluster_call(target, &pki.ca, Some(&rogue_identity)).await.is_err());
+    assert_eq!(raw_alert(target, &pki.ca, None).await, Some(rustls::AlertDescription::CertificateRequired));
+    let wrong_ca = raw_alert(target, &pki.ca, Some(&rogue_identity)).await;
+    assert!(
+        matches!(wrong_ca, Some(rustls::AlertDescription::UnknownCA | rustls::AlertDescription::BadCertificate)),
+        "{wrong_ca:?}"
+    );
+    // Plain gRPC on the cluster port does not get through either.
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let r = ClusterClient::new(channel).vote(RaftRequest { json: b"{}".to_vec() }).await;
+        assert!(r.is_err_and(|s| s.code() != tonic::Code::Unauthenticated), "plain gRPC reached the service");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sidecar_registers_its_app_through_a_tls_upstream() {
+    let pki = Pki::new("sidecar");
+    let identity = pki.issue("registry");
+    let server = Server::start_on_derived_ports_with_config(Some(&tls_section(&identity, None, true)));
+    let app = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = app.local_addr().unwrap().port();
+    let mut env = declared_env("tls-sidecar", port);
+    env.push((sidecar_env::CA, pki.ca.display().to_string()));
+    let sidecar = Sidecar::start(&[&server], &env);
+
+    let client = https_client(&pki.ca);
+    let registered = eventually(Duration::from_secs(15), || async {
+        ips(&client, &server, "tls-sidecar").await.filter(|ips| ips == &["127.0.0.1"])
+    })
+    .await;
+    assert!(registered.is_some(), "the declared instance reached the registry over TLS");
+    assert!(sidecar.metric("sidecar_upstream_connects_total").await >= 1);
+    // The local HTTP API passes reads through to the registry over HTTPS.
+    register_https(&client, &server, "tls-passthrough", "10.42.0.1").await;
+    let url = sidecar.http_url("/nacos/v1/ns/instance/list");
+    let body: Value = crate::harness::client()
+        .get(url)
+        .query(&[("serviceName", "tls-passthrough")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["hosts"][0]["ip"], "10.42.0.1", "{body}");
+}
+
+/// The probe program (`tests/sdk-tls-probe`), built (a no-op when current) in its own target
+/// directory next to this build's.
+fn sdk_tls_probe() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk-tls-probe/Cargo.toml");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_registry")).parent().expect("target dir").to_path_buf();
+    let target = bin_dir.parent().expect("target root").join("sdk-tls-probe");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "-q", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .status();
+    assert!(status.is_ok_and(|s| s.success()), "building the sdk-tls-probe failed");
+    target.join("debug/sdk-tls-probe")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "builds nacos-sdk with its `tls` feature outside the workspace (OpenSSL, minutes): --run-ignored all"]
+async fn the_crates_io_nacos_sdk_registers_over_tls() {
+    let pki = Pki::new("nacos-sdk");
+    let identity = pki.issue("registry");
+    let server = Server::start_with_config(Some(&tls_section(&identity, None, true)));
+    let probe = sdk_tls_probe();
+    let run = |ca: Option<&Path>| {
+        let mut cmd = std::process::Command::new(&probe);
+        cmd.args([&server.http.port().to_string(), &server.grpc.port().to_string(), "sdk-tls", "10.43.0.1"]);
+        cmd.env_remove("NACOS_CLIENT_TLS_CA_CERT");
+        if let Some(ca) = ca {
+            cmd.env("NACOS_CLIENT_TLS_CA_CERT", ca);
+        }
+        cmd.output().expect("run sdk-tls-probe")
+    };
+    let trusted = run(Some(&pki.ca));
+    let stdout = String::from_utf8_lossy(&trusted.stdout);
+    assert!(trusted.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&trusted.stderr));
+    assert_eq!(stdout.trim(), "listed 10.43.0.1:8080", "the SDK lists its own instance over TLS");
+    // Without the test CA the SDK cannot verify the server and gets nowhere.
+    assert!(!run(None).status.success(), "the SDK connected without trusting the server's CA");
+}
