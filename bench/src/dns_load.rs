@@ -1,14 +1,13 @@
-//! Closed-loop DNS over UDP: `concurrency` sockets, each with one query in flight, asking one
-//! name until `count` answers came back. Works against any DNS server (the registry's, or a
+//! Closed-loop DNS over UDP: `concurrency` queries in flight on one socket, asking one name
+//! until `count` answers came back. Works against any DNS server (the registry's, or a
 //! reference authoritative server on the same zone). Queries are built by hand: a header and
 //! one question, nothing to depend on.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
+use registry_proto::dns::batch::{self, BATCH, RecvBatch, SockaddrStorage};
 
 use crate::report::{LoadResult, latency_histogram};
 
@@ -66,7 +65,13 @@ fn answered(reply: &[u8], id: u16) -> bool {
         && u16::from_be_bytes([reply[6], reply[7]]) > 0
 }
 
-/// Runs the load; returns latencies of answered queries.
+/// How often queries in flight are checked for [`ANSWER_TIMEOUT`] (also the receive timeout).
+const SWEEP: Duration = Duration::from_millis(100);
+
+/// Runs the load; returns latencies of answered queries. One thread and one connected socket
+/// keep `concurrency` queries in flight, told apart by id: each `recvmmsg` takes every answer
+/// queued, and one `sendmmsg` replaces them, so the tool spends a few system calls per batch
+/// rather than two per query and stays well below the server's cost.
 pub async fn run(
     server: SocketAddr,
     name: &str,
@@ -75,54 +80,126 @@ pub async fn run(
     count: u64,
     deadline: Duration,
 ) -> anyhow::Result<LoadResult> {
-    query(0, name, qtype).map_err(anyhow::Error::msg)?;
-    let issued = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
+    let template = query(0, name, qtype).map_err(anyhow::Error::msg)?;
+    tokio::task::spawn_blocking(move || closed_loop(server, &template, concurrency, count, deadline)).await?
+}
+
+/// Queries in flight by id: when each was sent.
+struct InFlight {
+    sent: Vec<Option<Instant>>,
+    len: usize,
+    next_id: u16,
+}
+
+impl InFlight {
+    fn new() -> Self {
+        Self { sent: vec![None; usize::from(u16::MAX) + 1], len: 0, next_id: 0 }
+    }
+
+    /// A free id, marked as sent at `at`.
+    fn issue(&mut self, at: Instant) -> u16 {
+        while self.sent[usize::from(self.next_id)].is_some() {
+            self.next_id = self.next_id.wrapping_add(1);
+        }
+        let id = self.next_id;
+        self.sent[usize::from(id)] = Some(at);
+        self.next_id = self.next_id.wrapping_add(1);
+        self.len += 1;
+        id
+    }
+
+    /// When the query `id` was sent, if it is still in flight (it is no longer after this).
+    fn complete(&mut self, id: u16) -> Option<Instant> {
+        let sent = self.sent[usize::from(id)].take();
+        self.len -= usize::from(sent.is_some());
+        sent
+    }
+
+    /// Drops queries sent before `cutoff`; returns how many.
+    fn expire(&mut self, cutoff: Instant) -> usize {
+        let mut expired = 0;
+        for slot in &mut self.sent {
+            if slot.is_some_and(|at| at < cutoff) {
+                *slot = None;
+                expired += 1;
+            }
+        }
+        self.len -= expired;
+        expired
+    }
+}
+
+fn closed_loop(
+    server: SocketAddr,
+    template: &[u8],
+    concurrency: usize,
+    count: u64,
+    deadline: Duration,
+) -> anyhow::Result<LoadResult> {
+    let socket = std::net::UdpSocket::bind(if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+    socket.connect(server)?;
+    socket.set_read_timeout(Some(SWEEP))?;
+    let fd = socket.as_raw_fd();
+    let mut histogram = latency_histogram();
+    let mut in_flight = InFlight::new();
+    let mut answers = RecvBatch::default();
+    let mut packets: Vec<Vec<u8>> = vec![template.to_vec(); concurrency.max(1)];
+    let (mut issued, mut errors) = (0u64, 0u64);
     let cpu_before = crate::process_cpu();
     let start = Instant::now();
     let stop_at = start + deadline;
-    let mut workers = Vec::with_capacity(concurrency);
-    for w in 0..concurrency {
-        let (issued, errors, name) = (Arc::clone(&issued), Arc::clone(&errors), name.to_owned());
-        workers.push(tokio::spawn(async move {
-            let mut histogram = latency_histogram();
-            let socket = UdpSocket::bind("127.0.0.1:0").await?;
-            socket.connect(server).await?;
-            let mut buf = vec![0u8; 4096];
-            let mut id = (w as u16).wrapping_mul(7919);
-            while issued.fetch_add(1, Ordering::Relaxed) < count && Instant::now() < stop_at {
-                id = id.wrapping_add(1);
-                let packet = query(id, &name, qtype).map_err(anyhow::Error::msg)?;
-                let sent = Instant::now();
-                socket.send(&packet).await?;
-                let ok = loop {
-                    match tokio::time::timeout(ANSWER_TIMEOUT, socket.recv(&mut buf)).await {
-                        // A late answer to an earlier, timed-out query: keep waiting for ours.
-                        Ok(Ok(n)) if n >= 2 && buf[..2] != id.to_be_bytes() => {}
-                        Ok(Ok(n)) => break answered(&buf[..n], id),
-                        _ => break false,
-                    }
-                };
-                if ok {
-                    let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
-                    histogram.record(us)?;
-                } else {
-                    errors.fetch_add(1, Ordering::Relaxed);
+    let mut next_sweep = start + SWEEP;
+    loop {
+        // Top up to `concurrency` in flight.
+        let now = Instant::now();
+        let room = concurrency.saturating_sub(in_flight.len);
+        let want = if now < stop_at { room.min(usize::try_from(count - issued).unwrap_or(usize::MAX)) } else { 0 };
+        let mut queued = 0;
+        while queued < want {
+            let n = (want - queued).min(BATCH);
+            for packet in &mut packets[..n] {
+                packet[..2].copy_from_slice(&in_flight.issue(now).to_be_bytes());
+            }
+            let datagrams: Vec<(&[u8], Option<SockaddrStorage>)> =
+                packets[..n].iter().map(|p| (&p[..], None)).collect();
+            let mut sent = 0;
+            while sent < n {
+                match batch::send(fd, &datagrams[sent..]) {
+                    Ok(k) => sent += k.max(1),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                    // Refused (nothing listening yet): the query times out like a lost one.
+                    Err(_) => sent += 1,
                 }
             }
-            anyhow::Ok(histogram)
-        }));
+            queued += n;
+        }
+        issued += queued as u64;
+        if in_flight.len == 0 {
+            break;
+        }
+        // A receive timeout (WouldBlock) or an ICMP error gets nothing: only the sweep matters.
+        if let Ok(n) = answers.recv(fd, true) {
+            let at = Instant::now();
+            for i in 0..n {
+                let Some((reply, _)) = answers.get(i) else { break };
+                let Some(id) = reply.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]])) else { continue };
+                // A late answer to an expired query, or a duplicate: not ours any more.
+                let Some(sent) = in_flight.complete(id) else { continue };
+                if answered(reply, id) {
+                    let us = u64::try_from(at.duration_since(sent).as_micros()).unwrap_or(u64::MAX).max(1);
+                    histogram.record(us)?;
+                } else {
+                    errors += 1;
+                }
+            }
+        }
+        let now = Instant::now();
+        if now >= next_sweep {
+            next_sweep = now + SWEEP;
+            errors += in_flight.expire(now.checked_sub(ANSWER_TIMEOUT).unwrap_or(start)) as u64;
+        }
     }
-    let mut histogram = latency_histogram();
-    for w in workers {
-        histogram.add(w.await??)?;
-    }
-    Ok(LoadResult {
-        histogram,
-        errors: errors.load(Ordering::Relaxed),
-        elapsed: start.elapsed(),
-        cpu: crate::process_cpu().saturating_sub(cpu_before),
-    })
+    Ok(LoadResult { histogram, errors, elapsed: start.elapsed(), cpu: crate::process_cpu().saturating_sub(cpu_before) })
 }
 
 #[cfg(test)]

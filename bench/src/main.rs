@@ -190,7 +190,7 @@ enum Scenario {
         /// Query type.
         #[arg(long, value_enum, default_value_t = dns_load::QType::A)]
         qtype: dns_load::QType,
-        /// Sockets, each with one query in flight.
+        /// Queries in flight at once (one socket, told apart by id).
         #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1_000))]
         concurrency: u64,
         /// Queries in all.
@@ -346,7 +346,7 @@ async fn main() -> anyhow::Result<()> {
             check_loopback(&server).map_err(anyhow::Error::msg)?;
             let deadline = Duration::from_secs(deadline_s);
             let r = dns_load::run(server, &name, qtype, concurrency as usize, count, deadline).await?;
-            println!("{}", report::load_row(&format!("{concurrency} sockets"), &r, count));
+            println!("{}", report::load_row(&format!("{concurrency} in flight"), &r, count));
         }
         Scenario::Disconnect { grpc, rounds } => {
             check_loopback(&grpc).map_err(anyhow::Error::msg)?;

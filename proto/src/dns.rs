@@ -13,6 +13,7 @@
 //! Nothing here does IO or keeps state beyond a [`ServiceRecords`] value: transports, caches and
 //! change notifications belong to the caller.
 
+pub mod batch;
 pub mod handler;
 pub mod name;
 pub mod records;

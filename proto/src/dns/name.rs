@@ -19,7 +19,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use hickory_proto::rr::Name;
 use md5::{Digest, Md5};
@@ -105,9 +105,19 @@ pub struct ServiceName<'a> {
 impl ServiceName<'_> {
     /// The [`LabelIndex`] key of the service (defaults filled in).
     pub fn index_key(&self) -> String {
-        let group = self.group.map_or_else(|| label(DEFAULT_GROUP), Cow::Borrowed);
-        let namespace = self.namespace.map_or_else(|| label(DEFAULT_NAMESPACE), Cow::Borrowed);
-        format!("{}.{group}.{namespace}", self.service)
+        // The default labels are hashed once, not per query (this runs for every query).
+        static DEFAULTS: LazyLock<(String, String)> =
+            LazyLock::new(|| (label(DEFAULT_GROUP).into_owned(), label(DEFAULT_NAMESPACE).into_owned()));
+        let group = self.group.unwrap_or(&DEFAULTS.0);
+        let namespace = self.namespace.unwrap_or(&DEFAULTS.1);
+        let mut key = String::with_capacity(self.service.len() + group.len() + namespace.len() + 2);
+        for (i, part) in [self.service, group, namespace].into_iter().enumerate() {
+            if i > 0 {
+                key.push('.');
+            }
+            key.push_str(part);
+        }
+        key
     }
 }
 

@@ -1,24 +1,24 @@
 //! UDP and TCP on one port: thin loops around `registry_proto::dns::handle`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Cache, DnsStats};
+use registry_proto::dns::batch::{self, BATCH, RecvBatch, SockaddrStorage};
 use registry_proto::dns::{Transport, handle};
 
 /// A TCP connection idle this long is closed (RFC 7766 suggests seconds).
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// Attempts at finding one ephemeral port free for both UDP and TCP.
 const EPHEMERAL_TRIES: usize = 16;
-/// Largest query read over UDP (larger datagrams are cut and then fail to decode).
-const UDP_BUFFER: usize = 4096;
 
 /// A bound, not yet serving, DNS server.
 pub struct DnsServer {
@@ -76,27 +76,60 @@ impl DnsServer {
     }
 }
 
+/// Per wakeup: every queued query (up to a batch) in one `recvmmsg`, answered, and the replies
+/// in one `sendmmsg`. The socket is shared with the other workers; whoever wakes takes what is
+/// queued.
 async fn serve_udp(socket: Arc<UdpSocket>, cache: Arc<Cache>, stats: Arc<DnsStats>, shutdown: CancellationToken) {
-    let mut buf = vec![0u8; UDP_BUFFER];
+    let fd = socket.as_raw_fd();
+    let mut queries = RecvBatch::default();
+    let mut replies: Vec<(Vec<u8>, SockaddrStorage)> = Vec::with_capacity(BATCH);
     loop {
-        let (n, from) = tokio::select! {
+        tokio::select! {
             () = shutdown.cancelled() => return,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    // ICMP errors from earlier sends surface here; the socket stays usable.
-                    tracing::debug!(error = %e, "dns udp receive failed");
-                    continue;
-                }
+            r = socket.readable() => if let Err(e) = r {
+                tracing::warn!(error = %e, "dns udp socket failed");
+                return;
             },
+        }
+        let received = match socket.try_io(Interest::READABLE, || queries.recv(fd, false)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here; the socket stays usable.
+                tracing::debug!(error = %e, "dns udp receive failed");
+                continue;
+            }
         };
-        let Some(reply) = handle(&buf[..n], Transport::Udp, cache.zone(), &*cache) else {
-            stats.dropped();
-            continue;
-        };
-        stats.answered(&reply);
-        if let Err(e) = socket.send_to(&reply.bytes, from).await {
-            tracing::debug!(%from, error = %e, "dns udp send failed");
+        replies.clear();
+        for i in 0..received {
+            let Some((query, Some(from))) = queries.get(i) else { continue };
+            let Some(reply) = handle(query, Transport::Udp, cache.zone(), &*cache) else {
+                stats.dropped();
+                continue;
+            };
+            stats.answered(&reply);
+            replies.push((reply.bytes, *from));
+        }
+        send_all(&socket, &replies).await;
+    }
+}
+
+/// Sends `replies` in as few calls as the socket takes; one that cannot be sent is skipped.
+async fn send_all(socket: &UdpSocket, replies: &[(Vec<u8>, SockaddrStorage)]) {
+    let datagrams: Vec<(&[u8], Option<SockaddrStorage>)> = replies.iter().map(|(b, a)| (&b[..], Some(*a))).collect();
+    let mut sent = 0;
+    while sent < datagrams.len() {
+        if socket.writable().await.is_err() {
+            return;
+        }
+        match socket.try_io(Interest::WRITABLE, || batch::send(socket.as_raw_fd(), &datagrams[sent..])) {
+            Ok(n) => sent += n.max(1),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                let to = datagrams[sent].1.as_ref().and_then(batch::socket_addr);
+                tracing::debug!(?to, error = %e, "dns udp send failed");
+                sent += 1;
+            }
         }
     }
 }
