@@ -415,9 +415,9 @@ pub(crate) fn md5_hex(s: &str) -> String {
     Md5::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Marks a persistent instance of `service` (port 8080) healthy or not by the manual health API,
-/// after turning its cluster's own checks off.
-pub(crate) async fn set_manual_health(server: &Server, service: &str, ip: &str, healthy: bool) {
+/// Turns the active checks of `service`'s `DEFAULT` cluster off (checker `NONE`), so health is
+/// set by the manual health API.
+pub(crate) async fn checks_off(server: &Server, service: &str) {
     let (status, body) = call(client().put(server.url("/nacos/v1/ns/cluster")).form(&[
         ("serviceName", service),
         ("clusterName", "DEFAULT"),
@@ -427,6 +427,12 @@ pub(crate) async fn set_manual_health(server: &Server, service: &str, ip: &str, 
     ]))
     .await;
     assert_eq!((status, body.as_str()), (200, "ok"));
+}
+
+/// Marks a persistent instance of `service` (port 8080) healthy or not by the manual health API,
+/// after turning its cluster's own checks off.
+pub(crate) async fn set_manual_health(server: &Server, service: &str, ip: &str, healthy: bool) {
+    checks_off(server, service).await;
     let healthy = healthy.to_string();
     let (status, body) = call(client().put(server.url("/nacos/v1/ns/health/instance")).form(&[
         ("serviceName", service),

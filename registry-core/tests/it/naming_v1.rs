@@ -990,14 +990,7 @@ async fn persistent_pair(server: &Server, service: &str, threshold: &str) {
     for ip in ["10.18.0.1", "10.18.0.2"] {
         register_ok(server, &[("serviceName", service), ("ip", ip), ("port", "80"), ("ephemeral", "false")]).await;
     }
-    ok(client().put(ns(server, "/cluster")).form(&[
-        ("serviceName", service),
-        ("clusterName", "DEFAULT"),
-        ("checkPort", "80"),
-        ("useInstancePort4Check", "true"),
-        ("healthChecker", r#"{"type":"NONE"}"#),
-    ]))
-    .await;
+    crate::harness::checks_off(server, service).await;
 }
 
 async fn set_health(server: &Server, service: &str, ip: &str, healthy: &str) -> (u16, String) {

@@ -414,15 +414,7 @@ async fn manual_health_and_protect_threshold_via_v2() {
         21011,
     )
     .await;
-    let (status, body) = call(client().put(server.url("/nacos/v1/ns/cluster")).form(&[
-        ("serviceName", "h"),
-        ("clusterName", "DEFAULT"),
-        ("checkPort", "80"),
-        ("useInstancePort4Check", "true"),
-        ("healthChecker", r#"{"type":"NONE"}"#),
-    ]))
-    .await;
-    assert_eq!((status, body.as_str()), (200, "ok"));
+    crate::harness::checks_off(&server, "h").await;
     success(client().put(ns(&server, "/health/instance")).form(&[
         ("serviceName", "h"),
         ("ip", "10.12.0.1"),

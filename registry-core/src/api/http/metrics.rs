@@ -69,42 +69,41 @@ fn naming_and_configs(s: &ApiState, out: &mut String) {
     ] {
         gauge(out, name, help, v);
     }
-    counter(
-        out,
-        "registry_grpc_connections_refused_total",
-        "gRPC connection setups refused at the connection limit ([grpc] max_connections)",
-        s.connections.refused_setups(),
-    );
-    counter(
-        out,
-        "registry_grpc_requests_rate_limited_total",
-        "gRPC requests refused by the per-connection rate limit ([grpc] max_requests_per_second)",
-        s.connections.rate_limited(),
-    );
-    counter(
-        out,
-        "registry_namespace_requests_rate_limited_total",
-        "Client-API requests refused by their namespace's rate ([limits] namespace_requests_per_second)",
-        s.namespace_rates.refused(),
-    );
-    counter(
-        out,
-        "registry_beat_expirations_total",
-        "v1 instances this node removed because their beats stopped",
-        c.beat_expirations,
-    );
-    counter(
-        out,
-        "registry_config_changes_notified_total",
-        "Config changes the notifier handled (long-polls woken, gRPC listeners notified)",
-        s.config_notify.changes_handled(),
-    );
-    counter(
-        out,
-        "registry_config_notifications_total",
-        "Config change notifications sent to gRPC listeners (first attempts)",
-        s.config_notify.notifications(),
-    );
+    let counters: [(&str, &str, u64); 6] = [
+        (
+            "registry_grpc_connections_refused_total",
+            "gRPC connection setups refused at the connection limit ([grpc] max_connections)",
+            s.connections.refused_setups(),
+        ),
+        (
+            "registry_grpc_requests_rate_limited_total",
+            "gRPC requests refused by the per-connection rate limit ([grpc] max_requests_per_second)",
+            s.connections.rate_limited(),
+        ),
+        (
+            "registry_namespace_requests_rate_limited_total",
+            "Client-API requests refused by their namespace's rate ([limits] namespace_requests_per_second)",
+            s.namespace_rates.refused(),
+        ),
+        (
+            "registry_beat_expirations_total",
+            "v1 instances this node removed because their beats stopped",
+            c.beat_expirations,
+        ),
+        (
+            "registry_config_changes_notified_total",
+            "Config changes the notifier handled (long-polls woken, gRPC listeners notified)",
+            s.config_notify.changes_handled(),
+        ),
+        (
+            "registry_config_notifications_total",
+            "Config change notifications sent to gRPC listeners (first attempts)",
+            s.config_notify.notifications(),
+        ),
+    ];
+    for (name, help, v) in counters {
+        counter(out, name, help, v);
+    }
 }
 
 fn cluster(s: &ApiState, out: &mut String) {
