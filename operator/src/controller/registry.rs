@@ -12,6 +12,7 @@
 //! With auth on, these routes need an administrator; the operator authenticates as a member,
 //! sending the cluster's [`MemberIdentity`] header on every call.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -171,7 +172,17 @@ pub struct HttpRegistry {
 impl HttpRegistry {
     /// A client with short timeouts: a reconcile must not hang on a member that is down.
     pub fn new() -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
+        Self::build(reqwest::Client::builder())
+    }
+
+    /// [`Self::new`], resolving member names through `resolver` instead of the system's: for
+    /// an operator that runs outside the cluster's DNS (the API-server test tier).
+    pub fn with_resolver<R: reqwest::dns::Resolve + 'static>(resolver: Arc<R>) -> Result<Self, Error> {
+        Self::build(reqwest::Client::builder().dns_resolver(resolver))
+    }
+
+    fn build(builder: reqwest::ClientBuilder) -> Result<Self, Error> {
+        let client = builder
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(5))
             .build()

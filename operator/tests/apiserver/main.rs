@@ -9,8 +9,11 @@
 
 mod chart;
 mod cluster;
+mod cluster_dns;
 mod harness;
 mod injection;
+mod kubelet;
+mod members;
 mod operator;
 mod projection;
 mod registry;

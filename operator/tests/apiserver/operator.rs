@@ -1,6 +1,6 @@
 //! The operator's real controller loop, in-process against the control plane: discovery, the
-//! reconcile pipeline with watches, events and status, and the HTTP registry client (no registry
-//! runs in this tier, so members never answer).
+//! reconcile pipeline with watches, events and status, and the HTTP registry client (members
+//! answer only where the process kubelet runs registry processes behind the pods).
 
 use std::sync::Arc;
 
@@ -11,6 +11,8 @@ use nacos_operator::controller::{self, Context, OperatorEnvironment};
 use nacos_operator::metrics::Metrics;
 use nacos_operator::projection::Locate;
 use tokio::task::JoinHandle;
+
+use crate::cluster_dns;
 
 /// A running controller; stopped when dropped.
 pub(crate) struct Operator {
@@ -30,9 +32,20 @@ impl Operator {
     /// [`Self::start`], reaching registries for the service projection through `locate`
     /// (a registry process on loopback: no pod of this tier runs one).
     pub(crate) async fn start_with(client: Client, locate: Option<Locate>) -> Self {
+        Self::start_full(client, locate, HttpRegistry::new().expect("registry client")).await
+    }
+
+    /// [`Self::start`], reaching members by their pod DNS names through cluster DNS: registry
+    /// processes run behind the pods (the process kubelet).
+    pub(crate) async fn start_in_cluster(client: Client, dns: cluster_dns::Resolver) -> Self {
+        let registry = HttpRegistry::with_resolver(Arc::new(dns)).expect("registry client");
+        Self::start_full(client, None, registry).await
+    }
+
+    async fn start_full(client: Client, locate: Option<Locate>, registry: HttpRegistry) -> Self {
         let capabilities = ServerCapabilities::discover(&client).await.expect("discovery");
         let metrics = Arc::new(Metrics::default());
-        let registry = Arc::new(HttpRegistry::new().expect("registry client"));
+        let registry = Arc::new(registry);
         let mut ctx =
             Context::new(client, registry, OperatorEnvironment::default(), metrics.clone(), Some("test".into()))
                 .with_server(capabilities);
