@@ -29,7 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, Secret, Volume};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client, ResourceExt};
@@ -102,8 +102,17 @@ struct ContainerRun {
 impl Kubelet {
     /// Runs the pods of `namespace` in `lab`'s network; `bin` holds the workspace binaries the
     /// pods' commands name; cluster DNS is served on the lab's gateway.
-    pub(crate) fn start(client: Client, namespace: &str, lab: Lab, bin: &Path, images: Images) -> Self {
+    pub(crate) async fn start(client: Client, namespace: &str, lab: Lab, bin: &Path, images: Images) -> Self {
         let gateway = lab.gateway();
+        // The node the pods are bound to (the endpoint-slice controller looks it up).
+        let node: Node = serde_json::from_value(json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": NODE },
+            "status": { "addresses": [{ "type": "InternalIP", "address": gateway.to_string() }] } }))
+        .expect("node");
+        match Api::<Node>::all(client.clone()).create(&PostParams::default(), &node).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.is_already_exists() => {}
+            Err(error) => panic!("node {NODE}: {error}"),
+        }
         cluster_dns::serve(client.clone(), SocketAddr::from((gateway, 53)));
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
         let resolv_conf = format!(

@@ -48,7 +48,7 @@ async fn setup(test: &str) -> Option<Setup> {
     let namespace = plane.namespace(&client, test).await;
     let registry = workspace_binary("registry-core", "registry");
     let bin = registry.parent().expect("binary dir");
-    let kubelet = Kubelet::start(client.clone(), &namespace, lab, bin, Images::new());
+    let kubelet = Kubelet::start(client.clone(), &namespace, lab, bin, Images::new()).await;
     let dns = cluster_dns::Resolver(resolver(SocketAddr::from((kubelet.gateway(), 53))));
     let operator = Operator::start_in_cluster(client.clone(), dns).await;
     Some(Setup { client, namespace, kubelet, _operator: operator, _plane: plane })
