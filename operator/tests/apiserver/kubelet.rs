@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -69,6 +69,8 @@ struct Shared {
     images: Images,
     /// Content of each pod's `/etc/resolv.conf`.
     resolv_conf: String,
+    /// How each container of a stopped pod ended, by `<pod>/<container>`.
+    exits: Mutex<BTreeMap<String, ExitStatus>>,
 }
 
 enum Slot {
@@ -78,6 +80,7 @@ enum Slot {
 }
 
 struct PodRun {
+    name: String,
     uid: String,
     node: netlab::Node,
     ip: Ipv4Addr,
@@ -105,9 +108,10 @@ impl Kubelet {
     pub(crate) async fn start(client: Client, namespace: &str, lab: Lab, bin: &Path, images: Images) -> Self {
         let gateway = lab.gateway();
         // The node the pods are bound to (the endpoint-slice controller looks it up).
-        let node: Node = serde_json::from_value(json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": NODE },
+        let node: Node =
+            serde_json::from_value(json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": NODE },
             "status": { "addresses": [{ "type": "InternalIP", "address": gateway.to_string() }] } }))
-        .expect("node");
+            .expect("node");
         match Api::<Node>::all(client.clone()).create(&PostParams::default(), &node).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.is_already_exists() => {}
@@ -127,6 +131,7 @@ impl Kubelet {
             path,
             images,
             resolv_conf,
+            exits: Mutex::new(BTreeMap::new()),
         });
         let task = tokio::spawn(run(shared.clone()));
         Self { shared, task }
@@ -139,10 +144,30 @@ impl Kubelet {
 
     /// The IP of the running pod `name`.
     pub(crate) fn pod_ip(&self, name: &str) -> Option<Ipv4Addr> {
-        match lock(&self.shared.pods).get(name) {
-            Some(Slot::Running(run)) => Some(run.ip),
-            _ => None,
-        }
+        self.view().ip(name)
+    }
+
+    /// A handle that reads pod IPs from other tasks (the operator's registry locator).
+    pub(crate) fn view(&self) -> PodIps {
+        PodIps(self.shared.clone())
+    }
+
+    /// How container `container` of the stopped pod `pod` ended (SIGKILLed after its grace
+    /// period shows as a signal, not a success).
+    pub(crate) fn exit_status(&self, pod: &str, container: &str) -> Option<ExitStatus> {
+        lock(&self.shared.exits).get(&format!("{pod}/{container}")).copied()
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) a container: a hung process, which its probes see
+    /// time out, and which is not restarted as an exited one would be.
+    pub(crate) fn freeze(&self, pod: &str, container: &str, frozen: bool) {
+        let table = lock(&self.shared.pods);
+        let Some(Slot::Running(run)) = table.get(pod) else { panic!("pod {pod} does not run") };
+        let found = run.containers.iter().find(|c| c.spec.name == container);
+        let pid = found.unwrap_or_else(|| panic!("no container {container} in {pod}")).child.id().to_string();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let sent = Command::new("kill").args([signal, &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill {signal} {pid}");
     }
 
     /// The uid of the pod `name` this kubelet runs now.
@@ -162,7 +187,7 @@ impl Kubelet {
                 let text = std::fs::read_to_string(&container.log).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
                 out.push_str(&format!("--- {name}/{} (restarts {})\n", container.spec.name, container.restarts));
-                for line in &lines[lines.len().saturating_sub(15)..] {
+                for line in &lines[lines.len().saturating_sub(40)..] {
                     out.push_str(line);
                     out.push('\n');
                 }
@@ -175,6 +200,9 @@ impl Kubelet {
 impl Drop for Kubelet {
     fn drop(&mut self) {
         self.task.abort();
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
         let mut pods = lock(&self.shared.pods);
         for slot in pods.values_mut() {
             if let Slot::Running(run) = slot {
@@ -183,6 +211,20 @@ impl Drop for Kubelet {
                     let _ = container.child.wait();
                 }
             }
+        }
+    }
+}
+
+/// Pod IPs of a running kubelet, readable from anywhere.
+#[derive(Clone)]
+pub(crate) struct PodIps(Arc<Shared>);
+
+impl PodIps {
+    /// The IP of the running pod `name`.
+    pub(crate) fn ip(&self, name: &str) -> Option<Ipv4Addr> {
+        match lock(&self.0.pods).get(name) {
+            Some(Slot::Running(run)) => Some(run.ip),
+            _ => None,
         }
     }
 }
@@ -298,7 +340,8 @@ async fn start(shared: &Shared, pod: &Pod) -> Result<PodRun, String> {
         let node = lab.add_node_with(&name, options).map_err(|e| format!("network namespace for {name}: {e}"))?;
         (node, lab.addr(node))
     };
-    let mut run = PodRun { uid, node, ip, dir: dir.clone(), containers: Vec::new(), reported: None };
+    let mut run =
+        PodRun { name: name.clone(), uid, node, ip, dir: dir.clone(), containers: Vec::new(), reported: None };
     for container in &spec.containers {
         match start_container(shared, pod, container, &run, &volumes).await {
             Ok(started) => run.containers.push(started),
@@ -481,26 +524,32 @@ fn wrap(netns: &str, mounts: &[(String, PathBuf)], overlays: &Path, argv: Vec<St
     let mut mounts = mounts.to_vec();
     mounts.sort();
     let mut setup = String::from("set -e\n");
-    let mut overlaid = BTreeSet::new();
+    // Directories that exist in the namespace by now, and those overlaid with nothing bound
+    // over them since.
+    let mut made: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut overlaid: BTreeSet<PathBuf> = BTreeSet::new();
     for (index, (path, source)) in mounts.iter().enumerate() {
-        let parent = Path::new(path).parent().map(|p| p.display().to_string()).unwrap_or_else(|| "/".into());
-        if !overlaid.contains(&parent) {
+        let path = Path::new(path);
+        // The nearest directory above the mount path that exists: the overlay makes the rest.
+        let anchor = path.ancestors().skip(1).find(|a| made.contains(*a) || a.is_dir()).unwrap_or(Path::new("/"));
+        if !overlaid.contains(anchor) {
             let layer = overlays.join(index.to_string());
             let (upper, work) = (layer.join("upper").display().to_string(), layer.join("work").display().to_string());
             setup.push_str(&format!(
-                "mkdir -p {upper} {work}\nmount -t overlay overlay -o lowerdir={parent},upperdir={upper},workdir={work} {parent}\n",
+                "mkdir -p {upper} {work}\nmount -t overlay overlay -o lowerdir={anchor},upperdir={upper},workdir={work} {anchor}\n",
                 upper = quote(&upper),
                 work = quote(&work),
-                parent = quote(&parent),
+                anchor = quote(&anchor.display().to_string()),
             ));
-            overlaid.insert(parent);
+            overlaid.insert(anchor.to_path_buf());
         }
         setup.push_str(&format!(
             "mkdir -p {path}\nmount --bind {source} {path}\n",
-            path = quote(path),
+            path = quote(&path.display().to_string()),
             source = quote(&source.display().to_string())
         ));
         overlaid.remove(path);
+        made.extend(path.ancestors().map(Path::to_path_buf));
     }
     setup.push_str(&format!("exec ip netns exec {} \"$@\"\n", quote(netns)));
     let mut line = vec!["unshare".into(), "-m".into(), "--propagation".into(), "private".into(), "--".into()];
@@ -540,7 +589,9 @@ async fn stop(shared: &Shared, mut run: PodRun, grace: Duration) {
     }
     for container in &mut run.containers {
         let _ = container.child.kill();
-        let _ = container.child.wait();
+        if let Ok(status) = container.child.wait() {
+            lock(&shared.exits).insert(format!("{}/{}", run.name, container.spec.name), status);
+        }
     }
     let _ = lock(&shared.lab).remove_node(run.node);
     let _ = std::fs::remove_dir_all(run.dir.join("volumes"));
@@ -658,6 +709,22 @@ fn readiness_url(container: &Container, ip: Ipv4Addr) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mounts_overlay_the_nearest_existing_directory_once() {
+        let mounts = [
+            ("/etc/not-there/podinfo".to_owned(), PathBuf::from("/v/podinfo")),
+            ("/etc/registry".to_owned(), PathBuf::from("/v/config")),
+            ("/etc/registry/tls".to_owned(), PathBuf::from("/v/tls")),
+        ];
+        let line = wrap("ns", &mounts, Path::new("/o"), vec!["app".into()]);
+        let script = &line[7];
+        let overlays: Vec<&str> = script.lines().filter(|l| l.starts_with("mount -t overlay")).collect();
+        assert_eq!(overlays.len(), 2, "/etc once, then the bound /etc/registry for tls:\n{script}");
+        assert!(overlays[0].ends_with(" '/etc'") && overlays[1].ends_with(" '/etc/registry'"), "{script}");
+        assert!(script.contains("mkdir -p '/etc/not-there/podinfo'\nmount --bind '/v/podinfo' '/etc/not-there/podinfo'"));
+        assert_eq!(line.last().map(String::as_str), Some("app"));
+    }
 
     #[test]
     fn expansion_follows_kubernetes() {

@@ -26,7 +26,7 @@ use crate::kubelet::{Images, Kubelet};
 use crate::operator::Operator;
 
 /// The members' HTTP port (the CRD's default).
-const HTTP_PORT: u16 = 8848;
+pub(crate) const HTTP_PORT: u16 = 8848;
 /// Concurrent writers while the cluster changes.
 const WRITERS: usize = 3;
 /// How long members may take to form or change (process starts, DNS, elections, catch-up).
@@ -50,7 +50,7 @@ async fn setup(test: &str) -> Option<Setup> {
     let bin = registry.parent().expect("binary dir");
     let kubelet = Kubelet::start(client.clone(), &namespace, lab, bin, Images::new()).await;
     let dns = cluster_dns::Resolver(resolver(SocketAddr::from((kubelet.gateway(), 53))));
-    let operator = Operator::start_in_cluster(client.clone(), dns).await;
+    let operator = Operator::start_in_cluster(client.clone(), dns, None).await;
     Some(Setup { client, namespace, kubelet, _operator: operator, _plane: plane })
 }
 
@@ -59,32 +59,8 @@ impl Setup {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    /// Waits until the status shows `voters` voters (members 1..=voters, no learner), as many
-    /// ready pods, a leader and `Available=True`; panics with the status and the members' logs otherwise.
     async fn await_voters(&self, voters: u64) -> NacosCluster {
-        let want: BTreeSet<u64> = (1..=voters).collect();
-        let api = self.clusters();
-        let settled = eventually(SETTLE, || async {
-            let cluster = api.get(NAME).await.ok()?;
-            let status = cluster.status.as_ref()?;
-            let ids: BTreeSet<u64> = status.members.iter().map(|m| m.node_id).collect();
-            let all_voters = status.members.iter().all(|m| m.role != MemberRole::Learner);
-            let available = status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == ConditionType::Available && c.status == ConditionStatus::True);
-            let ready = i64::from(status.ready_replicas) == i64::try_from(voters).unwrap_or(i64::MAX);
-            (ids == want && all_voters && available && ready && status.leader.is_some()).then_some(cluster)
-        })
-        .await;
-        match settled {
-            Some(cluster) => cluster,
-            None => panic!(
-                "{voters} voters: last status {:#?}\n{}",
-                api.get(NAME).await.map(|c| c.status),
-                self.kubelet.logs()
-            ),
-        }
+        await_voters(&self.client, &self.namespace, &self.kubelet, voters).await
     }
 
     async fn scale(&self, replicas: i32) {
@@ -98,7 +74,30 @@ impl Setup {
     }
 }
 
-fn http() -> reqwest::Client {
+/// Waits until the status of the cluster `nacos` in `namespace` shows `voters` voters (members
+/// 1..=voters, no learner), as many ready pods, a leader and `Available=True`; panics with the
+/// status and the members' logs otherwise.
+pub(crate) async fn await_voters(client: &Client, namespace: &str, kubelet: &Kubelet, voters: u64) -> NacosCluster {
+    let want: BTreeSet<u64> = (1..=voters).collect();
+    let api: Api<NacosCluster> = Api::namespaced(client.clone(), namespace);
+    let settled = eventually(SETTLE, || async {
+        let cluster = api.get(NAME).await.ok()?;
+        let status = cluster.status.as_ref()?;
+        let ids: BTreeSet<u64> = status.members.iter().map(|m| m.node_id).collect();
+        let all_voters = status.members.iter().all(|m| m.role != MemberRole::Learner);
+        let available =
+            status.conditions.iter().any(|c| c.type_ == ConditionType::Available && c.status == ConditionStatus::True);
+        let ready = i64::from(status.ready_replicas) == i64::try_from(voters).unwrap_or(i64::MAX);
+        (ids == want && all_voters && available && ready && status.leader.is_some()).then_some(cluster)
+    })
+    .await;
+    match settled {
+        Some(cluster) => cluster,
+        None => panic!("{voters} voters: last status {:#?}\n{}", api.get(NAME).await.map(|c| c.status), kubelet.logs()),
+    }
+}
+
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).no_proxy().build().expect("http client")
 }
 

@@ -37,9 +37,10 @@ impl Operator {
 
     /// [`Self::start`], reaching members by their pod DNS names through cluster DNS: registry
     /// processes run behind the pods (the process kubelet).
-    pub(crate) async fn start_in_cluster(client: Client, dns: cluster_dns::Resolver) -> Self {
+    /// `locate` as in [`Self::start_with`].
+    pub(crate) async fn start_in_cluster(client: Client, dns: cluster_dns::Resolver, locate: Option<Locate>) -> Self {
         let registry = HttpRegistry::with_resolver(Arc::new(dns)).expect("registry client");
-        Self::start_full(client, None, registry).await
+        Self::start_full(client, locate, registry).await
     }
 
     async fn start_full(client: Client, locate: Option<Locate>, registry: HttpRegistry) -> Self {
