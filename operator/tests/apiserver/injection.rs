@@ -135,7 +135,9 @@ async fn an_injected_sidecar_registers_its_pod_and_the_projection_follows() {
     let _stop = shutdown.clone().drop_guard();
     serve_webhook(&client, &operator_namespace, listen, shutdown).await;
     create_cluster(&client, &namespace, json!({ "replicas": 1, "sidecarInjection": { "enabled": true } })).await;
+    let started = std::time::Instant::now();
     await_voters(&client, &namespace, &kubelet, 1).await;
+    let formed = started.elapsed();
     let clusters: Api<nacos_operator::crd::NacosCluster> = Api::namespaced(client.clone(), &namespace);
     let projection = json!({ "spec": { "serviceProjection": { "enabled": true } } });
     clusters.patch(NAME, &PatchParams::default(), &Patch::Merge(&projection)).await.expect("projection on");
@@ -154,14 +156,15 @@ async fn an_injected_sidecar_registers_its_pod_and_the_projection_follows() {
         .await
         .expect("the kubelet runs the app pod")
         .to_string();
-    await_endpoints_within(PROBED, &client, &namespace, "demo", &[pod_ip.as_str()]).await;
+    let registered = await_endpoints_within(PROBED, &client, &namespace, "demo", &[pod_ip.as_str()]).await;
     // The app hangs: the sidecar's probe times out and marks the instance unhealthy.
     kubelet.freeze("demo-0", "app", true);
-    await_endpoints_within(PROBED, &client, &namespace, "demo", &[]).await;
+    let hung = await_endpoints_within(PROBED, &client, &namespace, "demo", &[]).await;
     kubelet.freeze("demo-0", "app", false);
-    await_endpoints_within(PROBED, &client, &namespace, "demo", &[pod_ip.as_str()]).await;
+    let back = await_endpoints_within(PROBED, &client, &namespace, "demo", &[pod_ip.as_str()]).await;
 
     // The pod is deleted: SIGTERM, the sidecar drains and deregisters before it exits.
+    let deleting = std::time::Instant::now();
     pods.delete("demo-0", &DeleteParams::default()).await.expect("delete the app pod");
     let removed = eventually(Duration::from_secs(40), || async {
         pods.get_opt("demo-0").await.ok().flatten().is_none().then_some(())
@@ -179,4 +182,9 @@ async fn an_injected_sidecar_registers_its_pod_and_the_projection_follows() {
     .await;
     assert!(gone.is_some(), "the sidecar deregistered the pod");
     await_endpoints_within(PROBED, &client, &namespace, "demo", &[]).await;
+    println!(
+        "injection: member ready {formed:?}, app in endpoints {registered:?}, hung app out {hung:?}, back {back:?}, \
+         pod deleted and deregistered {:?}",
+        deleting.elapsed()
+    );
 }

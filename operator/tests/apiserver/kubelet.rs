@@ -722,7 +722,9 @@ mod tests {
         let overlays: Vec<&str> = script.lines().filter(|l| l.starts_with("mount -t overlay")).collect();
         assert_eq!(overlays.len(), 2, "/etc once, then the bound /etc/registry for tls:\n{script}");
         assert!(overlays[0].ends_with(" '/etc'") && overlays[1].ends_with(" '/etc/registry'"), "{script}");
-        assert!(script.contains("mkdir -p '/etc/not-there/podinfo'\nmount --bind '/v/podinfo' '/etc/not-there/podinfo'"));
+        assert!(
+            script.contains("mkdir -p '/etc/not-there/podinfo'\nmount --bind '/v/podinfo' '/etc/not-there/podinfo'")
+        );
         assert_eq!(line.last().map(String::as_str), Some("app"));
     }
 
