@@ -11,9 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use registry_proto::dns::{
-    ServiceName, ServiceRecords, Source, Transport, Zone, answerable, handle, handle_decoded,
-};
+use registry_proto::dns::{ServiceName, ServiceRecords, Source, Transport, Zone, answerable, handle, handle_decoded};
 use registry_proto::model::Instance;
 
 /// Two services, one with answerable hosts (A, AAAA, a host name for SRV), one without.
