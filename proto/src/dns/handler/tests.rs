@@ -352,6 +352,12 @@ fn the_direct_reading_answers_byte_for_byte_as_hickory_decoding_does() {
     let (direct, decoded) = (source(12), source(12));
     let mut rng = Rng(0xD1FF_0000_0000_0001);
     let valid = query("orders.nacos.local.", RecordType::A, true);
+    // What resolvers and the load tool send is the form read directly.
+    for (edns, t) in [(true, RecordType::A), (false, RecordType::SRV), (true, RecordType::AAAA)] {
+        let mut lower = [0; question::MAX_NAME];
+        let packet = query("_x._tcp.Orders.nacos.local.", t, edns);
+        assert!(question::read(&packet, &mut lower, z.origin_wire()).is_some(), "{packet:02x?}");
+    }
     let mut taken: HashMap<Rcode, usize> = HashMap::new();
     let mut declined = 0;
     for i in 0..30_000 {
