@@ -152,8 +152,8 @@ pub struct Reply {
 }
 
 /// Answers one query; `None` when nothing must be sent (not a query, or shorter than a header).
-/// The common form is read straight from the bytes ([`question`]); anything else is decoded by
-/// hickory ([`handle_decoded`]). Both give the same answer.
+/// The common form is read straight from the bytes (`handler/question.rs`, no allocation);
+/// anything else is decoded by hickory ([`handle_decoded`]). Both give the same answer.
 pub fn handle(request: &[u8], transport: Transport, zone: &Zone, source: &dyn Source) -> Option<Reply> {
     let header = Header::read(request)?;
     let mut lower = [0; question::MAX_NAME];
@@ -203,6 +203,7 @@ impl Header {
     }
 }
 
+/// The answer to a query as hickory decodes it (any form).
 fn decode_and_answer(
     header: Header,
     request: &[u8],
