@@ -21,7 +21,7 @@ pub mod records;
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, Record};
 
-pub use handler::{QueryKind, Rcode, Reply, Source, Transport, handle};
+pub use handler::{QueryKind, Rcode, Reply, Source, Transport, handle, handle_decoded};
 pub use name::{LabelIndex, ServiceName, Target, label};
 pub use records::{ServiceRecords, answerable};
 
@@ -45,6 +45,8 @@ pub enum DnsError {
 #[derive(Debug, Clone)]
 pub struct Zone {
     origin: Name,
+    /// The origin on the wire (lower case, uncompressed): names read without hickory end in it.
+    origin_wire: Box<[u8]>,
     ttl: u32,
     /// The SOA with its owner (the authority section of negative answers).
     soa: Vec<u8>,
@@ -72,12 +74,24 @@ impl Zone {
         let soa_tail = records::tail(ttl, RData::SOA(soa.clone())).map_err(|e| invalid(e.to_string()))?;
         let soa = records::encode_full(&Record::from_rdata(name.clone(), ttl, RData::SOA(soa)))
             .map_err(|e| invalid(e.to_string()))?;
-        Ok(Self { origin: name, ttl, soa, soa_tail })
+        let mut origin_wire = Vec::with_capacity(trimmed.len() + 2);
+        for label in name.iter() {
+            // Each label is at most 63 bytes: `Name::from_ascii` checked.
+            origin_wire.push(u8::try_from(label.len()).map_err(|e| invalid(e.to_string()))?);
+            origin_wire.extend_from_slice(label);
+        }
+        origin_wire.push(0);
+        Ok(Self { origin: name, origin_wire: origin_wire.into(), ttl, soa, soa_tail })
     }
 
     /// The origin, lower case, fully qualified.
     pub fn origin(&self) -> &Name {
         &self.origin
+    }
+
+    /// The origin on the wire, lower case.
+    pub(crate) fn origin_wire(&self) -> &[u8] {
+        &self.origin_wire
     }
 
     /// TTL of every record (seconds).

@@ -1,5 +1,6 @@
-//! One query in, one reply out: parsing (hickory), the answer rules of the zone, and the reply
-//! written from pre-encoded records. No IO; never panics on any input (see the randomized test).
+//! One query in, one reply out: reading it (the common form straight from the bytes, anything
+//! else with hickory), the answer rules of the zone, and the reply written from pre-encoded
+//! records. No IO; never panics on any input (see the randomized test).
 //!
 //! Rules: responses and packets shorter than a header get no reply; undecodable queries
 //! FORMERR; opcodes other than QUERY NOTIMP; not exactly one question FORMERR; a class other
@@ -11,9 +12,11 @@
 
 use std::sync::Arc;
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+
+mod question;
 
 use super::Zone;
 use super::name::{ServiceName, Target, labels_below, parse};
@@ -149,14 +152,66 @@ pub struct Reply {
 }
 
 /// Answers one query; `None` when nothing must be sent (not a query, or shorter than a header).
+/// The common form is read straight from the bytes (`handler/question.rs`, no allocation);
+/// anything else is decoded by hickory ([`handle_decoded`]). Both give the same answer.
 pub fn handle(request: &[u8], transport: Transport, zone: &Zone, source: &dyn Source) -> Option<Reply> {
-    let header: [u8; 4] = request.get(..4)?.try_into().ok()?;
-    if request.len() < 12 || header[2] & 0x80 != 0 {
-        return None;
+    let header = Header::read(request)?;
+    let mut lower = [0; question::MAX_NAME];
+    match question::read(request, &mut lower, zone.origin_wire()) {
+        Some(plain) => {
+            let asked = Asked {
+                header,
+                section: plain.section,
+                qtype: plain.qtype,
+                qclass: DNSClass::IN,
+                edns: plain.edns,
+                below: plain.below(),
+            };
+            Some(answer(&asked, transport, zone, source))
+        }
+        None => decode_and_answer(header, request, transport, zone, source),
     }
-    let id = u16::from_be_bytes([header[0], header[1]]);
-    let rd = header[2] & 0x01 != 0;
-    let opcode = (header[2] >> 3) & 0x0F;
+}
+
+/// [`handle`] with every query decoded by hickory: the reference the direct reading is checked
+/// against (tests, the `dns_packet` fuzz target).
+pub fn handle_decoded(request: &[u8], transport: Transport, zone: &Zone, source: &dyn Source) -> Option<Reply> {
+    decode_and_answer(Header::read(request)?, request, transport, zone, source)
+}
+
+/// What every reply takes from the query's header, read before any decoding (so that even an
+/// undecodable query gets its id back).
+#[derive(Clone, Copy)]
+struct Header {
+    id: u16,
+    rd: bool,
+    opcode: u8,
+}
+
+impl Header {
+    /// `None` for a response or a packet shorter than a header.
+    fn read(request: &[u8]) -> Option<Self> {
+        let header: [u8; 4] = request.get(..4)?.try_into().ok()?;
+        if request.len() < 12 || header[2] & 0x80 != 0 {
+            return None;
+        }
+        Some(Self {
+            id: u16::from_be_bytes([header[0], header[1]]),
+            rd: header[2] & 0x01 != 0,
+            opcode: (header[2] >> 3) & 0x0F,
+        })
+    }
+}
+
+/// The answer to a query as hickory decodes it (any form).
+fn decode_and_answer(
+    header: Header,
+    request: &[u8],
+    transport: Transport,
+    zone: &Zone,
+    source: &dyn Source,
+) -> Option<Reply> {
+    let Header { id, rd, opcode } = header;
     let Ok(message) = Message::from_vec(request) else {
         return Some(error_reply(id, opcode, rd, Rcode::FormErr, QueryKind::Malformed));
     };
@@ -169,26 +224,60 @@ pub fn handle(request: &[u8], transport: Transport, zone: &Zone, source: &dyn So
     let [query] = message.queries.as_slice() else {
         return Some(error_reply(id, opcode, rd, Rcode::FormErr, QueryKind::Malformed));
     };
-    let kind = QueryKind::of(query.query_type());
-    let limit = match (transport, &message.edns) {
+    let section = encode_question(query)?;
+    let qname = query.name().to_lowercase();
+    let below = labels_below(zone.origin(), &qname);
+    let asked = Asked {
+        header,
+        section: &section,
+        qtype: query.query_type(),
+        qclass: query.query_class(),
+        edns: message.edns.as_ref().map(Edns::max_payload),
+        below: below.as_deref(),
+    };
+    Some(answer(&asked, transport, zone, source))
+}
+
+/// A query reduced to what its answer depends on, however it was read.
+struct Asked<'q> {
+    header: Header,
+    /// The question section as sent (the name uncompressed): the reply repeats it at offset 12.
+    section: &'q [u8],
+    qtype: RecordType,
+    qclass: DNSClass,
+    /// The client's EDNS payload size, when it sent an OPT record.
+    edns: Option<u16>,
+    /// The labels below the zone, leftmost first, lower case (`None`: outside the zone).
+    below: Option<&'q [&'q str]>,
+}
+
+/// The answer rules (module doc) for one decoded query.
+fn answer(asked: &Asked<'_>, transport: Transport, zone: &Zone, source: &dyn Source) -> Reply {
+    let kind = QueryKind::of(asked.qtype);
+    let limit = match (transport, asked.edns) {
         (Transport::Tcp, _) => MAX_TCP,
         (Transport::Udp, None) => CLASSIC_UDP_LIMIT,
-        (Transport::Udp, Some(e)) => usize::from(e.max_payload()).clamp(CLASSIC_UDP_LIMIT, MAX_UDP_LIMIT),
+        (Transport::Udp, Some(size)) => usize::from(size).clamp(CLASSIC_UDP_LIMIT, MAX_UDP_LIMIT),
     };
-    let mut reply = ReplyWriter { id, rd, question: encode_question(query)?, edns: message.edns.is_some(), limit };
-    if query.query_class() != DNSClass::IN || matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR) {
-        return Some(reply.finish(Rcode::Refused, kind, &Answer::default()));
+    let mut reply = ReplyWriter {
+        id: asked.header.id,
+        rd: asked.header.rd,
+        question: asked.section,
+        edns: asked.edns.is_some(),
+        limit,
+    };
+    if asked.qclass != DNSClass::IN || matches!(asked.qtype, RecordType::AXFR | RecordType::IXFR) {
+        return reply.finish(Rcode::Refused, kind, &Answer::default());
     }
-    let qname = query.name().to_lowercase();
-    let Some(labels) = labels_below(zone.origin(), &qname) else {
-        return Some(reply.finish(Rcode::Refused, kind, &Answer::default()));
+    let Some(labels) = asked.below else {
+        return reply.finish(Rcode::Refused, kind, &Answer::default());
     };
     let soa = Some(zone.soa());
-    let (rcode, answer) = match parse(&labels) {
+    let (rcode, answer) = match parse(labels) {
         Target::Apex if kind == QueryKind::Soa => {
             // The SOA as an answer: its owner is the question name (the apex) itself.
             let owned = vec![Encoded::from(zone.soa_tail())];
-            return Some(reply.finish(Rcode::NoError, kind, &Answer { owned, ..Answer::default() }));
+            return reply.finish(Rcode::NoError, kind, &Answer { owned, ..Answer::default() });
         }
         Target::Apex => (Rcode::NoError, Answer { soa, ..Answer::default() }),
         Target::Address(ip) => {
@@ -210,13 +299,13 @@ pub fn handle(request: &[u8], transport: Transport, zone: &Zone, source: &dyn So
                 } else {
                     let turn = records.next_turn() % answers.len();
                     let answer = Answer { cached: Some((Arc::clone(&records), turn)), ..Answer::default() };
-                    return Some(reply.finish(Rcode::NoError, kind, &answer));
+                    return reply.finish(Rcode::NoError, kind, &answer);
                 }
             }
         },
         Target::Unknown => (Rcode::NxDomain, Answer { soa, ..Answer::default() }),
     };
-    Some(reply.finish(rcode, kind, &answer))
+    reply.finish(rcode, kind, &answer)
 }
 
 /// What goes after the question.
@@ -231,15 +320,15 @@ struct Answer<'a> {
 }
 
 /// The parts of a reply known before the answer.
-struct ReplyWriter {
+struct ReplyWriter<'q> {
     id: u16,
     rd: bool,
-    question: Vec<u8>,
+    question: &'q [u8],
     edns: bool,
     limit: usize,
 }
 
-impl ReplyWriter {
+impl ReplyWriter<'_> {
     fn finish(&mut self, rcode: Rcode, kind: QueryKind, answer: &Answer<'_>) -> Reply {
         let (tails, glue, turn): (&[Encoded], &[Encoded], usize) = match &answer.cached {
             Some((records, turn)) => {
@@ -291,7 +380,7 @@ impl ReplyWriter {
         out.extend_from_slice(&count(tails.len()));
         out.extend_from_slice(&count(authority.len()));
         out.extend_from_slice(&count(glue.len() + usize::from(self.edns)));
-        out.extend_from_slice(&self.question);
+        out.extend_from_slice(self.question);
         let (after, before) = tails.split_at(turn.min(tails.len()));
         for tail in before.iter().chain(after) {
             out.extend_from_slice(&QNAME_POINTER);

@@ -105,19 +105,34 @@ pub struct ServiceName<'a> {
 impl ServiceName<'_> {
     /// The [`LabelIndex`] key of the service (defaults filled in).
     pub fn index_key(&self) -> String {
-        // The default labels are hashed once, not per query (this runs for every query).
+        self.with_index_key(str::to_owned)
+    }
+
+    /// Calls `f` with the [`index_key`](Self::index_key), built on the stack when it fits (it
+    /// always does for labels from a query): every query looks one up.
+    pub fn with_index_key<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        // The default labels are hashed once, not per query.
         static DEFAULTS: LazyLock<(String, String)> =
             LazyLock::new(|| (label(DEFAULT_GROUP).into_owned(), label(DEFAULT_NAMESPACE).into_owned()));
         let group = self.group.unwrap_or(&DEFAULTS.0);
         let namespace = self.namespace.unwrap_or(&DEFAULTS.1);
-        let mut key = String::with_capacity(self.service.len() + group.len() + namespace.len() + 2);
-        for (i, part) in [self.service, group, namespace].into_iter().enumerate() {
-            if i > 0 {
-                key.push('.');
-            }
-            key.push_str(part);
+        let parts = [self.service, group, namespace];
+        let mut buf = [0; 3 * MAX_LABEL + 2];
+        let mut len = 0;
+        for (i, part) in parts.iter().enumerate() {
+            let dot = usize::from(i > 0);
+            let Some(slot) = buf.get_mut(len..len + dot + part.len()) else {
+                return f(&parts.join("."));
+            };
+            slot[..dot].copy_from_slice(&b"."[..dot]);
+            slot[dot..].copy_from_slice(part.as_bytes());
+            len += dot + part.len();
         }
-        key
+        // UTF-8: whole `&str`s joined by an ASCII dot.
+        match std::str::from_utf8(&buf[..len]) {
+            Ok(key) => f(key),
+            Err(_) => f(&parts.join(".")),
+        }
     }
 }
 
@@ -180,13 +195,14 @@ pub fn labels_below<'a>(origin: &Name, qname: &'a Name) -> Option<Vec<&'a str>> 
 }
 
 /// Services by their labels (`service.group.namespace`), maintained by whoever tracks the
-/// services; maps query names back to keys, since mapped labels cannot be reversed.
+/// services; maps query names back to keys, since mapped labels cannot be reversed. `S`: the
+/// hasher (a caller on the query path may want a faster one than SipHash).
 #[derive(Debug, Default)]
-pub struct LabelIndex {
-    by_labels: HashMap<String, BTreeSet<Arc<ServiceKey>>>,
+pub struct LabelIndex<S = std::hash::RandomState> {
+    by_labels: HashMap<String, BTreeSet<Arc<ServiceKey>>, S>,
 }
 
-impl LabelIndex {
+impl<S: std::hash::BuildHasher> LabelIndex<S> {
     /// The index key of `key`.
     pub fn key_of(key: &ServiceKey) -> String {
         format!("{}.{}.{}", label(&key.service), label(&key.group), label(&key.namespace))
@@ -210,7 +226,7 @@ impl LabelIndex {
 
     /// The service a query names; of colliding services, the smallest key.
     pub fn get(&self, name: &ServiceName<'_>) -> Option<&Arc<ServiceKey>> {
-        self.by_labels.get(&name.index_key())?.first()
+        name.with_index_key(|key| self.by_labels.get(key))?.first()
     }
 
     /// Number of services indexed.

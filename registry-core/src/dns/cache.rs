@@ -6,7 +6,6 @@
 //! current view (one map read) and rebuilds only when the service changed since. [`follow`]
 //! rebuilds the cached entries of a changed service right away, so queries rarely pay for it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -15,18 +14,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Action, Auth, Identity, Resource};
 use crate::model::{ChangeEvent, ServiceKey};
-use crate::state::{NamingStore, ServiceView};
+use crate::state::{FastHasher, FastMap, NamingStore, ServiceView};
 use registry_proto::dns::{LabelIndex, ServiceName, ServiceRecords, Source, Zone, answerable, label};
 
 /// Records of one service by cluster label (`""`: every cluster).
-type ByCluster = HashMap<String, Arc<ServiceRecords>>;
+type ByCluster = FastMap<String, Arc<ServiceRecords>>;
 
 /// The DNS view of the naming store.
 pub struct Cache {
     zone: Zone,
     store: Arc<NamingStore>,
-    index: RwLock<LabelIndex>,
-    records: Mutex<HashMap<Arc<ServiceKey>, ByCluster>>,
+    index: RwLock<LabelIndex<FastHasher>>,
+    records: Mutex<FastMap<Arc<ServiceKey>, ByCluster>>,
     access: Option<DnsAccess>,
 }
 
@@ -72,7 +71,7 @@ impl Cache {
 
     /// Rebuilds the label index from every service (at start, and after missed events).
     fn reindex(&self) {
-        let mut index = LabelIndex::default();
+        let mut index = LabelIndex::<FastHasher>::default();
         for view in self.store.all_views() {
             index.insert(Arc::clone(&view.key));
         }
@@ -213,7 +212,7 @@ mod tests {
         let default = label("DEFAULT");
         assert!(cache.records(&ServiceName { cluster: Some(&default), ..orders() }).is_some_and(|r| !r.is_empty()));
         assert!(cache.records(&ServiceName { cluster: Some("made-up"), ..orders() }).is_none());
-        assert_eq!(cache.records.lock().get(&key("orders")).map(HashMap::len), Some(2));
+        assert_eq!(cache.records.lock().get(&key("orders")).map(|c| c.len()), Some(2));
     }
 
     #[test]

@@ -248,3 +248,133 @@ fn malformed_packets_never_panic_and_get_formerr_or_nothing() {
     let (reply, m) = ask("orders.nacos.local.", RecordType::A, Transport::Udp, &s);
     assert_eq!((reply.rcode, a_records(&m).len()), (Rcode::NoError, 5));
 }
+
+/// A query built byte by byte, mostly in the plain form the direct reading takes, with names
+/// from the zone's forms in any case and every way of leaving that form.
+fn generated(rng: &mut Rng) -> Vec<u8> {
+    const LABELS: &[&[u8]] = &[
+        b"orders",
+        b"ORDERS",
+        b"Orders",
+        b"empty",
+        b"nope",
+        b"_http",
+        b"_tcp",
+        b"_udp",
+        b"_cluster",
+        b"default",
+        b"DEFAULT",
+        b"pay",
+        b"public",
+        b"10-0-0-1",
+        b"10-0-0-300",
+        b"fd00-0-0-0-0-0-0-1",
+        b"addr",
+        b"*",
+        b"nacos",
+        b"NACOS",
+        b"local",
+        b"xnacos",
+        b"\xff\xfe",
+        b"a.b",
+        b"",
+    ];
+    let pick = |rng: &mut Rng, from: &[u16]| from[rng.below(from.len())];
+    let mut p = Vec::with_capacity(64);
+    p.extend_from_slice(&(rng.next() as u16).to_be_bytes());
+    let opcode = if rng.below(10) == 0 { rng.below(16) as u8 } else { 0 };
+    let other_bits = if rng.below(4) == 0 { rng.next() as u8 & 0x06 } else { 0 };
+    p.push((opcode << 3) | other_bits | rng.below(2) as u8);
+    p.push(if rng.below(4) == 0 { rng.next() as u8 & 0x7F } else { 0 });
+    let edns = rng.below(3);
+    for count in [pick(rng, &[1, 1, 1, 1, 1, 1, 0, 2]), pick(rng, &[0, 0, 0, 0, 0, 0, 0, 1]), pick(rng, &[0; 1])] {
+        p.extend_from_slice(&count.to_be_bytes());
+    }
+    p.extend_from_slice(&u16::from(edns != 0).to_be_bytes());
+    // A third of the names are forms that answer (before the zone is added).
+    const FORMS: &[&[&[u8]]] =
+        &[&[b"orders"], &[b"ORDERS"], &[b"_http", b"_tcp", b"orders"], &[b"empty"], &[b"10-0-0-1", b"addr"], &[]];
+    if rng.below(3) == 0 {
+        for label in FORMS[rng.below(FORMS.len())] {
+            p.push(label.len() as u8);
+            p.extend_from_slice(label);
+        }
+    }
+    for _ in 0..rng.below(10) * rng.below(2) {
+        let label = if rng.below(12) == 0 {
+            (0..rng.below(64)).map(|_| rng.next() as u8).collect()
+        } else {
+            LABELS[rng.below(LABELS.len())].to_vec()
+        };
+        // An empty label here ends the name early: the rest follows as garbage.
+        p.push(label.len() as u8);
+        p.extend_from_slice(&label);
+    }
+    if rng.below(5) != 0 {
+        let zone: &[&[u8]] = if rng.below(4) == 0 { &[b"Nacos", b"LOCAL"] } else { &[b"nacos", b"local"] };
+        for label in zone {
+            p.push(label.len() as u8);
+            p.extend_from_slice(label);
+        }
+    }
+    p.push(0);
+    let any = rng.next() as u16;
+    let qtype = pick(rng, &[1, 1, 1, 28, 33, 33, 16, 6, 255, 252, 251, 12, 41, 0, any]);
+    let qclass = pick(rng, &[1, 1, 1, 1, 1, 3, 254, 255, any]);
+    p.extend_from_slice(&qtype.to_be_bytes());
+    p.extend_from_slice(&qclass.to_be_bytes());
+    if edns != 0 {
+        // OPT: usually the plain one; sometimes a non-root owner or an option (a cookie).
+        if rng.below(8) == 0 {
+            p.extend_from_slice(&[1, b'x', 0]);
+        } else {
+            p.push(0);
+        }
+        p.extend_from_slice(&41u16.to_be_bytes());
+        p.extend_from_slice(&pick(rng, &[0, 512, 1232, 4096, 65535, any]).to_be_bytes());
+        p.extend_from_slice(&(if rng.below(4) == 0 { rng.next() as u32 } else { 0 }).to_be_bytes());
+        if rng.below(8) == 0 {
+            p.extend_from_slice(&[0, 12, 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+        } else {
+            p.extend_from_slice(&[0, 0]);
+        }
+    }
+    if rng.below(16) == 0 {
+        p.extend((0..rng.below(8)).map(|_| rng.next() as u8));
+    }
+    p
+}
+
+#[test]
+fn the_direct_reading_answers_byte_for_byte_as_hickory_decoding_does() {
+    let z = zone();
+    // One source per path: both rotate in step as long as they answer alike.
+    let (direct, decoded) = (source(12), source(12));
+    let mut rng = Rng(0xD1FF_0000_0000_0001);
+    let valid = query("orders.nacos.local.", RecordType::A, true);
+    // What resolvers and the load tool send is the form read directly.
+    for (edns, t) in [(true, RecordType::A), (false, RecordType::SRV), (true, RecordType::AAAA)] {
+        let mut lower = [0; question::MAX_NAME];
+        let packet = query("_x._tcp.Orders.nacos.local.", t, edns);
+        assert!(question::read(&packet, &mut lower, z.origin_wire()).is_some(), "{packet:02x?}");
+    }
+    let mut taken: HashMap<Rcode, usize> = HashMap::new();
+    let mut declined = 0;
+    for i in 0..30_000 {
+        let packet = if i % 4 == 3 { mutate(&mut rng, &valid) } else { generated(&mut rng) };
+        let transport = if rng.below(4) == 0 { Transport::Tcp } else { Transport::Udp };
+        let fast = handle(&packet, transport, &z, &direct);
+        let reference = handle_decoded(&packet, transport, &z, &decoded);
+        assert_eq!(fast, reference, "{transport:?} {packet:02x?}");
+        let mut lower = [0; question::MAX_NAME];
+        match (&fast, question::read(&packet, &mut lower, z.origin_wire())) {
+            (Some(reply), Some(_)) => *taken.entry(reply.rcode).or_default() += 1,
+            _ => declined += 1,
+        }
+    }
+    // Both paths were exercised, the direct one through every outcome it can give.
+    assert!(declined > 3_000, "{declined} declined, {taken:?} taken");
+    for rcode in [Rcode::NoError, Rcode::NxDomain, Rcode::Refused] {
+        assert!(taken.get(&rcode).copied().unwrap_or(0) > 500, "{rcode:?}: {taken:?}");
+    }
+}
