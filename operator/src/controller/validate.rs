@@ -64,6 +64,8 @@ pub struct ValidatedCluster {
     pub auth: Option<Auth>,
     /// DNS settings, when DNS is on.
     pub dns: Option<Dns>,
+    /// TLS settings, when `spec.tls` is set.
+    pub tls: Option<Tls>,
     /// Selectors of the registered services projected as headless Services, when the
     /// projection is on.
     pub service_projection: Option<Vec<ServiceSelector>>,
@@ -115,6 +117,33 @@ pub struct Auth {
     pub keys: AuthSecretKeys,
 }
 
+/// TLS settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// Mutual TLS on the cluster port.
+    pub cluster: bool,
+    /// TLS on the HTTP and gRPC SDK ports.
+    pub client_facing: bool,
+    /// Where the members' certificate comes from.
+    pub source: TlsSource,
+}
+
+/// Where the members' certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// The operator makes `<name>-tls` from its CA in `<name>-tls-ca`.
+    Managed,
+    /// A Secret someone else keeps current (cert-manager's layout).
+    Secret(String),
+}
+
+impl Tls {
+    /// Whether the operator makes and renews the certificate.
+    pub fn is_managed(&self) -> bool {
+        self.source == TlsSource::Managed
+    }
+}
+
 /// DNS interface settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dns {
@@ -157,6 +186,15 @@ impl ValidatedCluster {
     /// (`--peer-dns`), and member `n` is `<name>-n.<this>`.
     pub fn peer_dns(&self) -> String {
         format!("{}.{}.svc.{}", self.headless_service_name(), self.namespace, self.cluster_domain)
+    }
+
+    /// Name of the Secret holding the members' certificate, key and CA, when TLS is on: the
+    /// named one, or `<name>-tls` which the operator makes.
+    pub fn tls_secret_name(&self) -> Option<String> {
+        self.tls.as_ref().map(|tls| match &tls.source {
+            TlsSource::Managed => super::tls::members_secret_name(&self.name),
+            TlsSource::Secret(name) => name.clone(),
+        })
     }
 
     /// Members needed for a Raft quorum.
@@ -280,6 +318,18 @@ pub enum Error {
     /// The Secret name is no valid object name.
     #[snafu(display("spec.auth.secretName {name:?} is not a valid Secret name (lowercase DNS subdomain)"))]
     InvalidAuthSecretName {
+        /// The refused name.
+        name: String,
+    },
+    /// TLS is set with neither the cluster nor the client-facing ports using it.
+    #[snafu(display(
+        "spec.tls is set but both spec.tls.cluster and spec.tls.clientFacing are false; remove spec.tls for \
+         plain ports"
+    ))]
+    TlsNothingEnabled,
+    /// The TLS Secret name is no valid object name.
+    #[snafu(display("spec.tls.secretName {name:?} is not a valid Secret name (lowercase DNS subdomain)"))]
+    InvalidTlsSecretName {
         /// The refused name.
         name: String,
     },
@@ -410,6 +460,7 @@ pub fn validate(cluster: &NacosCluster, env: &OperatorEnvironment) -> Result<Val
     };
 
     let dns = if spec.dns.enabled { Some(validate_dns(&spec.dns, ports)?) } else { None };
+    let tls = spec.tls.as_ref().map(validate_tls).transpose()?;
     if dns.is_some() && spec.service.type_ == ServiceType::LoadBalancer {
         warnings.push(Warning::DnsOnLoadBalancer);
     }
@@ -432,6 +483,8 @@ pub fn validate(cluster: &NacosCluster, env: &OperatorEnvironment) -> Result<Val
     };
 
     let extra_config = parse_extra_config(spec.config.as_deref())?;
+    // The members' TLS settings come from environment variables, which win over the file.
+    ensure!(tls.is_none() || !extra_config.contains_key("tls"), ReservedConfigKeySnafu { key: "tls" });
     let shutdown_grace_ms = shutdown_grace_ms(&extra_config)?;
 
     let sidecar_injection = if spec.sidecar_injection.enabled {
@@ -462,6 +515,7 @@ pub fn validate(cluster: &NacosCluster, env: &OperatorEnvironment) -> Result<Val
         log_level,
         auth,
         dns,
+        tls,
         service_projection,
         service_type: spec.service.type_,
         service_annotations: spec.service.annotations.clone(),
@@ -500,6 +554,18 @@ fn validate_dns(spec: &crate::crd::DnsSpec, ports: Ports) -> Result<Dns, Error> 
     let zone = spec.zone.strip_suffix('.').unwrap_or(&spec.zone);
     ensure!(is_dns1123_subdomain(zone), InvalidDnsZoneSnafu { zone: spec.zone.clone() });
     Ok(Dns { service_port: spec.port, container_port: spec.container_port, zone: zone.to_owned() })
+}
+
+fn validate_tls(spec: &crate::crd::TlsSpec) -> Result<Tls, Error> {
+    ensure!(spec.cluster || spec.client_facing, TlsNothingEnabledSnafu);
+    let source = match spec.secret_name.as_deref() {
+        None => TlsSource::Managed,
+        Some(name) => {
+            ensure!(is_dns1123_subdomain(name), InvalidTlsSecretNameSnafu { name });
+            TlsSource::Secret(name.to_owned())
+        }
+    };
+    Ok(Tls { cluster: spec.cluster, client_facing: spec.client_facing, source })
 }
 
 fn validate_projection(spec: &crate::crd::ServiceProjectionSpec) -> Result<Vec<ServiceSelector>, Error> {
