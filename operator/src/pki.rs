@@ -100,12 +100,7 @@ impl Authority {
         params.not_after = not_after;
         let key = KeyPair::generate().context(GenerateSnafu)?;
         let cert = params.self_signed(&key).context(GenerateSnafu)?;
-        Ok(Self {
-            cert_der: cert.der().clone(),
-            cert_pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-            not_after,
-        })
+        Ok(Self { cert_der: cert.der().clone(), cert_pem: cert.pem(), issuer: Issuer::new(params, key), not_after })
     }
 
     /// The CA stored as PEM (a certificate and its PKCS#8 key), as [`Self::ca_pem`] and

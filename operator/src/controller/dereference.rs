@@ -148,9 +148,7 @@ pub async fn dereference(client: &Client, cluster: &NacosCluster) -> Result<Dere
             let get = |secret_name: String| {
                 let secrets = secrets.clone();
                 let namespace = namespace.clone();
-                async move {
-                    secrets.get_opt(&secret_name).await.context(GetSecretSnafu { namespace, name: secret_name })
-                }
+                async move { secrets.get_opt(&secret_name).await.context(GetSecretSnafu { namespace, name: secret_name }) }
             };
             match spec.secret_name.clone() {
                 None => TlsSecrets::Managed(Existing {

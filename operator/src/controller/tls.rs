@@ -203,7 +203,9 @@ fn secret<const N: usize>(cluster: &ValidatedCluster, name: String, data: [(&str
     Secret {
         metadata: object_meta(cluster, name),
         type_: Some(SECRET_TYPE.to_owned()),
-        data: Some(data.into_iter().map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes()))).collect::<BTreeMap<_, _>>()),
+        data: Some(
+            data.into_iter().map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes()))).collect::<BTreeMap<_, _>>(),
+        ),
         ..Secret::default()
     }
 }

@@ -236,7 +236,11 @@ fn tls_is_off_by_default_and_mutual_between_members_once_set() {
 
 #[test]
 fn tls_that_enables_nothing_or_names_no_valid_secret_is_refused() {
-    assert!(matches!(refused("tls: { cluster: false }"), Error::TlsNothingEnabled), "{:?}", refused("tls: { cluster: false }"));
+    assert!(
+        matches!(refused("tls: { cluster: false }"), Error::TlsNothingEnabled),
+        "{:?}",
+        refused("tls: { cluster: false }")
+    );
     let error = refused("tls: { secretName: Not_A_Name }");
     assert!(matches!(error, Error::InvalidTlsSecretName { ref name } if name == "Not_A_Name"), "{error:?}");
     // The operator sets the members' TLS; a [tls] section would contradict it.
