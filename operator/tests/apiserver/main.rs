@@ -14,3 +14,4 @@ mod injection;
 mod operator;
 mod projection;
 mod registry;
+mod tls;
