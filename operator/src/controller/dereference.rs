@@ -66,8 +66,8 @@ pub enum TlsSecrets {
     /// TLS is off.
     #[default]
     Off,
-    /// The operator manages them; this is what exists now.
-    Managed(Existing),
+    /// The operator manages them; this is what exists now (boxed: two Secrets are large).
+    Managed(Box<Existing>),
     /// A named Secret (cert-manager's layout) with every key.
     Given {
         /// The CA certificate (PEM) members chain to.
@@ -151,10 +151,10 @@ pub async fn dereference(client: &Client, cluster: &NacosCluster) -> Result<Dere
                 async move { secrets.get_opt(&secret_name).await.context(GetSecretSnafu { namespace, name: secret_name }) }
             };
             match spec.secret_name.clone() {
-                None => TlsSecrets::Managed(Existing {
+                None => TlsSecrets::Managed(Box::new(Existing {
                     ca: get(ca_secret_name(&name)).await?,
                     members: get(members_secret_name(&name)).await?,
-                }),
+                })),
                 Some(secret_name) => match get(secret_name.clone()).await? {
                     None => TlsSecrets::Missing { name: secret_name },
                     Some(secret) => read_tls_secret(&secret, secret_name),
