@@ -418,6 +418,7 @@ fn warning_reason(warning: &Warning) -> &'static str {
     match warning {
         Warning::EvenReplicas { .. } => "EvenReplicas",
         Warning::DnsOnLoadBalancer => "DnsOnLoadBalancer",
+        Warning::ProjectionWithoutTls => "ProjectionWithoutTls",
     }
 }
 
