@@ -141,7 +141,7 @@ pub async fn dereference(client: &Client, cluster: &NacosCluster) -> Result<Dere
             }
         }
     };
-    let tls = match &cluster.spec.tls {
+    let mut tls = match &cluster.spec.tls {
         None => TlsSecrets::Off,
         Some(spec) => {
             let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
@@ -154,6 +154,7 @@ pub async fn dereference(client: &Client, cluster: &NacosCluster) -> Result<Dere
                 None => TlsSecrets::Managed(Box::new(Existing {
                     ca: get(ca_secret_name(&name)).await?,
                     members: get(members_secret_name(&name)).await?,
+                    running: 0, // from the StatefulSet, below
                 })),
                 Some(secret_name) => match get(secret_name.clone()).await? {
                     None => TlsSecrets::Missing { name: secret_name },
@@ -165,6 +166,9 @@ pub async fn dereference(client: &Client, cluster: &NacosCluster) -> Result<Dere
     let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
     let stateful_set =
         stateful_sets.get_opt(&name).await.context(GetStatefulSetSnafu { namespace: namespace.clone(), name })?;
+    if let TlsSecrets::Managed(existing) = &mut tls {
+        existing.running = stateful_set.as_ref().and_then(|s| s.spec.as_ref()).and_then(|s| s.replicas).unwrap_or(0);
+    }
     Ok(Dereferenced { auth_secret, tls, stateful_set })
 }
 

@@ -73,6 +73,9 @@ pub struct Existing {
     pub ca: Option<Secret>,
     /// `<name>-tls`.
     pub members: Option<Secret>,
+    /// Members the StatefulSet runs now: more than `spec.replicas` while a scale-down removes
+    /// members, whose names a re-issued certificate must keep until they are gone.
+    pub running: i32,
 }
 
 /// Why the members' certificate is (re-)issued.
@@ -116,14 +119,15 @@ pub struct Plan {
     pub ca_pem: Vec<u8>,
 }
 
-/// The DNS names the members' certificate carries: every member's peer DNS name (with and
-/// without the cluster domain; the registry dials `<name>-<n>.<headless Service FQDN>`),
-/// `localhost`, and the client Service's names (the last one, its FQDN, is the common name).
-pub fn dns_names(cluster: &ValidatedCluster) -> Vec<String> {
+/// The DNS names the members' certificate carries: the peer DNS name of each of `members`
+/// members (with and without the cluster domain; the registry dials
+/// `<name>-<n>.<headless Service FQDN>`), `localhost`, and the client Service's names (the last
+/// one, its FQDN, is the common name).
+pub fn dns_names(cluster: &ValidatedCluster, members: i32) -> Vec<String> {
     let (namespace, domain) = (&cluster.namespace, &cluster.cluster_domain);
     let headless = cluster.headless_service_name();
     let mut names = Vec::new();
-    for ordinal in 0..cluster.replicas {
+    for ordinal in 0..members {
         let member = format!("{}-{ordinal}.{headless}.{namespace}.svc", cluster.name);
         names.push(format!("{member}.{domain}"));
         names.push(member);
@@ -157,7 +161,7 @@ pub fn plan(cluster: &ValidatedCluster, existing: &Existing, now: OffsetDateTime
             (authority, true)
         }
     };
-    let names = dns_names(cluster);
+    let names = dns_names(cluster, cluster.replicas.max(existing.running));
     let issue = match existing.members.as_ref() {
         None => Some(Issue::Missing),
         Some(_) if new_ca => Some(Issue::NewCa),

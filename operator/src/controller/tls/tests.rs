@@ -85,7 +85,7 @@ fn the_certificate_names_every_member_and_the_client_service() {
         "nacos.registry.svc.cluster.local",
     ];
     for name in expected {
-        assert!(dns_names(&cluster).iter().any(|n| n == name), "{name} not among {:?}", dns_names(&cluster));
+        assert!(dns_names(&cluster, 3).iter().any(|n| n == name), "{name} not among {:?}", dns_names(&cluster, 3));
         assert!(pki::trusts(&ca(members), &cert(members), name, now()), "{name}");
     }
     for name in ["nacos-3.nacos-headless.registry.svc.cluster.local", "nacos.other.svc"] {
@@ -210,7 +210,7 @@ async fn members_complete_mutual_tls_with_the_issued_certificate_for_every_membe
     let cluster = cluster(3);
     let plan = plan(&cluster, &Existing::default(), now()).unwrap();
     let members = &plan.apply[1];
-    for name in dns_names(&cluster) {
+    for name in dns_names(&cluster, 3) {
         handshake(member_server(members), member_client(members), &name)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -232,4 +232,17 @@ async fn members_complete_mutual_tls_with_the_issued_certificate_for_every_membe
 
 fn plan_for_other_cluster() -> Secret {
     plan(&cluster(3), &Existing::default(), now()).unwrap().apply.remove(1)
+}
+
+#[test]
+fn a_certificate_reissued_during_a_scale_down_keeps_the_leaving_members_names() {
+    let start = now();
+    let first = plan(&cluster(5), &Existing::default(), start).unwrap();
+    // Spec says 3, the StatefulSet still runs 5 while members 5 and 4 leave Raft.
+    let stored = Existing { running: 5, ..existing(&first, &Existing::default()) };
+    let late = plan(&cluster(3), &stored, start + Duration::days(61)).unwrap();
+    assert_eq!(late.issued, Some(Issue::Expiring));
+    let members = &late.apply[0];
+    let leaving = "nacos-4.nacos-headless.registry.svc.cluster.local";
+    assert!(pki::trusts(&ca(members), &cert(members), leaving, start + Duration::days(61)));
 }
