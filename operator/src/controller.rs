@@ -27,6 +27,7 @@ pub mod membership;
 pub mod registry;
 pub mod scale;
 pub mod server;
+pub mod tls;
 pub mod triggers;
 pub mod update_status;
 pub mod validate;

@@ -108,6 +108,11 @@ pub struct NacosClusterSpec {
     #[serde(default)]
     pub dns: DnsSpec,
 
+    /// TLS: mutual TLS between members and, optionally, on the client-facing ports (see
+    /// docs/tls.md). Absent: every port is plain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+
     /// Registered services projected into Kubernetes as headless Services with endpoints, so
     /// cluster DNS (`<service>.<namespace>.svc`) resolves their healthy instances.
     #[serde(default)]
@@ -130,7 +135,7 @@ pub struct NacosClusterSpec {
     /// docs/configuration.md for the sections). Keys the operator owns are refused:
     /// `server.http_port` (use `ports.http`), `server.grpc_port`, `server.cluster_port`,
     /// `server.data_dir`, `server.node_id`, `server.members`, `server.peer_dns` and
-    /// `server.log_level` (use `logLevel`).
+    /// `server.log_level` (use `logLevel`), and the `[tls]` section when `tls` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
 
@@ -245,6 +250,30 @@ impl Default for AuthSecretKeys {
             identity_value: default_identity_value_key(),
         }
     }
+}
+
+/// TLS of the members. Certificates come from a Secret mounted into every member (renewals
+/// reach running members through the volume; the registry reloads the files): one the operator
+/// makes and renews, signed by a CA of its own kept in the Secret `<name>-tls-ca`, or one named
+/// by `secretName` (cert-manager's layout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Mutual TLS on the cluster port (Raft and Distro between members): each member presents
+    /// its certificate and accepts only peers whose certificate chains to the CA.
+    #[serde(default = "default_true")]
+    pub cluster: bool,
+
+    /// TLS on the HTTP and gRPC SDK ports (clients must then trust the CA).
+    #[serde(default)]
+    pub client_facing: bool,
+
+    /// Name of a Secret in the cluster's namespace holding the members' certificate in
+    /// cert-manager's layout (`tls.crt`, `tls.key`, `ca.crt`); it must be valid as server and
+    /// client certificate for every member's DNS name. Default: the operator makes the Secret
+    /// `<name>-tls` and keeps it current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
 }
 
 /// DNS interface of the registry.

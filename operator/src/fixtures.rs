@@ -79,6 +79,12 @@ pub(crate) const DNS: &str = r#"
       zone: svc.example.
 "#;
 
+/// TLS with operator-managed certificates: mutual TLS between members and on the client ports.
+pub(crate) const TLS: &str = "tls: { clientFacing: true }";
+
+/// TLS between members from a Secret cert-manager keeps current.
+pub(crate) const TLS_CERT_MANAGER: &str = "tls: { secretName: nacos-members-tls }";
+
 /// A full `NacosCluster` document around `spec` (YAML, any common indentation).
 pub(crate) fn document(spec: &str) -> String {
     let spec = dedent(spec);

@@ -6,6 +6,7 @@
 //!   status) with membership changes on scale, and the controller loop.
 //! - [`projection`]: registered services as headless Services with endpoints (cluster DNS).
 //! - [`metrics`]: reconcile metrics and the `/metrics` + `/healthz` server.
+//! - [`pki`]: the operator's certificate authorities (webhook, registry clusters' TLS).
 //! - [`quantity`]: Kubernetes quantity syntax, for validation.
 //! - [`webhook`]: the sidecar-injection admission webhook and its self-managed certificate.
 //!
@@ -14,6 +15,7 @@
 pub mod controller;
 pub mod crd;
 pub mod metrics;
+pub mod pki;
 pub mod projection;
 pub mod quantity;
 pub mod webhook;

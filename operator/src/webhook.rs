@@ -113,11 +113,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let now = OffsetDateTime::now_utc();
-    let authority = cert::Authority::generate(&config.namespace, now).context(CertificateSnafu)?;
+    let authority = cert::authority(&config.namespace, now).context(CertificateSnafu)?;
     let names = cert::dns_names(&config.service, &config.namespace);
-    let serving = authority.issue(&names, now).context(CertificateSnafu)?;
-    let tls = RustlsConfig::from_config(serving.server_config().context(CertificateSnafu)?);
-    let ca_pem = authority.ca_pem();
+    let serving = cert::issue(&authority, &names, now).context(CertificateSnafu)?;
+    let tls = RustlsConfig::from_config(cert::server_config(&serving).context(CertificateSnafu)?);
+    let ca_pem = authority.ca_pem().to_owned();
     let ready = Arc::new(AtomicBool::new(false));
     let state = AppState {
         settings: Arc::new(Settings { environment, default_cluster: config.default_cluster.clone() }),

@@ -16,7 +16,7 @@
 //! always computed from objects the API server has accepted (zookeeper-operator's typestate).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::NamespaceResourceScope;
@@ -90,10 +90,12 @@ impl Error {
 
 /// Applies `resources` of `cluster`, with the StatefulSet's replicas set to `replicas` (the
 /// membership plan may hold them above or below the spec while members are added or removed)
-/// and the PodDisruptionBudget under `pdb_version`.
+/// and the PodDisruptionBudget under `pdb_version`. `secrets` (the managed TLS Secrets that are
+/// new or changed, see [`tls::plan`](super::tls::plan)) go first, so pods find what they mount.
 pub async fn apply(
     client: &Client,
     cluster: &ValidatedCluster,
+    secrets: &[Secret],
     resources: Resources,
     replicas: i32,
     pdb_version: PdbVersion,
@@ -101,6 +103,9 @@ pub async fn apply(
     // Destructured without `..`: a new kind in `Resources` does not compile until applied here.
     let Resources { config_map, headless_service, client_service, mut stateful_set, pod_disruption_budget } = resources;
     let namespace = cluster.namespace.as_str();
+    for secret in secrets {
+        apply_one::<Secret>(client, namespace, "Secret", secret).await?;
+    }
     apply_one::<ConfigMap>(client, namespace, "ConfigMap", &config_map).await?;
     apply_one::<Service>(client, namespace, "Service", &headless_service).await?;
     apply_one::<Service>(client, namespace, "Service", &client_service).await?;

@@ -22,7 +22,8 @@ use snafu::{ResultExt, Snafu};
 
 pub use self::config_map::{CONFIG_DIR, CONFIG_FILE, DATA_DIR, render_config};
 pub use self::statefulset::{
-    CONFIG_HASH_ANNOTATION, CONTAINER_NAME, DATA_VOLUME, LIVENESS_PATH, READINESS_PATH, start_script,
+    CONFIG_HASH_ANNOTATION, CONTAINER_NAME, DATA_VOLUME, LIVENESS_PATH, READINESS_PATH, TLS_DIR, TLS_VOLUME,
+    start_script,
 };
 use super::server::ServerCapabilities;
 use super::validate::ValidatedCluster;
@@ -113,7 +114,7 @@ pub fn labels(cluster: &ValidatedCluster) -> BTreeMap<String, String> {
 }
 
 /// Metadata of an object named `name`: namespace, labels and the owner reference.
-fn object_meta(cluster: &ValidatedCluster, name: String) -> ObjectMeta {
+pub(super) fn object_meta(cluster: &ValidatedCluster, name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: Some(cluster.namespace.clone()),

@@ -1,6 +1,7 @@
 //! Step 1 of the pipeline: reads what the `NacosCluster` refers to or depends on, before
 //! anything is decided: the auth Secret (when auth is on: the token key must be there, and the
-//! member identity pair, which the operator itself sends to the registry's admin API) and the
+//! member identity pair, which the operator itself sends to the registry's admin API), the TLS
+//! Secrets (the operator's own, or the named one with its certificate, key and CA) and the
 //! StatefulSet as it is now (its replicas guard scale down, its readiness the quorum checks).
 //!
 //! A missing Secret is not an error of this step: it is a fact ([`AuthSecret::Missing`]) the
@@ -13,6 +14,7 @@ use kube::{Api, Client, ResourceExt};
 use snafu::{ResultExt, Snafu};
 
 use super::registry::{Identity, MemberIdentity};
+use super::tls::{CA_KEY, CERT_KEY, Existing, KEY_KEY, ca_secret_name, members_secret_name};
 use crate::crd::{AuthSecretKeys, NacosCluster};
 
 /// What was read.
@@ -20,6 +22,8 @@ use crate::crd::{AuthSecretKeys, NacosCluster};
 pub struct Dereferenced {
     /// The auth Secret's state.
     pub auth_secret: AuthSecret,
+    /// The TLS Secrets' state.
+    pub tls: TlsSecrets,
     /// The cluster's StatefulSet, if it exists.
     pub stateful_set: Option<StatefulSet>,
 }
@@ -53,6 +57,33 @@ pub enum AuthSecret {
     InvalidIdentity {
         /// Its name.
         name: String,
+    },
+}
+
+/// State of the members' TLS Secrets.
+#[derive(Debug, Clone, Default)]
+pub enum TlsSecrets {
+    /// TLS is off.
+    #[default]
+    Off,
+    /// The operator manages them; this is what exists now (boxed: two Secrets are large).
+    Managed(Box<Existing>),
+    /// A named Secret (cert-manager's layout) with every key.
+    Given {
+        /// The CA certificate (PEM) members chain to.
+        ca_pem: Vec<u8>,
+    },
+    /// The named Secret does not exist (cert-manager may not have issued it yet).
+    Missing {
+        /// Its name.
+        name: String,
+    },
+    /// The named Secret lacks a key.
+    MissingKey {
+        /// Its name.
+        name: String,
+        /// The absent key.
+        key: &'static str,
     },
 }
 
@@ -110,10 +141,35 @@ pub async fn dereference(client: &Client, cluster: &NacosCluster) -> Result<Dere
             }
         }
     };
+    let mut tls = match &cluster.spec.tls {
+        None => TlsSecrets::Off,
+        Some(spec) => {
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+            let get = |secret_name: String| {
+                let secrets = secrets.clone();
+                let namespace = namespace.clone();
+                async move { secrets.get_opt(&secret_name).await.context(GetSecretSnafu { namespace, name: secret_name }) }
+            };
+            match spec.secret_name.clone() {
+                None => TlsSecrets::Managed(Box::new(Existing {
+                    ca: get(ca_secret_name(&name)).await?,
+                    members: get(members_secret_name(&name)).await?,
+                    running: 0, // from the StatefulSet, below
+                })),
+                Some(secret_name) => match get(secret_name.clone()).await? {
+                    None => TlsSecrets::Missing { name: secret_name },
+                    Some(secret) => read_tls_secret(&secret, secret_name),
+                },
+            }
+        }
+    };
     let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
     let stateful_set =
         stateful_sets.get_opt(&name).await.context(GetStatefulSetSnafu { namespace: namespace.clone(), name })?;
-    Ok(Dereferenced { auth_secret, stateful_set })
+    if let TlsSecrets::Managed(existing) = &mut tls {
+        existing.running = stateful_set.as_ref().and_then(|s| s.spec.as_ref()).and_then(|s| s.replicas).unwrap_or(0);
+    }
+    Ok(Dereferenced { auth_secret, tls, stateful_set })
 }
 
 /// Checks the Secret named `name` for the token key (its value is left to the members) and reads
@@ -135,8 +191,18 @@ fn read_secret(secret: &Secret, name: &str, keys: &AuthSecretKeys) -> AuthSecret
     }
 }
 
+/// Checks a named TLS Secret for the certificate, key and CA and reads the CA.
+fn read_tls_secret(secret: &Secret, name: String) -> TlsSecrets {
+    for key in [CERT_KEY, KEY_KEY, CA_KEY] {
+        if value(secret, key).is_none() {
+            return TlsSecrets::MissingKey { name, key };
+        }
+    }
+    TlsSecrets::Given { ca_pem: value(secret, CA_KEY).unwrap_or_default().to_vec() }
+}
+
 /// The value of `key`: `data` (already base64-decoded by the client) or `stringData`.
-fn value<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
+pub(super) fn value<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
     let data = secret.data.as_ref().and_then(|d| d.get(key)).map(|v| v.0.as_slice());
     data.or_else(|| secret.string_data.as_ref().and_then(|d| d.get(key)).map(String::as_bytes))
 }

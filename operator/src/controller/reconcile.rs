@@ -15,16 +15,17 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use snafu::{ResultExt, Snafu};
+use time::OffsetDateTime;
 
 use super::build::{MANAGED_BY_LABEL, MANAGER, build};
-use super::dereference::{AuthSecret, dereference};
+use super::dereference::{AuthSecret, TlsSecrets, dereference};
 use super::membership::{Observed, Step, decide};
-use super::registry::RegistryAdmin;
+use super::registry::{Caller, RegistryAdmin};
 use super::server::ServerCapabilities;
 use super::triggers::{Watched, changes};
 use super::update_status::{Finding, MembershipReport, Observations, applied_status, blocked_status, patch_status};
 use super::validate::{Warning, validate};
-use super::{OperatorEnvironment, apply, dereference as deref_step, scale, update_status};
+use super::{OperatorEnvironment, apply, dereference as deref_step, scale, tls, update_status};
 use crate::crd::{ConditionStatus, ConditionType, NacosCluster, NacosClusterStatus};
 use crate::metrics::Metrics;
 use crate::projection::{Locate, Projections, client_service};
@@ -138,6 +139,12 @@ pub enum Error {
         /// Cause.
         source: super::build::Error,
     },
+    /// Making the members' TLS certificate failed.
+    #[snafu(display("issuing the members' TLS certificate failed"))]
+    Tls {
+        /// Cause.
+        source: super::tls::Error,
+    },
     /// Applying the objects failed.
     #[snafu(display("applying the cluster's objects failed"))]
     Apply {
@@ -238,6 +245,16 @@ async fn reconcile_cluster(cluster: &NacosCluster, ctx: &Context) -> Result<Acti
         )),
         AuthSecret::NotReferenced | AuthSecret::Present { .. } => None,
     };
+    let secret_problem = secret_problem.or_else(|| match &fetched.tls {
+        TlsSecrets::Missing { name } => Some((
+            "TlsSecretMissing",
+            format!("Secret {name} named by spec.tls.secretName does not exist in namespace {}", validated.namespace),
+        )),
+        TlsSecrets::MissingKey { name, key } => {
+            Some(("TlsSecretKeyMissing", format!("Secret {name} named by spec.tls.secretName has no key {key}")))
+        }
+        TlsSecrets::Off | TlsSecrets::Managed(_) | TlsSecrets::Given { .. } => None,
+    });
     if let Some((reason, message)) = secret_problem {
         // Members could not start without it, nor the operator manage their membership; nothing
         // is applied until it is complete.
@@ -259,7 +276,22 @@ async fn reconcile_cluster(cluster: &NacosCluster, ctx: &Context) -> Result<Acti
     }
 
     let resources = build(&validated, &ctx.server).context(BuildSnafu)?;
+    let certificates = match &fetched.tls {
+        TlsSecrets::Managed(existing) => {
+            Some(tls::plan(&validated, existing, OffsetDateTime::now_utc()).context(TlsSnafu)?)
+        }
+        _ => None,
+    };
     let identity = fetched.auth_secret.identity();
+    // The operator's calls to members go over HTTPS, trusting the cluster CA, when their HTTP
+    // port serves TLS.
+    let tls_ca = match (&fetched.tls, &certificates) {
+        (_, Some(plan)) => Some(plan.ca_pem.as_slice()),
+        (TlsSecrets::Given { ca_pem }, None) => Some(ca_pem.as_slice()),
+        _ => None,
+    };
+    let caller =
+        Caller { identity, tls_ca: tls_ca.filter(|_| validated.tls.as_ref().is_some_and(|t| t.client_facing)) };
     ctx.projections
         .ensure(&ctx.client, &validated, &ctx.locate, identity, ctx.server.endpoints)
         .await
@@ -268,7 +300,7 @@ async fn reconcile_cluster(cluster: &NacosCluster, ctx: &Context) -> Result<Acti
     let current = stateful_set.and_then(|s| s.spec.as_ref()).and_then(|s| s.replicas);
     let ready = stateful_set.and_then(|s| s.status.as_ref()).and_then(|s| s.ready_replicas).unwrap_or(0);
     let view = match current {
-        Some(replicas) => scale::observe(ctx.registry.as_ref(), identity, &validated, to_u64(replicas)).await,
+        Some(replicas) => scale::observe(ctx.registry.as_ref(), caller, &validated, to_u64(replicas)).await,
         // No StatefulSet, no members to ask.
         None => None,
     };
@@ -280,14 +312,16 @@ async fn reconcile_cluster(cluster: &NacosCluster, ctx: &Context) -> Result<Acti
     });
     let replicas = i32::try_from(plan.statefulset_replicas).unwrap_or(validated.replicas);
 
+    let secrets = certificates.as_ref().map(|plan| plan.apply.as_slice()).unwrap_or_default();
     // Boxed: five applies in sequence make a large future (clippy::large_futures).
-    let applied = match Box::pin(apply::apply(&ctx.client, &validated, resources, replicas, ctx.server.pdb)).await {
-        Ok(applied) => applied,
-        Err(source) => {
-            report_apply_failure(cluster, ctx, &previous, stateful_set, &source, &now).await;
-            return Err(Error::Apply { source });
-        }
-    };
+    let applied =
+        match Box::pin(apply::apply(&ctx.client, &validated, secrets, resources, replicas, ctx.server.pdb)).await {
+            Ok(applied) => applied,
+            Err(source) => {
+                report_apply_failure(cluster, ctx, &previous, stateful_set, &source, &now).await;
+                return Err(Error::Apply { source });
+            }
+        };
     match current {
         None => {
             let note = format!("created the StatefulSet, Services and configuration for {replicas} members");
@@ -300,7 +334,12 @@ async fn reconcile_cluster(cluster: &NacosCluster, ctx: &Context) -> Result<Acti
         Some(_) => {}
     }
 
-    let report = scale::execute(ctx.registry.as_ref(), identity, &validated, view.as_ref(), &plan.step).await;
+    if let Some(issue) = certificates.as_ref().and_then(|plan| plan.issued.as_ref()) {
+        let note = format!("issued the members' TLS certificate for {} members ({issue})", validated.replicas);
+        ctx.event(cluster, EventType::Normal, "CertificateIssued", "Apply", note).await;
+    }
+
+    let report = scale::execute(ctx.registry.as_ref(), caller, &validated, view.as_ref(), &plan.step).await;
     match (&plan.step, &report) {
         (_, MembershipReport::Refused { reason, message }) => {
             ctx.event(cluster, EventType::Warning, reason, "ChangeMembership", message.clone()).await;
@@ -379,6 +418,7 @@ fn warning_reason(warning: &Warning) -> &'static str {
     match warning {
         Warning::EvenReplicas { .. } => "EvenReplicas",
         Warning::DnsOnLoadBalancer => "DnsOnLoadBalancer",
+        Warning::ProjectionWithoutTls => "ProjectionWithoutTls",
     }
 }
 

@@ -2,8 +2,9 @@
 //! learner, promote it, remove a member.
 //!
 //! Behind the [`RegistryAdmin`] trait so reconcile tests can script a fake registry; the real
-//! implementation, [`HttpRegistry`], speaks plain HTTP to the members' HTTP port (members are
-//! reached inside the cluster by their peer DNS names, see [`member_address`]).
+//! implementation, [`HttpRegistry`], speaks HTTP to the members' HTTP port (members are
+//! reached inside the cluster by their peer DNS names, see [`member_address`]), HTTPS trusting
+//! the cluster's CA when that port serves TLS (`spec.tls.clientFacing`).
 //!
 //! Changes must be sent to the leader; a member that is not the leader answers 409 with the
 //! leader's id ([`Error::NotLeader`]), any other 409 is a refusal the caller must not retry at
@@ -12,11 +13,15 @@
 //! With auth on, these routes need an administrator; the operator authenticates as a member,
 //! sending the cluster's [`MemberIdentity`] header on every call.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use registry_proto::contract::tls::ALPN_HTTP1;
 use reqwest::header::{HeaderName, HeaderValue};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 use snafu::{ResultExt, Snafu};
 
@@ -98,6 +103,12 @@ pub enum Error {
         /// Cause.
         source: reqwest::Error,
     },
+    /// The cluster's CA cannot be trusted (not PEM certificates, or refused by rustls).
+    #[snafu(display("cannot trust the cluster's CA"))]
+    Trust {
+        /// Cause.
+        source: TrustError,
+    },
     /// The member did not answer (not started yet, not resolvable, timed out).
     #[snafu(display("registry member {address} did not answer"))]
     Unreachable {
@@ -134,28 +145,51 @@ pub enum Error {
     },
 }
 
+/// Why a CA could not be trusted.
+#[derive(Debug, Snafu)]
+pub enum TrustError {
+    /// No PEM certificate in it.
+    #[snafu(display("the CA holds no PEM certificate"))]
+    NotPem,
+    /// rustls refused it.
+    #[snafu(display("rustls refused the CA"))]
+    Rejected {
+        /// Cause.
+        source: rustls::Error,
+    },
+}
+
 /// Who the operator is to one registry cluster: its member identity when auth is on, nothing
 /// when it is off.
 pub type Identity<'a> = Option<&'a MemberIdentity>;
 
+/// How the operator calls one registry cluster: as its [`Identity`], and over HTTPS trusting
+/// `tls_ca` (the CA's PEM) when the members' client-facing ports use TLS, plain HTTP otherwise.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller<'a> {
+    /// The member identity header, when auth is on.
+    pub identity: Identity<'a>,
+    /// The CA (PEM) the members' HTTPS certificates chain to, when they serve HTTPS.
+    pub tls_ca: Option<&'a [u8]>,
+}
+
 /// The membership admin API of a registry cluster. Addresses are members' HTTP `host:port`;
-/// every call carries the cluster's `identity`.
+/// every call is made as the cluster's [`Caller`].
 pub trait RegistryAdmin: Send + Sync {
     /// The Raft view of the member at `member`.
-    fn raft_view<'a>(&'a self, identity: Identity<'a>, member: &'a str) -> BoxFuture<'a, Result<RaftView, Error>>;
+    fn raft_view<'a>(&'a self, caller: Caller<'a>, member: &'a str) -> BoxFuture<'a, Result<RaftView, Error>>;
     /// Adds node `node_id`, reachable at HTTP `address`, as a learner; sent to `leader`.
     fn add_learner<'a>(
         &'a self,
-        identity: Identity<'a>,
+        caller: Caller<'a>,
         leader: &'a str,
         node_id: u64,
         address: &'a str,
     ) -> BoxFuture<'a, Result<(), Error>>;
     /// Promotes learner `node_id` to voter; sent to `leader`.
-    fn promote<'a>(&'a self, identity: Identity<'a>, leader: &'a str, node_id: u64)
-    -> BoxFuture<'a, Result<(), Error>>;
+    fn promote<'a>(&'a self, caller: Caller<'a>, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), Error>>;
     /// Removes member `node_id`; sent to `leader`.
-    fn remove<'a>(&'a self, identity: Identity<'a>, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), Error>>;
+    fn remove<'a>(&'a self, caller: Caller<'a>, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), Error>>;
 }
 
 /// HTTP address of member `node_id` of `cluster`: its pod's peer DNS name and the HTTP port.
@@ -163,31 +197,76 @@ pub fn member_address(cluster: &ValidatedCluster, node_id: u64) -> String {
     format!("{}-{}.{}:{}", cluster.name, node_id.saturating_sub(1), cluster.peer_dns(), cluster.ports.http)
 }
 
-/// [`RegistryAdmin`] over plain HTTP.
-#[derive(Debug, Clone)]
+/// [`RegistryAdmin`] over HTTP, or HTTPS trusting the cluster's CA.
+#[derive(Debug)]
 pub struct HttpRegistry {
     client: reqwest::Client,
+    /// HTTPS clients by the CA (PEM) they trust; CAs change rarely, so this stays small (and is
+    /// emptied should it not).
+    https: Mutex<HashMap<Vec<u8>, reqwest::Client>>,
+    resolver: Option<MemberResolver>,
 }
+
+/// A resolver for member names other than the system's (see [`HttpRegistry::with_resolver`]).
+#[derive(Clone)]
+struct MemberResolver(Arc<dyn reqwest::dns::Resolve>);
+
+impl std::fmt::Debug for MemberResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemberResolver")
+    }
+}
+
+/// Most HTTPS clients kept before the cache is emptied.
+const MAX_HTTPS_CLIENTS: usize = 64;
 
 impl HttpRegistry {
     /// A client with short timeouts: a reconcile must not hang on a member that is down.
     pub fn new() -> Result<Self, Error> {
-        Self::build(reqwest::Client::builder())
+        Self::with(None)
     }
 
     /// [`Self::new`], resolving member names through `resolver` instead of the system's: for
     /// an operator that runs outside the cluster's DNS (the API-server test tier).
     pub fn with_resolver<R: reqwest::dns::Resolve + 'static>(resolver: Arc<R>) -> Result<Self, Error> {
-        Self::build(reqwest::Client::builder().dns_resolver(resolver))
+        Self::with(Some(MemberResolver(resolver)))
     }
 
-    fn build(builder: reqwest::ClientBuilder) -> Result<Self, Error> {
-        let client = builder
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-            .build()
-            .context(BuildClientSnafu)?;
-        Ok(Self { client })
+    fn with(resolver: Option<MemberResolver>) -> Result<Self, Error> {
+        let client = Self::builder(resolver.as_ref()).build().context(BuildClientSnafu)?;
+        Ok(Self { client, https: Mutex::default(), resolver })
+    }
+
+    fn builder(resolver: Option<&MemberResolver>) -> reqwest::ClientBuilder {
+        let builder =
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(5));
+        match resolver {
+            Some(MemberResolver(resolver)) => builder.dns_resolver2(resolver.clone()),
+            None => builder,
+        }
+    }
+
+    /// The URL of `path` on `member` and the client to call it with, as `caller`.
+    fn url(&self, caller: Caller<'_>, member: &str, path: &str) -> Result<(reqwest::Client, String), Error> {
+        let Some(ca) = caller.tls_ca else {
+            return Ok((self.client.clone(), format!("http://{member}{path}")));
+        };
+        let mut clients = self.https.lock().unwrap_or_else(PoisonError::into_inner);
+        let client = match clients.get(ca) {
+            Some(client) => client.clone(),
+            None => {
+                let client = Self::builder(self.resolver.as_ref())
+                    .use_preconfigured_tls(trusting(ca).context(TrustSnafu)?)
+                    .build()
+                    .context(BuildClientSnafu)?;
+                if clients.len() >= MAX_HTTPS_CLIENTS {
+                    clients.clear();
+                }
+                clients.insert(ca.to_vec(), client.clone());
+                client
+            }
+        };
+        Ok((client, format!("https://{member}{path}")))
     }
 
     /// `request` with the identity header, if any.
@@ -198,13 +277,8 @@ impl HttpRegistry {
         }
     }
 
-    async fn change(
-        &self,
-        identity: Identity<'_>,
-        request: reqwest::RequestBuilder,
-        address: &str,
-    ) -> Result<(), Error> {
-        let request = Self::authenticated(request, identity);
+    async fn change(&self, caller: Caller<'_>, request: reqwest::RequestBuilder, address: &str) -> Result<(), Error> {
+        let request = Self::authenticated(request, caller.identity);
         let response = request.send().await.context(UnreachableSnafu { address })?;
         let status = response.status().as_u16();
         let body = response.text().await.context(UnreachableSnafu { address })?;
@@ -284,11 +358,29 @@ fn truncate(body: &str) -> String {
     body.chars().take(300).collect()
 }
 
+/// A rustls client configuration trusting the certificates in `ca_pem` only.
+fn trusting(ca_pem: &[u8]) -> Result<rustls::ClientConfig, TrustError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.map_err(|_| TrustError::NotPem)?).map_err(|source| TrustError::Rejected { source })?;
+    }
+    if roots.is_empty() {
+        return Err(TrustError::NotPem);
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(crate::pki::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| TrustError::Rejected { source })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(config)
+}
+
 impl RegistryAdmin for HttpRegistry {
-    fn raft_view<'a>(&'a self, identity: Identity<'a>, member: &'a str) -> BoxFuture<'a, Result<RaftView, Error>> {
+    fn raft_view<'a>(&'a self, caller: Caller<'a>, member: &'a str) -> BoxFuture<'a, Result<RaftView, Error>> {
         Box::pin(async move {
-            let url = format!("http://{member}/nacos/v2/core/cluster/raft");
-            let request = Self::authenticated(self.client.get(url), identity);
+            let (client, url) = self.url(caller, member, "/nacos/v2/core/cluster/raft")?;
+            let request = Self::authenticated(client.get(url), caller.identity);
             let response = request.send().await.context(UnreachableSnafu { address: member })?;
             let status = response.status().as_u16();
             let body = response.text().await.context(UnreachableSnafu { address: member })?;
@@ -298,37 +390,32 @@ impl RegistryAdmin for HttpRegistry {
 
     fn add_learner<'a>(
         &'a self,
-        identity: Identity<'a>,
+        caller: Caller<'a>,
         leader: &'a str,
         node_id: u64,
         address: &'a str,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let url = format!("http://{leader}/nacos/v2/core/cluster/members");
+            let (client, url) = self.url(caller, leader, "/nacos/v2/core/cluster/members")?;
             let id = node_id.to_string();
-            let request = self.client.post(url).query(&[("nodeId", id.as_str()), ("address", address)]);
-            self.change(identity, request, leader).await
+            let request = client.post(url).query(&[("nodeId", id.as_str()), ("address", address)]);
+            self.change(caller, request, leader).await
         })
     }
 
-    fn promote<'a>(
-        &'a self,
-        identity: Identity<'a>,
-        leader: &'a str,
-        node_id: u64,
-    ) -> BoxFuture<'a, Result<(), Error>> {
+    fn promote<'a>(&'a self, caller: Caller<'a>, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let url = format!("http://{leader}/nacos/v2/core/cluster/members/promote");
-            let request = self.client.post(url).query(&[("nodeId", node_id)]);
-            self.change(identity, request, leader).await
+            let (client, url) = self.url(caller, leader, "/nacos/v2/core/cluster/members/promote")?;
+            let request = client.post(url).query(&[("nodeId", node_id)]);
+            self.change(caller, request, leader).await
         })
     }
 
-    fn remove<'a>(&'a self, identity: Identity<'a>, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), Error>> {
+    fn remove<'a>(&'a self, caller: Caller<'a>, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let url = format!("http://{leader}/nacos/v2/core/cluster/members");
-            let request = self.client.delete(url).query(&[("nodeId", node_id)]);
-            self.change(identity, request, leader).await
+            let (client, url) = self.url(caller, leader, "/nacos/v2/core/cluster/members")?;
+            let request = client.delete(url).query(&[("nodeId", node_id)]);
+            self.change(caller, request, leader).await
         })
     }
 }
@@ -431,7 +518,7 @@ mod tests {
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let registry = HttpRegistry::new().unwrap();
         let identity = MemberIdentity::new(b"serverIdentity", b"s3cret").unwrap();
-        let id = Some(&identity);
+        let id = Caller { identity: Some(&identity), tls_ca: None };
 
         let view = registry.raft_view(id, &member).await.unwrap();
         assert_eq!((view.leader, view.members.len()), (Some(3), 2));
@@ -444,7 +531,7 @@ mod tests {
             "{removed:?}"
         );
         // Without auth, no identity header.
-        registry.raft_view(None, &member).await.unwrap();
+        registry.raft_view(Caller::default(), &member).await.unwrap();
         assert_eq!(
             *calls.lock().unwrap(),
             [
@@ -458,7 +545,7 @@ mod tests {
         // Nobody listening: unreachable, not a panic.
         server.abort();
         let _ = server.await;
-        assert!(matches!(registry.raft_view(None, &member).await, Err(Error::Unreachable { .. })));
+        assert!(matches!(registry.raft_view(Caller::default(), &member).await, Err(Error::Unreachable { .. })));
     }
 
     #[test]

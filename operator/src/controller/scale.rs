@@ -2,25 +2,25 @@
 //! member, and carry out the one membership step the plan names, on the leader.
 
 use super::membership::Step;
-use super::registry::{self, Identity, RaftView, RegistryAdmin, member_address};
+use super::registry::{self, Caller, RaftView, RegistryAdmin, member_address};
 use super::update_status::MembershipReport;
 use super::validate::ValidatedCluster;
 
 /// The Raft view of the cluster, asked of members `1..=members` in order until one answers; a
 /// member that names another leader is checked against that leader's own view (a partitioned
-/// member's view may be stale). `None` when nobody answers. Every call carries `identity`.
+/// member's view may be stale). `None` when nobody answers. Every call is made as `caller`.
 pub async fn observe(
     registry: &dyn RegistryAdmin,
-    identity: Identity<'_>,
+    caller: Caller<'_>,
     cluster: &ValidatedCluster,
     members: u64,
 ) -> Option<RaftView> {
     for id in 1..=members {
         let address = member_address(cluster, id);
-        match registry.raft_view(identity, &address).await {
+        match registry.raft_view(caller, &address).await {
             Ok(view) => {
                 if let Some(leader) = view.leader.filter(|leader| *leader != id)
-                    && let Ok(leader_view) = registry.raft_view(identity, &member_address(cluster, leader)).await
+                    && let Ok(leader_view) = registry.raft_view(caller, &member_address(cluster, leader)).await
                 {
                     return Some(leader_view);
                 }
@@ -32,10 +32,10 @@ pub async fn observe(
     None
 }
 
-/// Carries out `step` against the leader named in `view`, as `identity`.
+/// Carries out `step` against the leader named in `view`, as `caller`.
 pub async fn execute(
     registry: &dyn RegistryAdmin,
-    identity: Identity<'_>,
+    caller: Caller<'_>,
     cluster: &ValidatedCluster,
     view: Option<&RaftView>,
     step: &Step,
@@ -53,10 +53,10 @@ pub async fn execute(
         return MembershipReport::Waiting { reason: "WaitingForLeader", message: "no Raft leader known".into() };
     };
     // One retry: the leader may have changed since the view was read.
-    let mut result = send(registry, identity, cluster, leader, node_id, change).await;
+    let mut result = send(registry, caller, cluster, leader, node_id, change).await;
     if let Err(registry::Error::NotLeader { leader_id: Some(new_leader), .. }) = &result {
         leader = *new_leader;
-        result = send(registry, identity, cluster, leader, node_id, change).await;
+        result = send(registry, caller, cluster, leader, node_id, change).await;
     }
     match (result, change) {
         (Ok(()), Change::Add) => MembershipReport::Changing {
@@ -106,7 +106,7 @@ impl Change {
 
 async fn send(
     registry: &dyn RegistryAdmin,
-    identity: Identity<'_>,
+    caller: Caller<'_>,
     cluster: &ValidatedCluster,
     leader: u64,
     node_id: u64,
@@ -114,9 +114,9 @@ async fn send(
 ) -> Result<(), registry::Error> {
     let leader = member_address(cluster, leader);
     match change {
-        Change::Add => registry.add_learner(identity, &leader, node_id, &member_address(cluster, node_id)).await,
-        Change::Promote => registry.promote(identity, &leader, node_id).await,
-        Change::Remove => registry.remove(identity, &leader, node_id).await,
+        Change::Add => registry.add_learner(caller, &leader, node_id, &member_address(cluster, node_id)).await,
+        Change::Promote => registry.promote(caller, &leader, node_id).await,
+        Change::Remove => registry.remove(caller, &leader, node_id).await,
     }
 }
 
@@ -127,7 +127,7 @@ mod tests {
     use futures_util::future::BoxFuture;
 
     use super::*;
-    use crate::controller::registry::{Error, Identity, RaftMember};
+    use crate::controller::registry::{Caller, Error, RaftMember};
     use crate::crd::MemberRole;
     use crate::fixtures;
 
@@ -145,7 +145,7 @@ mod tests {
     }
 
     impl RegistryAdmin for Redirecting {
-        fn raft_view<'a>(&'a self, _: Identity<'a>, member: &'a str) -> BoxFuture<'a, Result<RaftView, Error>> {
+        fn raft_view<'a>(&'a self, _: Caller<'a>, member: &'a str) -> BoxFuture<'a, Result<RaftView, Error>> {
             self.call(format!("view {}", &member[..7]));
             let view = RaftView {
                 leader: Some(3),
@@ -156,7 +156,7 @@ mod tests {
 
         fn add_learner<'a>(
             &'a self,
-            _: Identity<'a>,
+            _: Caller<'a>,
             leader: &'a str,
             node_id: u64,
             _: &'a str,
@@ -170,13 +170,13 @@ mod tests {
             Box::pin(async move { result })
         }
 
-        fn promote<'a>(&'a self, _: Identity<'a>, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), Error>> {
+        fn promote<'a>(&'a self, _: Caller<'a>, leader: &'a str, node_id: u64) -> BoxFuture<'a, Result<(), Error>> {
             self.call(format!("promote {node_id} at {}", &leader[..7]));
             let message = format!("node {node_id} is 500 entries behind");
             Box::pin(async move { Err(Error::Refused { address: String::new(), message }) })
         }
 
-        fn remove<'a>(&'a self, _: Identity<'a>, _: &'a str, _: u64) -> BoxFuture<'a, Result<(), Error>> {
+        fn remove<'a>(&'a self, _: Caller<'a>, _: &'a str, _: u64) -> BoxFuture<'a, Result<(), Error>> {
             Box::pin(async { Ok(()) })
         }
     }
@@ -185,7 +185,7 @@ mod tests {
     async fn a_member_that_names_another_leader_is_checked_against_the_leader() {
         let registry = Redirecting::default();
         let cluster = fixtures::validated(fixtures::DEFAULTS);
-        let view = observe(&registry, None, &cluster, 3).await.unwrap();
+        let view = observe(&registry, Caller::default(), &cluster, 3).await.unwrap();
         assert_eq!(view.leader, Some(3));
         assert_eq!(*registry.calls.lock().unwrap(), ["view nacos-0", "view nacos-2"]);
     }
@@ -195,7 +195,8 @@ mod tests {
         let registry = Redirecting::default();
         let cluster = fixtures::validated(fixtures::DEFAULTS);
         let stale = RaftView { leader: Some(1), members: Vec::new() };
-        let report = execute(&registry, None, &cluster, Some(&stale), &Step::AddLearner { node_id: 4 }).await;
+        let report =
+            execute(&registry, Caller::default(), &cluster, Some(&stale), &Step::AddLearner { node_id: 4 }).await;
         assert!(matches!(report, MembershipReport::Changing { reason: "AddingMember", .. }), "{report:?}");
         assert_eq!(*registry.calls.lock().unwrap(), ["add 4 at nacos-0", "add 4 at nacos-2"]);
     }
@@ -205,7 +206,7 @@ mod tests {
         let registry = Redirecting::default();
         let cluster = fixtures::validated(fixtures::DEFAULTS);
         let view = RaftView { leader: Some(3), members: Vec::new() };
-        let report = execute(&registry, None, &cluster, Some(&view), &Step::Promote { node_id: 4 }).await;
+        let report = execute(&registry, Caller::default(), &cluster, Some(&view), &Step::Promote { node_id: 4 }).await;
         match report {
             MembershipReport::Waiting { reason, message } => {
                 assert_eq!(reason, "LearnerCatchingUp");

@@ -64,6 +64,8 @@ pub struct ValidatedCluster {
     pub auth: Option<Auth>,
     /// DNS settings, when DNS is on.
     pub dns: Option<Dns>,
+    /// TLS settings, when `spec.tls` is set.
+    pub tls: Option<Tls>,
     /// Selectors of the registered services projected as headless Services, when the
     /// projection is on.
     pub service_projection: Option<Vec<ServiceSelector>>,
@@ -115,6 +117,33 @@ pub struct Auth {
     pub keys: AuthSecretKeys,
 }
 
+/// TLS settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// Mutual TLS on the cluster port.
+    pub cluster: bool,
+    /// TLS on the HTTP and gRPC SDK ports.
+    pub client_facing: bool,
+    /// Where the members' certificate comes from.
+    pub source: TlsSource,
+}
+
+/// Where the members' certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// The operator makes `<name>-tls` from its CA in `<name>-tls-ca`.
+    Managed,
+    /// A Secret someone else keeps current (cert-manager's layout).
+    Secret(String),
+}
+
+impl Tls {
+    /// Whether the operator makes and renews the certificate.
+    pub fn is_managed(&self) -> bool {
+        self.source == TlsSource::Managed
+    }
+}
+
 /// DNS interface settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dns {
@@ -159,6 +188,15 @@ impl ValidatedCluster {
         format!("{}.{}.svc.{}", self.headless_service_name(), self.namespace, self.cluster_domain)
     }
 
+    /// Name of the Secret holding the members' certificate, key and CA, when TLS is on: the
+    /// named one, or `<name>-tls` which the operator makes.
+    pub fn tls_secret_name(&self) -> Option<String> {
+        self.tls.as_ref().map(|tls| match &tls.source {
+            TlsSource::Managed => super::tls::members_secret_name(&self.name),
+            TlsSource::Secret(name) => name.clone(),
+        })
+    }
+
     /// Members needed for a Raft quorum.
     pub fn quorum(&self) -> i32 {
         self.replicas / 2 + 1
@@ -175,6 +213,8 @@ pub enum Warning {
     },
     /// DNS (UDP) beside TCP ports on a LoadBalancer Service needs mixed-protocol support.
     DnsOnLoadBalancer,
+    /// The service projection subscribes over plain gRPC, which a TLS gRPC port refuses.
+    ProjectionWithoutTls,
 }
 
 impl fmt::Display for Warning {
@@ -186,6 +226,10 @@ impl fmt::Display for Warning {
                  (quorum is {}); prefer an odd number",
                 replicas - 1,
                 replicas / 2 + 1
+            ),
+            Self::ProjectionWithoutTls => f.write_str(
+                "spec.serviceProjection.enabled with spec.tls.clientFacing: the operator subscribes to the registry \
+                 over plain gRPC, which the TLS gRPC port refuses, so no service is projected",
             ),
             Self::DnsOnLoadBalancer => f.write_str(
                 "spec.dns.enabled with spec.service.type LoadBalancer puts UDP and TCP ports on one load \
@@ -280,6 +324,18 @@ pub enum Error {
     /// The Secret name is no valid object name.
     #[snafu(display("spec.auth.secretName {name:?} is not a valid Secret name (lowercase DNS subdomain)"))]
     InvalidAuthSecretName {
+        /// The refused name.
+        name: String,
+    },
+    /// TLS is set with neither the cluster nor the client-facing ports using it.
+    #[snafu(display(
+        "spec.tls is set but both spec.tls.cluster and spec.tls.clientFacing are false; remove spec.tls for \
+         plain ports"
+    ))]
+    TlsNothingEnabled,
+    /// The TLS Secret name is no valid object name.
+    #[snafu(display("spec.tls.secretName {name:?} is not a valid Secret name (lowercase DNS subdomain)"))]
+    InvalidTlsSecretName {
         /// The refused name.
         name: String,
     },
@@ -410,12 +466,16 @@ pub fn validate(cluster: &NacosCluster, env: &OperatorEnvironment) -> Result<Val
     };
 
     let dns = if spec.dns.enabled { Some(validate_dns(&spec.dns, ports)?) } else { None };
+    let tls = spec.tls.as_ref().map(validate_tls).transpose()?;
     if dns.is_some() && spec.service.type_ == ServiceType::LoadBalancer {
         warnings.push(Warning::DnsOnLoadBalancer);
     }
 
     let service_projection =
         if spec.service_projection.enabled { Some(validate_projection(&spec.service_projection)?) } else { None };
+    if service_projection.is_some() && tls.as_ref().is_some_and(|t| t.client_facing) {
+        warnings.push(Warning::ProjectionWithoutTls);
+    }
 
     let pdb_max_unavailable = if spec.pod_disruption_budget.enabled {
         let max_unavailable = spec.pod_disruption_budget.max_unavailable;
@@ -432,6 +492,8 @@ pub fn validate(cluster: &NacosCluster, env: &OperatorEnvironment) -> Result<Val
     };
 
     let extra_config = parse_extra_config(spec.config.as_deref())?;
+    // The members' TLS settings come from environment variables, which win over the file.
+    ensure!(tls.is_none() || !extra_config.contains_key("tls"), ReservedConfigKeySnafu { key: "tls" });
     let shutdown_grace_ms = shutdown_grace_ms(&extra_config)?;
 
     let sidecar_injection = if spec.sidecar_injection.enabled {
@@ -462,6 +524,7 @@ pub fn validate(cluster: &NacosCluster, env: &OperatorEnvironment) -> Result<Val
         log_level,
         auth,
         dns,
+        tls,
         service_projection,
         service_type: spec.service.type_,
         service_annotations: spec.service.annotations.clone(),
@@ -500,6 +563,18 @@ fn validate_dns(spec: &crate::crd::DnsSpec, ports: Ports) -> Result<Dns, Error> 
     let zone = spec.zone.strip_suffix('.').unwrap_or(&spec.zone);
     ensure!(is_dns1123_subdomain(zone), InvalidDnsZoneSnafu { zone: spec.zone.clone() });
     Ok(Dns { service_port: spec.port, container_port: spec.container_port, zone: zone.to_owned() })
+}
+
+fn validate_tls(spec: &crate::crd::TlsSpec) -> Result<Tls, Error> {
+    ensure!(spec.cluster || spec.client_facing, TlsNothingEnabledSnafu);
+    let source = match spec.secret_name.as_deref() {
+        None => TlsSource::Managed,
+        Some(name) => {
+            ensure!(is_dns1123_subdomain(name), InvalidTlsSecretNameSnafu { name });
+            TlsSource::Secret(name.to_owned())
+        }
+    };
+    Ok(Tls { cluster: spec.cluster, client_facing: spec.client_facing, source })
 }
 
 fn validate_projection(spec: &crate::crd::ServiceProjectionSpec) -> Result<Vec<ServiceSelector>, Error> {

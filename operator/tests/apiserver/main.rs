@@ -17,3 +17,4 @@ mod members;
 mod operator;
 mod projection;
 mod registry;
+mod tls;

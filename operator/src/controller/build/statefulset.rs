@@ -14,6 +14,8 @@
 //!   graceful shutdown (clients told to reconnect elsewhere, in-flight requests drained).
 //!   Raft membership is not touched on restart; removing a member is the operator's job when
 //!   the cluster scales down.
+//! - With `spec.tls`, the TLS Secret is mounted read-only at [`TLS_DIR`] and `NACOS_TLS_*` point
+//!   the registry at its files; probes use HTTPS when the client-facing ports do.
 
 use std::collections::BTreeMap;
 
@@ -24,16 +26,17 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction,
     HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector,
-    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use registry_proto::contract::{auth, dns};
+use registry_proto::contract::{auth, dns, tls};
 
 use super::config_map::{CONFIG_DIR, CONFIG_FILE, DATA_DIR};
 use super::{labels, object_meta, port_name, selector_labels};
 use crate::controller::server::ServerCapabilities;
+use crate::controller::tls::{CA_KEY, CERT_KEY, KEY_KEY};
 use crate::controller::validate::{PRE_STOP_DELAY_SECONDS, ValidatedCluster};
 
 /// Name of the registry container.
@@ -42,6 +45,11 @@ pub const CONTAINER_NAME: &str = "registry";
 pub const DATA_VOLUME: &str = "data";
 /// Name of the configuration volume.
 const CONFIG_VOLUME: &str = "config";
+/// Name of the TLS Secret volume.
+pub const TLS_VOLUME: &str = "tls";
+/// Where the TLS Secret is mounted: `tls.crt`, `tls.key` and `ca.crt` in it. A whole-volume
+/// mount (no `subPath`), so the kubelet swaps in a renewed Secret and the registry reloads it.
+pub const TLS_DIR: &str = "/etc/registry/tls";
 /// Pod template annotation carrying a hash of `registry.toml`: the ConfigMap's content is not
 /// part of the pod template, so without it a configuration change would restart nothing.
 pub const CONFIG_HASH_ANNOTATION: &str = "nacos.rs/config-hash";
@@ -96,16 +104,26 @@ const REGISTRY_GID: i64 = 65532;
 
 fn pod_spec(cluster: &ValidatedCluster, selector: BTreeMap<String, String>) -> PodSpec {
     let scheduling = &cluster.scheduling;
-    PodSpec {
-        containers: vec![container(cluster)],
-        volumes: Some(vec![Volume {
-            name: CONFIG_VOLUME.into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: cluster.config_map_name(),
-                ..ConfigMapVolumeSource::default()
+    let mut volumes = vec![Volume {
+        name: CONFIG_VOLUME.into(),
+        config_map: Some(ConfigMapVolumeSource { name: cluster.config_map_name(), ..ConfigMapVolumeSource::default() }),
+        ..Volume::default()
+    }];
+    if let Some(secret_name) = cluster.tls_secret_name() {
+        volumes.push(Volume {
+            name: TLS_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret_name),
+                // Readable by the registry's group (the pod's fsGroup) only.
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
             }),
             ..Volume::default()
-        }]),
+        });
+    }
+    PodSpec {
+        containers: vec![container(cluster)],
+        volumes: Some(volumes),
         image_pull_secrets: non_empty(cluster.image_pull_secrets.clone()),
         affinity: Some(scheduling.affinity.clone().unwrap_or_else(|| default_affinity(selector))),
         tolerations: non_empty(scheduling.tolerations.clone()),
@@ -146,30 +164,22 @@ fn container(cluster: &ValidatedCluster) -> Container {
         env: Some(env(cluster)),
         ports: Some(ports),
         resources: cluster.resources.clone(),
-        volume_mounts: Some(vec![
-            VolumeMount { name: DATA_VOLUME.into(), mount_path: DATA_DIR.into(), ..VolumeMount::default() },
-            VolumeMount {
-                name: CONFIG_VOLUME.into(),
-                mount_path: CONFIG_DIR.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(volume_mounts(cluster)),
         // A slow start (a long log to replay) must not be cut short by the liveness probe.
         startup_probe: Some(Probe {
             period_seconds: Some(5),
             failure_threshold: Some(60),
-            ..http_probe(LIVENESS_PATH)
+            ..http_probe(cluster, LIVENESS_PATH)
         }),
         liveness_probe: Some(Probe {
             period_seconds: Some(10),
             failure_threshold: Some(3),
-            ..http_probe(LIVENESS_PATH)
+            ..http_probe(cluster, LIVENESS_PATH)
         }),
         readiness_probe: Some(Probe {
             period_seconds: Some(5),
             failure_threshold: Some(3),
-            ..http_probe(READINESS_PATH)
+            ..http_probe(cluster, READINESS_PATH)
         }),
         lifecycle: Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {
@@ -187,6 +197,23 @@ fn container(cluster: &ValidatedCluster) -> Container {
         }),
         ..Container::default()
     }
+}
+
+fn volume_mounts(cluster: &ValidatedCluster) -> Vec<VolumeMount> {
+    let read_only = |name: &str, path: &str| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    let mut mounts = vec![
+        VolumeMount { name: DATA_VOLUME.into(), mount_path: DATA_DIR.into(), ..VolumeMount::default() },
+        read_only(CONFIG_VOLUME, CONFIG_DIR),
+    ];
+    if cluster.tls.is_some() {
+        mounts.push(read_only(TLS_VOLUME, TLS_DIR));
+    }
+    mounts
 }
 
 /// The container's shell command: derives `--node-id` from the pod name's ordinal (node ids
@@ -216,6 +243,13 @@ fn env(cluster: &ValidatedCluster) -> Vec<EnvVar> {
     if let Some(settings) = &cluster.dns {
         env.push(value_env(dns::env::PORT, &settings.container_port.to_string()));
         env.push(value_env(dns::env::ZONE, &settings.zone));
+    }
+    if let Some(settings) = &cluster.tls {
+        env.push(value_env(tls::env::CERT, &format!("{TLS_DIR}/{CERT_KEY}")));
+        env.push(value_env(tls::env::KEY, &format!("{TLS_DIR}/{KEY_KEY}")));
+        env.push(value_env(tls::env::CA, &format!("{TLS_DIR}/{CA_KEY}")));
+        env.push(value_env(tls::env::CLIENT_FACING, &settings.client_facing.to_string()));
+        env.push(value_env(tls::env::CLUSTER, &settings.cluster.to_string()));
     }
     env
 }
@@ -257,11 +291,15 @@ fn container_port(name: &str, port: i32, protocol: &str) -> ContainerPort {
     }
 }
 
-fn http_probe(path: &str) -> Probe {
+/// A probe of the HTTP port; HTTPS when the client-facing ports use TLS (the kubelet does not
+/// verify the certificate).
+fn http_probe(cluster: &ValidatedCluster, path: &str) -> Probe {
+    let https = cluster.tls.as_ref().is_some_and(|tls| tls.client_facing);
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
             port: IntOrString::String(port_name::HTTP.into()),
+            scheme: https.then(|| "HTTPS".into()),
             ..HTTPGetAction::default()
         }),
         timeout_seconds: Some(3),

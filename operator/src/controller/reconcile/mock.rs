@@ -10,7 +10,7 @@ use http::{Method, Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};
 
-use crate::controller::registry::{self, Identity, MemberIdentity, RaftMember, RaftView, RegistryAdmin};
+use crate::controller::registry::{self, Caller, MemberIdentity, RaftMember, RaftView, RegistryAdmin};
 use crate::crd::MemberRole;
 
 /// Every request, in order: `"PATCH /api/v1/…"` for the API server, `"registry …"` for the
@@ -141,6 +141,8 @@ struct FakeState {
     refuse_remove: Option<String>,
     /// The identity of every call, in order.
     identities: Vec<Option<MemberIdentity>>,
+    /// The CA each call trusted (HTTPS), in order.
+    tls_cas: Vec<Option<Vec<u8>>>,
 }
 
 impl FakeRegistry {
@@ -170,8 +172,16 @@ impl FakeRegistry {
         self.lock().identities.clone()
     }
 
-    fn record(&self, identity: Identity<'_>, call: String) {
-        self.lock().identities.push(identity.cloned());
+    /// The CA each call trusted, in order (`None`: plain HTTP).
+    pub(crate) fn tls_cas(&self) -> Vec<Option<Vec<u8>>> {
+        self.lock().tls_cas.clone()
+    }
+
+    fn record(&self, caller: Caller<'_>, call: String) {
+        let mut state = self.lock();
+        state.identities.push(caller.identity.cloned());
+        state.tls_cas.push(caller.tls_ca.map(<[u8]>::to_vec));
+        drop(state);
         push(&self.timeline, format!("registry {call}"));
     }
 }
@@ -188,10 +198,10 @@ fn down_error(address: &str) -> registry::Error {
 impl RegistryAdmin for FakeRegistry {
     fn raft_view<'a>(
         &'a self,
-        identity: Identity<'a>,
+        caller: Caller<'a>,
         member: &'a str,
     ) -> BoxFuture<'a, Result<RaftView, registry::Error>> {
-        self.record(identity, format!("view @{}", pod(member)));
+        self.record(caller, format!("view @{}", pod(member)));
         let state = self.lock();
         let result = if state.down {
             Err(down_error(member))
@@ -208,34 +218,34 @@ impl RegistryAdmin for FakeRegistry {
 
     fn add_learner<'a>(
         &'a self,
-        identity: Identity<'a>,
+        caller: Caller<'a>,
         leader: &'a str,
         node_id: u64,
         address: &'a str,
     ) -> BoxFuture<'a, Result<(), registry::Error>> {
-        self.record(identity, format!("add {node_id} ({}) @{}", pod(address), pod(leader)));
+        self.record(caller, format!("add {node_id} ({}) @{}", pod(address), pod(leader)));
         self.lock().members.insert(node_id, MemberRole::Learner);
         Box::pin(async { Ok(()) })
     }
 
     fn promote<'a>(
         &'a self,
-        identity: Identity<'a>,
+        caller: Caller<'a>,
         leader: &'a str,
         node_id: u64,
     ) -> BoxFuture<'a, Result<(), registry::Error>> {
-        self.record(identity, format!("promote {node_id} @{}", pod(leader)));
+        self.record(caller, format!("promote {node_id} @{}", pod(leader)));
         self.lock().members.insert(node_id, MemberRole::Follower);
         Box::pin(async { Ok(()) })
     }
 
     fn remove<'a>(
         &'a self,
-        identity: Identity<'a>,
+        caller: Caller<'a>,
         leader: &'a str,
         node_id: u64,
     ) -> BoxFuture<'a, Result<(), registry::Error>> {
-        self.record(identity, format!("remove {node_id} @{}", pod(leader)));
+        self.record(caller, format!("remove {node_id} @{}", pod(leader)));
         let mut state = self.lock();
         let result = match &state.refuse_remove {
             Some(message) => Err(registry::Error::Refused { address: leader.to_owned(), message: message.clone() }),

@@ -19,6 +19,7 @@ use crate::fixtures;
 use crate::metrics::Metrics;
 
 mod spec;
+mod tls;
 
 const STS: &str = "/apis/apps/v1/namespaces/registry/statefulsets/nacos";
 const SECRET: &str = "/api/v1/namespaces/registry/secrets/nacos-auth";

@@ -1,5 +1,5 @@
 use super::*;
-use crate::fixtures::{self, AUTH, CUSTOM_STORAGE_SCHEDULING, DEFAULTS, DNS, NAME, NAMESPACE};
+use crate::fixtures::{self, AUTH, CUSTOM_STORAGE_SCHEDULING, DEFAULTS, DNS, NAME, NAMESPACE, TLS, TLS_CERT_MANAGER};
 
 fn refused(spec: &str) -> Error {
     match validate(&fixtures::cluster(spec), &fixtures::env()) {
@@ -217,4 +217,41 @@ fn sidecar_injection_can_be_turned_off_or_customised() {
         .sidecar_injection
         .unwrap();
     assert_eq!((sidecar.image.as_str(), sidecar.image_pull_policy), ("my/sidecar:2", Some(ImagePullPolicy::Never)));
+}
+
+#[test]
+fn tls_is_off_by_default_and_mutual_between_members_once_set() {
+    let plain = fixtures::validated(DEFAULTS);
+    assert_eq!((plain.tls.as_ref(), plain.tls_secret_name()), (None, None));
+
+    let managed = fixtures::validated("tls: {}");
+    assert_eq!(managed.tls.clone(), Some(Tls { cluster: true, client_facing: false, source: TlsSource::Managed }));
+    assert_eq!(managed.tls_secret_name().as_deref(), Some("nacos-tls"));
+    assert!(fixtures::validated(TLS).tls.is_some_and(|t| t.client_facing && t.cluster && t.is_managed()));
+
+    let given = fixtures::validated(TLS_CERT_MANAGER);
+    assert_eq!(given.tls.as_ref().map(|t| &t.source), Some(&TlsSource::Secret("nacos-members-tls".into())));
+    assert_eq!(given.tls_secret_name().as_deref(), Some("nacos-members-tls"));
+}
+
+#[test]
+fn tls_that_enables_nothing_or_names_no_valid_secret_is_refused() {
+    assert!(
+        matches!(refused("tls: { cluster: false }"), Error::TlsNothingEnabled),
+        "{:?}",
+        refused("tls: { cluster: false }")
+    );
+    let error = refused("tls: { secretName: Not_A_Name }");
+    assert!(matches!(error, Error::InvalidTlsSecretName { ref name } if name == "Not_A_Name"), "{error:?}");
+    // The operator sets the members' TLS; a [tls] section would contradict it.
+    let error = refused("tls: {}\nconfig: \"[tls]\\ncluster = false\"");
+    assert!(matches!(error, Error::ReservedConfigKey { ref key } if key == "tls"), "{error:?}");
+    assert!(fixtures::validated("config: \"[tls]\\ncluster = false\"").tls.is_none());
+}
+
+#[test]
+fn a_projection_of_a_cluster_with_client_facing_tls_is_accepted_with_a_warning() {
+    let cluster = fixtures::validated("tls: { clientFacing: true }\nserviceProjection: { enabled: true }");
+    assert_eq!(cluster.warnings, [Warning::ProjectionWithoutTls]);
+    assert!(fixtures::validated("tls: {}\nserviceProjection: { enabled: true }").warnings.is_empty());
 }

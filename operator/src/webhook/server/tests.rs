@@ -158,13 +158,13 @@ async fn ready_only_once_the_ca_bundle_is_published() {
 #[tokio::test]
 async fn serves_over_tls_with_the_generated_certificate() {
     let now = OffsetDateTime::from(SystemTime::now());
-    let authority = cert::Authority::generate("nacos-system", now).unwrap();
-    let serving = authority.issue(&cert::dns_names("nacos-operator-webhook", "nacos-system"), now).unwrap();
+    let authority = cert::authority("nacos-system", now).unwrap();
+    let serving = cert::issue(&authority, &cert::dns_names("nacos-operator-webhook", "nacos-system"), now).unwrap();
     let handle = Handle::new();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(run(
         "127.0.0.1:0".parse().unwrap(),
-        RustlsConfig::from_config(serving.server_config().unwrap()),
+        RustlsConfig::from_config(cert::server_config(&serving).unwrap()),
         router(state(Some(vec![fixtures::cluster(fixtures::DEFAULTS)]))),
         handle.clone(),
         shutdown.clone(),

@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::EnvVar;
 
 use super::*;
 use crate::controller::build::{self as build_step, Resources};
-use crate::fixtures::{self, AUTH, CUSTOM_STORAGE_SCHEDULING, DEFAULTS, DNS};
+use crate::fixtures::{self, AUTH, CUSTOM_STORAGE_SCHEDULING, DEFAULTS, DNS, TLS, TLS_CERT_MANAGER};
 
 fn statefulset(spec: &str) -> StatefulSet {
     fixtures::built(spec).stateful_set
@@ -311,4 +311,56 @@ fn config_hash_is_the_hash_of_the_config_map_content() {
 fn fnv1a64_matches_reference_values() {
     assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
     assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+}
+
+fn value_of<'a>(container: &'a Container, name: &str) -> Option<&'a str> {
+    env_var(container, name).and_then(|e| e.value.as_deref())
+}
+
+fn probe_schemes(container: &Container) -> Vec<Option<&str>> {
+    [&container.startup_probe, &container.liveness_probe, &container.readiness_probe]
+        .iter()
+        .map(|probe| probe.as_ref().unwrap().http_get.as_ref().unwrap().scheme.as_deref())
+        .collect()
+}
+
+#[test]
+fn tls_mounts_the_secret_read_only_and_points_the_registry_at_its_files() {
+    for (spec, secret, client_facing) in [(TLS, "nacos-tls", "true"), (TLS_CERT_MANAGER, "nacos-members-tls", "false")]
+    {
+        let set = statefulset(spec);
+        let volume = pod(&set).volumes.as_ref().unwrap().iter().find(|v| v.name == TLS_VOLUME).expect("tls volume");
+        let source = volume.secret.as_ref().unwrap();
+        assert_eq!((source.secret_name.as_deref(), source.default_mode), (Some(secret), Some(0o440)), "{spec}");
+        let container = registry(&set);
+        let mount = container.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == TLS_VOLUME).unwrap();
+        // No subPath: the kubelet then swaps renewed files in.
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only, mount.sub_path.as_deref()),
+            (TLS_DIR, Some(true), None)
+        );
+        let expected = [
+            (tls::env::CERT, "/etc/registry/tls/tls.crt"),
+            (tls::env::KEY, "/etc/registry/tls/tls.key"),
+            (tls::env::CA, "/etc/registry/tls/ca.crt"),
+            (tls::env::CLIENT_FACING, client_facing),
+            (tls::env::CLUSTER, "true"),
+        ];
+        for (name, value) in expected {
+            assert_eq!(value_of(container, name), Some(value), "{spec}: {name}");
+        }
+    }
+    // Probes follow the HTTP port to HTTPS only when it serves TLS.
+    assert_eq!(probe_schemes(registry(&statefulset(TLS))), [Some("HTTPS"); 3]);
+    assert_eq!(probe_schemes(registry(&statefulset(TLS_CERT_MANAGER))), [None; 3]);
+}
+
+#[test]
+fn without_tls_there_is_no_tls_volume_env_or_https_probe() {
+    let set = statefulset(DEFAULTS);
+    assert!(pod(&set).volumes.as_ref().unwrap().iter().all(|v| v.name != TLS_VOLUME));
+    let container = registry(&set);
+    assert!(container.volume_mounts.as_ref().unwrap().iter().all(|m| m.name != TLS_VOLUME));
+    assert!(container.env.as_ref().unwrap().iter().all(|e| !e.name.starts_with("NACOS_TLS_")));
+    assert_eq!(probe_schemes(container), [None; 3]);
 }
