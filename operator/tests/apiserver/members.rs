@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
 use nacos_operator::crd::{ConditionStatus, ConditionType, MemberRole, NacosCluster};
@@ -276,4 +276,32 @@ async fn a_deleted_member_pod_comes_back_as_the_same_member_with_its_data() {
         let addr = setup.member(ordinal).expect("member pod runs");
         assert_holds(addr, &acknowledged, &format!("member pod {ordinal}")).await;
     }
+}
+
+#[tokio::test]
+async fn real_members_with_operator_managed_tls_form_over_mutual_tls_and_serve_only_tls() {
+    let Some(setup) = setup("tls-members").await else { return };
+    create_cluster(&setup.client, &setup.namespace, json!({ "replicas": 3, "tls": { "clientFacing": true } })).await;
+    // Available with three voters: the members reached each other over mutual TLS with the
+    // operator's certificate, and the operator read their Raft view over HTTPS.
+    setup.await_voters(3).await;
+
+    let secrets: Api<Secret> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let secret = secrets.get(&format!("{NAME}-tls")).await.expect("members' Secret");
+    let ca = secret.data.as_ref().and_then(|d| d.get("ca.crt")).map(|c| c.0.clone()).expect("ca.crt");
+    let member = setup.member(0).expect("member pod runs");
+    let host = format!("{NAME}-0.{NAME}-headless.{}.svc.cluster.local", setup.namespace);
+    let trusting = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA"))
+        .resolve(&host, member)
+        .build()
+        .expect("https client");
+    let readiness = format!("https://{host}:{HTTP_PORT}/nacos/v1/console/health/readiness");
+    let answer = trusting.get(&readiness).send().await.map(|r| r.status().as_u16());
+    assert_eq!(answer.ok(), Some(200), "a client trusting the cluster CA reaches the member by its name");
+    let plain = http().get(format!("http://{member}/nacos/v1/console/health/readiness")).send().await;
+    assert!(plain.is_err() || plain.is_ok_and(|r| !r.status().is_success()), "plain HTTP is not served");
 }
