@@ -22,7 +22,8 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 
 pub use client::{Connector, client_config};
-pub use server::{Incoming, ServerIo, server_config};
+pub use reload::Reloads;
+pub use server::{Handshakes, Incoming, ServerIo, server_config};
 
 /// Why TLS material could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,29 @@ impl Identity {
     /// The pair at `cert` and `key`.
     pub fn new(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
         Self { cert: cert.as_ref().to_owned(), key: key.as_ref().to_owned() }
+    }
+}
+
+/// This side's certificate and key, read once and then followed: every config built from one
+/// value shares it, so a renewal is read (and counted) once per process, not once per port.
+#[derive(Debug, Clone)]
+pub struct Credentials(Arc<reload::ReloadingIdentity>);
+
+impl Credentials {
+    /// Reads the pair (errors name the file).
+    pub fn load(identity: &Identity) -> Result<Self, TlsError> {
+        reload::ReloadingIdentity::new(identity, provider()).map(|r| Self(Arc::new(r)))
+    }
+
+    /// The end of the validity of the certificate in force, in seconds since the Unix epoch
+    /// (the files are looked at first, at most once a second).
+    pub fn not_after(&self) -> Option<i64> {
+        files::not_after(self.0.current().cert.first()?)
+    }
+
+    /// Renewals read since start, and changes that could not be used.
+    pub fn reloads(&self) -> &Reloads {
+        self.0.reloads()
     }
 }
 

@@ -38,9 +38,9 @@ pub struct Tls {
 impl Tls {
     /// Reads the files named by `settings`.
     pub fn load(settings: &UpstreamTls) -> Result<Self, TlsError> {
-        let identity = settings.identity.as_ref();
-        let grpc = tls::client_config(&settings.ca, identity, &[ALPN_H2])?;
-        let http = tls::client_config(&settings.ca, identity, &[ALPN_HTTP1])?;
+        let identity = settings.identity.as_ref().map(tls::Credentials::load).transpose()?;
+        let grpc = tls::client_config(&settings.ca, identity.as_ref(), &[ALPN_H2])?;
+        let http = tls::client_config(&settings.ca, identity.as_ref(), &[ALPN_HTTP1])?;
         Ok(Self { grpc: Connector::new(grpc).with_server_name(&settings.server_name), http })
     }
 }

@@ -18,7 +18,7 @@ use registry_proto::cluster::RaftRequest;
 use registry_proto::cluster::cluster_client::ClusterClient;
 use registry_proto::contract::tls::{ALPN_H2, ALPN_HTTP1, sidecar_env};
 use registry_proto::model::ServiceKey;
-use registry_proto::tls::{Connector, Identity, client_config};
+use registry_proto::tls::{Connector, Credentials, Identity, client_config};
 use registry_proto::wire::naming::WireInstance;
 use serde_json::Value;
 
@@ -202,7 +202,8 @@ async fn data(client: &reqwest::Client, server: &Server, path: &str) -> Option<V
 /// `Ok(code)` when the service answered (the TLS layer let it in), `Err` when the transport
 /// refused it.
 async fn cluster_call(addr: SocketAddr, ca: &Path, identity: Option<&Identity>) -> Result<tonic::Code, String> {
-    let connector = Connector::new(client_config(ca, identity, &[ALPN_H2]).map_err(|e| e.to_string())?);
+    let credentials = identity.map(Credentials::load).transpose().map_err(|e| e.to_string())?;
+    let connector = Connector::new(client_config(ca, credentials.as_ref(), &[ALPN_H2]).map_err(|e| e.to_string())?);
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).map_err(|e| e.to_string())?;
     let channel = endpoint
         .connect_timeout(Duration::from_secs(5))
@@ -223,7 +224,8 @@ async fn cluster_call(addr: SocketAddr, ca: &Path, identity: Option<&Identity>) 
 /// the first read.
 async fn raw_alert(addr: SocketAddr, ca: &Path, identity: Option<&Identity>) -> Option<rustls::AlertDescription> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let connector = Connector::new(client_config(ca, identity, &[ALPN_H2]).unwrap());
+    let credentials = identity.map(|i| Credentials::load(i).unwrap());
+    let connector = Connector::new(client_config(ca, credentials.as_ref(), &[ALPN_H2]).unwrap());
     let mut stream = match connector.connect("127.0.0.1", addr.port()).await {
         Ok(s) => s,
         Err(e) => return alert_of(&e),

@@ -43,6 +43,7 @@ async fn metrics(State(s): State<ApiState>) -> Response {
     if let Some(dns) = &s.dns {
         dns.render_prometheus(&mut out);
     }
+    tls(&s, &mut out);
     process(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
@@ -185,6 +186,50 @@ fn cluster(s: &ApiState, out: &mut String) {
         out,
         "# HELP registry_distro_copies_expired_total Copies of other members' clients removed because their owner stopped confirming them (gRPC: after distro.expire_after_ms; v1: after the delete timeout)\n# TYPE registry_distro_copies_expired_total counter\nregistry_distro_copies_expired_total{{client=\"grpc\"}} {grpc}\nregistry_distro_copies_expired_total{{client=\"v1\"}} {v1}"
     );
+}
+
+/// TLS, when on: handshakes per listener, the certificate's renewals and expiry.
+fn tls(s: &ApiState, out: &mut String) {
+    let Some((reloads, reload_failures, not_after)) = s.tls.certificate() else { return };
+    for (name, help, pick) in [
+        (
+            "registry_tls_handshakes_total",
+            "TLS handshakes completed, per listener",
+            (|(_, ok, _)| ok) as fn((&str, u64, u64)) -> u64,
+        ),
+        (
+            "registry_tls_handshake_failures_total",
+            "TLS handshakes refused or timed out (not TLS, bad client certificate, no common protocol), per listener",
+            |(_, _, failed)| failed,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for h in s.tls.handshakes() {
+            let _ = writeln!(out, "{name}{{listener=\"{}\"}} {}", h.0, pick(h));
+        }
+    }
+    for (name, help, v) in [
+        (
+            "registry_tls_certificate_reloads_total",
+            "Renewed certificate/key pairs read from the files and put in force",
+            reloads,
+        ),
+        (
+            "registry_tls_certificate_reload_failures_total",
+            "Changes to the certificate/key files that could not be used (the previous pair stays in force)",
+            reload_failures,
+        ),
+    ] {
+        counter(out, name, help, v);
+    }
+    if let Some(at) = not_after {
+        gauge(
+            out,
+            "registry_tls_certificate_expiry_seconds",
+            "End of the validity of the certificate served, seconds since the epoch",
+            at,
+        );
+    }
 }
 
 /// Process figures from `/proc` (absent where it cannot be read), in the standard
