@@ -70,7 +70,7 @@ fn naming_and_configs(s: &ApiState, out: &mut String) {
     ] {
         gauge(out, name, help, v);
     }
-    let counters: [(&str, &str, u64); 6] = [
+    let counters: [(&str, &str, u64); 8] = [
         (
             "registry_grpc_connections_refused_total",
             "gRPC connection setups refused at the connection limit ([grpc] max_connections)",
@@ -100,6 +100,16 @@ fn naming_and_configs(s: &ApiState, out: &mut String) {
             "registry_config_notifications_total",
             "Config change notifications sent to gRPC listeners (first attempts)",
             s.config_notify.notifications(),
+        ),
+        (
+            "registry_push_control_dropped_total",
+            "New-subscription notes and push acks dropped because the push engine's queue was full",
+            s.push.control_dropped(),
+        ),
+        (
+            "registry_config_notify_control_dropped_total",
+            "Config notification acks dropped because the notifier's queue was full (the notification is resent)",
+            s.config_notify.control_dropped(),
         ),
     ];
     for (name, help, v) in counters {
