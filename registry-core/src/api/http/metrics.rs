@@ -60,6 +60,11 @@ fn naming_and_configs(s: &ApiState, out: &mut String) {
             s.naming.config().max_instances,
         ),
         ("registry_grpc_connections", "Registered gRPC connections", s.connections.len()),
+        (
+            "registry_grpc_connections_closing",
+            "Ended gRPC connections whose cleanup has not finished (they count against [grpc] max_connections)",
+            s.connections.closing(),
+        ),
         ("registry_subscribers", "Subscriptions (UDP and gRPC)", s.push.subscriber_count()),
         ("registry_config_long_polls_held", "Config long-polls held waiting for a change", s.configs.hub().held()),
         (
