@@ -264,6 +264,10 @@ async fn dns_over_tls_answers_clients_trusting_the_ca_beside_plain_dns_and_count
     assert!(answered.is_some(), "no answer over DNS over TLS");
     let dns_handshakes = r#"registry_tls_handshakes_total{listener="dns"}"#;
     assert!(tls_metric(&client, &server, dns_handshakes).await >= Some(1), "DoT handshake not counted");
+    // The TLS series pass promtool's lint like the rest.
+    let scrape = client.get(https(&server, "/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(scrape.contains("registry_tls_certificate_expiry_seconds"), "{scrape}");
+    crate::metrics::promtool_accepts(&scrape);
 
     // Plain DNS over TCP on the TLS port gets no answer; the refused handshake is counted.
     let dns_failures = r#"registry_tls_handshake_failures_total{listener="dns"}"#;
