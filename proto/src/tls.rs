@@ -18,12 +18,12 @@ mod server;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustls::crypto::CryptoProvider;
 
 pub use client::{Connector, client_config};
-pub use reload::Reloads;
-pub use server::{Handshakes, Incoming, ServerIo, server_config};
+pub use server::{Incoming, ServerIo, server_config};
 
 /// Why TLS material could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -86,9 +86,35 @@ impl Credentials {
         files::not_after(self.0.current().cert.first()?)
     }
 
-    /// Renewals read since start, and changes that could not be used.
-    pub fn reloads(&self) -> &Reloads {
+    /// Changed files read since start (the first load not counted): `ok`, put in force;
+    /// `failed`, unreadable, unparsable or a key not matching (the previous pair stays).
+    pub fn reloads(&self) -> &Outcomes {
         self.0.reloads()
+    }
+}
+
+/// How often something succeeded and failed since start: a listener's handshakes (failed:
+/// refused, not TLS, or timed out), a certificate's reloads.
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Outcomes {
+    /// Successes.
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Failures.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, ok: bool) {
+        let counter = if ok { &self.ok } else { &self.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use registry_proto::contract::tls::{ALPN_DOT, ALPN_H2, ALPN_HTTP1};
-use registry_proto::tls::{self as kit, Credentials, Handshakes, Identity, TlsError};
+use registry_proto::tls::{self as kit, Credentials, Identity, Outcomes, TlsError};
 use rustls::{ClientConfig, ServerConfig};
 use serde::Deserialize;
 
@@ -149,7 +149,7 @@ impl PeerHttp {
 #[derive(Debug, Default)]
 pub struct TlsMetrics {
     credentials: Option<Credentials>,
-    listeners: Vec<(&'static str, Arc<Handshakes>)>,
+    listeners: Vec<(&'static str, Arc<Outcomes>)>,
 }
 
 impl TlsMetrics {
@@ -159,13 +159,13 @@ impl TlsMetrics {
     }
 
     /// Counts `handshakes` under `name` (`http`, `grpc`, `cluster`, `dns`).
-    pub fn listener(&mut self, name: &'static str, handshakes: Arc<Handshakes>) {
+    pub fn listener(&mut self, name: &'static str, handshakes: Arc<Outcomes>) {
         self.listeners.push((name, handshakes));
     }
 
     /// Per listener: (name, completed, failed).
     pub fn handshakes(&self) -> impl Iterator<Item = (&'static str, u64, u64)> + '_ {
-        self.listeners.iter().map(|(name, h)| (*name, h.completed(), h.failed()))
+        self.listeners.iter().map(|(name, h)| (*name, h.ok(), h.failed()))
     }
 
     /// The certificate's renewals read and refused, and the end of its validity (Unix

@@ -4,7 +4,6 @@
 //! picked up once complete); only the first load fails loudly.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,7 +16,7 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use super::{Identity, TlsError, files, rustls_error};
+use super::{Identity, Outcomes, TlsError, files, rustls_error};
 
 /// Longest time a changed file goes unnoticed (a handshake at most this often looks at mtimes).
 pub(super) const RECHECK: Duration = Duration::from_secs(1);
@@ -31,27 +30,7 @@ pub(super) struct Reloading<T> {
     /// [`RECHECK`]; zero in tests.
     recheck: Duration,
     state: Mutex<State<T>>,
-    reloads: Reloads,
-}
-
-/// Times changed files were read again since start (the first load not counted).
-#[derive(Debug, Default)]
-pub struct Reloads {
-    ok: AtomicU64,
-    failed: AtomicU64,
-}
-
-impl Reloads {
-    /// Changes read and put in force.
-    pub fn ok(&self) -> u64 {
-        self.ok.load(Ordering::Relaxed)
-    }
-
-    /// Changes that could not be used (unreadable, unparsable, key not matching): the previous
-    /// material stayed in force.
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
-    }
+    reloads: Outcomes,
 }
 
 struct State<T> {
@@ -83,7 +62,7 @@ impl<T> Reloading<T> {
         let stamps = stamps(&paths);
         let value = Arc::new(load(&paths, &build)?);
         let state = Mutex::new(State { stamps, value, checked: Instant::now() });
-        Ok(Self { paths, build, recheck: RECHECK, state, reloads: Reloads::default() })
+        Ok(Self { paths, build, recheck: RECHECK, state, reloads: Outcomes::default() })
     }
 
     /// The current value, read again first if a file changed since the last look.
@@ -98,11 +77,11 @@ impl<T> Reloading<T> {
                 match load(&self.paths, &self.build) {
                     Ok(value) => {
                         state.value = Arc::new(value);
-                        self.reloads.ok.fetch_add(1, Ordering::Relaxed);
+                        self.reloads.count(true);
                         tracing::info!(files = ?self.paths, "tls material reloaded");
                     }
                     Err(e) => {
-                        self.reloads.failed.fetch_add(1, Ordering::Relaxed);
+                        self.reloads.count(false);
                         tracing::warn!(error = %e, "tls material changed but cannot be used: keeping the previous")
                     }
                 }
@@ -129,7 +108,7 @@ impl ReloadingIdentity {
         self.0.get()
     }
 
-    pub(super) fn reloads(&self) -> &Reloads {
+    pub(super) fn reloads(&self) -> &Outcomes {
         &self.0.reloads
     }
 }

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 
 use super::reload::ReloadingClientVerifier;
-use super::{Credentials, TlsError, provider, rustls_error};
+use super::{Credentials, Outcomes, TlsError, provider, rustls_error};
 
 /// Longest a client may take to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,32 +66,12 @@ impl ServerIo {
     }
 }
 
-/// Handshakes on one TLS listener since start.
-#[derive(Debug, Default)]
-pub struct Handshakes {
-    completed: AtomicU64,
-    failed: AtomicU64,
-}
-
-impl Handshakes {
-    /// Handshakes that completed (with mutual TLS: the client's certificate verified).
-    pub fn completed(&self) -> u64 {
-        self.completed.load(Ordering::Relaxed)
-    }
-
-    /// Handshakes refused (not TLS, no or a bad client certificate, no common protocol) or not
-    /// finished within the handshake timeout.
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
-    }
-}
-
 /// Connections from a listener, plain or TLS, in the order their handshakes complete.
 #[derive(Debug)]
 pub struct Incoming {
     rx: mpsc::Receiver<(ServerIo, SocketAddr)>,
     local: SocketAddr,
-    handshakes: Arc<Handshakes>,
+    handshakes: Arc<Outcomes>,
 }
 
 impl Incoming {
@@ -101,13 +80,13 @@ impl Incoming {
     pub fn new(listener: TcpListener, tls: Option<Arc<ServerConfig>>) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
-        let handshakes = Arc::new(Handshakes::default());
+        let handshakes = Arc::new(Outcomes::default());
         tokio::spawn(accept_loop(listener, tls.map(TlsAcceptor::from), tx, Arc::clone(&handshakes)));
         Ok(Self { rx, local, handshakes })
     }
 
-    /// This listener's handshake counts (zero when plain), for `/metrics`.
-    pub fn handshakes(&self) -> Arc<Handshakes> {
+    /// This listener's handshakes (none when plain), for `/metrics`.
+    pub fn handshakes(&self) -> Arc<Outcomes> {
         Arc::clone(&self.handshakes)
     }
 
@@ -132,7 +111,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     tx: mpsc::Sender<(ServerIo, SocketAddr)>,
-    counts: Arc<Handshakes>,
+    counts: Arc<Outcomes>,
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
@@ -171,12 +150,10 @@ async fn accept_loop(
                     None
                 }
             };
-            let Some(stream) = done else {
-                counts.failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            counts.completed.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.send((ServerIo::Tls(Box::new(stream)), remote)).await;
+            counts.count(done.is_some());
+            if let Some(stream) = done {
+                let _ = tx.send((ServerIo::Tls(Box::new(stream)), remote)).await;
+            }
         });
     }
 }

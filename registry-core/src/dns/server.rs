@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use super::{Cache, DnsStats};
 use registry_proto::dns::batch::{self, BATCH, RecvBatch, SockaddrStorage};
 use registry_proto::dns::{Transport, handle};
-use registry_proto::tls::Incoming;
+use registry_proto::tls::{Incoming, ServerIo};
 
 /// A TCP connection idle this long is closed (RFC 7766 suggests seconds).
 const TCP_IDLE: Duration = Duration::from_secs(10);
@@ -25,7 +25,7 @@ const EPHEMERAL_TRIES: usize = 16;
 /// A bound, not yet serving, DNS server.
 pub struct DnsServer {
     udp: Arc<UdpSocket>,
-    tcp: TcpListener,
+    tcp: Incoming,
     cache: Arc<Cache>,
     stats: Arc<DnsStats>,
     max_tcp_connections: usize,
@@ -47,6 +47,7 @@ impl DnsServer {
             let bound = udp.local_addr()?;
             match TcpListener::bind(bound).await {
                 Ok(tcp) => {
+                    let tcp = Incoming::new(tcp, None)?;
                     return Ok(Self { udp: Arc::new(udp), tcp, cache, stats, max_tcp_connections, tls: None });
                 }
                 Err(e) if port == 0 && tries < EPHEMERAL_TRIES => {
@@ -71,7 +72,7 @@ impl DnsServer {
     }
 
     /// The DNS-over-TLS port's handshake counts, when on.
-    pub fn tls_handshakes(&self) -> Option<Arc<registry_proto::tls::Handshakes>> {
+    pub fn tls_handshakes(&self) -> Option<Arc<registry_proto::tls::Outcomes>> {
         self.tls.as_ref().map(Incoming::handshakes)
     }
 
@@ -95,9 +96,9 @@ impl DnsServer {
         let limit = Arc::new(Semaphore::new(self.max_tcp_connections.max(1)));
         let streams = Streams { cache: self.cache, stats: self.stats, limit, tasks: tasks.clone(), shutdown };
         if let Some(tls) = self.tls {
-            tasks.spawn(streams.clone().serve_tls(tls));
+            tasks.spawn(streams.clone().serve(tls));
         }
-        tasks.spawn(streams.serve_tcp(self.tcp));
+        tasks.spawn(streams.serve(self.tcp));
     }
 }
 
@@ -170,28 +171,9 @@ struct Streams {
 }
 
 impl Streams {
-    async fn serve_tcp(self, listener: TcpListener) {
-        loop {
-            let Ok(permit) = Arc::clone(&self.limit).acquire_owned().await else { return };
-            let (stream, peer) = tokio::select! {
-                () = self.shutdown.cancelled() => return,
-                r = listener.accept() => match r {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "dns tcp accept failed");
-                        continue;
-                    }
-                },
-            };
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
-            }
-            self.spawn(stream, peer, permit);
-        }
-    }
-
-    /// Connections whose TLS handshake completed (the listener runs the handshakes).
-    async fn serve_tls(self, mut listener: Incoming) {
+    /// A task per connection (plain TCP, or TLS once its handshake completed: the listener
+    /// runs the handshakes), at most `limit` at once.
+    async fn serve(self, mut listener: Incoming) {
         loop {
             let Ok(permit) = Arc::clone(&self.limit).acquire_owned().await else { return };
             let (stream, peer) = tokio::select! {
@@ -201,35 +183,25 @@ impl Streams {
                     None => return,
                 },
             };
-            self.spawn(stream, peer, permit);
-        }
-    }
-
-    fn spawn<S>(&self, stream: S, peer: SocketAddr, permit: tokio::sync::OwnedSemaphorePermit)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let (cache, stats, stop) = (Arc::clone(&self.cache), Arc::clone(&self.stats), self.shutdown.clone());
-        self.tasks.spawn(async move {
-            tokio::select! {
-                () = stop.cancelled() => {}
-                r = serve_stream(stream, &cache, &stats) => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "dns tcp connection ended");
+            let (cache, stats, stop) = (Arc::clone(&self.cache), Arc::clone(&self.stats), self.shutdown.clone());
+            self.tasks.spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    r = serve_stream(stream, &cache, &stats) => {
+                        if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "dns tcp connection ended");
+                        }
                     }
                 }
-            }
-            drop(permit);
-        });
+                drop(permit);
+            });
+        }
     }
 }
 
 /// Length-prefixed queries (RFC 1035 §4.2.2; the same inside TLS, RFC 7858 §3.3), answered in
 /// order, until EOF, an idle timeout or an error.
-async fn serve_stream<S>(mut stream: S, cache: &Cache, stats: &DnsStats) -> std::io::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn serve_stream(mut stream: ServerIo, cache: &Cache, stats: &DnsStats) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(512);
     loop {
         let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
