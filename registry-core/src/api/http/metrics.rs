@@ -66,6 +66,11 @@ fn naming_and_configs(s: &ApiState, out: &mut String) {
             s.connections.closing(),
         ),
         ("registry_subscribers", "Subscriptions (UDP and gRPC)", s.push.subscriber_count()),
+        (
+            "registry_change_events_queued",
+            "Change events the slowest reader (push, config notifier, DNS cache, health checker) has not taken; at 16384 it resynchronises",
+            s.naming.change_events_queued(),
+        ),
         ("registry_config_long_polls_held", "Config long-polls held waiting for a change", s.configs.hub().held()),
         (
             "registry_config_listeners",
