@@ -713,6 +713,27 @@ mod tests {
     }
 
     #[test]
+    fn dns_over_tls_needs_the_dns_server_and_client_facing_tls() {
+        let tls = || Cli {
+            tls_cert: Some("/c.pem".into()),
+            tls_key: Some("/k.pem".into()),
+            tls_cluster: Some(false),
+            dns_port: Some(5353),
+            dns_tls_port: Some(853),
+            ..Cli::default()
+        };
+        assert_eq!(Config::load(&tls()).unwrap().dns.tls_port, Some(853));
+        for (cli, why) in [
+            (Cli { tls_cert: None, tls_key: None, ..tls() }, "client-facing TLS"),
+            (Cli { tls_client_facing: Some(false), ..tls() }, "client-facing TLS"),
+            (Cli { dns_port: None, ..tls() }, "dns.port"),
+        ] {
+            let refused = Config::load(&cli).unwrap_err().to_string();
+            assert!(refused.contains(why), "{refused}");
+        }
+    }
+
+    #[test]
     fn flags_override_file_and_unknown_keys_fail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.toml");
