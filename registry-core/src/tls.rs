@@ -163,15 +163,15 @@ impl TlsMetrics {
         self.listeners.push((name, handshakes));
     }
 
-    /// Per listener: (name, completed, failed).
-    pub fn handshakes(&self) -> impl Iterator<Item = (&'static str, u64, u64)> + '_ {
-        self.listeners.iter().map(|(name, h)| (*name, h.ok(), h.failed()))
+    /// Per TLS listener: its name and handshakes.
+    pub fn handshakes(&self) -> impl Iterator<Item = (&'static str, &Outcomes)> + '_ {
+        self.listeners.iter().map(|(name, h)| (*name, &**h))
     }
 
-    /// The certificate's renewals read and refused, and the end of its validity (Unix
-    /// seconds); `None` without TLS.
-    pub fn certificate(&self) -> Option<(u64, u64, Option<i64>)> {
+    /// The certificate's reloads and the end of its validity (Unix seconds, when readable);
+    /// `None` without TLS.
+    pub fn certificate(&self) -> Option<(&Outcomes, Option<i64>)> {
         let c = self.credentials.as_ref()?;
-        Some((c.reloads().ok(), c.reloads().failed(), c.not_after()))
+        Some((c.reloads(), c.not_after()))
     }
 }

@@ -12,6 +12,7 @@ use axum::routing::on;
 use super::openapi::{Guard, Reply, Route, Table};
 use crate::api::ApiState;
 use crate::telemetry::load;
+use registry_proto::tls::Outcomes;
 
 /// Prometheus scrape endpoints (open: Prometheus scrapes without credentials).
 pub const TABLE: Table = Table {
@@ -210,37 +211,37 @@ fn cluster(s: &ApiState, out: &mut String) {
 
 /// TLS, when on: handshakes per listener, the certificate's renewals and expiry.
 fn tls(s: &ApiState, out: &mut String) {
-    let Some((reloads, reload_failures, not_after)) = s.tls.certificate() else { return };
-    for (name, help, pick) in [
-        (
-            "registry_tls_handshakes_total",
-            "TLS handshakes completed, per listener",
-            (|(_, ok, _)| ok) as fn((&str, u64, u64)) -> u64,
-        ),
+    let Some((reloads, not_after)) = s.tls.certificate() else { return };
+    let outcome: [fn(&Outcomes) -> u64; 2] = [Outcomes::ok, Outcomes::failed];
+    for ((name, help), pick) in [
+        ("registry_tls_handshakes_total", "TLS handshakes completed, per listener"),
         (
             "registry_tls_handshake_failures_total",
             "TLS handshakes refused or timed out (not TLS, bad client certificate, no common protocol), per listener",
-            |(_, _, failed)| failed,
         ),
-    ] {
+    ]
+    .into_iter()
+    .zip(outcome)
+    {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for h in s.tls.handshakes() {
-            let _ = writeln!(out, "{name}{{listener=\"{}\"}} {}", h.0, pick(h));
+        for (listener, handshakes) in s.tls.handshakes() {
+            let _ = writeln!(out, "{name}{{listener=\"{listener}\"}} {}", pick(handshakes));
         }
     }
-    for (name, help, v) in [
+    for ((name, help), pick) in [
         (
             "registry_tls_certificate_reloads_total",
             "Renewed certificate/key pairs read from the files and put in force",
-            reloads,
         ),
         (
             "registry_tls_certificate_reload_failures_total",
             "Changes to the certificate/key files that could not be used (the previous pair stays in force)",
-            reload_failures,
         ),
-    ] {
-        counter(out, name, help, v);
+    ]
+    .into_iter()
+    .zip(outcome)
+    {
+        counter(out, name, help, pick(reloads));
     }
     if let Some(at) = not_after {
         gauge(
