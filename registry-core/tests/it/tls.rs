@@ -434,6 +434,14 @@ async fn members_replicate_over_mutual_tls_and_refuse_peers_without_a_valid_cert
     assert_eq!(owners.iter().sum::<u64>(), 12, "each v1 client has one owner: {owners:?}");
     assert!(owners.iter().all(|o| *o > 0), "v1 writes were forwarded over HTTPS to every member: {owners:?}");
     assert_eq!(knocking.await.unwrap(), 20, "every intruder call was refused");
+    // Members' own handshakes complete; the intruders' are counted as failed on the cluster port.
+    let (mut completed, mut failed) = (0, 0);
+    for member in &members {
+        completed += tls_metric(&client, member, r#"registry_tls_handshakes_total{listener="cluster"}"#).await.unwrap();
+        failed +=
+            tls_metric(&client, member, r#"registry_tls_handshake_failures_total{listener="cluster"}"#).await.unwrap();
+    }
+    assert!(completed >= 2 && failed >= 10, "cluster handshakes: {completed} completed, {failed} failed");
 
     let target = members[1].cluster;
     // A member's certificate gets through to the service (which then wants a sender id).
