@@ -175,6 +175,9 @@ pub mod tls {
     pub const ALPN_H2: &[u8] = b"h2";
     /// ALPN of the HTTP port (HTTP/1.1 only).
     pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+    /// ALPN of the DNS-over-TLS port (RFC 7858; the IANA registry's `dot`). Clients that offer
+    /// no ALPN are served too.
+    pub const ALPN_DOT: &[u8] = b"dot";
 
     /// The registry's environment variable names.
     pub mod env {
@@ -214,6 +217,9 @@ pub mod dns {
     pub mod env {
         /// UDP and TCP port of the DNS server; unset: no DNS server.
         pub const PORT: &str = "NACOS_DNS_PORT";
+        /// DNS-over-TLS port (RFC 7858, conventionally 853), beside the plain one; needs
+        /// client-facing TLS. Unset: no DNS over TLS.
+        pub const TLS_PORT: &str = "NACOS_DNS_TLS_PORT";
         /// Zone served (default [`super::DEFAULT_ZONE`]).
         pub const ZONE: &str = "NACOS_DNS_ZONE";
     }

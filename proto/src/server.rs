@@ -134,7 +134,11 @@ where
     F: Fn(String) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
+    // Unbounded, yet holding at most the connection limit: ids waiting here count against it
+    // (`Connections::occupied`).
     let (closed_tx, mut closed_rx) = mpsc::unbounded_channel::<String>();
+    let connections = Connections::new(closed_tx);
+    let closing = connections.closing_counter();
     tokio::spawn(async move {
         loop {
             let id = tokio::select! {
@@ -142,9 +146,10 @@ where
                 id = closed_rx.recv() => match id { Some(id) => id, None => return },
             };
             on_closed(id).await;
+            closing.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
     });
-    Connections::new(closed_tx)
+    connections
 }
 
 /// The tonic services of the channel.
@@ -254,7 +259,7 @@ impl<H: Handler> BiRequestStream for Channel<H> {
             return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(err)]))));
         };
         let max = self.config.max_connections;
-        if max > 0 && self.connections.len() >= max && self.connections.get(&transport.id).is_none() {
+        if max > 0 && self.connections.occupied() >= max && self.connections.get(&transport.id).is_none() {
             self.connections.count_refused_setup();
             let err = error_response(OVER_THRESHOLD, &format!("too many connections: this server holds at most {max}"));
             return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(err)]))));

@@ -18,6 +18,7 @@ mod server;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustls::crypto::CryptoProvider;
 
@@ -65,6 +66,55 @@ impl Identity {
     /// The pair at `cert` and `key`.
     pub fn new(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
         Self { cert: cert.as_ref().to_owned(), key: key.as_ref().to_owned() }
+    }
+}
+
+/// This side's certificate and key, read once and then followed: every config built from one
+/// value shares it, so a renewal is read (and counted) once per process, not once per port.
+#[derive(Debug, Clone)]
+pub struct Credentials(Arc<reload::ReloadingIdentity>);
+
+impl Credentials {
+    /// Reads the pair (errors name the file).
+    pub fn load(identity: &Identity) -> Result<Self, TlsError> {
+        reload::ReloadingIdentity::new(identity, provider()).map(|r| Self(Arc::new(r)))
+    }
+
+    /// The end of the validity of the certificate in force, in seconds since the Unix epoch
+    /// (the files are looked at first, at most once a second).
+    pub fn not_after(&self) -> Option<i64> {
+        files::not_after(self.0.current().cert.first()?)
+    }
+
+    /// Changed files read since start (the first load not counted): `ok`, put in force;
+    /// `failed`, unreadable, unparsable or a key not matching (the previous pair stays).
+    pub fn reloads(&self) -> &Outcomes {
+        self.0.reloads()
+    }
+}
+
+/// How often something succeeded and failed since start: a listener's handshakes (failed:
+/// refused, not TLS, or timed out), a certificate's reloads.
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Outcomes {
+    /// Successes.
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Failures.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, ok: bool) {
+        let counter = if ok { &self.ok } else { &self.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Services {
     pub namespace_rates: Arc<crate::limits::NamespaceRates>,
     /// Calls to other members' HTTP ports (HTTPS with client-facing TLS).
     pub peer_http: crate::tls::PeerHttp,
+    /// TLS handshakes and certificate renewals (`/metrics`).
+    pub tls: crate::tls::TlsMetrics,
 }
 
 /// The shared handle every request gets: one pointer, because axum clones the state for every

@@ -28,7 +28,7 @@ use crate::naming::{NamingService, checker, cleaner, health};
 use crate::push::{self, PushHandle};
 use crate::state::NamingStore;
 use crate::telemetry::requests::RequestMetrics;
-use crate::tls::{PeerHttp, Tls};
+use crate::tls::{PeerHttp, Tls, TlsMetrics};
 use registry_proto::server::Connections;
 use registry_proto::tls::{Incoming, ServerIo};
 
@@ -132,7 +132,11 @@ impl App {
         // port serves from here on, and only a standalone node waits for its store at startup
         // (members report readiness through the readiness endpoint instead).
         let distro = Distro::new(Arc::clone(&applier), raft.clone(), config.distro.clone(), shutdown.child_token());
+        let mut tls_metrics = TlsMetrics::new(&tls);
         let cluster_listener = incoming("cluster", cluster_addr, cluster_listener, tls.cluster_server.clone())?;
+        if tls.cluster_server.is_some() {
+            tls_metrics.listener("cluster", cluster_listener.handshakes());
+        }
         tasks.spawn(serve_cluster(
             cluster_listener,
             raft.cluster_service(),
@@ -191,7 +195,17 @@ impl App {
             configs.config(),
             shutdown.child_token(),
         );
-        let (dns, dns_stats) = bind_dns(&config, &store, &applier, &auth, &tasks, &shutdown).await?;
+        let (dns, dns_stats) = bind_dns(&config, &tls, &store, &applier, &auth, &tasks, &shutdown).await?;
+        if let Some(dns) = dns.as_ref().and_then(|d| d.tls_handshakes()) {
+            tls_metrics.listener("dns", dns);
+        }
+        let http_listener = incoming("http", http_addr, http_listener, tls.http.clone())?;
+        let grpc_addr = SocketAddr::new(config.server.bind, config.server.grpc_port());
+        let grpc_listener = incoming("grpc", grpc_addr, grpc_listener, tls.grpc.clone())?;
+        if tls.http.is_some() {
+            tls_metrics.listener("http", http_listener.handshakes());
+            tls_metrics.listener("grpc", grpc_listener.handshakes());
+        }
         let connections: Arc<Connections> =
             grpc::connections(naming.clone(), push.clone(), config_notify.clone(), shutdown.child_token());
         let grpc_state = GrpcState {
@@ -221,11 +235,9 @@ impl App {
             http_requests: Arc::new(RequestMetrics::http()),
             grpc_requests: Arc::clone(&grpc_state.requests),
             namespace_rates: Arc::clone(&grpc_state.namespace_rates),
-            peer_http: PeerHttp::new(&config.tls)?,
+            peer_http: PeerHttp::new(&config.tls, tls.credentials.as_ref())?,
+            tls: tls_metrics,
         });
-        let http_listener = incoming("http", http_addr, http_listener, tls.http.clone())?;
-        let grpc_addr = SocketAddr::new(config.server.bind, config.server.grpc_port());
-        let grpc_listener = incoming("grpc", grpc_addr, grpc_listener, tls.grpc.clone())?;
         Ok(Self {
             config,
             http_listener,
@@ -264,6 +276,11 @@ impl App {
     /// The bound DNS address (UDP and TCP), when the DNS server is on.
     pub fn dns_addr(&self) -> Option<SocketAddr> {
         self.dns.as_ref().and_then(|d| d.local_addr().ok())
+    }
+
+    /// The bound DNS-over-TLS address, when on.
+    pub fn dns_tls_addr(&self) -> Option<SocketAddr> {
+        self.dns.as_ref().and_then(DnsServer::tls_addr)
     }
 
     /// Serves until `signal` resolves, then shuts down gracefully.
@@ -320,9 +337,10 @@ impl App {
 }
 
 /// With a DNS port configured: the records cache (following changes from here on) and the
-/// bound DNS server, not yet serving.
+/// bound DNS server (with its DNS-over-TLS port when configured), not yet serving.
 async fn bind_dns(
     config: &Config,
+    tls: &Tls,
     store: &Arc<NamingStore>,
     applier: &Applier,
     auth: &Arc<Auth>,
@@ -348,9 +366,18 @@ async fn bind_dns(
     tasks.spawn(dns_server::cache::follow(Arc::clone(&cache), events, shutdown.child_token()));
     let stats = Arc::new(DnsStats::default());
     let addr = SocketAddr::new(config.server.bind, port);
-    let server = DnsServer::bind(config.server.bind, port, config.dns.max_tcp_connections, cache, Arc::clone(&stats))
-        .await
-        .map_err(|source| AppError::Bind { what: "dns", addr, source })?;
+    let mut server =
+        DnsServer::bind(config.server.bind, port, config.dns.max_tcp_connections, cache, Arc::clone(&stats))
+            .await
+            .map_err(|source| AppError::Bind { what: "dns", addr, source })?;
+    if let Some(tls_port) = config.dns.tls_port {
+        // Config::validate makes sure client-facing TLS is on.
+        let server_tls =
+            tls.dns.clone().ok_or_else(|| AppError::Config("dns.tls_port needs client-facing TLS".into()))?;
+        let addr = SocketAddr::new(config.server.bind, tls_port);
+        let listener = incoming("dns-tls", addr, bind_tcp("dns-tls", addr).await?, Some(server_tls))?;
+        server = server.with_tls(listener);
+    }
     Ok((Some(server), Some(stats)))
 }
 

@@ -66,6 +66,10 @@ pub struct Cli {
     /// DNS server; 0: an ephemeral port.
     #[arg(long, env = dns::env::PORT)]
     pub dns_port: Option<u16>,
+    /// DNS-over-TLS port (RFC 7858, usually 853) beside the plain DNS port; needs
+    /// client-facing TLS (docs/dns.md); unset: no DNS over TLS; 0: an ephemeral port.
+    #[arg(long, env = dns::env::TLS_PORT)]
+    pub dns_tls_port: Option<u16>,
     /// Zone the DNS server answers for (default `nacos.local`).
     #[arg(long, env = dns::env::ZONE)]
     pub dns_zone: Option<String>,
@@ -342,6 +346,9 @@ impl Config {
         if let Some(v) = cli.dns_port {
             config.dns.port = Some(v);
         }
+        if let Some(v) = cli.dns_tls_port {
+            config.dns.tls_port = Some(v);
+        }
         if let Some(v) = &cli.dns_zone {
             config.dns.zone.clone_from(v);
         }
@@ -423,6 +430,14 @@ impl Config {
         }
         self.auth.validate().map_err(ConfigError::Invalid)?;
         self.tls.check().map_err(ConfigError::Invalid)?;
+        if self.dns.tls_port.is_some() {
+            if self.dns.port.is_none() {
+                return invalid("dns.tls_port serves the DNS server's zone over TLS: set dns.port too");
+            }
+            if !self.tls.client_facing_on() {
+                return invalid("dns.tls_port needs client-facing TLS: tls.cert and tls.key, tls.client_facing on");
+            }
+        }
         if self.auth.enabled && self.auth.token_secret.is_none() && self.server.clustered() {
             return Err(ConfigError::Invalid(format!(
                 "auth is enabled on a cluster member without a token secret: set {}",
@@ -695,6 +710,27 @@ mod tests {
         let no_ca = Cli { tls_cert: Some("/c.pem".into()), tls_key: Some("/k.pem".into()), ..Cli::default() };
         assert!(Config::load(&no_ca).unwrap_err().to_string().contains("tls.ca"));
         assert!(Config::load(&Cli { tls_cluster: Some(false), ..no_ca }).is_ok());
+    }
+
+    #[test]
+    fn dns_over_tls_needs_the_dns_server_and_client_facing_tls() {
+        let tls = || Cli {
+            tls_cert: Some("/c.pem".into()),
+            tls_key: Some("/k.pem".into()),
+            tls_cluster: Some(false),
+            dns_port: Some(5353),
+            dns_tls_port: Some(853),
+            ..Cli::default()
+        };
+        assert_eq!(Config::load(&tls()).unwrap().dns.tls_port, Some(853));
+        for (cli, why) in [
+            (Cli { tls_cert: None, tls_key: None, ..tls() }, "client-facing TLS"),
+            (Cli { tls_client_facing: Some(false), ..tls() }, "client-facing TLS"),
+            (Cli { dns_port: None, ..tls() }, "dns.port"),
+        ] {
+            let refused = Config::load(&cli).unwrap_err().to_string();
+            assert!(refused.contains(why), "{refused}");
+        }
     }
 
     #[test]

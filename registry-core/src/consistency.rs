@@ -104,6 +104,11 @@ impl Consistency {
         self.applier.subscribe()
     }
 
+    /// Change events waiting for the slowest reader (`/metrics`).
+    pub fn events_queued(&self) -> usize {
+        self.applier.events_queued()
+    }
+
     /// The Raft node (readiness, metrics, shutdown).
     pub fn raft(&self) -> &RaftNode {
         &self.raft

@@ -27,11 +27,15 @@ pub use stats::DnsStats;
 pub struct DnsConfig {
     /// UDP and TCP port (`None`: no DNS server; 0: an ephemeral port, the same for both).
     pub port: Option<u16>,
+    /// DNS-over-TLS port (RFC 7858), beside `port` so plain DNS keeps working for stub
+    /// domains; with client-facing TLS only (`None`: none; 0: an ephemeral port).
+    pub tls_port: Option<u16>,
     /// The zone served.
     pub zone: String,
     /// TTL of every record and of negative answers (seconds).
     pub ttl_secs: u32,
-    /// Most TCP connections served at once; more wait in the accept queue.
+    /// Most TCP connections (plain and TLS together) served at once; more wait in the accept
+    /// queue.
     pub max_tcp_connections: usize,
     /// With client auth on, the user DNS queries act as (Consul's default token for DNS): a
     /// name answers only when this user may read the service; without one every service name
@@ -43,6 +47,7 @@ impl Default for DnsConfig {
     fn default() -> Self {
         Self {
             port: None,
+            tls_port: None,
             zone: DEFAULT_ZONE.to_owned(),
             ttl_secs: DEFAULT_TTL_SECS,
             max_tcp_connections: 256,

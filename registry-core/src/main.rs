@@ -20,6 +20,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(dns) = app.dns_addr() {
         tracing::info!("listening on dns {dns} (udp and tcp)");
     }
+    if let Some(dot) = app.dns_tls_addr() {
+        tracing::info!("listening on dns-tls {dot}");
+    }
     tracing::info!("ready");
     app.run(shutdown_signal()).await.context("serving")?;
     Ok(())

@@ -130,6 +130,12 @@ impl NamingService {
         }
     }
 
+    /// Change events waiting for their slowest reader (push engine, config notifier, DNS
+    /// cache, health checker), for `/metrics`.
+    pub fn change_events_queued(&self) -> usize {
+        self.consistency.events_queued()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &NamingConfig {
         &self.config

@@ -27,12 +27,12 @@ pub mod table;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::model::ServiceKey;
 use conn_subscribers::{ConnSubscribers, ConnSubscription};
 pub use conn_subscribers::{PushSink, SinkError};
+use delivery::ControlQueue;
 pub use registry_proto::wire::udp::is_push_capable;
 pub use stats::{PushStats, PushStatsSnapshot};
 pub use subscribers::SubscriberInfo;
@@ -90,7 +90,7 @@ pub struct PushHandle {
     udp: Arc<UdpSubscribers>,
     conns: Arc<ConnSubscribers>,
     stats: Arc<PushStats>,
-    control: mpsc::UnboundedSender<Control>,
+    control: Arc<ControlQueue<Control>>,
 }
 
 impl PushHandle {
@@ -105,7 +105,7 @@ impl PushHandle {
         };
         if self.udp.insert(key, addr, UdpSubscriber { info, refreshed: Instant::now() }) {
             // The engine ends only at shutdown; a lost wake-up then is harmless.
-            let _ = self.control.send(Control::NewUdp(key.clone(), addr));
+            self.control.send(Control::NewUdp(key.clone(), addr));
         }
     }
 
@@ -114,7 +114,7 @@ impl PushHandle {
     pub fn subscribe_conn(&self, key: &ServiceKey, clusters: &str, sink: Arc<dyn PushSink>) {
         let id = sink.id().to_owned();
         self.conns.insert(key, id.clone(), ConnSubscription { clusters: clusters.to_owned(), sink });
-        let _ = self.control.send(Control::NewConn(key.clone(), id));
+        self.control.send(Control::NewConn(key.clone(), id));
     }
 
     /// Removes a connection's subscription to `key`.
@@ -129,7 +129,7 @@ impl PushHandle {
 
     /// A connection acknowledged a push.
     pub fn ack(&self, conn_id: &str, request_id: &str) {
-        let _ = self.control.send(Control::Ack(conn_id.to_owned(), request_id.to_owned()));
+        self.control.send(Control::Ack(conn_id.to_owned(), request_id.to_owned()));
     }
 
     /// UDP subscribers of one service.
@@ -155,5 +155,10 @@ impl PushHandle {
     /// The live counters (metrics rendering).
     pub fn stats_ref(&self) -> &PushStats {
         &self.stats
+    }
+
+    /// New-subscription notes and acks dropped because the engine's queue was full.
+    pub fn control_dropped(&self) -> u64 {
+        self.control.dropped()
     }
 }

@@ -1,12 +1,13 @@
-//! The `[tls]` section and what it makes: TLS on the client-facing ports (HTTP, gRPC SDK),
-//! mutual TLS on the cluster port and on the channels to other members (docs/tls.md). The
-//! files are followed: a renewed certificate, key or CA is used from the next handshake on.
+//! The `[tls]` section and what it makes: TLS on the client-facing ports (HTTP, gRPC SDK,
+//! DNS over TLS), mutual TLS on the cluster port and on the channels to other members
+//! (docs/tls.md). The files are followed: a renewed certificate, key or CA is used from the
+//! next handshake on. [`TlsMetrics`] is what `/metrics` shows of it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use registry_proto::contract::tls::{ALPN_H2, ALPN_HTTP1};
-use registry_proto::tls::{self as kit, Identity, TlsError};
+use registry_proto::contract::tls::{ALPN_DOT, ALPN_H2, ALPN_HTTP1};
+use registry_proto::tls::{self as kit, Credentials, Identity, Outcomes, TlsError};
 use rustls::{ClientConfig, ServerConfig};
 use serde::Deserialize;
 
@@ -38,6 +39,11 @@ impl TlsConfig {
         Some(Identity::new(self.cert.as_ref()?, self.key.as_ref()?))
     }
 
+    /// Whether the client-facing ports use TLS.
+    pub fn client_facing_on(&self) -> bool {
+        self.client_facing && self.identity().is_some()
+    }
+
     /// Refuses half-configured TLS: a certificate without key, a cluster without CA.
     pub fn check(&self) -> Result<(), String> {
         match (&self.cert, &self.key) {
@@ -59,20 +65,26 @@ pub struct Tls {
     pub http: Option<Arc<ServerConfig>>,
     /// gRPC SDK port (ALPN `h2`); `None`: plain.
     pub grpc: Option<Arc<ServerConfig>>,
+    /// DNS-over-TLS port (ALPN `dot`), with client-facing TLS.
+    pub dns: Option<Arc<ServerConfig>>,
     /// Cluster port, client certificates required; `None`: plain.
     pub cluster_server: Option<Arc<ServerConfig>>,
     /// Channels to members, presenting this member's certificate; `None`: plain.
     pub cluster_client: Option<kit::Connector>,
+    /// This member's certificate and key, shared by every config above (`None`: no TLS).
+    pub credentials: Option<Credentials>,
 }
 
 impl Tls {
     /// Reads the files named by `config` (errors name the file).
     pub fn load(config: &TlsConfig) -> Result<Self, TlsError> {
         let Some(identity) = config.identity() else { return Ok(Self::default()) };
+        let identity = Credentials::load(&identity)?;
         let mut tls = Self::default();
         if config.client_facing {
             tls.http = Some(kit::server_config(&identity, None, &[ALPN_HTTP1])?);
             tls.grpc = Some(kit::server_config(&identity, None, &[ALPN_H2])?);
+            tls.dns = Some(kit::server_config(&identity, None, &[ALPN_DOT])?);
         }
         if config.cluster
             && let Some(ca) = &config.ca
@@ -81,6 +93,7 @@ impl Tls {
             let client: Arc<ClientConfig> = kit::client_config(ca, Some(&identity), &[ALPN_H2])?;
             tls.cluster_client = Some(kit::Connector::new(client));
         }
+        tls.credentials = Some(identity);
         Ok(tls)
     }
 }
@@ -100,15 +113,16 @@ impl PeerHttp {
     /// From the `[tls]` section: plain HTTP without client-facing TLS; HTTPS trusting the
     /// cluster CA (and presenting this member's certificate) with it. Client-facing TLS without
     /// a CA leaves no way to verify members: no client (forwarding then stays local).
-    pub fn new(config: &TlsConfig) -> Result<Self, TlsError> {
+    /// `credentials`: this member's, from [`Tls::load`].
+    pub fn new(config: &TlsConfig, credentials: Option<&Credentials>) -> Result<Self, TlsError> {
         let builder = reqwest::Client::builder()
             .connect_timeout(PEER_HTTP_TIMEOUT)
             .timeout(PEER_HTTP_TIMEOUT * 2)
             .tcp_nodelay(true);
-        let (scheme, builder) = match (config.identity().filter(|_| config.client_facing), &config.ca) {
+        let (scheme, builder) = match (credentials.filter(|_| config.client_facing), &config.ca) {
             (None, _) => ("http", Some(builder)),
             (Some(identity), Some(ca)) => {
-                let tls = kit::client_config(ca, Some(&identity), &[ALPN_HTTP1])?;
+                let tls = kit::client_config(ca, Some(identity), &[ALPN_HTTP1])?;
                 ("https", Some(builder.use_preconfigured_tls(ClientConfig::clone(&tls))))
             }
             (Some(_), None) => ("https", None),
@@ -127,5 +141,37 @@ impl PeerHttp {
     /// The URL of `path` on the member whose HTTP address is `addr` (`host:port`).
     pub fn url(&self, addr: &str, path: &str) -> String {
         format!("{}://{addr}{path}", self.scheme)
+    }
+}
+
+/// What `/metrics` shows of TLS: handshakes per TLS listener, the serving certificate's
+/// renewals and the end of its validity. Empty without TLS.
+#[derive(Debug, Default)]
+pub struct TlsMetrics {
+    credentials: Option<Credentials>,
+    listeners: Vec<(&'static str, Arc<Outcomes>)>,
+}
+
+impl TlsMetrics {
+    /// For `tls`'s certificate; listeners are added with [`Self::listener`].
+    pub fn new(tls: &Tls) -> Self {
+        Self { credentials: tls.credentials.clone(), listeners: Vec::new() }
+    }
+
+    /// Counts `handshakes` under `name` (`http`, `grpc`, `cluster`, `dns`).
+    pub fn listener(&mut self, name: &'static str, handshakes: Arc<Outcomes>) {
+        self.listeners.push((name, handshakes));
+    }
+
+    /// Per TLS listener: its name and handshakes.
+    pub fn handshakes(&self) -> impl Iterator<Item = (&'static str, &Outcomes)> + '_ {
+        self.listeners.iter().map(|(name, h)| (*name, &**h))
+    }
+
+    /// The certificate's reloads and the end of its validity (Unix seconds, when readable);
+    /// `None` without TLS.
+    pub fn certificate(&self) -> Option<(&Outcomes, Option<i64>)> {
+        let c = self.credentials.as_ref()?;
+        Some((c.reloads(), c.not_after()))
     }
 }

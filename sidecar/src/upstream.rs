@@ -26,6 +26,35 @@ const UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// An event of the namespace's session.
 pub type Tagged = (String, Event);
 
+/// Tagged events not yet taken by the cache. When full, each session's forwarder waits, its
+/// session's own event queue fills and its stream from the registry is read no further
+/// (backpressure up to the registry, which closes a connection whose queue stays full).
+const EVENTS_QUEUE: usize = 1024;
+
+/// Tags one session's events with its namespace onto the shared queue, counting connected
+/// sessions; waits while the shared queue is full. Ends with the session or the receiver.
+async fn forward(
+    namespace: String,
+    mut events: mpsc::Receiver<Event>,
+    tagged: mpsc::Sender<Tagged>,
+    connected: Arc<AtomicUsize>,
+) {
+    while let Some(event) = events.recv().await {
+        match &event {
+            Event::Connected(_) => {
+                connected.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::Disconnected(_) => {
+                connected.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        if tagged.send((namespace.clone(), event)).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// TLS to the registry: one client config per protocol, the files followed on change.
 #[derive(Clone)]
 pub struct Tls {
@@ -38,9 +67,9 @@ pub struct Tls {
 impl Tls {
     /// Reads the files named by `settings`.
     pub fn load(settings: &UpstreamTls) -> Result<Self, TlsError> {
-        let identity = settings.identity.as_ref();
-        let grpc = tls::client_config(&settings.ca, identity, &[ALPN_H2])?;
-        let http = tls::client_config(&settings.ca, identity, &[ALPN_HTTP1])?;
+        let identity = settings.identity.as_ref().map(tls::Credentials::load).transpose()?;
+        let grpc = tls::client_config(&settings.ca, identity.as_ref(), &[ALPN_H2])?;
+        let http = tls::client_config(&settings.ca, identity.as_ref(), &[ALPN_HTTP1])?;
         Ok(Self { grpc: Connector::new(grpc).with_server_name(&settings.server_name), http })
     }
 }
@@ -51,7 +80,7 @@ pub struct Upstream {
     tls: Option<Connector>,
     labels: HashMap<String, String>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-    events: mpsc::UnboundedSender<Tagged>,
+    events: mpsc::Sender<Tagged>,
     connected: Arc<AtomicUsize>,
 }
 
@@ -62,8 +91,8 @@ impl Upstream {
         servers: Vec<SocketAddr>,
         labels: HashMap<String, String>,
         tls: Option<Connector>,
-    ) -> (Self, mpsc::UnboundedReceiver<Tagged>) {
-        let (events, rx) = mpsc::unbounded_channel();
+    ) -> (Self, mpsc::Receiver<Tagged>) {
+        let (events, rx) = mpsc::channel(EVENTS_QUEUE);
         let connected = Arc::new(AtomicUsize::new(0));
         let upstream = Self { servers, tls, labels, sessions: Mutex::default(), events, connected };
         (upstream, rx)
@@ -86,26 +115,10 @@ impl Upstream {
         let mut config = SessionConfig::new(self.servers.clone(), setup);
         // Calls made while reconnecting are recorded and redone; they need not wait long.
         config.request_timeout = std::time::Duration::from_millis(500);
-        let (session, mut events) = Session::start(config)?;
+        let (session, events) = Session::start(config)?;
         let session = Arc::new(session);
         sessions.insert(namespace.to_owned(), Arc::clone(&session));
-        let (tagged, connected, namespace) = (self.events.clone(), Arc::clone(&self.connected), namespace.to_owned());
-        tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                match &event {
-                    Event::Connected(_) => {
-                        connected.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Event::Disconnected(_) => {
-                        connected.fetch_sub(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
-                if tagged.send((namespace.clone(), event)).is_err() {
-                    return;
-                }
-            }
-        });
+        tokio::spawn(forward(namespace.to_owned(), events, self.events.clone(), Arc::clone(&self.connected)));
         Ok(session)
     }
 
@@ -118,5 +131,40 @@ impl Upstream {
     pub fn sessions(&self) -> (usize, u64) {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         (sessions.len(), sessions.values().map(|s| s.connects()).sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_events_queue_holds_the_session_back_instead_of_growing() {
+        let addr: SocketAddr = "127.0.0.1:9848".parse().unwrap();
+        let (session_tx, session_rx) = mpsc::channel(8);
+        let (tagged_tx, mut tagged_rx) = mpsc::channel(2);
+        let connected = Arc::new(AtomicUsize::new(0));
+        let forwarder = tokio::spawn(forward("ns".into(), session_rx, tagged_tx, Arc::clone(&connected)));
+        for _ in 0..8 {
+            session_tx.send(Event::Connected(addr)).await.unwrap();
+        }
+        // The forwarder fills the shared queue (2), holds one it cannot place, and takes no more:
+        // the rest stays in the session's own bounded queue.
+        let held = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while connected.load(Ordering::Relaxed) < 3 {
+                tokio::task::yield_now().await;
+            }
+        });
+        held.await.expect("the forwarder took three events");
+        assert_eq!(session_tx.capacity(), 3, "five events wait in the session's queue");
+        assert!(session_tx.try_send(Event::Connected(addr)).is_ok());
+        // Draining lets everything through, in order and tagged.
+        for _ in 0..9 {
+            let (namespace, event) = tagged_rx.recv().await.unwrap();
+            assert!(namespace == "ns" && matches!(event, Event::Connected(_)));
+        }
+        assert_eq!(connected.load(Ordering::Relaxed), 9);
+        drop(session_tx);
+        forwarder.await.unwrap();
     }
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use dashmap::DashMap;
@@ -188,6 +188,8 @@ pub type OnClosed = mpsc::UnboundedSender<String>;
 pub struct Connections {
     by_id: DashMap<String, Arc<Connection>>,
     on_closed: OnClosed,
+    /// Ended connections whose cleanup (`on_closed`) has not finished.
+    closing: Arc<AtomicUsize>,
     epoch: Instant,
     next_request_id: AtomicU64,
     refused_setups: AtomicU64,
@@ -200,6 +202,7 @@ impl Connections {
         Arc::new(Self {
             by_id: DashMap::new(),
             on_closed,
+            closing: Arc::default(),
             epoch: Instant::now(),
             next_request_id: AtomicU64::new(1),
             refused_setups: AtomicU64::new(0),
@@ -252,7 +255,10 @@ impl Connections {
         if let Some((_, conn)) = self.by_id.remove(id) {
             tracing::info!(%id, reason, "connection closed");
             conn.closed.cancel();
-            let _ = self.on_closed.send(id.to_owned());
+            self.closing.fetch_add(1, Ordering::Relaxed);
+            if self.on_closed.send(id.to_owned()).is_err() {
+                self.closing.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -274,6 +280,23 @@ impl Connections {
     /// Number of registered connections.
     pub fn len(&self) -> usize {
         self.by_id.len()
+    }
+
+    /// Ended connections whose cleanup has not finished: their ids wait in the `on_closed`
+    /// queue, whose length this is.
+    pub fn closing(&self) -> usize {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// What counts against the connection limit: registered connections and those still being
+    /// cleaned up, so the cleanup queue holds at most the limit.
+    pub fn occupied(&self) -> usize {
+        self.len() + self.closing()
+    }
+
+    /// The counter the `on_closed` consumer decrements once a cleanup finished.
+    pub(crate) fn closing_counter(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.closing)
     }
 
     /// Setups refused because the connection limit was reached (since start).
@@ -447,6 +470,23 @@ mod tests {
         assert_eq!(conns.detect(18_000, 2_000), DetectPass { ended: 1, next_due_ms: 18_500 + 18_000 });
         assert_eq!(closed.try_recv().as_deref(), Ok("silent"));
         assert!(conns.get("silent").is_none() && conns.get("alive").is_some());
+    }
+
+    #[tokio::test]
+    async fn ended_connections_occupy_a_slot_until_their_cleanup_finished() {
+        let (tx, mut closed) = mpsc::unbounded_channel();
+        let conns = Connections::new(tx);
+        let (_a, _a_rx) = conns.register(meta("a"), 8);
+        let (_b, _b_rx) = conns.register(meta("b"), 8);
+        conns.unregister("a", "test");
+        conns.unregister("a", "again: idempotent");
+        assert_eq!((conns.len(), conns.closing(), conns.occupied()), (1, 1, 2));
+        assert_eq!(closed.try_recv().as_deref(), Ok("a"));
+        conns.closing_counter().fetch_sub(1, Ordering::Relaxed); // what the consumer does after cleanup
+        assert_eq!(conns.occupied(), 1);
+        drop(closed);
+        conns.unregister("b", "no consumer left");
+        assert_eq!(conns.occupied(), 0, "a cleanup that cannot run does not hold a slot");
     }
 
     #[tokio::test(start_paused = true)]

@@ -14,12 +14,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::codegen::http::Uri;
 
-use super::reload::{ReloadingIdentity, ReloadingServerVerifier};
-use super::{Identity, TlsError, provider, rustls_error};
+use super::reload::ReloadingServerVerifier;
+use super::{Credentials, TlsError, provider, rustls_error};
 
 /// A client trusting the anchors in `ca` (reloaded on change), presenting `identity` when
 /// given (mutual TLS), offering `alpn`.
-pub fn client_config(ca: &Path, identity: Option<&Identity>, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
+pub fn client_config(ca: &Path, identity: Option<&Credentials>, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let verifier = Arc::new(ReloadingServerVerifier::new(ca, Arc::clone(&provider))?);
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
@@ -28,7 +28,7 @@ pub fn client_config(ca: &Path, identity: Option<&Identity>, alpn: &[&[u8]]) -> 
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     let mut config = match identity {
-        Some(identity) => builder.with_client_cert_resolver(Arc::new(ReloadingIdentity::new(identity, provider)?)),
+        Some(identity) => builder.with_client_cert_resolver(identity.0.clone()),
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();

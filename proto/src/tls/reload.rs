@@ -16,7 +16,7 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use super::{Identity, TlsError, files, rustls_error};
+use super::{Identity, Outcomes, TlsError, files, rustls_error};
 
 /// Longest time a changed file goes unnoticed (a handshake at most this often looks at mtimes).
 pub(super) const RECHECK: Duration = Duration::from_secs(1);
@@ -30,6 +30,7 @@ pub(super) struct Reloading<T> {
     /// [`RECHECK`]; zero in tests.
     recheck: Duration,
     state: Mutex<State<T>>,
+    reloads: Outcomes,
 }
 
 struct State<T> {
@@ -61,7 +62,7 @@ impl<T> Reloading<T> {
         let stamps = stamps(&paths);
         let value = Arc::new(load(&paths, &build)?);
         let state = Mutex::new(State { stamps, value, checked: Instant::now() });
-        Ok(Self { paths, build, recheck: RECHECK, state })
+        Ok(Self { paths, build, recheck: RECHECK, state, reloads: Outcomes::default() })
     }
 
     /// The current value, read again first if a file changed since the last look.
@@ -76,9 +77,11 @@ impl<T> Reloading<T> {
                 match load(&self.paths, &self.build) {
                     Ok(value) => {
                         state.value = Arc::new(value);
+                        self.reloads.count(true);
                         tracing::info!(files = ?self.paths, "tls material reloaded");
                     }
                     Err(e) => {
+                        self.reloads.count(false);
                         tracing::warn!(error = %e, "tls material changed but cannot be used: keeping the previous")
                     }
                 }
@@ -96,6 +99,17 @@ impl ReloadingIdentity {
     pub(super) fn new(identity: &Identity, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
         let build: Build<CertifiedKey> = Box::new(move |f| files::certified_key(f[0], f[1], &provider));
         Reloading::new(vec![identity.cert.clone(), identity.key.clone()], build).map(Self)
+    }
+}
+
+impl ReloadingIdentity {
+    /// The pair in force (after a look at the files, at most every [`RECHECK`]).
+    pub(super) fn current(&self) -> Arc<CertifiedKey> {
+        self.0.get()
+    }
+
+    pub(super) fn reloads(&self) -> &Outcomes {
+        &self.0.reloads
     }
 }
 
@@ -261,14 +275,17 @@ mod tests {
         let (second_cert, second_key) = pair();
         write(&files.key, &second_key, 10);
         assert_eq!(served(&identity), first);
+        assert_eq!((identity.reloads().ok(), identity.reloads().failed()), (0, 1));
         write(&files.cert, &second_cert, 20);
         let second = served(&identity);
         assert_ne!(second, first, "the complete renewal is served");
+        assert_eq!((identity.reloads().ok(), identity.reloads().failed()), (1, 1));
         // Garbage, then a missing file: the last good pair stays in force.
         write(&files.cert, "not a certificate", 30);
         assert_eq!(served(&identity), second);
         std::fs::remove_file(&files.key).unwrap();
         assert_eq!(served(&identity), second);
+        assert_eq!((identity.reloads().ok(), identity.reloads().failed()), (1, 3));
         // Only the first load fails loudly.
         assert!(matches!(ReloadingIdentity::new(&files, super::super::provider()), Err(TlsError::Read { .. })));
     }

@@ -14,8 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 
-use super::reload::{ReloadingClientVerifier, ReloadingIdentity};
-use super::{Identity, TlsError, provider, rustls_error};
+use super::reload::ReloadingClientVerifier;
+use super::{Credentials, Outcomes, TlsError, provider, rustls_error};
 
 /// Longest a client may take to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,12 +30,11 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// `http/1.1` for HTTP). With `client_ca`, every client must present a certificate that chains
 /// to it (mutual TLS; reloaded on change too); without, no client certificate is asked for.
 pub fn server_config(
-    identity: &Identity,
+    identity: &Credentials,
     client_ca: Option<&Path>,
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let resolver = Arc::new(ReloadingIdentity::new(identity, Arc::clone(&provider))?);
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(rustls_error)?;
@@ -43,7 +42,7 @@ pub fn server_config(
         Some(ca) => builder.with_client_cert_verifier(Arc::new(ReloadingClientVerifier::new(ca, provider)?)),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_cert_resolver(resolver);
+    let mut config = builder.with_cert_resolver(Arc::clone(&identity.0) as Arc<dyn rustls::server::ResolvesServerCert>);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
@@ -72,6 +71,7 @@ impl ServerIo {
 pub struct Incoming {
     rx: mpsc::Receiver<(ServerIo, SocketAddr)>,
     local: SocketAddr,
+    handshakes: Arc<Outcomes>,
 }
 
 impl Incoming {
@@ -80,8 +80,14 @@ impl Incoming {
     pub fn new(listener: TcpListener, tls: Option<Arc<ServerConfig>>) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
-        tokio::spawn(accept_loop(listener, tls.map(TlsAcceptor::from), tx));
-        Ok(Self { rx, local })
+        let handshakes = Arc::new(Outcomes::default());
+        tokio::spawn(accept_loop(listener, tls.map(TlsAcceptor::from), tx, Arc::clone(&handshakes)));
+        Ok(Self { rx, local, handshakes })
+    }
+
+    /// This listener's handshakes (none when plain), for `/metrics`.
+    pub fn handshakes(&self) -> Arc<Outcomes> {
+        Arc::clone(&self.handshakes)
     }
 
     /// The next connection; `None` once the accept loop stopped.
@@ -101,7 +107,12 @@ impl Incoming {
     }
 }
 
-async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, tx: mpsc::Sender<(ServerIo, SocketAddr)>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    tx: mpsc::Sender<(ServerIo, SocketAddr)>,
+    counts: Arc<Outcomes>,
+) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
         let (tcp, remote) = tokio::select! {
@@ -125,15 +136,23 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, tx: mpsc::
             continue;
         };
         let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else { return };
-        let tx = tx.clone();
+        let (tx, counts) = (tx.clone(), Arc::clone(&counts));
         tokio::spawn(async move {
             let _permit = permit;
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => {
-                    let _ = tx.send((ServerIo::Tls(Box::new(stream)), remote)).await;
+            let done = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => Some(stream),
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "tls handshake refused");
+                    None
                 }
-                Ok(Err(e)) => tracing::debug!(%remote, error = %e, "tls handshake refused"),
-                Err(_) => tracing::debug!(%remote, "tls handshake timed out"),
+                Err(_) => {
+                    tracing::debug!(%remote, "tls handshake timed out");
+                    None
+                }
+            };
+            counts.count(done.is_some());
+            if let Some(stream) = done {
+                let _ = tx.send((ServerIo::Tls(Box::new(stream)), remote)).await;
             }
         });
     }

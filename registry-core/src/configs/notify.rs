@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::ConfigCenterConfig;
 use super::listen::ListenHub;
 use crate::model::{ChangeEvent, ConfigKey};
-use crate::push::delivery::{CloseReasons, ConnDelivery};
+use crate::push::delivery::{CONTROL_QUEUE, CloseReasons, ConnDelivery, ControlQueue};
 use crate::push::pending::{Backoff, Due, RetryPolicy};
 use crate::push::table::SubscriberTable;
 use crate::push::{PushSink, SinkError};
@@ -52,7 +52,7 @@ struct Counts {
 #[derive(Clone)]
 pub struct ConfigNotifyHandle {
     listeners: Arc<Listeners>,
-    control: mpsc::UnboundedSender<Control>,
+    control: Arc<ControlQueue<Control>>,
     counts: Arc<Counts>,
 }
 
@@ -77,7 +77,7 @@ impl ConfigNotifyHandle {
 
     /// A connection acknowledged a notification.
     pub fn ack(&self, conn: &str, request_id: &str) {
-        let _ = self.control.send(Control::Ack(conn.to_owned(), request_id.to_owned()));
+        self.control.send(Control::Ack(conn.to_owned(), request_id.to_owned()));
     }
 
     /// The connections listening to a key (the console's listener view).
@@ -102,6 +102,11 @@ impl ConfigNotifyHandle {
         self.counts.notifications.load(Ordering::Relaxed)
     }
 
+    /// Acks dropped because the notifier's queue was full (the notification is resent).
+    pub fn control_dropped(&self) -> u64 {
+        self.control.dropped()
+    }
+
     /// Whether nobody listens.
     pub fn is_empty(&self) -> bool {
         self.listeners.is_empty()
@@ -115,8 +120,12 @@ pub fn spawn(
     config: &ConfigCenterConfig,
     shutdown: CancellationToken,
 ) -> ConfigNotifyHandle {
-    let (control, control_rx) = mpsc::unbounded_channel();
-    let handle = ConfigNotifyHandle { listeners: Arc::new(Listeners::default()), control, counts: Arc::default() };
+    let (control, control_rx) = ControlQueue::new(CONTROL_QUEUE);
+    let handle = ConfigNotifyHandle {
+        listeners: Arc::new(Listeners::default()),
+        control: Arc::new(control),
+        counts: Arc::default(),
+    };
     let policy = RetryPolicy::from_millis(config.push_ack_timeout_ms.max(1), config.push_max_retries, Backoff::Linear);
     let reasons =
         CloseReasons { slow: "config notification queue full", unacked: "config notifications not acknowledged" };
@@ -142,7 +151,7 @@ impl Notifier {
     async fn run(
         mut self,
         mut events: broadcast::Receiver<ChangeEvent>,
-        mut control: mpsc::UnboundedReceiver<Control>,
+        mut control: mpsc::Receiver<Control>,
         shutdown: CancellationToken,
     ) {
         let mut ticker = tokio::time::interval(self.delivery.check_every());

@@ -70,6 +70,12 @@ impl Applier {
         self.events.subscribe()
     }
 
+    /// Change events the slowest reader has not taken yet; at [`CHANGE_EVENT_CAPACITY`] it
+    /// lags and resynchronises.
+    pub fn events_queued(&self) -> usize {
+        self.events.len()
+    }
+
     /// The naming index this writer owns.
     pub fn naming(&self) -> &Arc<NamingStore> {
         &self.naming

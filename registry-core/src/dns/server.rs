@@ -1,4 +1,5 @@
-//! UDP and TCP on one port: thin loops around `registry_proto::dns::handle`.
+//! UDP and TCP on one port, and DNS over TLS (RFC 7858: the TCP framing inside TLS) on
+//! another when configured: thin loops around `registry_proto::dns::handle`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -14,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use super::{Cache, DnsStats};
 use registry_proto::dns::batch::{self, BATCH, RecvBatch, SockaddrStorage};
 use registry_proto::dns::{Transport, handle};
+use registry_proto::tls::{Incoming, ServerIo};
 
 /// A TCP connection idle this long is closed (RFC 7766 suggests seconds).
 const TCP_IDLE: Duration = Duration::from_secs(10);
@@ -23,10 +25,11 @@ const EPHEMERAL_TRIES: usize = 16;
 /// A bound, not yet serving, DNS server.
 pub struct DnsServer {
     udp: Arc<UdpSocket>,
-    tcp: TcpListener,
+    tcp: Incoming,
     cache: Arc<Cache>,
     stats: Arc<DnsStats>,
     max_tcp_connections: usize,
+    tls: Option<Incoming>,
 }
 
 impl DnsServer {
@@ -44,7 +47,8 @@ impl DnsServer {
             let bound = udp.local_addr()?;
             match TcpListener::bind(bound).await {
                 Ok(tcp) => {
-                    return Ok(Self { udp: Arc::new(udp), tcp, cache, stats, max_tcp_connections });
+                    let tcp = Incoming::new(tcp, None)?;
+                    return Ok(Self { udp: Arc::new(udp), tcp, cache, stats, max_tcp_connections, tls: None });
                 }
                 Err(e) if port == 0 && tries < EPHEMERAL_TRIES => {
                     tracing::debug!(%bound, error = %e, "tcp port taken; trying another ephemeral port");
@@ -55,12 +59,30 @@ impl DnsServer {
         }
     }
 
+    /// Also serves DNS over TLS on `listener` (its handshakes run in the listener's tasks).
+    #[must_use]
+    pub fn with_tls(mut self, listener: Incoming) -> Self {
+        self.tls = Some(listener);
+        self
+    }
+
     /// The bound address (UDP and TCP share it).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.udp.local_addr()
     }
 
-    /// Serves until `shutdown`: one UDP worker per core, and a task per TCP connection.
+    /// The DNS-over-TLS port's handshake counts, when on.
+    pub fn tls_handshakes(&self) -> Option<Arc<registry_proto::tls::Outcomes>> {
+        self.tls.as_ref().map(Incoming::handshakes)
+    }
+
+    /// The DNS-over-TLS address, when on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(Incoming::local_addr)
+    }
+
+    /// Serves until `shutdown`: one UDP worker per core, and a task per TCP or TLS connection
+    /// (at most `max_tcp_connections` of both together).
     pub fn spawn(self, tasks: &TaskTracker, shutdown: CancellationToken) {
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         for _ in 0..workers {
@@ -72,7 +94,11 @@ impl DnsServer {
             ));
         }
         let limit = Arc::new(Semaphore::new(self.max_tcp_connections.max(1)));
-        tasks.spawn(serve_tcp(self.tcp, self.cache, self.stats, limit, tasks.clone(), shutdown));
+        let streams = Streams { cache: self.cache, stats: self.stats, limit, tasks: tasks.clone(), shutdown };
+        if let Some(tls) = self.tls {
+            tasks.spawn(streams.clone().serve(tls));
+        }
+        tasks.spawn(streams.serve(self.tcp));
     }
 }
 
@@ -134,44 +160,48 @@ async fn send_all(socket: &UdpSocket, replies: &[(Vec<u8>, SockaddrStorage)]) {
     }
 }
 
-async fn serve_tcp(
-    listener: TcpListener,
+/// What every TCP or TLS connection is served with.
+#[derive(Clone)]
+struct Streams {
     cache: Arc<Cache>,
     stats: Arc<DnsStats>,
     limit: Arc<Semaphore>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
-) {
-    loop {
-        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else { return };
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(error = %e, "dns tcp accept failed");
-                    continue;
-                }
-            },
-        };
-        let (cache, stats, stop) = (Arc::clone(&cache), Arc::clone(&stats), shutdown.clone());
-        tasks.spawn(async move {
-            tokio::select! {
-                () = stop.cancelled() => {}
-                r = serve_tcp_connection(stream, &cache, &stats) => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "dns tcp connection ended");
+}
+
+impl Streams {
+    /// A task per connection (plain TCP, or TLS once its handshake completed: the listener
+    /// runs the handshakes), at most `limit` at once.
+    async fn serve(self, mut listener: Incoming) {
+        loop {
+            let Ok(permit) = Arc::clone(&self.limit).acquire_owned().await else { return };
+            let (stream, peer) = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                r = listener.accept() => match r {
+                    Some(r) => r,
+                    None => return,
+                },
+            };
+            let (cache, stats, stop) = (Arc::clone(&self.cache), Arc::clone(&self.stats), self.shutdown.clone());
+            self.tasks.spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    r = serve_stream(stream, &cache, &stats) => {
+                        if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "dns tcp connection ended");
+                        }
                     }
                 }
-            }
-            drop(permit);
-        });
+                drop(permit);
+            });
+        }
     }
 }
 
-/// Length-prefixed queries, answered in order, until EOF, an idle timeout or an error.
-async fn serve_tcp_connection(mut stream: TcpStream, cache: &Cache, stats: &DnsStats) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
+/// Length-prefixed queries (RFC 1035 §4.2.2; the same inside TLS, RFC 7858 §3.3), answered in
+/// order, until EOF, an idle timeout or an error.
+async fn serve_stream(mut stream: ServerIo, cache: &Cache, stats: &DnsStats) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(512);
     loop {
         let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
@@ -191,5 +221,6 @@ async fn serve_tcp_connection(mut stream: TcpStream, cache: &Cache, stats: &DnsS
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(&reply.bytes);
         stream.write_all(&framed).await?;
+        stream.flush().await?;
     }
 }

@@ -4,6 +4,9 @@
 //! rule. A connection whose bounded queue is full, or that never acknowledges, is closed rather
 //! than buffered for: its client reconnects and resyncs, which costs less than unbounded memory.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
 use tokio::time::Duration;
 
 use super::conn_subscribers::{PushSink, SinkError};
@@ -89,6 +92,41 @@ impl<T> ConnDelivery<T> {
     }
 }
 
+/// Most messages from request handlers (new subscriptions, acks) waiting for the push engine
+/// or the config notifier. The task handles each in memory, so the queue fills only if it
+/// stalls or clients flood responses; then messages are dropped and counted: a dropped ack
+/// means a resend, a dropped new-subscription note a missed first push (the subscriber got the
+/// state in its subscribe answer).
+pub(crate) const CONTROL_QUEUE: usize = 65_536;
+
+/// Request handlers' messages to a delivery task: bounded, dropped and counted when full.
+#[derive(Debug)]
+pub(crate) struct ControlQueue<T> {
+    tx: mpsc::Sender<T>,
+    dropped: AtomicU64,
+}
+
+impl<T> ControlQueue<T> {
+    /// A queue of `capacity` messages and its receiving end.
+    pub(crate) fn new(capacity: usize) -> (Self, mpsc::Receiver<T>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self { tx, dropped: AtomicU64::new(0) }, rx)
+    }
+
+    /// Queues `message`, or drops and counts it when the queue is full (a closed queue means
+    /// the task stopped at shutdown: nothing to count).
+    pub(crate) fn send(&self, message: T) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(message) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Messages dropped because the queue was full.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -166,5 +204,20 @@ mod tests {
         assert_eq!(d.send(&*s, "K", id, Vec::new(), "p", 0), Err(SinkError::Full));
         assert_eq!(s.closed.lock().as_deref(), Some("slow"));
         assert_eq!(d.len(), 0);
+    }
+
+    #[test]
+    fn a_full_control_queue_drops_and_counts_what_does_not_fit() {
+        let (queue, mut rx) = ControlQueue::new(2);
+        for n in 0..5 {
+            queue.send(n);
+        }
+        assert_eq!(queue.dropped(), 3);
+        assert_eq!((rx.try_recv(), rx.try_recv()), (Ok(0), Ok(1)), "the first messages are kept, in order");
+        queue.send(5);
+        assert_eq!((rx.try_recv(), queue.dropped()), (Ok(5), 3), "room again once the task took some");
+        drop(rx);
+        queue.send(6);
+        assert_eq!(queue.dropped(), 3, "a stopped task is not an overflow");
     }
 }

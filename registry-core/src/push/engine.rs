@@ -12,7 +12,7 @@ use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::conn_subscribers::{ConnSubscribers, ConnSubscription, SinkError};
-use super::delivery::{CloseReasons, ConnDelivery};
+use super::delivery::{CONTROL_QUEUE, CloseReasons, ConnDelivery, ControlQueue};
 use super::pending::{Backoff, Due, PendingAcks, RetryPolicy};
 use super::subscribers::UdpSubscribers;
 use super::{Control, PushConfig, PushHandle, PushStats};
@@ -39,12 +39,12 @@ pub fn spawn(
     config: PushConfig,
     shutdown: CancellationToken,
 ) -> PushHandle {
-    let (control, control_rx) = mpsc::unbounded_channel();
+    let (control, control_rx) = ControlQueue::new(CONTROL_QUEUE);
     let handle = PushHandle {
         udp: Arc::new(UdpSubscribers::default()),
         conns: Arc::new(ConnSubscribers::default()),
         stats: Arc::new(PushStats::default()),
-        control,
+        control: Arc::new(control),
     };
     let udp_policy = RetryPolicy::from_millis(config.udp_ack_timeout_ms, config.udp_max_retries, Backoff::Fixed);
     let grpc_policy = RetryPolicy::from_millis(config.grpc_ack_timeout_ms, config.grpc_max_retries, Backoff::Doubling);
@@ -92,7 +92,7 @@ impl Engine {
     async fn run(
         mut self,
         mut events: broadcast::Receiver<ChangeEvent>,
-        mut control: mpsc::UnboundedReceiver<Control>,
+        mut control: mpsc::Receiver<Control>,
         shutdown: CancellationToken,
     ) {
         let debounce = Duration::from_millis(self.config.debounce_ms);

@@ -650,6 +650,8 @@ async fn a_setup_beyond_the_connection_limit_is_refused_and_the_others_keep_work
     })
     .await;
     assert!(retried.is_some(), "a closed connection's slot is given to a new one");
+    // The ended connection's cleanup finished: nothing holds a slot beyond the registered ones.
+    assert_eq!(metric(&server, "registry_grpc_connections_closing").await, 0);
 }
 
 /// Beyond `[grpc] max_requests_per_second` one connection's requests get `OVER_THRESHOLD`;

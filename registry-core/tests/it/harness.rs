@@ -86,6 +86,8 @@ pub(crate) struct Server {
     pub(crate) udp_push: SocketAddr,
     /// DNS address (UDP and TCP), when started with `--dns-port`.
     pub(crate) dns: Option<SocketAddr>,
+    /// DNS-over-TLS address, when started with `[dns] tls_port`.
+    pub(crate) dns_tls: Option<SocketAddr>,
     data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     output: Arc<Mutex<Vec<String>>>,
@@ -239,7 +241,7 @@ impl Server {
             });
         }
         let deadline = Instant::now() + START_TIMEOUT * patience();
-        let (mut http, mut grpc, mut cluster, mut udp, mut dns) = (None, None, None, None, None);
+        let (mut http, mut grpc, mut cluster, mut udp, mut dns, mut dns_tls) = (None, None, None, None, None, None);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
@@ -259,6 +261,9 @@ impl Server {
                     if let Some(a) = addr_after(&line, "listening on dns ") {
                         dns = Some(a);
                     }
+                    if let Some(a) = addr_after(&line, "listening on dns-tls ") {
+                        dns_tls = Some(a);
+                    }
                     if line.trim_end().ends_with(" ready") {
                         break;
                     }
@@ -277,6 +282,7 @@ impl Server {
             cluster: cluster.expect("cluster address logged"),
             udp_push: udp.expect("udp address logged"),
             dns,
+            dns_tls,
             data_dir: data_dir.to_path_buf(),
             _temp: None,
             output,

@@ -59,12 +59,16 @@ async fn a_live_server_exposes_valid_metrics_that_the_dashboard_charts() {
     let applied = metric(&server, "registry_raft_applied_index").await;
     assert!(applied >= 2 && metric(&server, "registry_raft_commit_index").await >= applied);
     assert!(metric(&server, "process_resident_memory_bytes").await > 1_000_000);
+    let capacity = registry_core::consistency::apply::CHANGE_EVENT_CAPACITY as u64;
+    assert!(metric(&server, "registry_change_events_queued").await < capacity, "readers keep up at rest");
 
     promtool_accepts(&text);
     dashboard_charts_only_exposed_series(&sample_names(&text));
 }
 
-fn promtool_accepts(text: &str) {
+/// `promtool check metrics` has nothing to say about `text` (skipped without promtool unless
+/// `PROMTOOL_REQUIRED=1`).
+pub(crate) fn promtool_accepts(text: &str) {
     let Ok(mut child) = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hickory_resolver::proto::op::{Message, Query};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
@@ -16,9 +18,9 @@ use rcgen::{
 use registry_proto::client::{Connection, Setup};
 use registry_proto::cluster::RaftRequest;
 use registry_proto::cluster::cluster_client::ClusterClient;
-use registry_proto::contract::tls::{ALPN_H2, ALPN_HTTP1, sidecar_env};
+use registry_proto::contract::tls::{ALPN_DOT, ALPN_H2, ALPN_HTTP1, sidecar_env};
 use registry_proto::model::ServiceKey;
-use registry_proto::tls::{Connector, Identity, client_config};
+use registry_proto::tls::{Connector, Credentials, Identity, client_config};
 use registry_proto::wire::naming::WireInstance;
 use serde_json::Value;
 
@@ -50,14 +52,16 @@ impl Pki {
     fn issue(&self, name: &str) -> Identity {
         let identity =
             Identity::new(self.dir.path().join(format!("{name}.pem")), self.dir.path().join(format!("{name}-key.pem")));
-        self.issue_into(name, &identity);
+        self.issue_into(name, &identity, FIRST_EXPIRY.0);
         identity
     }
 
-    /// A new certificate and key for `name`, written over `identity`'s files (a renewal).
-    fn issue_into(&self, name: &str, identity: &Identity) -> Vec<u8> {
+    /// A new certificate and key for `name`, valid until the start of `year`, written over
+    /// `identity`'s files (a renewal).
+    fn issue_into(&self, name: &str, identity: &Identity, year: i32) -> Vec<u8> {
         let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
+        params.not_after = rcgen::date_time_ymd(year, 1, 1);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
@@ -66,6 +70,11 @@ impl Pki {
         cert.der().to_vec()
     }
 }
+
+/// Certificates issued by [`Pki::issue`] expire at the start of this year (Unix seconds from
+/// `date -u -d 2040-01-01 +%s`); renewals at the start of the next.
+const FIRST_EXPIRY: (i32, i64) = (2040, 2_208_988_800);
+const RENEWED_EXPIRY: (i32, i64) = (2041, 2_240_611_200);
 
 /// The `[tls]` section for `identity`, with the cluster CA when given.
 fn tls_section(identity: &Identity, ca: Option<&Path>, client_facing: bool) -> String {
@@ -111,6 +120,23 @@ async fn register_https(client: &reqwest::Client, server: &Server, service: &str
     matches!(sent, Ok(r) if r.status() == 200)
 }
 
+/// `series` (name and labels) in `server`'s `/metrics`, scraped over HTTPS; `None` when absent.
+async fn tls_metric(client: &reqwest::Client, server: &Server, series: &str) -> Option<i64> {
+    let text = client.get(https(server, "/metrics")).send().await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Waits until `series` in `server`'s `/metrics` satisfies `want`; its last value.
+async fn metric_until(
+    client: &reqwest::Client,
+    server: &Server,
+    series: &str,
+    want: impl Fn(i64) -> bool,
+) -> Option<i64> {
+    eventually(Duration::from_secs(10), || async { tls_metric(client, server, series).await.filter(|v| want(*v)) })
+        .await
+}
+
 /// The certificate a TLS handshake with `addr` is shown (offering the port's `alpn`: a server
 /// refuses a client whose protocols it does not speak).
 async fn served_certificate(ca: &Path, addr: SocketAddr, alpn: &[u8]) -> Option<Vec<u8>> {
@@ -129,9 +155,13 @@ async fn client_facing_tls_serves_https_and_the_sdk_channel_and_follows_a_renewe
     // HTTPS: a persistent registration and its listing.
     assert!(register_https(&client, &server, "tls-http", "10.40.0.1").await, "registration over HTTPS");
     assert_eq!(ips(&client, &server, "tls-http").await, Some(vec!["10.40.0.1".to_owned()]));
-    // Plain HTTP on the TLS port gets no answer.
+    // Plain HTTP on the TLS port gets no answer, and counts as a failed handshake.
+    let http_failures = r#"registry_tls_handshake_failures_total{listener="http"}"#;
+    let failures = tls_metric(&client, &server, http_failures).await.expect("http handshake failures");
     let plain = reqwest::Client::new().get(format!("http://{}/nacos/v1/console/health/liveness", server.http)).send();
     assert!(plain.await.is_err(), "plain HTTP on the TLS port was answered");
+    assert!(metric_until(&client, &server, http_failures, |n| n > failures).await.is_some(), "failure not counted");
+    assert!(tls_metric(&client, &server, r#"registry_tls_handshakes_total{listener="http"}"#).await >= Some(1));
 
     // The SDK channel over TLS (the shared client): register, then see it over HTTPS.
     let mut setup = Setup::new("it-tls", "naming");
@@ -153,7 +183,10 @@ async fn client_facing_tls_serves_https_and_the_sdk_channel_and_follows_a_renewe
     // Renewal: new certificate and key written over the old files, no restart. Writes keep
     // going while the files change.
     let before = served_certificate(&pki.ca, server.http, ALPN_HTTP1).await.expect("handshake before renewal");
-    let renewed = pki.issue_into("server-renewed", &identity);
+    let (expiry, reloads) = ("registry_tls_certificate_expiry_seconds", "registry_tls_certificate_reloads_total");
+    assert_eq!(tls_metric(&client, &server, expiry).await, Some(FIRST_EXPIRY.1));
+    assert_eq!(tls_metric(&client, &server, reloads).await, Some(0));
+    let renewed = pki.issue_into("server-renewed", &identity, RENEWED_EXPIRY.0);
     assert_ne!(before, renewed);
     let mut in_flight = 0;
     let followed = eventually(Duration::from_secs(10), || {
@@ -172,6 +205,100 @@ async fn client_facing_tls_serves_https_and_the_sdk_channel_and_follows_a_renewe
     // The open SDK connection survives the renewal; a new one works with the new certificate.
     sdk.unary().register(&key, &wire).await.expect("the existing TLS connection still works");
     Connection::connect(server.grpc, &setup).await.expect("a new TLS connection after the renewal");
+    // One renewal read (one certificate for every port), the new end of validity shown.
+    assert_eq!(tls_metric(&client, &server, expiry).await, Some(RENEWED_EXPIRY.1));
+    assert_eq!(tls_metric(&client, &server, reloads).await, Some(1));
+
+    // A broken certificate file: counted as a failed reload, the renewed pair stays in force.
+    let failures = "registry_tls_certificate_reload_failures_total";
+    let failed = tls_metric(&client, &server, failures).await.expect("reload failures");
+    std::fs::write(&identity.cert, "not a certificate").unwrap();
+    assert!(metric_until(&client, &server, failures, |n| n > failed).await.is_some(), "failed reload not counted");
+    assert_eq!(tls_metric(&client, &server, expiry).await, Some(RENEWED_EXPIRY.1));
+    assert_eq!(served_certificate(&pki.ca, server.grpc, ALPN_H2).await, Some(renewed));
+}
+
+/// One A query over DNS over TLS to `addr`, trusting `ca` and offering ALPN `dot`: the decoded
+/// reply, `None` when the handshake or the exchange failed.
+async fn dot_query(ca: &Path, addr: SocketAddr, name: &str) -> Option<Message> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let connector = Connector::new(client_config(ca, None, &[ALPN_DOT]).ok()?);
+    let mut stream = connector.connect("127.0.0.1", addr.port()).await.ok()?;
+    let query = a_query(name);
+    let mut framed = u16::try_from(query.len()).ok()?.to_be_bytes().to_vec();
+    framed.extend_from_slice(&query);
+    stream.write_all(&framed).await.ok()?;
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read_u16()).await.ok()?.ok()?;
+    let mut reply = vec![0; usize::from(n)];
+    stream.read_exact(&mut reply).await.ok()?;
+    Message::from_vec(&reply).ok()
+}
+
+fn a_query(name: &str) -> Vec<u8> {
+    let mut q = Message::query();
+    q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    q.to_vec().unwrap()
+}
+
+fn a_addresses(m: &Message) -> Vec<String> {
+    m.answers.iter().filter_map(|r| if let RData::A(a) = &r.data { Some(a.0.to_string()) } else { None }).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dns_over_tls_answers_clients_trusting_the_ca_beside_plain_dns_and_counts_refusals() {
+    let pki = Pki::new("dot");
+    let identity = pki.issue("server");
+    let config = format!("{}[dns]\nport = 0\ntls_port = 0\nttl_secs = 1\n", tls_section(&identity, None, true));
+    let server = Server::start_with_config(Some(&config));
+    let (plain, dot) = (server.dns.expect("dns address logged"), server.dns_tls.expect("dns-tls address logged"));
+    assert_ne!(plain.port(), dot.port());
+    let client = https_client(&pki.ca);
+    assert!(register_https(&client, &server, "dot-orders", "10.44.0.1").await, "registration over HTTPS");
+
+    // A client trusting the CA resolves the service over TLS.
+    let name = "dot-orders.nacos.local.";
+    let answered = eventually(Duration::from_secs(10), || async {
+        dot_query(&pki.ca, dot, name).await.filter(|m| a_addresses(m) == ["10.44.0.1"])
+    })
+    .await;
+    assert!(answered.is_some(), "no answer over DNS over TLS");
+    let dns_handshakes = r#"registry_tls_handshakes_total{listener="dns"}"#;
+    assert!(tls_metric(&client, &server, dns_handshakes).await >= Some(1), "DoT handshake not counted");
+    // The TLS series pass promtool's lint like the rest.
+    let scrape = client.get(https(&server, "/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(scrape.contains("registry_tls_certificate_expiry_seconds"), "{scrape}");
+    crate::metrics::promtool_accepts(&scrape);
+
+    // Plain DNS over TCP on the TLS port gets no answer; the refused handshake is counted.
+    let dns_failures = r#"registry_tls_handshake_failures_total{listener="dns"}"#;
+    let failures = tls_metric(&client, &server, dns_failures).await.expect("dns handshake failures");
+    let reply = crate::dns::raw_tcp(dot, &a_query(name)).await;
+    assert!(reply.and_then(|r| Message::from_vec(&r).ok()).is_none(), "plain DNS answered on the TLS port");
+    assert!(metric_until(&client, &server, dns_failures, |n| n > failures).await.is_some(), "failure not counted");
+    // A client trusting another CA gets nothing either.
+    assert!(dot_query(&Pki::new("dot-rogue").ca, dot, name).await.is_none(), "answered a client not trusting the CA");
+
+    // The plain port keeps answering plain DNS (stub domains), over UDP and TCP.
+    for tcp in [false, true] {
+        let query = a_query(name);
+        let reply =
+            if tcp { crate::dns::raw_tcp(plain, &query).await } else { crate::dns::raw_udp(plain, &query).await };
+        let reply = Message::from_vec(&reply.expect("plain DNS answers")).expect("a decodable reply");
+        assert_eq!(a_addresses(&reply), ["10.44.0.1"], "plain DNS over {}", if tcp { "TCP" } else { "UDP" });
+    }
+    // The DoT connection stays usable for several queries in a row (RFC 7858 §3.4).
+    let connector = Connector::new(client_config(&pki.ca, None, &[ALPN_DOT]).unwrap());
+    let mut stream = connector.connect("127.0.0.1", dot.port()).await.expect("DoT connection");
+    for round in 0..3 {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let query = a_query(name);
+        stream.write_all(&u16::try_from(query.len()).unwrap().to_be_bytes()).await.unwrap();
+        stream.write_all(&query).await.unwrap();
+        let n = stream.read_u16().await.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let mut reply = vec![0; usize::from(n)];
+        stream.read_exact(&mut reply).await.unwrap();
+        assert_eq!(a_addresses(&Message::from_vec(&reply).unwrap()), ["10.44.0.1"], "round {round}");
+    }
 }
 
 /// Starts three members, each with its own certificate from `pki`: TLS on every port, mutual
@@ -202,7 +329,8 @@ async fn data(client: &reqwest::Client, server: &Server, path: &str) -> Option<V
 /// `Ok(code)` when the service answered (the TLS layer let it in), `Err` when the transport
 /// refused it.
 async fn cluster_call(addr: SocketAddr, ca: &Path, identity: Option<&Identity>) -> Result<tonic::Code, String> {
-    let connector = Connector::new(client_config(ca, identity, &[ALPN_H2]).map_err(|e| e.to_string())?);
+    let credentials = identity.map(Credentials::load).transpose().map_err(|e| e.to_string())?;
+    let connector = Connector::new(client_config(ca, credentials.as_ref(), &[ALPN_H2]).map_err(|e| e.to_string())?);
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).map_err(|e| e.to_string())?;
     let channel = endpoint
         .connect_timeout(Duration::from_secs(5))
@@ -223,7 +351,8 @@ async fn cluster_call(addr: SocketAddr, ca: &Path, identity: Option<&Identity>) 
 /// the first read.
 async fn raw_alert(addr: SocketAddr, ca: &Path, identity: Option<&Identity>) -> Option<rustls::AlertDescription> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let connector = Connector::new(client_config(ca, identity, &[ALPN_H2]).unwrap());
+    let credentials = identity.map(|i| Credentials::load(i).unwrap());
+    let connector = Connector::new(client_config(ca, credentials.as_ref(), &[ALPN_H2]).unwrap());
     let mut stream = match connector.connect("127.0.0.1", addr.port()).await {
         Ok(s) => s,
         Err(e) => return alert_of(&e),
@@ -305,6 +434,14 @@ async fn members_replicate_over_mutual_tls_and_refuse_peers_without_a_valid_cert
     assert_eq!(owners.iter().sum::<u64>(), 12, "each v1 client has one owner: {owners:?}");
     assert!(owners.iter().all(|o| *o > 0), "v1 writes were forwarded over HTTPS to every member: {owners:?}");
     assert_eq!(knocking.await.unwrap(), 20, "every intruder call was refused");
+    // Members' own handshakes complete; the intruders' are counted as failed on the cluster port.
+    let (mut completed, mut failed) = (0, 0);
+    for member in &members {
+        completed += tls_metric(&client, member, r#"registry_tls_handshakes_total{listener="cluster"}"#).await.unwrap();
+        failed +=
+            tls_metric(&client, member, r#"registry_tls_handshake_failures_total{listener="cluster"}"#).await.unwrap();
+    }
+    assert!(completed >= 2 && failed >= 10, "cluster handshakes: {completed} completed, {failed} failed");
 
     let target = members[1].cluster;
     // A member's certificate gets through to the service (which then wants a sender id).

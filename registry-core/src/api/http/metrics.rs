@@ -12,6 +12,7 @@ use axum::routing::on;
 use super::openapi::{Guard, Reply, Route, Table};
 use crate::api::ApiState;
 use crate::telemetry::load;
+use registry_proto::tls::Outcomes;
 
 /// Prometheus scrape endpoints (open: Prometheus scrapes without credentials).
 pub const TABLE: Table = Table {
@@ -43,6 +44,7 @@ async fn metrics(State(s): State<ApiState>) -> Response {
     if let Some(dns) = &s.dns {
         dns.render_prometheus(&mut out);
     }
+    tls(&s, &mut out);
     process(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
@@ -59,7 +61,17 @@ fn naming_and_configs(s: &ApiState, out: &mut String) {
             s.naming.config().max_instances,
         ),
         ("registry_grpc_connections", "Registered gRPC connections", s.connections.len()),
+        (
+            "registry_grpc_connections_closing",
+            "Ended gRPC connections whose cleanup has not finished (they count against [grpc] max_connections)",
+            s.connections.closing(),
+        ),
         ("registry_subscribers", "Subscriptions (UDP and gRPC)", s.push.subscriber_count()),
+        (
+            "registry_change_events_queued",
+            "Change events the slowest reader (push, config notifier, DNS cache, health checker) has not taken; at 16384 it resynchronises",
+            s.naming.change_events_queued(),
+        ),
         ("registry_config_long_polls_held", "Config long-polls held waiting for a change", s.configs.hub().held()),
         (
             "registry_config_listeners",
@@ -69,7 +81,7 @@ fn naming_and_configs(s: &ApiState, out: &mut String) {
     ] {
         gauge(out, name, help, v);
     }
-    let counters: [(&str, &str, u64); 6] = [
+    let counters: [(&str, &str, u64); 8] = [
         (
             "registry_grpc_connections_refused_total",
             "gRPC connection setups refused at the connection limit ([grpc] max_connections)",
@@ -99,6 +111,16 @@ fn naming_and_configs(s: &ApiState, out: &mut String) {
             "registry_config_notifications_total",
             "Config change notifications sent to gRPC listeners (first attempts)",
             s.config_notify.notifications(),
+        ),
+        (
+            "registry_push_control_dropped_total",
+            "New-subscription notes and push acks dropped because the push engine's queue was full",
+            s.push.control_dropped(),
+        ),
+        (
+            "registry_config_notify_control_dropped_total",
+            "Config notification acks dropped because the notifier's queue was full (the notification is resent)",
+            s.config_notify.control_dropped(),
         ),
     ];
     for (name, help, v) in counters {
@@ -185,6 +207,50 @@ fn cluster(s: &ApiState, out: &mut String) {
         out,
         "# HELP registry_distro_copies_expired_total Copies of other members' clients removed because their owner stopped confirming them (gRPC: after distro.expire_after_ms; v1: after the delete timeout)\n# TYPE registry_distro_copies_expired_total counter\nregistry_distro_copies_expired_total{{client=\"grpc\"}} {grpc}\nregistry_distro_copies_expired_total{{client=\"v1\"}} {v1}"
     );
+}
+
+/// TLS, when on: handshakes per listener, the certificate's renewals and expiry.
+fn tls(s: &ApiState, out: &mut String) {
+    let Some((reloads, not_after)) = s.tls.certificate() else { return };
+    let outcome: [fn(&Outcomes) -> u64; 2] = [Outcomes::ok, Outcomes::failed];
+    for ((name, help), pick) in [
+        ("registry_tls_handshakes_total", "TLS handshakes completed, per listener"),
+        (
+            "registry_tls_handshake_failures_total",
+            "TLS handshakes refused or timed out (not TLS, bad client certificate, no common protocol), per listener",
+        ),
+    ]
+    .into_iter()
+    .zip(outcome)
+    {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (listener, handshakes) in s.tls.handshakes() {
+            let _ = writeln!(out, "{name}{{listener=\"{listener}\"}} {}", pick(handshakes));
+        }
+    }
+    for ((name, help), pick) in [
+        (
+            "registry_tls_certificate_reloads_total",
+            "Renewed certificate/key pairs read from the files and put in force",
+        ),
+        (
+            "registry_tls_certificate_reload_failures_total",
+            "Changes to the certificate/key files that could not be used (the previous pair stays in force)",
+        ),
+    ]
+    .into_iter()
+    .zip(outcome)
+    {
+        counter(out, name, help, pick(reloads));
+    }
+    if let Some(at) = not_after {
+        gauge(
+            out,
+            "registry_tls_certificate_expiry_seconds",
+            "End of the validity of the certificate served, seconds since the epoch",
+            at,
+        );
+    }
 }
 
 /// Process figures from `/proc` (absent where it cannot be read), in the standard
