@@ -120,7 +120,7 @@ async fn the_webhook_skips_opted_out_namespaces_and_the_operators_pods_on_1_20()
     let client = plane.client().await;
     let release_namespace = plane.namespace(&client, "operator").await;
     let chart = workspace_file("charts/nacos-operator");
-    // No operator pod runs (no kubelet), so every call of the webhook fails; with
+    // No operator pod runs (this test starts no kubelet), so every call of the webhook fails; with
     // `failurePolicy: Fail` a pod is then refused exactly when the webhook would be called.
     let args = ["install", "nacos-operator", chart.to_str().expect("utf-8 path"), "--namespace", &release_namespace];
     let (ok, output) = plane.helm(&[&args[..], &["--set", "webhook.failurePolicy=Fail"]].concat());
