@@ -15,24 +15,19 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
-use k8s_openapi::api::core::v1::Endpoints;
+use k8s_openapi::api::core::v1::{EndpointSubset, Endpoints};
 use kube::{Api, Client};
 
-/// The addresses the Endpoints `name` holds, with the hostname of each (`None` when the
-/// Endpoints do not exist).
-async fn endpoint_addresses(client: &Client, namespace: &str, name: &str) -> Option<Vec<(String, Option<String>)>> {
+/// The subsets of the Endpoints `name` (`None` when they do not exist).
+async fn subsets(client: &Client, namespace: &str, name: &str) -> Option<Vec<EndpointSubset>> {
     let endpoints = Api::<Endpoints>::namespaced(client.clone(), namespace).get_opt(name).await.ok()??;
-    let subsets = endpoints.subsets.unwrap_or_default();
-    let addresses =
-        subsets.iter().flat_map(|s| s.addresses.iter().flatten().chain(s.not_ready_addresses.iter().flatten()));
-    Some(addresses.map(|a| (a.ip.clone(), a.hostname.clone())).collect())
+    Some(endpoints.subsets.unwrap_or_default())
 }
 
 /// The addresses the Endpoints `name` holds (ready ones only, as a client of the Service sees
 /// them; `None` when the Endpoints do not exist).
 pub(crate) async fn endpoint_ips(client: &Client, namespace: &str, name: &str) -> Option<BTreeSet<String>> {
-    let endpoints = Api::<Endpoints>::namespaced(client.clone(), namespace).get_opt(name).await.ok()??;
-    let subsets = endpoints.subsets.unwrap_or_default();
+    let subsets = subsets(client, namespace, name).await?;
     Some(subsets.iter().flat_map(|s| s.addresses.iter().flatten().map(|a| a.ip.clone())).collect())
 }
 
@@ -43,9 +38,11 @@ async fn answer(client: &Client, labels: &[String]) -> Option<BTreeSet<String>> 
             endpoint_ips(client, namespace, service).await
         }
         [host, service, namespace, svc, cluster, local] if svc == "svc" && cluster == "cluster" && local == "local" => {
-            let addresses = endpoint_addresses(client, namespace, service).await?;
+            let subsets = subsets(client, namespace, service).await?;
+            let addresses =
+                subsets.iter().flat_map(|s| s.addresses.iter().flatten().chain(s.not_ready_addresses.iter().flatten()));
             let ips: BTreeSet<String> =
-                addresses.into_iter().filter(|(_, h)| h.as_deref() == Some(host.as_str())).map(|(ip, _)| ip).collect();
+                addresses.filter(|a| a.hostname.as_deref() == Some(host.as_str())).map(|a| a.ip.clone()).collect();
             (!ips.is_empty()).then_some(ips)
         }
         _ => None,

@@ -69,6 +69,8 @@ struct Shared {
     images: Images,
     /// Content of each pod's `/etc/resolv.conf`.
     resolv_conf: String,
+    /// The readiness prober's client (like the kubelet's, it does not verify certificates).
+    prober: reqwest::Client,
     /// How each container of a stopped pod ended, by `<pod>/<container>`.
     exits: Mutex<BTreeMap<String, ExitStatus>>,
 }
@@ -131,6 +133,12 @@ impl Kubelet {
             path,
             images,
             resolv_conf,
+            prober: reqwest::Client::builder()
+                .timeout(Duration::from_secs(1))
+                .no_proxy()
+                .danger_accept_invalid_certs(true)
+                .build()
+                .expect("prober"),
             exits: Mutex::new(BTreeMap::new()),
         });
         let task = tokio::spawn(run(shared.clone()));
@@ -600,12 +608,7 @@ async fn stop(shared: &Shared, mut run: PodRun, grace: Duration) {
 /// Restarts containers that exited and probes readiness; writes changes to the API server.
 async fn probe_all(shared: &Shared, pods: &Api<Pod>) {
     let names: Vec<String> = lock(&shared.pods).keys().cloned().collect();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(1))
-        .no_proxy()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .expect("http client");
+    let http = &shared.prober;
     for name in names {
         let targets = {
             let mut table = lock(&shared.pods);
