@@ -45,7 +45,22 @@ pub type Locate = std::sync::Arc<dyn Fn(&ValidatedCluster) -> Vec<String> + Send
 
 /// The cluster's client Service by its DNS name, at the gRPC port.
 pub fn client_service(cluster: &ValidatedCluster) -> Vec<String> {
-    vec![format!("{}.{}.svc.{}:{}", cluster.name, cluster.namespace, cluster.cluster_domain, cluster.ports.grpc)]
+    vec![format!("{}:{}", client_service_host(cluster), cluster.ports.grpc)]
+}
+
+/// The client Service's DNS name: the name its members' certificate carries for clients.
+fn client_service_host(cluster: &ValidatedCluster) -> String {
+    format!("{}.{}.svc.{}", cluster.client_service_name(), cluster.namespace, cluster.cluster_domain)
+}
+
+/// TLS to a registry whose gRPC port serves it (`spec.tls.clientFacing`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectorTls {
+    /// The cluster CA (PEM), the only anchor trusted.
+    pub ca_pem: Vec<u8>,
+    /// The name the members' certificate must carry, whichever address is dialled: the client
+    /// Service's DNS name.
+    pub server_name: String,
 }
 
 /// Everything a cluster's projectors depend on: a change restarts them.
@@ -59,6 +74,8 @@ pub struct ProjectorConfig {
     pub registry: Vec<String>,
     /// Headers on every registry request (the member identity, when auth is on).
     pub headers: BTreeMap<String, String>,
+    /// TLS to the registry, when its gRPC port serves it.
+    pub tls: Option<ProjectorTls>,
     /// How endpoints are written.
     pub endpoints: EndpointsApi,
 }
@@ -110,6 +127,7 @@ impl Drop for Projections {
 impl Projections {
     /// Brings `cluster`'s projection in line with its spec: starts its projectors, restarts
     /// them when what they depend on changed, or stops them and deletes what they projected.
+    /// `tls_ca` (the cluster CA's PEM) is given when the registry's gRPC port serves TLS.
     /// (A projection turned off while no operator ran leaves its objects: they carry the
     /// `nacos.rs/projected-by` label, see docs/kubernetes.md.)
     pub async fn ensure(
@@ -118,6 +136,7 @@ impl Projections {
         cluster: &ValidatedCluster,
         locate: &Locate,
         identity: Option<&MemberIdentity>,
+        tls_ca: Option<&[u8]>,
         endpoints: EndpointsApi,
     ) -> Result<(), Error> {
         let key = format!("{}/{}", cluster.namespace, cluster.name);
@@ -156,6 +175,7 @@ impl Projections {
             selectors: selectors.clone(),
             registry: locate(cluster),
             headers: identity.and_then(MemberIdentity::as_pair).into_iter().collect(),
+            tls: tls_ca.map(|ca| ProjectorTls { ca_pem: ca.to_vec(), server_name: client_service_host(cluster) }),
             endpoints,
         };
         let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);

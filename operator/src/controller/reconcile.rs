@@ -293,7 +293,7 @@ async fn reconcile_cluster(cluster: &NacosCluster, ctx: &Context) -> Result<Acti
     let caller =
         Caller { identity, tls_ca: tls_ca.filter(|_| validated.tls.as_ref().is_some_and(|t| t.client_facing)) };
     ctx.projections
-        .ensure(&ctx.client, &validated, &ctx.locate, identity, ctx.server.endpoints)
+        .ensure(&ctx.client, &validated, &ctx.locate, identity, caller.tls_ca, ctx.server.endpoints)
         .await
         .context(ProjectionSnafu)?;
 
@@ -418,7 +418,6 @@ fn warning_reason(warning: &Warning) -> &'static str {
     match warning {
         Warning::EvenReplicas { .. } => "EvenReplicas",
         Warning::DnsOnLoadBalancer => "DnsOnLoadBalancer",
-        Warning::ProjectionWithoutTls => "ProjectionWithoutTls",
     }
 }
 

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use registry_proto::contract::tls::ALPN_HTTP1;
+use registry_proto::tls;
 use reqwest::header::{HeaderName, HeaderValue};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
+use rustls::ClientConfig;
 use serde::Deserialize;
 use snafu::{ResultExt, Snafu};
 
@@ -107,7 +107,7 @@ pub enum Error {
     #[snafu(display("cannot trust the cluster's CA"))]
     Trust {
         /// Cause.
-        source: TrustError,
+        source: registry_proto::tls::TlsError,
     },
     /// The member did not answer (not started yet, not resolvable, timed out).
     #[snafu(display("registry member {address} did not answer"))]
@@ -142,20 +142,6 @@ pub enum Error {
         status: u16,
         /// Response body (truncated).
         body: String,
-    },
-}
-
-/// Why a CA could not be trusted.
-#[derive(Debug, Snafu)]
-pub enum TrustError {
-    /// No PEM certificate in it.
-    #[snafu(display("the CA holds no PEM certificate"))]
-    NotPem,
-    /// rustls refused it.
-    #[snafu(display("rustls refused the CA"))]
-    Rejected {
-        /// Cause.
-        source: rustls::Error,
     },
 }
 
@@ -256,7 +242,9 @@ impl HttpRegistry {
             Some(client) => client.clone(),
             None => {
                 let client = Self::builder(self.resolver.as_ref())
-                    .use_preconfigured_tls(trusting(ca).context(TrustSnafu)?)
+                    .use_preconfigured_tls(ClientConfig::clone(
+                        &*tls::client_config_trusting(ca, &[ALPN_HTTP1]).context(TrustSnafu)?,
+                    ))
                     .build()
                     .context(BuildClientSnafu)?;
                 if clients.len() >= MAX_HTTPS_CLIENTS {
@@ -356,24 +344,6 @@ pub(crate) fn classify_change(address: &str, status: u16, body: &str) -> Result<
 
 fn truncate(body: &str) -> String {
     body.chars().take(300).collect()
-}
-
-/// A rustls client configuration trusting the certificates in `ca_pem` only.
-fn trusting(ca_pem: &[u8]) -> Result<rustls::ClientConfig, TrustError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert.map_err(|_| TrustError::NotPem)?).map_err(|source| TrustError::Rejected { source })?;
-    }
-    if roots.is_empty() {
-        return Err(TrustError::NotPem);
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(crate::pki::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|source| TrustError::Rejected { source })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
-    Ok(config)
 }
 
 impl RegistryAdmin for HttpRegistry {

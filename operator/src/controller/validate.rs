@@ -213,8 +213,6 @@ pub enum Warning {
     },
     /// DNS (UDP) beside TCP ports on a LoadBalancer Service needs mixed-protocol support.
     DnsOnLoadBalancer,
-    /// The service projection subscribes over plain gRPC, which a TLS gRPC port refuses.
-    ProjectionWithoutTls,
 }
 
 impl fmt::Display for Warning {
@@ -226,10 +224,6 @@ impl fmt::Display for Warning {
                  (quorum is {}); prefer an odd number",
                 replicas - 1,
                 replicas / 2 + 1
-            ),
-            Self::ProjectionWithoutTls => f.write_str(
-                "spec.serviceProjection.enabled with spec.tls.clientFacing: the operator subscribes to the registry \
-                 over plain gRPC, which the TLS gRPC port refuses, so no service is projected",
             ),
             Self::DnsOnLoadBalancer => f.write_str(
                 "spec.dns.enabled with spec.service.type LoadBalancer puts UDP and TCP ports on one load \
@@ -473,9 +467,6 @@ pub fn validate(cluster: &NacosCluster, env: &OperatorEnvironment) -> Result<Val
 
     let service_projection =
         if spec.service_projection.enabled { Some(validate_projection(&spec.service_projection)?) } else { None };
-    if service_projection.is_some() && tls.as_ref().is_some_and(|t| t.client_facing) {
-        warnings.push(Warning::ProjectionWithoutTls);
-    }
 
     let pdb_max_unavailable = if spec.pod_disruption_budget.enabled {
         let max_unavailable = spec.pod_disruption_budget.max_unavailable;

@@ -13,7 +13,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use registry_proto::client::{Event, Session, SessionConfig, Setup};
+use registry_proto::contract::tls::ALPN_H2;
 use registry_proto::model::ServiceKey;
+use registry_proto::tls::Connector;
 use registry_proto::wire::ServiceInfo;
 use serde_json::json;
 use snafu::{ResultExt, Snafu};
@@ -46,6 +48,12 @@ pub(crate) enum Error {
     Registry {
         /// Cause.
         source: registry_proto::client::ClientError,
+    },
+    /// The cluster CA cannot be trusted.
+    #[snafu(display("cannot trust the cluster's CA"))]
+    Trust {
+        /// Cause.
+        source: registry_proto::tls::TlsError,
     },
     /// The registry answered a service list without names.
     #[snafu(display("malformed service list: {body}"))]
@@ -106,6 +114,10 @@ async fn round(
     let mut setup = Setup::new(concat!("Nacos-Rust-Operator:v", env!("CARGO_PKG_VERSION")), "naming");
     namespace.clone_into(&mut setup.tenant);
     setup.headers = config.headers.clone();
+    if let Some(tls) = &config.tls {
+        let trusting = registry_proto::tls::client_config_trusting(&tls.ca_pem, &[ALPN_H2]).context(TrustSnafu)?;
+        setup.tls = Some(Connector::new(trusting).with_server_name(&tls.server_name));
+    }
     let (session, mut events) = Session::start(SessionConfig::new(servers, setup)).context(RegistrySnafu)?;
     let writer = Writer { client: client.clone(), owner: &config.owner, endpoints };
     let mut projected: BTreeMap<ServiceKey, Projected> = BTreeMap::new();

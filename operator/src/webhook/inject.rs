@@ -26,6 +26,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use registry_proto::contract::sidecar::{self, env};
+use registry_proto::contract::tls::sidecar_env as tls_env;
 use registry_proto::probe::spec::{ANNOTATION_FORMS, ProbeSpec};
 use snafu::{ResultExt, Snafu};
 
@@ -58,6 +59,12 @@ pub mod annotation {
     /// Nacos namespace (tenant) of the service, not the Kubernetes namespace (optional; the
     /// sidecar's default is the public namespace).
     pub const NAMESPACE: &str = "nacos.rs/namespace";
+    /// Set by the webhook, not by owners: the cluster CA (PEM) the sidecar trusts when the
+    /// registry's client-facing ports use TLS. An annotation because the CA's Secret lives in
+    /// the cluster's namespace, which the pod cannot mount from; the downward API turns it into
+    /// the sidecar's CA file. The CA is public; it changes only when its Secret is replaced,
+    /// and pods injected before then need a restart.
+    pub const TLS_CA: &str = "nacos.rs/tls-ca";
 }
 
 /// Name of the injected container; a pod that has it is never injected again, so a
@@ -70,6 +77,8 @@ const PODINFO_VOLUME: &str = "nacos-sidecar-podinfo";
 /// Where the sidecar sees that volume, and the labels file in it.
 const PODINFO_DIR: &str = "/etc/nacos-sidecar/podinfo";
 const LABELS_FILE: &str = "labels";
+/// The CA file in that volume, from [`annotation::TLS_CA`].
+const TLS_CA_FILE: &str = "ca.crt";
 
 /// Why an HTTP body is not an AdmissionReview the webhook can answer. Answered with HTTP 400:
 /// there is no request uid to put in a response.
@@ -195,11 +204,21 @@ pub fn decide(request: &AdmissionRequest<DynamicObject>, settings: &Settings) ->
     }
 }
 
-/// Second step: the response once the `NacosCluster` was looked up (`None`: it does not exist).
+/// Between the steps: the Secret whose `ca.crt` the sidecar must trust, when `cluster` is valid
+/// and its client-facing ports use TLS (the handler reads it and passes it to [`complete`]).
+pub fn trust_secret(cluster: &NacosCluster, settings: &Settings) -> Option<String> {
+    let validated = validate(cluster, &settings.environment).ok()?;
+    validated.tls.as_ref().filter(|tls| tls.client_facing)?;
+    validated.tls_secret_name()
+}
+
+/// Second step: the response once the `NacosCluster` was looked up (`None`: it does not exist),
+/// with the `ca.crt` of its [`trust_secret`] when it has one (`None`: absent or no such key).
 pub fn complete(
     request: &AdmissionRequest<DynamicObject>,
     injection: &Injection,
     cluster: Option<&NacosCluster>,
+    tls_ca: Option<&[u8]>,
     settings: &Settings,
 ) -> AdmissionResponse {
     let mut response = AdmissionResponse::from(request);
@@ -237,37 +256,66 @@ pub fn complete(
         validated.cluster_domain,
         validated.ports.http
     );
+    // The sidecar trusts the cluster CA when the registry's SDK ports speak TLS; a pod that
+    // would start without it could never connect, so it is refused until the CA exists.
+    let tls_ca = match (validated.tls.as_ref().is_some_and(|tls| tls.client_facing), tls_ca) {
+        (false, _) => None,
+        (true, Some(pem)) if pem.starts_with(b"-----BEGIN") => match std::str::from_utf8(pem) {
+            Ok(pem) => Some(pem),
+            Err(_) => return response.deny(not_ready_ca(&validated.tls_secret_name())),
+        },
+        (true, _) => return response.deny(not_ready_ca(&validated.tls_secret_name())),
+    };
     let container = Container {
         image: Some(sidecar.image.clone()),
         image_pull_policy: sidecar.image_pull_policy.map(|p| p.as_str().to_owned()),
         resources: sidecar.resources.clone(),
-        ..sidecar_container(&injection.app, &registry)
+        ..sidecar_container(&injection.app, &registry, tls_ca.is_some())
     };
     let value = match serde_json::to_value(&container) {
         Ok(value) => value,
         Err(error) => return response.deny(format!("cannot serialize the sidecar: {error}")),
     };
+    let podinfo = podinfo_volume(tls_ca.is_some());
     let (volume_path, volume) = if injection.pod_has_volumes {
-        (PointerBuf::from_tokens(["spec", "volumes", "-"]), serde_json::to_value(podinfo_volume()))
+        (PointerBuf::from_tokens(["spec", "volumes", "-"]), serde_json::to_value(podinfo))
     } else {
-        (PointerBuf::from_tokens(["spec", "volumes"]), serde_json::to_value([podinfo_volume()]))
+        (PointerBuf::from_tokens(["spec", "volumes"]), serde_json::to_value([podinfo]))
     };
     let volume = match volume {
         Ok(volume) => volume,
         Err(error) => return response.deny(format!("cannot serialize the sidecar's volume: {error}")),
     };
-    let patch = Patch(vec![
-        PatchOperation::Add(AddOperation { path: volume_path, value: volume }),
-        PatchOperation::Add(AddOperation { path: PointerBuf::from_tokens(["spec", "containers", "-"]), value }),
-    ]);
+    let mut operations = Vec::with_capacity(3);
+    // `decide` only passes pods with the inject annotation, so the annotations map exists.
+    operations.extend(tls_ca.map(|pem| {
+        PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(["metadata", "annotations", annotation::TLS_CA]),
+            value: serde_json::Value::String(pem.to_owned()),
+        })
+    }));
+    operations.push(PatchOperation::Add(AddOperation { path: volume_path, value: volume }));
+    operations
+        .push(PatchOperation::Add(AddOperation { path: PointerBuf::from_tokens(["spec", "containers", "-"]), value }));
+    let patch = Patch(operations);
     response
         .with_patch(patch)
         .unwrap_or_else(|error| AdmissionResponse::from(request).deny(format!("cannot serialize the patch: {error}")))
 }
 
+/// Why a pod is refused while its cluster's CA cannot be read.
+fn not_ready_ca(secret: &Option<String>) -> String {
+    format!(
+        "cannot inject the nacos sidecar: the registry's client-facing ports use TLS and the Secret {} has no \
+         PEM ca.crt yet (the operator or cert-manager writes it; the pod's controller retries)",
+        secret.as_deref().unwrap_or_default()
+    )
+}
+
 /// The sidecar container without image settings: env for the registry address, the instance
-/// and the downward API, and the preStop hook.
-fn sidecar_container(app: &App, registry: &str) -> Container {
+/// and the downward API, the CA file when `tls` (the registry's SDK ports use TLS), and the
+/// preStop hook.
+fn sidecar_container(app: &App, registry: &str, tls: bool) -> Container {
     let mut vars = vec![
         value(env::SERVER_ADDR, registry),
         value(env::SERVICE, &app.service),
@@ -282,6 +330,9 @@ fn sidecar_container(app: &App, registry: &str) -> Container {
     }
     vars.push(value(env::ADMIN_PORT, &sidecar::ADMIN_PORT.to_string()));
     vars.push(value(env::LABELS_FILE, &format!("{PODINFO_DIR}/{LABELS_FILE}")));
+    if tls {
+        vars.push(value(tls_env::CA, &format!("{PODINFO_DIR}/{TLS_CA_FILE}")));
+    }
     for (name, field) in [
         (env::POD_NAME, "metadata.name"),
         (env::POD_NAMESPACE, "metadata.namespace"),
@@ -329,21 +380,21 @@ fn sidecar_container(app: &App, registry: &str) -> Container {
 }
 
 /// The pod's labels as a downward-API file (`key="value"` lines), which the kubelet keeps current;
-/// the sidecar reads it once, at start.
-fn podinfo_volume() -> Volume {
+/// the sidecar reads it once, at start. With `tls`, also the cluster CA from
+/// [`annotation::TLS_CA`].
+fn podinfo_volume(tls: bool) -> Volume {
+    let file = |path: &str, field_path: String| DownwardAPIVolumeFile {
+        path: path.into(),
+        field_ref: Some(ObjectFieldSelector { field_path, ..ObjectFieldSelector::default() }),
+        ..DownwardAPIVolumeFile::default()
+    };
+    let mut items = vec![file(LABELS_FILE, "metadata.labels".into())];
+    if tls {
+        items.push(file(TLS_CA_FILE, format!("metadata.annotations['{}']", annotation::TLS_CA)));
+    }
     Volume {
         name: PODINFO_VOLUME.into(),
-        downward_api: Some(DownwardAPIVolumeSource {
-            items: Some(vec![DownwardAPIVolumeFile {
-                path: LABELS_FILE.into(),
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.labels".into(),
-                    ..ObjectFieldSelector::default()
-                }),
-                ..DownwardAPIVolumeFile::default()
-            }]),
-            ..DownwardAPIVolumeSource::default()
-        }),
+        downward_api: Some(DownwardAPIVolumeSource { items: Some(items), ..DownwardAPIVolumeSource::default() }),
         ..Volume::default()
     }
 }

@@ -21,10 +21,12 @@ use axum::routing::{get, post};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use futures_util::future::BoxFuture;
+use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 use super::inject::{self, ClusterRef, Decision, Settings};
+use crate::controller::tls::CA_KEY;
 use crate::crd::NacosCluster;
 
 /// How long the `NacosCluster` lookup may take: under the chart's default `timeoutSeconds` (5),
@@ -35,17 +37,36 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(4);
 /// gives up on a webhook after its `timeoutSeconds` (at most 30 s) anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Where the webhook finds `NacosCluster`s. A trait so handler tests run without an API
-/// server; the operator passes its [`Client`].
+/// Where the webhook finds `NacosCluster`s and their CA. A trait so handler tests run without
+/// an API server; the operator passes its [`Client`].
 pub trait ClusterLookup: Send + Sync {
     /// The cluster, `None` when it does not exist.
     fn cluster<'a>(&'a self, cluster: &'a ClusterRef) -> BoxFuture<'a, Result<Option<NacosCluster>, kube::Error>>;
+
+    /// The `ca.crt` of Secret `secret` in `namespace`, `None` when the Secret or the key is
+    /// absent.
+    fn trusted_ca<'a>(
+        &'a self,
+        namespace: &'a str,
+        secret: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, kube::Error>>;
 }
 
 impl ClusterLookup for Client {
     fn cluster<'a>(&'a self, cluster: &'a ClusterRef) -> BoxFuture<'a, Result<Option<NacosCluster>, kube::Error>> {
         Box::pin(async move {
             Api::<NacosCluster>::namespaced(self.clone(), &cluster.namespace).get_opt(&cluster.name).await
+        })
+    }
+
+    fn trusted_ca<'a>(
+        &'a self,
+        namespace: &'a str,
+        secret: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, kube::Error>> {
+        Box::pin(async move {
+            let secret = Api::<Secret>::namespaced(self.clone(), namespace).get_opt(secret).await?;
+            Ok(secret.and_then(|secret| secret.data?.remove(CA_KEY)).map(|ca| ca.0))
         })
     }
 }
@@ -90,8 +111,10 @@ async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
     let response = match inject::decide(&request, &state.settings) {
         Decision::Respond(response) => *response,
         Decision::Lookup(injection) => {
-            match tokio::time::timeout(LOOKUP_TIMEOUT, state.clusters.cluster(&injection.cluster)).await {
-                Ok(Ok(cluster)) => inject::complete(&request, &injection, cluster.as_ref(), &state.settings),
+            match tokio::time::timeout(LOOKUP_TIMEOUT, look_up(&state, &injection.cluster)).await {
+                Ok(Ok((cluster, ca))) => {
+                    inject::complete(&request, &injection, cluster.as_ref(), ca.as_deref(), &state.settings)
+                }
                 Ok(Err(error)) => return unavailable(&injection.cluster, &error),
                 Err(elapsed) => return unavailable(&injection.cluster, &elapsed),
             }
@@ -103,6 +126,19 @@ async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
         tracing::info!(namespace = ?request.namespace, name = %request.name, reason = %response.result.message, "denied a pod");
     }
     axum::Json(response.into_review()).into_response()
+}
+
+/// The cluster `reference` names and, when its SDK ports use TLS, the CA its sidecars trust.
+async fn look_up(
+    state: &AppState,
+    reference: &ClusterRef,
+) -> Result<(Option<NacosCluster>, Option<Vec<u8>>), kube::Error> {
+    let cluster = state.clusters.cluster(reference).await?;
+    let ca = match cluster.as_ref().and_then(|cluster| inject::trust_secret(cluster, &state.settings)) {
+        Some(secret) => state.clusters.trusted_ca(&reference.namespace, &secret).await?,
+        None => None,
+    };
+    Ok((cluster, ca))
 }
 
 /// 503: the `NacosCluster` could not be read, a transient API server problem; the

@@ -9,7 +9,8 @@ use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::codegen::http::Uri;
@@ -31,6 +32,27 @@ pub fn client_config(ca: &Path, identity: Option<&Credentials>, alpn: &[&[u8]]) 
         Some(identity) => builder.with_client_cert_resolver(identity.0.clone()),
         None => builder.with_no_client_auth(),
     };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// A client trusting only the certificates in `ca_pem` (fixed: for callers that hold the CA in
+/// memory, like the operator, which reads it from a Secret on every reconcile), without a
+/// client certificate, offering `alpn`.
+pub fn client_config_trusting(ca_pem: &[u8], alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|error| TlsError::Rustls(format!("the CA is not PEM: {error}")))?;
+        roots.add(cert).map_err(rustls_error)?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Rustls("the CA holds no PEM certificate".to_owned()));
+    }
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(rustls_error)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

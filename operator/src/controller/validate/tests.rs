@@ -248,10 +248,3 @@ fn tls_that_enables_nothing_or_names_no_valid_secret_is_refused() {
     assert!(matches!(error, Error::ReservedConfigKey { ref key } if key == "tls"), "{error:?}");
     assert!(fixtures::validated("config: \"[tls]\\ncluster = false\"").tls.is_none());
 }
-
-#[test]
-fn a_projection_of_a_cluster_with_client_facing_tls_is_accepted_with_a_warning() {
-    let cluster = fixtures::validated("tls: { clientFacing: true }\nserviceProjection: { enabled: true }");
-    assert_eq!(cluster.warnings, [Warning::ProjectionWithoutTls]);
-    assert!(fixtures::validated("tls: {}\nserviceProjection: { enabled: true }").warnings.is_empty());
-}

@@ -70,7 +70,7 @@ fn respond(body: &[u8], clusters: &[NacosCluster], settings: &Settings) -> Admis
                 c.metadata.namespace.as_deref() == Some(injection.cluster.namespace.as_str())
                     && c.metadata.name.as_deref() == Some(injection.cluster.name.as_str())
             });
-            complete(&request, &injection, cluster, settings)
+            complete(&request, &injection, cluster, None, settings)
         }
     }
 }
@@ -328,6 +328,47 @@ fn labels_volume_is_appended_to_the_pods_volumes() {
     let names: Vec<&str> =
         pod["spec"]["volumes"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["data", "nacos-sidecar-podinfo"]);
+}
+
+/// With client-facing TLS the patch gives the sidecar the cluster CA: as the pod annotation,
+/// which the downward API writes into the podinfo volume, and the env naming that file. The
+/// patched pod carries all three; a cluster with TLS between members only gets none of them.
+#[test]
+fn client_facing_tls_gives_the_sidecar_the_cluster_ca() {
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let injected = |spec: &str, ca: Option<&[u8]>| {
+        let request = parse_review(&review(annotated())).unwrap();
+        let Decision::Lookup(injection) = decide(&request, &settings()) else { panic!("not looked up") };
+        let cluster = fixtures::cluster(spec);
+        assert_eq!(
+            trust_secret(&cluster, &settings()).is_some(),
+            spec.contains("clientFacing: true"),
+            "the CA is read for client-facing TLS only"
+        );
+        complete(&request, &injection, Some(&cluster), ca, &settings())
+    };
+    let response = injected("tls: { clientFacing: true }", Some(pem.as_bytes()));
+    let mut pod = pod(annotated());
+    let patch = patch_of(&response).unwrap_or_else(|| panic!("not injected: {response:?}"));
+    json_patch::patch(&mut pod, &serde_json::from_value::<json_patch::Patch>(patch).unwrap()).unwrap();
+    assert_eq!(pod["metadata"]["annotations"]["nacos.rs/tls-ca"], pem);
+    assert_eq!(pod["metadata"]["annotations"]["nacos.rs/service"], "orders", "the owner's annotations stay");
+    let items = &pod["spec"]["volumes"][0]["downwardAPI"]["items"];
+    assert_eq!(
+        items[1],
+        json!({ "path": "ca.crt", "fieldRef": { "fieldPath": "metadata.annotations['nacos.rs/tls-ca']" } })
+    );
+    let env = pod["spec"]["containers"][1]["env"].as_array().unwrap();
+    assert!(env.contains(&json!({ "name": "NACOS_SIDECAR_TLS_CA", "value": "/etc/nacos-sidecar/podinfo/ca.crt" })));
+
+    let members_only = patch_of(&injected("tls: {}", None)).unwrap();
+    assert!(!members_only.to_string().contains("tls-ca") && !members_only.to_string().contains("TLS_CA"));
+
+    for missing in [None, Some(&b""[..]), Some(&b"not a certificate"[..])] {
+        assert_denied(&injected("tls: { clientFacing: true }", missing), &["nacos-tls has no PEM ca.crt"]);
+    }
+    let given = "tls: { clientFacing: true, secretName: nacos-cert }";
+    assert_denied(&injected(given, None), &["Secret nacos-cert has no PEM ca.crt"]);
 }
 
 /// The `mysql` probe's login comes only from the Secret the pod names, as `secretKeyRef` env.

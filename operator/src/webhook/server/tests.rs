@@ -24,14 +24,22 @@ impl ClusterLookup for Hanging {
     fn cluster<'a>(&'a self, _: &'a ClusterRef) -> BoxFuture<'a, Result<Option<NacosCluster>, kube::Error>> {
         Box::pin(std::future::pending())
     }
+
+    fn trusted_ca<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, kube::Error>> {
+        Box::pin(std::future::pending())
+    }
 }
 
-/// Answers from a fixed list, or fails every lookup like an unreachable API server.
-struct Clusters(Option<Vec<NacosCluster>>);
+/// Answers from a fixed list, or fails every lookup like an unreachable API server; `ca` is
+/// the `ca.crt` of the Secret `<cluster>-tls`.
+struct Clusters {
+    clusters: Option<Vec<NacosCluster>>,
+    ca: Option<Vec<u8>>,
+}
 
 impl ClusterLookup for Clusters {
     fn cluster<'a>(&'a self, cluster: &'a ClusterRef) -> BoxFuture<'a, Result<Option<NacosCluster>, kube::Error>> {
-        let answer = match &self.0 {
+        let answer = match &self.clusters {
             Some(clusters) => {
                 Ok(clusters.iter().find(|c| c.metadata.name.as_deref() == Some(cluster.name.as_str())).cloned())
             }
@@ -39,12 +47,21 @@ impl ClusterLookup for Clusters {
         };
         Box::pin(async move { answer })
     }
+
+    fn trusted_ca<'a>(
+        &'a self,
+        namespace: &'a str,
+        secret: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, kube::Error>> {
+        let answer = (namespace == "registry" && secret == "nacos-tls").then(|| self.ca.clone()).flatten();
+        Box::pin(async move { Ok(answer) })
+    }
 }
 
 fn state(clusters: Option<Vec<NacosCluster>>) -> AppState {
     AppState {
         settings: Arc::new(Settings { environment: fixtures::env(), default_cluster: None }),
-        clusters: Arc::new(Clusters(clusters)),
+        clusters: Arc::new(Clusters { clusters, ca: None }),
         ready: Arc::new(AtomicBool::new(false)),
     }
 }
@@ -107,6 +124,31 @@ async fn mutate_answers_an_admission_review_with_the_patch() {
     let ops = response["patch"].as_array().unwrap_or_else(|| panic!("no patch: {response}"));
     let container = ops.iter().find(|op| op["path"] == "/spec/containers/-").expect("the container is added");
     assert_eq!(container["value"]["name"], "nacos-sidecar", "{response}");
+}
+
+/// With client-facing TLS the handler reads the CA from the cluster's TLS Secret (in the
+/// cluster's namespace) and the sidecar is given it; without that CA the pod is refused.
+#[tokio::test]
+async fn a_client_facing_tls_cluster_gives_the_sidecar_its_ca() {
+    let cluster = fixtures::cluster("tls: { clientFacing: true }");
+    let ca = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_vec();
+    let with_ca = AppState {
+        clusters: Arc::new(Clusters { clusters: Some(vec![cluster.clone()]), ca: Some(ca.clone()) }),
+        ..state(None)
+    };
+    let (status, body) = call(with_ca, "POST", "/mutate", review_body()).await;
+    assert_eq!(status, StatusCode::OK);
+    let response = response_of(&body);
+    assert_eq!(response["allowed"], true, "{response}");
+    let ops = response["patch"].as_array().unwrap_or_else(|| panic!("no patch: {response}"));
+    let annotation = ops.iter().find(|op| op["path"] == "/metadata/annotations/nacos.rs~1tls-ca");
+    assert_eq!(annotation.map(|op| op["value"].clone()), Some(json!(String::from_utf8(ca).unwrap())), "{response}");
+
+    let (status, body) = call(state(Some(vec![cluster])), "POST", "/mutate", review_body()).await;
+    assert_eq!(status, StatusCode::OK);
+    let response = response_of(&body);
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(response["status"]["message"].as_str().unwrap().contains("nacos-tls has no PEM ca.crt"), "{response}");
 }
 
 #[tokio::test]
