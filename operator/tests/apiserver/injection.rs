@@ -3,10 +3,12 @@
 //! Endpoints, over the TLS the operator set up and the caBundle it wrote) and stores the pod with
 //! the `nacos-sidecar` container. The process kubelet runs the cluster's member pod (a real
 //! `registry`) and the app pod (the real `nacos-sidecar` next to a small HTTP app), each in its
-//! own network namespace. The sidecar finds the registry through the client Service's DNS name,
-//! as the webhook wrote it, registers the pod once its probe passes, and the service projection
-//! turns the registration into the Service's endpoints; a hung app and the pod's deletion
-//! (SIGTERM: the sidecar drains and deregisters) leave them.
+//! own network namespace. The cluster serves its SDK ports over TLS only (`clientFacing`, with
+//! the operator's CA): the webhook hands the sidecar that CA, the sidecar finds the registry
+//! through the client Service's DNS name, as the webhook wrote it, and registers the pod over
+//! TLS once its probe passes, and the service projection (subscribed over TLS too) turns the
+//! registration into the Service's endpoints; a hung app and the pod's deletion (SIGTERM: the
+//! sidecar drains and deregisters) leave them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use crate::cluster::{NAME, create_cluster};
 use crate::cluster_dns::{self, resolver};
 use crate::harness::{ControlPlane, eventually, workspace_binary};
 use crate::kubelet::{Images, Kubelet};
-use crate::members::{HTTP_PORT, await_voters, http};
+use crate::members::{HTTP_PORT, await_voters, member_ca, trusting};
 use crate::operator::Operator;
 use crate::projection::await_endpoints_within;
 
@@ -134,7 +136,8 @@ async fn an_injected_sidecar_registers_its_pod_and_the_projection_follows() {
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
     serve_webhook(&client, &operator_namespace, listen, shutdown).await;
-    create_cluster(&client, &namespace, json!({ "replicas": 1, "sidecarInjection": { "enabled": true } })).await;
+    let spec = json!({ "replicas": 1, "sidecarInjection": { "enabled": true }, "tls": { "clientFacing": true } });
+    create_cluster(&client, &namespace, spec).await;
     let started = std::time::Instant::now();
     await_voters(&client, &namespace, &kubelet, 1).await;
     let formed = started.elapsed();
@@ -151,6 +154,9 @@ async fn an_injected_sidecar_registers_its_pod_and_the_projection_follows() {
             .expect("the API server admitted the pod through the webhook");
     let containers = created.spec.as_ref().map(|s| s.containers.iter().map(|c| c.name.clone()).collect::<Vec<_>>());
     assert_eq!(containers, Some(vec!["app".to_owned(), "nacos-sidecar".to_owned()]), "stored with the sidecar");
+    let ca = member_ca(&client, &namespace).await;
+    let given = created.metadata.annotations.as_ref().and_then(|a| a.get("nacos.rs/tls-ca"));
+    assert_eq!(given.map(String::as_bytes), Some(ca.as_slice()), "the sidecar is given the cluster CA");
 
     let pod_ip = eventually(Duration::from_secs(30), || async { kubelet.pod_ip("demo-0") })
         .await
@@ -174,9 +180,11 @@ async fn an_injected_sidecar_registers_its_pod_and_the_projection_follows() {
     let exit = kubelet.exit_status("demo-0", "nacos-sidecar");
     assert!(exit.is_some_and(|s| s.success()), "the sidecar exits cleanly on SIGTERM within its grace: {exit:?}");
     let member = kubelet.pod_ip(&format!("{NAME}-0")).expect("member pod runs");
-    let url = format!("http://{member}:{HTTP_PORT}/nacos/v1/ns/instance/list?serviceName=demo");
+    let host = format!("{NAME}-0.{NAME}-headless.{namespace}.svc.cluster.local");
+    let trusting = trusting(&ca, &host, SocketAddr::from((member, HTTP_PORT)));
+    let url = format!("https://{host}:{HTTP_PORT}/nacos/v1/ns/instance/list?serviceName=demo");
     let gone = eventually(Duration::from_secs(10), || async {
-        let body: serde_json::Value = http().get(&url).send().await.ok()?.json().await.ok()?;
+        let body: serde_json::Value = trusting.get(&url).send().await.ok()?.json().await.ok()?;
         body["hosts"].as_array()?.is_empty().then_some(())
     })
     .await;

@@ -435,12 +435,18 @@ async fn materialize(shared: &Shared, pod: &Pod, volume: &Volume, dir: &Path) ->
         let mut entries = BTreeMap::new();
         for item in source.items.iter().flatten() {
             let path = item.field_ref.as_ref().map(|f| f.field_path.as_str()).unwrap_or_default();
-            let map = match path {
-                "metadata.labels" => pod.metadata.labels.clone().unwrap_or_default(),
-                "metadata.annotations" => pod.metadata.annotations.clone().unwrap_or_default(),
-                other => return Err(format!("downward API field this kubelet does not know: {other}")),
+            let (labels, annotations) = (&pod.metadata.labels, &pod.metadata.annotations);
+            let text = match path {
+                "metadata.labels" => key_values(labels.as_ref()),
+                "metadata.annotations" => key_values(annotations.as_ref()),
+                // One key, written as its bare value (what a kubelet does).
+                other => match (selected_key(other, "metadata.labels"), selected_key(other, "metadata.annotations")) {
+                    (Some(key), _) => labels.iter().flatten().find(|(k, _)| *k == key).map(|(_, v)| v.clone()),
+                    (_, Some(key)) => annotations.iter().flatten().find(|(k, _)| *k == key).map(|(_, v)| v.clone()),
+                    _ => return Err(format!("downward API field this kubelet does not know: {other}")),
+                }
+                .unwrap_or_default(),
             };
-            let text: String = map.iter().map(|(k, v)| format!("{k}={v:?}\n")).collect();
             entries.insert(item.path.clone(), text.into_bytes());
         }
         return files(&target, entries);
@@ -449,6 +455,16 @@ async fn materialize(shared: &Shared, pod: &Pod, volume: &Volume, dir: &Path) ->
         return files(&target, BTreeMap::new());
     }
     Err(format!("volume {} of a kind this kubelet does not know", volume.name))
+}
+
+/// A label or annotation map as the downward API writes it: `key="value"` lines.
+fn key_values(map: Option<&BTreeMap<String, String>>) -> String {
+    map.iter().flat_map(|m| m.iter()).map(|(k, v)| format!("{k}={v:?}\n")).collect()
+}
+
+/// `KEY` of a field path `<map>['KEY']`.
+fn selected_key<'a>(path: &'a str, map: &str) -> Option<&'a str> {
+    path.strip_prefix(map)?.strip_prefix("['")?.strip_suffix("']")
 }
 
 /// The container's environment as the kubelet gives it.

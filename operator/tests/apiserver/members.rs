@@ -97,6 +97,25 @@ pub(crate) async fn await_voters(client: &Client, namespace: &str, kubelet: &Kub
     }
 }
 
+/// The CA (PEM) of the operator-managed members' certificate of cluster `nacos`.
+pub(crate) async fn member_ca(client: &Client, namespace: &str) -> Vec<u8> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets.get(&format!("{NAME}-tls")).await.expect("members' Secret");
+    secret.data.as_ref().and_then(|d| d.get("ca.crt")).map(|c| c.0.clone()).expect("ca.crt")
+}
+
+/// An HTTPS client trusting only `ca`, reaching `host` at `address`.
+pub(crate) fn trusting(ca: &[u8], host: &str, address: SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca).expect("CA"))
+        .resolve(host, address)
+        .build()
+        .expect("https client")
+}
+
 pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).no_proxy().build().expect("http client")
 }
@@ -286,19 +305,10 @@ async fn real_members_with_operator_managed_tls_form_over_mutual_tls_and_serve_o
     // operator's certificate, and the operator read their Raft view over HTTPS.
     setup.await_voters(3).await;
 
-    let secrets: Api<Secret> = Api::namespaced(setup.client.clone(), &setup.namespace);
-    let secret = secrets.get(&format!("{NAME}-tls")).await.expect("members' Secret");
-    let ca = secret.data.as_ref().and_then(|d| d.get("ca.crt")).map(|c| c.0.clone()).expect("ca.crt");
+    let ca = member_ca(&setup.client, &setup.namespace).await;
     let member = setup.member(0).expect("member pod runs");
     let host = format!("{NAME}-0.{NAME}-headless.{}.svc.cluster.local", setup.namespace);
-    let trusting = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA"))
-        .resolve(&host, member)
-        .build()
-        .expect("https client");
+    let trusting = trusting(&ca, &host, member);
     let readiness = format!("https://{host}:{HTTP_PORT}/nacos/v1/console/health/readiness");
     let answer = trusting.get(&readiness).send().await.map(|r| r.status().as_u16());
     assert_eq!(answer.ok(), Some(200), "a client trusting the cluster CA reaches the member by its name");
