@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rustls::crypto::CryptoProvider;
 
 pub use client::{Connector, client_config};
-pub use server::{Incoming, ServerIo, server_config};
+pub use server::{Backlog, Incoming, ServerIo, server_config};
 
 /// Why TLS material could not be used.
 #[derive(Debug, thiserror::Error)]

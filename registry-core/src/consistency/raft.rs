@@ -123,6 +123,8 @@ pub struct RaftConfig {
     /// Longest wait for a write to commit (forwarding included); then it fails with 503, its
     /// outcome unknown if it was proposed.
     pub write_timeout: Duration,
+    /// Writes waiting for the batcher before a writer itself waits (`[queues] raft_writes`).
+    pub write_queue: usize,
 }
 
 impl Default for RaftConfig {
@@ -135,6 +137,7 @@ impl Default for RaftConfig {
             standalone: true,
             leader_lease: Duration::from_millis(DEFAULT_LEADER_LEASE_MS),
             write_timeout: Duration::from_millis(DEFAULT_WRITE_TIMEOUT_MS),
+            write_queue: batch::DEFAULT_QUEUE,
         }
     }
 }

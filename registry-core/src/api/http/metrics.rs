@@ -45,6 +45,7 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         dns.render_prometheus(&mut out);
     }
     tls(&s, &mut out);
+    queues(&s, &mut out);
     process(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
@@ -69,7 +70,7 @@ fn naming_and_configs(s: &ApiState, out: &mut String) {
         ("registry_subscribers", "Subscriptions (UDP and gRPC)", s.push.subscriber_count()),
         (
             "registry_change_events_queued",
-            "Change events the slowest reader (push, config notifier, DNS cache, health checker) has not taken; at 16384 it resynchronises",
+            "Change events the slowest reader (push, config notifier, DNS cache, health checker) has not taken; at [queues] change_events it resynchronises",
             s.naming.change_events_queued(),
         ),
         ("registry_config_long_polls_held", "Config long-polls held waiting for a change", s.configs.hub().held()),
@@ -250,6 +251,18 @@ fn tls(s: &ApiState, out: &mut String) {
             "End of the validity of the certificate served, seconds since the epoch",
             at,
         );
+    }
+}
+
+/// The bound of each queue between tasks, under its configuration key.
+fn queues(s: &ApiState, out: &mut String) {
+    let name = "registry_queue_capacity";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Bound of a queue between tasks, labelled with its configuration key (docs/configuration.md, \"Queues and their bounds\")\n# TYPE {name} gauge"
+    );
+    for (queue, capacity) in s.queues.iter() {
+        let _ = writeln!(out, "{name}{{queue=\"{queue}\"}} {capacity}");
     }
 }
 
