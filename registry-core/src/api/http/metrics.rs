@@ -210,7 +210,8 @@ fn cluster(s: &ApiState, out: &mut String) {
     );
 }
 
-/// TLS, when on: handshakes per listener, the certificate's renewals and expiry.
+/// TLS, when on: handshakes per listener, the certificate's and the CA file's reloads, the
+/// certificate's expiry.
 fn tls(s: &ApiState, out: &mut String) {
     let Some((reloads, not_after)) = s.tls.certificate() else { return };
     let outcome: [fn(&Outcomes) -> u64; 2] = [Outcomes::ok, Outcomes::failed];
@@ -229,20 +230,27 @@ fn tls(s: &ApiState, out: &mut String) {
             let _ = writeln!(out, "{name}{{listener=\"{listener}\"}} {}", pick(handshakes));
         }
     }
+    // One family per outcome, a series per kind of file: the certificate/key pair, the CA.
+    let files = [("identity", Some(reloads)), ("ca", s.tls.ca())];
     for ((name, help), pick) in [
         (
             "registry_tls_certificate_reloads_total",
-            "Renewed certificate/key pairs read from the files and put in force",
+            "Changed TLS files read and put in force: the certificate/key pair (kind=identity), the CA file (kind=ca)",
         ),
         (
             "registry_tls_certificate_reload_failures_total",
-            "Changes to the certificate/key files that could not be used (the previous pair stays in force)",
+            "Changes to the TLS files that could not be used (the previous ones stay in force), per kind",
         ),
     ]
     .into_iter()
     .zip(outcome)
     {
-        counter(out, name, help, pick(reloads));
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (kind, outcomes) in files {
+            if let Some(outcomes) = outcomes {
+                let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {}", pick(outcomes));
+            }
+        }
     }
     if let Some(at) = not_after {
         gauge(
