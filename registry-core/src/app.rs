@@ -16,7 +16,6 @@ use tokio_util::task::TaskTracker;
 use crate::api::grpc::{self, GrpcState};
 use crate::api::{ApiState, Services, http};
 use crate::auth::Auth;
-use crate::queues::Capacities;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::configs::{self, ConfigService};
@@ -27,6 +26,7 @@ use crate::limits::NamespaceRates;
 use crate::namespaces::NamespaceService;
 use crate::naming::{NamingService, checker, cleaner, health};
 use crate::push::{self, PushHandle};
+use crate::queues::Capacities;
 use crate::state::NamingStore;
 use crate::telemetry::requests::RequestMetrics;
 use crate::tls::{PeerHttp, Tls, TlsMetrics};
@@ -135,7 +135,8 @@ impl App {
         // (members report readiness through the readiness endpoint instead).
         let distro = Distro::new(Arc::clone(&applier), raft.clone(), config.distro.clone(), shutdown.child_token());
         let mut tls_metrics = TlsMetrics::new(&tls);
-        let cluster_listener = incoming("cluster", cluster_addr, cluster_listener, tls.cluster_server.clone(), queues.tls_backlog())?;
+        let cluster_listener =
+            incoming("cluster", cluster_addr, cluster_listener, tls.cluster_server.clone(), queues.tls_backlog())?;
         if tls.cluster_server.is_some() {
             tls_metrics.listener("cluster", cluster_listener.handshakes());
         }

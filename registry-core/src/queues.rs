@@ -36,8 +36,8 @@ impl Default for QueuesConfig {
         Self {
             push_control: 65_536,
             config_notify_control: 65_536,
-            change_events: 16_384,
-            raft_writes: 4096,
+            change_events: crate::consistency::apply::CHANGE_EVENT_CAPACITY,
+            raft_writes: crate::consistency::raft::DEFAULT_WRITE_QUEUE,
             tls_handshakes: backlog.handshakes,
             tls_accepted: backlog.accepted,
         }

@@ -184,7 +184,8 @@ async fn client_facing_tls_serves_https_and_the_sdk_channel_and_follows_a_renewe
     // Renewal: new certificate and key written over the old files, no restart. Writes keep
     // going while the files change.
     let before = served_certificate(&pki.ca, server.http, ALPN_HTTP1).await.expect("handshake before renewal");
-    let (expiry, reloads) = ("registry_tls_certificate_expiry_seconds", r#"registry_tls_certificate_reloads_total{kind="identity"}"#);
+    let (expiry, reloads) =
+        ("registry_tls_certificate_expiry_seconds", r#"registry_tls_certificate_reloads_total{kind="identity"}"#);
     assert_eq!(tls_metric(&client, &server, expiry).await, Some(FIRST_EXPIRY.1));
     assert_eq!(tls_metric(&client, &server, reloads).await, Some(0));
     let renewed = pki.issue_into("server-renewed", &identity, RENEWED_EXPIRY.0);

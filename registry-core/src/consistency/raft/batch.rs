@@ -43,10 +43,6 @@ use crate::consistency::command::{Command, CommandResult};
 /// burst; 32 concurrent clients stay far below it.
 const MAX_BATCH: usize = 256;
 
-/// Writes waiting for the batcher before `write` itself waits (backpressure), unless
-/// `[queues] raft_writes` says otherwise.
-pub(crate) const DEFAULT_QUEUE: usize = 4096;
-
 /// What one Raft log entry carries: commands applied in order, each with its own result.
 ///
 /// Encoded as a JSON list. Entries written before batching hold one command (a JSON object)
