@@ -8,7 +8,8 @@
 //!  ca.pem ─► Reloading<verifier> ─┬─ server: client certificates must chain to it (mutual TLS)
 //!                                 └─ client: the server's certificate must chain to it
 //!  each file's mtime checked at most every RECHECK; a change is read at the next handshake
-//!  (no restart); a file that does not parse keeps the previous one in force.
+//!  (no restart); a file that does not parse keeps the previous one in force. Each is read
+//!  once per process: Credentials shares the pair, TrustAnchors the CA file (by path).
 //! ```
 
 mod client;
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rustls::crypto::CryptoProvider;
 
 pub use client::{Connector, client_config, client_config_trusting};
-pub use server::{Incoming, ServerIo, server_config};
+pub use server::{Backlog, Incoming, ServerIo, server_config};
 
 /// Why TLS material could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -93,8 +94,28 @@ impl Credentials {
     }
 }
 
+/// A CA file as this process follows it: the one reader every config trusting the same path
+/// shares (the server side checking client certificates, the client side checking servers), so
+/// a changed file is read, and counted, once per process.
+#[derive(Debug, Clone)]
+pub struct TrustAnchors(Arc<reload::ReloadingAnchors>);
+
+impl TrustAnchors {
+    /// The reader of `ca`, reading it first if no config of this process trusts it yet.
+    pub fn load(ca: &Path) -> Result<Self, TlsError> {
+        reload::ReloadingAnchors::shared(ca, provider()).map(Self)
+    }
+
+    /// Changes read since start (the first load not counted): `ok`, put in force; `failed`,
+    /// unreadable or no usable certificate (the previous anchors stay). A change is read at
+    /// the next handshake that checks a certificate against it.
+    pub fn reloads(&self) -> &Outcomes {
+        self.0.reloads()
+    }
+}
+
 /// How often something succeeded and failed since start: a listener's handshakes (failed:
-/// refused, not TLS, or timed out), a certificate's reloads.
+/// refused, not TLS, or timed out), a certificate's or CA file's reloads.
 #[derive(Debug, Default)]
 pub struct Outcomes {
     ok: AtomicU64,

@@ -54,6 +54,8 @@ pub struct Services {
     pub peer_http: crate::tls::PeerHttp,
     /// TLS handshakes and certificate renewals (`/metrics`).
     pub tls: crate::tls::TlsMetrics,
+    /// The bound of each queue between tasks (`/metrics`).
+    pub queues: crate::queues::Capacities,
 }
 
 /// The shared handle every request gets: one pointer, because axum clones the state for every

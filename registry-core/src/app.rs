@@ -26,11 +26,12 @@ use crate::limits::NamespaceRates;
 use crate::namespaces::NamespaceService;
 use crate::naming::{NamingService, checker, cleaner, health};
 use crate::push::{self, PushHandle};
+use crate::queues::Capacities;
 use crate::state::NamingStore;
 use crate::telemetry::requests::RequestMetrics;
 use crate::tls::{PeerHttp, Tls, TlsMetrics};
 use registry_proto::server::Connections;
-use registry_proto::tls::{Incoming, ServerIo};
+use registry_proto::tls::{Backlog, Incoming, ServerIo};
 
 /// How long startup waits for the Raft store to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -124,7 +125,8 @@ impl App {
         cluster.set_health_window(Duration::from_millis(config.distro.verify_interval_ms.saturating_mul(3)));
 
         let store = Arc::new(NamingStore::new());
-        let applier = Arc::new(Applier::new(Arc::clone(&store)));
+        let queues = config.queues;
+        let applier = Arc::new(Applier::with_event_capacity(Arc::clone(&store), queues.change_events));
         let raft = RaftNode::start(config.raft_config(cluster), &data_dir, Arc::clone(&applier)).await?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -133,7 +135,8 @@ impl App {
         // (members report readiness through the readiness endpoint instead).
         let distro = Distro::new(Arc::clone(&applier), raft.clone(), config.distro.clone(), shutdown.child_token());
         let mut tls_metrics = TlsMetrics::new(&tls);
-        let cluster_listener = incoming("cluster", cluster_addr, cluster_listener, tls.cluster_server.clone())?;
+        let cluster_listener =
+            incoming("cluster", cluster_addr, cluster_listener, tls.cluster_server.clone(), queues.tls_backlog())?;
         if tls.cluster_server.is_some() {
             tls_metrics.listener("cluster", cluster_listener.handshakes());
         }
@@ -182,6 +185,7 @@ impl App {
             applier.subscribe(),
             udp,
             config.push.clone(),
+            queues.push_control,
             shutdown.child_token(),
         );
 
@@ -193,18 +197,32 @@ impl App {
             Arc::clone(configs.hub()),
             applier.subscribe(),
             configs.config(),
+            queues.config_notify_control,
             shutdown.child_token(),
         );
         let (dns, dns_stats) = bind_dns(&config, &tls, &store, &applier, &auth, &tasks, &shutdown).await?;
         if let Some(dns) = dns.as_ref().and_then(|d| d.tls_handshakes()) {
             tls_metrics.listener("dns", dns);
         }
-        let http_listener = incoming("http", http_addr, http_listener, tls.http.clone())?;
+        let http_listener = incoming("http", http_addr, http_listener, tls.http.clone(), queues.tls_backlog())?;
         let grpc_addr = SocketAddr::new(config.server.bind, config.server.grpc_port());
-        let grpc_listener = incoming("grpc", grpc_addr, grpc_listener, tls.grpc.clone())?;
+        let grpc_listener = incoming("grpc", grpc_addr, grpc_listener, tls.grpc.clone(), queues.tls_backlog())?;
         if tls.http.is_some() {
             tls_metrics.listener("http", http_listener.handshakes());
             tls_metrics.listener("grpc", grpc_listener.handshakes());
+        }
+        let mut capacities = Capacities::default();
+        for (queue, capacity) in [
+            ("queues.push_control", push.control_capacity()),
+            ("queues.config_notify_control", config_notify.control_capacity()),
+            ("queues.change_events", applier.events_capacity()),
+            ("queues.raft_writes", raft.write_queue_capacity()),
+            ("queues.tls_handshakes", http_listener.backlog().handshakes),
+            ("queues.tls_accepted", http_listener.backlog().accepted),
+            ("grpc.outbound_queue", config.grpc.outbound_queue),
+            ("push.max_pending_acks", config.push.max_pending_acks),
+        ] {
+            capacities.set(queue, capacity);
         }
         let connections: Arc<Connections> =
             grpc::connections(naming.clone(), push.clone(), config_notify.clone(), shutdown.child_token());
@@ -237,6 +255,7 @@ impl App {
             namespace_rates: Arc::clone(&grpc_state.namespace_rates),
             peer_http: PeerHttp::new(&config.tls, tls.credentials.as_ref())?,
             tls: tls_metrics,
+            queues: capacities,
         });
         Ok(Self {
             config,
@@ -375,7 +394,8 @@ async fn bind_dns(
         let server_tls =
             tls.dns.clone().ok_or_else(|| AppError::Config("dns.tls_port needs client-facing TLS".into()))?;
         let addr = SocketAddr::new(config.server.bind, tls_port);
-        let listener = incoming("dns-tls", addr, bind_tcp("dns-tls", addr).await?, Some(server_tls))?;
+        let listener =
+            incoming("dns-tls", addr, bind_tcp("dns-tls", addr).await?, Some(server_tls), config.queues.tls_backlog())?;
         server = server.with_tls(listener);
     }
     Ok((Some(server), Some(stats)))
@@ -385,14 +405,16 @@ async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<TcpListener, A
     TcpListener::bind(addr).await.map_err(|source| AppError::Bind { what, addr, source })
 }
 
-/// A listener bound to `addr`, accepting plain or (with `tls`) TLS connections from here on.
+/// A listener bound to `addr`, accepting plain or (with `tls`) TLS connections from here on,
+/// its queues sized by `backlog`.
 fn incoming(
     what: &'static str,
     addr: SocketAddr,
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    backlog: Backlog,
 ) -> Result<Incoming, AppError> {
-    Incoming::new(listener, tls).map_err(|source| AppError::Bind { what, addr, source })
+    Incoming::with_backlog(listener, tls, backlog).map_err(|source| AppError::Bind { what, addr, source })
 }
 
 /// The HTTP port's connections, plain or TLS, as axum takes them.

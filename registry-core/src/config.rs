@@ -283,6 +283,8 @@ pub struct Config {
     pub limits: crate::limits::LimitsConfig,
     /// TLS on the listeners and member channels.
     pub tls: TlsConfig,
+    /// Bounds of the queues between tasks that no other section holds.
+    pub queues: crate::queues::QueuesConfig,
 }
 
 impl Config {
@@ -428,6 +430,7 @@ impl Config {
         if self.raft.bootstrap_expect == 0 {
             return invalid("raft.bootstrap_expect must be at least 1");
         }
+        self.queues.check().map_err(ConfigError::Invalid)?;
         self.auth.validate().map_err(ConfigError::Invalid)?;
         self.tls.check().map_err(ConfigError::Invalid)?;
         if self.dns.tls_port.is_some() {
@@ -542,6 +545,7 @@ impl Config {
             standalone: !self.server.clustered(),
             leader_lease: std::time::Duration::from_millis(self.raft.leader_lease_ms),
             write_timeout: std::time::Duration::from_millis(self.raft.write_timeout_ms),
+            write_queue: self.queues.raft_writes,
         }
     }
 }
@@ -743,5 +747,23 @@ mod tests {
         assert_eq!((c.server.http_port, c.server.node_id(), c.naming.beat_check_interval_ms), (2, 3, 500));
         std::fs::write(&path, "[server]\nhttp_prot = 1\n").unwrap();
         assert!(matches!(Config::load(&Cli { config: Some(path), ..Cli::default() }), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn queue_bounds_come_from_the_file_and_zero_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(&Cli { config: Some(path.clone()), ..Cli::default() })
+        };
+        let c = load("[queues]\nraft_writes = 8\ntls_handshakes = 3\n").unwrap();
+        let q = c.queues;
+        assert_eq!((q.raft_writes, q.tls_handshakes, q.push_control, q.change_events), (8, 3, 65_536, 16_384));
+        assert_eq!(c.raft_config(crate::cluster::Cluster::new(c.cluster_config().unwrap())).write_queue, 8);
+        let refused = load("[queues]\npush_control = 0\n").unwrap_err().to_string();
+        assert!(refused.contains("queues.push_control is 0"), "{refused}");
+        assert!(load("[queues]\nchange_events = 100000000\n").is_err());
+        assert!(matches!(load("[queues]\nraft_write = 8\n"), Err(ConfigError::Parse { .. })));
     }
 }

@@ -39,6 +39,7 @@ pub mod model;
 pub mod namespaces;
 pub mod naming;
 pub mod push;
+pub mod queues;
 pub mod state;
 pub mod storage;
 pub mod telemetry;

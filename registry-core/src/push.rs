@@ -161,4 +161,9 @@ impl PushHandle {
     pub fn control_dropped(&self) -> u64 {
         self.control.dropped()
     }
+
+    /// Most subscriptions and acks that wait for the engine at once.
+    pub fn control_capacity(&self) -> usize {
+        self.control.capacity()
+    }
 }

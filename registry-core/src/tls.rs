@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use registry_proto::contract::tls::{ALPN_DOT, ALPN_H2, ALPN_HTTP1};
-use registry_proto::tls::{self as kit, Credentials, Identity, Outcomes, TlsError};
+use registry_proto::tls::{self as kit, Credentials, Identity, Outcomes, TlsError, TrustAnchors};
 use rustls::{ClientConfig, ServerConfig};
 use serde::Deserialize;
 
@@ -73,6 +73,9 @@ pub struct Tls {
     pub cluster_client: Option<kit::Connector>,
     /// This member's certificate and key, shared by every config above (`None`: no TLS).
     pub credentials: Option<Credentials>,
+    /// The CA file, shared by every config of this process that trusts it (`None`: no TLS or
+    /// no `tls.ca`).
+    pub anchors: Option<TrustAnchors>,
 }
 
 impl Tls {
@@ -94,6 +97,8 @@ impl Tls {
             tls.cluster_client = Some(kit::Connector::new(client));
         }
         tls.credentials = Some(identity);
+        // Held for the process: the configs above, and [`PeerHttp`] later, share this reader.
+        tls.anchors = config.ca.as_deref().map(TrustAnchors::load).transpose()?;
         Ok(tls)
     }
 }
@@ -144,18 +149,19 @@ impl PeerHttp {
     }
 }
 
-/// What `/metrics` shows of TLS: handshakes per TLS listener, the serving certificate's
-/// renewals and the end of its validity. Empty without TLS.
+/// What `/metrics` shows of TLS: handshakes per TLS listener, the reloads of the serving
+/// certificate and of the CA file, and the end of the certificate's validity. Empty without TLS.
 #[derive(Debug, Default)]
 pub struct TlsMetrics {
     credentials: Option<Credentials>,
+    anchors: Option<TrustAnchors>,
     listeners: Vec<(&'static str, Arc<Outcomes>)>,
 }
 
 impl TlsMetrics {
-    /// For `tls`'s certificate; listeners are added with [`Self::listener`].
+    /// For `tls`'s certificate and CA; listeners are added with [`Self::listener`].
     pub fn new(tls: &Tls) -> Self {
-        Self { credentials: tls.credentials.clone(), listeners: Vec::new() }
+        Self { credentials: tls.credentials.clone(), anchors: tls.anchors.clone(), listeners: Vec::new() }
     }
 
     /// Counts `handshakes` under `name` (`http`, `grpc`, `cluster`, `dns`).
@@ -173,5 +179,10 @@ impl TlsMetrics {
     pub fn certificate(&self) -> Option<(&Outcomes, Option<i64>)> {
         let c = self.credentials.as_ref()?;
         Some((c.reloads(), c.not_after()))
+    }
+
+    /// The CA file's reloads; `None` without TLS or without `tls.ca`.
+    pub fn ca(&self) -> Option<&Outcomes> {
+        self.anchors.as_ref().map(TrustAnchors::reloads)
     }
 }

@@ -4,7 +4,7 @@
 //! picked up once complete); only the first load fails loudly.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -129,17 +129,67 @@ impl ResolvesClientCert for ReloadingIdentity {
     }
 }
 
+/// The verifiers of one CA file, both built from each version of it: a change is read, and
+/// counted, once for the server side (client certificates, mutual TLS) and the client side
+/// (servers' certificates).
+pub(super) struct Anchors {
+    clients: Arc<dyn ClientCertVerifier>,
+    servers: Arc<WebPkiServerVerifier>,
+}
+
+/// A CA file followed like the identity (see [`Reloading`]).
+#[derive(Debug)]
+pub(super) struct ReloadingAnchors(Reloading<Anchors>);
+
+/// The CA files this process follows, by path as given: every config trusting the same file
+/// shares one reader, so a change is read, and counted, once per process however many
+/// listeners and channels trust it ([`super::client_config`] takes a path, not a shared value).
+static FOLLOWED: Mutex<Vec<(PathBuf, Weak<ReloadingAnchors>)>> = Mutex::new(Vec::new());
+
+impl ReloadingAnchors {
+    /// Reads `ca` (errors are returned), then follows it.
+    fn new(ca: &Path, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
+        let build: Build<Anchors> = Box::new(move |f| {
+            let roots = files::roots(f[0].0, f[0].1)?;
+            let clients = WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
+                .build()
+                .map_err(rustls_error)?;
+            let servers =
+                WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider)).build().map_err(rustls_error)?;
+            Ok(Anchors { clients, servers })
+        });
+        Reloading::new(vec![ca.to_owned()], build).map(Self)
+    }
+
+    /// The reader of `ca` this process already follows, else a new one (read once here).
+    pub(super) fn shared(ca: &Path, provider: Arc<CryptoProvider>) -> Result<Arc<Self>, TlsError> {
+        let mut followed = FOLLOWED.lock().unwrap_or_else(PoisonError::into_inner);
+        followed.retain(|(_, anchors)| anchors.strong_count() > 0);
+        if let Some(anchors) = followed.iter().find(|(path, _)| path == ca).and_then(|(_, a)| a.upgrade()) {
+            return Ok(anchors);
+        }
+        let anchors = Arc::new(Self::new(ca, provider)?);
+        followed.push((ca.to_owned(), Arc::downgrade(&anchors)));
+        Ok(anchors)
+    }
+
+    /// Changed CA files read since start (the first load not counted).
+    pub(super) fn reloads(&self) -> &Outcomes {
+        &self.0.reloads
+    }
+}
+
 /// Client certificates must chain to the CA file's anchors (mutual TLS).
 #[derive(Debug)]
-pub(super) struct ReloadingClientVerifier(Reloading<Arc<dyn ClientCertVerifier>>);
+pub(super) struct ReloadingClientVerifier(Arc<ReloadingAnchors>);
 
 impl ReloadingClientVerifier {
     pub(super) fn new(ca: &Path, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
-        let build: Build<Arc<dyn ClientCertVerifier>> = Box::new(move |f| {
-            let roots = files::roots(f[0].0, f[0].1)?;
-            WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider)).build().map_err(rustls_error)
-        });
-        Reloading::new(vec![ca.to_owned()], build).map(Self)
+        ReloadingAnchors::shared(ca, provider).map(Self)
+    }
+
+    fn current(&self) -> Arc<dyn ClientCertVerifier> {
+        Arc::clone(&self.0.0.get().clients)
     }
 }
 
@@ -159,7 +209,7 @@ impl ClientCertVerifier for ReloadingClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.0.get().verify_client_cert(end_entity, intermediates, now)
+        self.current().verify_client_cert(end_entity, intermediates, now)
     }
 
     fn verify_tls12_signature(
@@ -168,7 +218,7 @@ impl ClientCertVerifier for ReloadingClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().verify_tls12_signature(message, cert, dss)
+        self.current().verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -177,25 +227,25 @@ impl ClientCertVerifier for ReloadingClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().verify_tls13_signature(message, cert, dss)
+        self.current().verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.get().supported_verify_schemes()
+        self.current().supported_verify_schemes()
     }
 }
 
 /// A server's certificate must chain to the CA file's anchors and name the host dialled.
 #[derive(Debug)]
-pub(super) struct ReloadingServerVerifier(Reloading<Arc<WebPkiServerVerifier>>);
+pub(super) struct ReloadingServerVerifier(Arc<ReloadingAnchors>);
 
 impl ReloadingServerVerifier {
     pub(super) fn new(ca: &Path, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
-        let build: Build<Arc<WebPkiServerVerifier>> = Box::new(move |f| {
-            let roots = files::roots(f[0].0, f[0].1)?;
-            WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider)).build().map_err(rustls_error)
-        });
-        Reloading::new(vec![ca.to_owned()], build).map(Self)
+        ReloadingAnchors::shared(ca, provider).map(Self)
+    }
+
+    fn current(&self) -> Arc<WebPkiServerVerifier> {
+        Arc::clone(&self.0.0.get().servers)
     }
 }
 
@@ -208,7 +258,7 @@ impl ServerCertVerifier for ReloadingServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.0.get().verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        self.current().verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(
@@ -217,7 +267,7 @@ impl ServerCertVerifier for ReloadingServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().verify_tls12_signature(message, cert, dss)
+        self.current().verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -226,11 +276,11 @@ impl ServerCertVerifier for ReloadingServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().verify_tls13_signature(message, cert, dss)
+        self.current().verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.get().supported_verify_schemes()
+        self.current().supported_verify_schemes()
     }
 }
 
@@ -288,5 +338,30 @@ mod tests {
         assert_eq!((identity.reloads().ok(), identity.reloads().failed()), (1, 3));
         // Only the first load fails loudly.
         assert!(matches!(ReloadingIdentity::new(&files, super::super::provider()), Err(TlsError::Read { .. })));
+    }
+
+    #[test]
+    fn a_ca_file_is_read_once_per_process_and_a_broken_change_keeps_the_previous_anchors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, other) = (dir.path().join("ca.pem"), dir.path().join("other.pem"));
+        write(&ca, &pair().0, 0);
+        write(&other, &pair().0, 0);
+        let provider = super::super::provider;
+        // The server side and the client side of one path share a reader; another path does not.
+        let clients = ReloadingClientVerifier::new(&ca, provider()).unwrap();
+        let servers = ReloadingServerVerifier::new(&ca, provider()).unwrap();
+        assert!(Arc::ptr_eq(&clients.0, &servers.0));
+        assert!(!Arc::ptr_eq(&clients.0, &ReloadingServerVerifier::new(&other, provider()).unwrap().0));
+
+        let mut anchors = ReloadingAnchors::new(&ca, provider()).unwrap();
+        anchors.0.recheck = Duration::ZERO;
+        let first = anchors.0.get();
+        write(&ca, &pair().0, 10);
+        let second = anchors.0.get();
+        assert!(!Arc::ptr_eq(&first, &second), "the changed CA is in force");
+        assert_eq!((anchors.reloads().ok(), anchors.reloads().failed()), (1, 0));
+        write(&ca, "not a certificate", 20);
+        assert!(Arc::ptr_eq(&anchors.0.get(), &second), "a broken CA file keeps the previous anchors");
+        assert_eq!((anchors.reloads().ok(), anchors.reloads().failed()), (1, 1));
     }
 }

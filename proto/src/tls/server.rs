@@ -19,10 +19,6 @@ use super::{Credentials, Outcomes, TlsError, provider, rustls_error};
 
 /// Longest a client may take to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; further connections wait to be accepted.
-const MAX_HANDSHAKES: usize = 256;
-/// Accepted connections not yet taken by the server.
-const ACCEPTED_QUEUE: usize = 128;
 /// Pause after a failed accept (out of descriptors), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
@@ -45,6 +41,23 @@ pub fn server_config(
     let mut config = builder.with_cert_resolver(Arc::clone(&identity.0) as Arc<dyn rustls::server::ResolvesServerCert>);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// A listener's two queues: TLS handshakes in progress at once (further connections wait in
+/// the kernel's backlog) and connections accepted (handshaken) but not yet taken by the server
+/// (the accepting side then waits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// Handshakes in progress at once.
+    pub handshakes: usize,
+    /// Accepted connections not yet taken.
+    pub accepted: usize,
+}
+
+impl Default for Backlog {
+    fn default() -> Self {
+        Self { handshakes: 256, accepted: 128 }
+    }
 }
 
 /// An accepted connection: plain TCP, or TLS once its handshake completed.
@@ -72,17 +85,34 @@ pub struct Incoming {
     rx: mpsc::Receiver<(ServerIo, SocketAddr)>,
     local: SocketAddr,
     handshakes: Arc<Outcomes>,
+    backlog: Backlog,
 }
 
 impl Incoming {
     /// Starts accepting on `listener` (TLS when `tls` is given) until this value is dropped.
     /// Every accepted TCP stream gets `TCP_NODELAY` (small request/response pairs).
     pub fn new(listener: TcpListener, tls: Option<Arc<ServerConfig>>) -> std::io::Result<Self> {
+        Self::with_backlog(listener, tls, Backlog::default())
+    }
+
+    /// [`Self::new`] with queues of `backlog`'s sizes (each at least 1).
+    pub fn with_backlog(
+        listener: TcpListener,
+        tls: Option<Arc<ServerConfig>>,
+        backlog: Backlog,
+    ) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
-        let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
+        let backlog = Backlog { handshakes: backlog.handshakes.max(1), accepted: backlog.accepted.max(1) };
+        let (tx, rx) = mpsc::channel(backlog.accepted);
         let handshakes = Arc::new(Outcomes::default());
-        tokio::spawn(accept_loop(listener, tls.map(TlsAcceptor::from), tx, Arc::clone(&handshakes)));
-        Ok(Self { rx, local, handshakes })
+        let acceptor = tls.map(TlsAcceptor::from);
+        tokio::spawn(accept_loop(listener, acceptor, tx, Arc::clone(&handshakes), backlog.handshakes));
+        Ok(Self { rx, local, handshakes, backlog })
+    }
+
+    /// The sizes of this listener's queues, for `/metrics`.
+    pub fn backlog(&self) -> Backlog {
+        self.backlog
     }
 
     /// This listener's handshakes (none when plain), for `/metrics`.
@@ -112,8 +142,9 @@ async fn accept_loop(
     tls: Option<TlsAcceptor>,
     tx: mpsc::Sender<(ServerIo, SocketAddr)>,
     counts: Arc<Outcomes>,
+    max_handshakes: usize,
 ) {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let handshakes = Arc::new(Semaphore::new(max_handshakes));
     loop {
         let (tcp, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::ConfigCenterConfig;
 use super::listen::ListenHub;
 use crate::model::{ChangeEvent, ConfigKey};
-use crate::push::delivery::{CONTROL_QUEUE, CloseReasons, ConnDelivery, ControlQueue};
+use crate::push::delivery::{CloseReasons, ConnDelivery, ControlQueue};
 use crate::push::pending::{Backoff, Due, RetryPolicy};
 use crate::push::table::SubscriberTable;
 use crate::push::{PushSink, SinkError};
@@ -107,20 +107,27 @@ impl ConfigNotifyHandle {
         self.control.dropped()
     }
 
+    /// Most acks that wait for the notifier at once.
+    pub fn control_capacity(&self) -> usize {
+        self.control.capacity()
+    }
+
     /// Whether nobody listens.
     pub fn is_empty(&self) -> bool {
         self.listeners.is_empty()
     }
 }
 
-/// Starts the notifier.
+/// Starts the notifier, taking at most `control_queue` waiting acks (`[queues]
+/// config_notify_control`).
 pub fn spawn(
     hub: Arc<ListenHub>,
     events: broadcast::Receiver<ChangeEvent>,
     config: &ConfigCenterConfig,
+    control_queue: usize,
     shutdown: CancellationToken,
 ) -> ConfigNotifyHandle {
-    let (control, control_rx) = ControlQueue::new(CONTROL_QUEUE);
+    let (control, control_rx) = ControlQueue::new(control_queue);
     let handle = ConfigNotifyHandle {
         listeners: Arc::new(Listeners::default()),
         control: Arc::new(control),

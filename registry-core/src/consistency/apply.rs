@@ -18,7 +18,7 @@ use crate::state::{
     AccountStore, Accounts, ConfigData, ConfigStore, Namespace, NamespaceStore, NamingData, NamingStore, StateSnapshot,
 };
 
-/// Capacity of the change-event broadcast. A reader that lags further than this gets
+/// Default capacity of the change-event broadcast (`[queues] change_events`). A reader that lags further than this gets
 /// `Lagged` and must resynchronise everything it follows (bounded memory by design). The
 /// channel allocates and touches every slot at startup (~48 bytes each), so this is paid in
 /// idle RSS: 16 384 slots are 0.75 MiB, where 65 536 were 3 MiB. The push engine only notes
@@ -35,18 +35,27 @@ pub struct Applier {
     namespaces: Arc<NamespaceStore>,
     accounts: Arc<AccountStore>,
     events: broadcast::Sender<ChangeEvent>,
+    events_capacity: usize,
 }
 
 impl Applier {
-    /// A writer over `naming` that announces changes on a new broadcast channel.
+    /// A writer over `naming` that announces changes on a new broadcast channel of
+    /// [`CHANGE_EVENT_CAPACITY`] events.
     pub fn new(naming: Arc<NamingStore>) -> Self {
-        let (events, _) = broadcast::channel(CHANGE_EVENT_CAPACITY);
+        Self::with_event_capacity(naming, CHANGE_EVENT_CAPACITY)
+    }
+
+    /// [`Self::new`] with a broadcast of `capacity` events (at least 1).
+    pub fn with_event_capacity(naming: Arc<NamingStore>, capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let (events, _) = broadcast::channel(capacity);
         Self {
             naming,
             configs: Arc::new(ConfigStore::new()),
             namespaces: Arc::default(),
             accounts: Arc::default(),
             events,
+            events_capacity: capacity,
         }
     }
 
@@ -70,10 +79,15 @@ impl Applier {
         self.events.subscribe()
     }
 
-    /// Change events the slowest reader has not taken yet; at [`CHANGE_EVENT_CAPACITY`] it
+    /// Change events the slowest reader has not taken yet; at [`Self::events_capacity`] it
     /// lags and resynchronises.
     pub fn events_queued(&self) -> usize {
         self.events.len()
+    }
+
+    /// How many change events a reader may fall behind before it lags.
+    pub fn events_capacity(&self) -> usize {
+        self.events_capacity
     }
 
     /// The naming index this writer owns.

@@ -100,6 +100,10 @@ pub const DEFAULT_LEADER_LEASE_MS: u64 = 1_500;
 /// Default write timeout, ms. Nacos (JRaft) fails such writes after its 5 s request timeout.
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 5_000;
 
+/// Writes waiting for the batcher before a writer itself waits (backpressure), unless
+/// `[queues] raft_writes` says otherwise.
+pub const DEFAULT_WRITE_QUEUE: usize = 4096;
+
 /// Raft settings of this node.
 #[derive(Debug, Clone)]
 pub struct RaftConfig {
@@ -123,6 +127,8 @@ pub struct RaftConfig {
     /// Longest wait for a write to commit (forwarding included); then it fails with 503, its
     /// outcome unknown if it was proposed.
     pub write_timeout: Duration,
+    /// Writes waiting for the batcher before a writer itself waits (`[queues] raft_writes`).
+    pub write_queue: usize,
 }
 
 impl Default for RaftConfig {
@@ -135,6 +141,7 @@ impl Default for RaftConfig {
             standalone: true,
             leader_lease: Duration::from_millis(DEFAULT_LEADER_LEASE_MS),
             write_timeout: Duration::from_millis(DEFAULT_WRITE_TIMEOUT_MS),
+            write_queue: DEFAULT_WRITE_QUEUE,
         }
     }
 }

@@ -92,14 +92,12 @@ impl<T> ConnDelivery<T> {
     }
 }
 
-/// Most messages from request handlers (new subscriptions, acks) waiting for the push engine
-/// or the config notifier. The task handles each in memory, so the queue fills only if it
-/// stalls or clients flood responses; then messages are dropped and counted: a dropped ack
-/// means a resend, a dropped new-subscription note a missed first push (the subscriber got the
-/// state in its subscribe answer).
-pub(crate) const CONTROL_QUEUE: usize = 65_536;
-
-/// Request handlers' messages to a delivery task: bounded, dropped and counted when full.
+/// Request handlers' messages (new subscriptions, acks) to a delivery task (the push engine,
+/// the config notifier): bounded (`[queues] push_control`, `config_notify_control`), dropped
+/// and counted when full. The task handles each in memory, so the queue fills only if it
+/// stalls or clients flood responses: a dropped ack means a resend, a dropped
+/// new-subscription note a missed first push (the subscriber got the state in its subscribe
+/// answer).
 #[derive(Debug)]
 pub(crate) struct ControlQueue<T> {
     tx: mpsc::Sender<T>,
@@ -107,10 +105,15 @@ pub(crate) struct ControlQueue<T> {
 }
 
 impl<T> ControlQueue<T> {
-    /// A queue of `capacity` messages and its receiving end.
+    /// A queue of `capacity` messages (at least 1) and its receiving end.
     pub(crate) fn new(capacity: usize) -> (Self, mpsc::Receiver<T>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         (Self { tx, dropped: AtomicU64::new(0) }, rx)
+    }
+
+    /// Most messages that wait at once.
+    pub(crate) fn capacity(&self) -> usize {
+        self.tx.max_capacity()
     }
 
     /// Queues `message`, or drops and counts it when the queue is full (a closed queue means

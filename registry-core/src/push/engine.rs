@@ -12,7 +12,7 @@ use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::conn_subscribers::{ConnSubscribers, ConnSubscription, SinkError};
-use super::delivery::{CONTROL_QUEUE, CloseReasons, ConnDelivery, ControlQueue};
+use super::delivery::{CloseReasons, ConnDelivery, ControlQueue};
 use super::pending::{Backoff, Due, PendingAcks, RetryPolicy};
 use super::subscribers::UdpSubscribers;
 use super::{Control, PushConfig, PushHandle, PushStats};
@@ -31,15 +31,17 @@ struct PendingGrpc {
     changed_at: Instant,
 }
 
-/// Starts the engine on an already-bound UDP socket; returns the handle transports use.
+/// Starts the engine on an already-bound UDP socket, taking at most `control_queue` waiting
+/// subscriptions and acks (`[queues] push_control`); returns the handle transports use.
 pub fn spawn(
     store: Arc<NamingStore>,
     events: broadcast::Receiver<ChangeEvent>,
     socket: UdpSocket,
     config: PushConfig,
+    control_queue: usize,
     shutdown: CancellationToken,
 ) -> PushHandle {
-    let (control, control_rx) = ControlQueue::new(CONTROL_QUEUE);
+    let (control, control_rx) = ControlQueue::new(control_queue);
     let handle = PushHandle {
         udp: Arc::new(UdpSubscribers::default()),
         conns: Arc::new(ConnSubscribers::default()),

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{Server, call, client, json};
+use crate::harness::{Server, call, client, json, metric};
 
 async fn list(server: &Server, service: &str) -> Vec<Value> {
     let (status, body) =
@@ -144,6 +144,43 @@ async fn concurrent_persistent_writes_share_log_flushes_through_the_real_raft_no
     let mut total = 0;
     for s in 0..8 {
         total += list(&server, &format!("batched-{s}")).await.len();
+    }
+    assert_eq!(total, WRITES as usize, "every acknowledged write is served");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_raft_write_queue_of_one_holds_writers_back_without_losing_any() {
+    // `[queues] raft_writes = 1`: at most one write waits for the batcher, so the batcher never
+    // finds more than one to merge and each entry carries one command; the others wait their
+    // turn (backpressure) and every one is still answered and served.
+    let server = Server::start_with_config(Some("[queues]\nraft_writes = 1\n"));
+    assert_eq!(metric(&server, "registry_queue_capacity{queue=\"queues.raft_writes\"}").await, 1);
+    assert_eq!(metric(&server, "registry_queue_capacity{queue=\"queues.change_events\"}").await, 16_384);
+    let before = [
+        counter(&server, "registry_raft_proposed_commands_total").await,
+        counter(&server, "registry_raft_proposals_total").await,
+    ];
+    const WRITES: u32 = 48;
+    let http = client();
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in 0..WRITES {
+        let req = http.post(server.url("/nacos/v1/ns/instance")).form(&[
+            ("serviceName", format!("queued-{}", k % 4)),
+            ("ip", format!("10.8.0.{k}")),
+            ("port", "80".to_owned()),
+            ("ephemeral", "false".to_owned()),
+        ]);
+        tasks.spawn(call(req));
+    }
+    while let Some(answer) = tasks.join_next().await {
+        assert_eq!(answer.expect("task"), (200, "ok".to_owned()));
+    }
+    let commands = counter(&server, "registry_raft_proposed_commands_total").await - before[0];
+    let proposals = counter(&server, "registry_raft_proposals_total").await - before[1];
+    assert_eq!((commands, proposals), (u64::from(WRITES), u64::from(WRITES)), "one write per entry");
+    let mut total = 0;
+    for s in 0..4 {
+        total += list(&server, &format!("queued-{s}")).await.len();
     }
     assert_eq!(total, WRITES as usize, "every acknowledged write is served");
 }

@@ -3,7 +3,8 @@
 //! only do TLS with a compile-time feature that turns every client of the process to TLS, see
 //! docs/tls.md), a renewed certificate served without a restart, members replicating and
 //! forwarding over (mutual) TLS while refusing peers without a certificate from the cluster CA,
-//! and the sidecar registering its app through a TLS upstream.
+//! members following a replaced CA file (and counting its reloads), and the sidecar
+//! registering its app through a TLS upstream.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -183,7 +184,8 @@ async fn client_facing_tls_serves_https_and_the_sdk_channel_and_follows_a_renewe
     // Renewal: new certificate and key written over the old files, no restart. Writes keep
     // going while the files change.
     let before = served_certificate(&pki.ca, server.http, ALPN_HTTP1).await.expect("handshake before renewal");
-    let (expiry, reloads) = ("registry_tls_certificate_expiry_seconds", "registry_tls_certificate_reloads_total");
+    let (expiry, reloads) =
+        ("registry_tls_certificate_expiry_seconds", r#"registry_tls_certificate_reloads_total{kind="identity"}"#);
     assert_eq!(tls_metric(&client, &server, expiry).await, Some(FIRST_EXPIRY.1));
     assert_eq!(tls_metric(&client, &server, reloads).await, Some(0));
     let renewed = pki.issue_into("server-renewed", &identity, RENEWED_EXPIRY.0);
@@ -210,7 +212,7 @@ async fn client_facing_tls_serves_https_and_the_sdk_channel_and_follows_a_renewe
     assert_eq!(tls_metric(&client, &server, reloads).await, Some(1));
 
     // A broken certificate file: counted as a failed reload, the renewed pair stays in force.
-    let failures = "registry_tls_certificate_reload_failures_total";
+    let failures = r#"registry_tls_certificate_reload_failures_total{kind="identity"}"#;
     let failed = tls_metric(&client, &server, failures).await.expect("reload failures");
     std::fs::write(&identity.cert, "not a certificate").unwrap();
     assert!(metric_until(&client, &server, failures, |n| n > failed).await.is_some(), "failed reload not counted");
@@ -466,6 +468,80 @@ async fn members_replicate_over_mutual_tls_and_refuse_peers_without_a_valid_cert
     if let Ok(channel) = plain {
         let r = ClusterClient::new(channel).vote(RaftRequest { json: b"{}".to_vec() }).await;
         assert!(r.is_err_and(|s| s.code() != tonic::Code::Unauthenticated), "plain gRPC reached the service");
+    }
+}
+
+/// Puts `content` at `path` in one step (written beside it, then renamed over it), as a
+/// mounted Secret changes: a reader never sees half of it.
+fn replace(path: &Path, content: &str) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, content).unwrap();
+    std::fs::rename(&next, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn members_follow_a_replaced_ca_file_and_count_its_reloads_keeping_the_previous_on_a_broken_one() {
+    let pki = Pki::new("rotating");
+    // The test's own clients trust a copy: the members' CA file changes under them.
+    let trusted = pki.dir.path().join("trusted.pem");
+    std::fs::copy(&pki.ca, &trusted).unwrap();
+    let members = start_tls_cluster(&pki);
+    let client = https_client(&trusted);
+    let next = Pki::new("next");
+    let newcomer = next.issue("newcomer");
+    let member = Identity::new(pki.dir.path().join("member-1.pem"), pki.dir.path().join("member-1-key.pem"));
+    let target = members[1].cluster;
+    let reloads = r#"registry_tls_certificate_reloads_total{kind="ca"}"#;
+    let failures = r#"registry_tls_certificate_reload_failures_total{kind="ca"}"#;
+    let written = eventually(Duration::from_secs(30), || async {
+        register_https(&client, &members[0], "ca-rotation", "10.42.0.1").await.then_some(())
+    })
+    .await;
+    assert!(written.is_some(), "the cluster takes writes");
+    assert_eq!(tls_metric(&client, &members[1], reloads).await, Some(0));
+    assert_eq!(tls_metric(&client, &members[1], failures).await, Some(0));
+    assert!(cluster_call(target, &trusted, Some(&newcomer)).await.is_err(), "the next CA is not trusted yet");
+
+    // Rotation: the file becomes the bundle of the current and the next CA. Writes keep going
+    // through every member (followers forward over the cluster port) while it changes.
+    let bundle = format!("{}{}", std::fs::read_to_string(&pki.ca).unwrap(), next.issuer.pem());
+    replace(&pki.ca, &bundle);
+    let mut in_flight = 0;
+    let followed = eventually(Duration::from_secs(20), || {
+        in_flight += 1;
+        let (client, members, trusted, newcomer) = (&client, &members, &trusted, &newcomer);
+        async move {
+            let ip = format!("10.42.1.{in_flight}");
+            let through = &members[in_flight % 3];
+            assert!(register_https(client, through, "ca-rotation", &ip).await, "a write during the CA change failed");
+            (cluster_call(target, trusted, Some(newcomer)).await == Ok(tonic::Code::Unauthenticated)).then_some(())
+        }
+    })
+    .await;
+    assert!(followed.is_some(), "the cluster port trusts the next CA once the file changed");
+    // One change, read once by the member (its cluster port and its channels share the file).
+    assert_eq!(tls_metric(&client, &members[1], reloads).await, Some(1));
+    assert_eq!(tls_metric(&client, &members[1], failures).await, Some(0));
+
+    // A broken CA file: counted as failed, the bundle stays in force for every certificate.
+    replace(&pki.ca, "not a certificate");
+    let counted = eventually(Duration::from_secs(20), || async {
+        assert_eq!(cluster_call(target, &trusted, Some(&member)).await, Ok(tonic::Code::Unauthenticated));
+        tls_metric(&client, &members[1], failures).await.filter(|n| *n == 1)
+    })
+    .await;
+    assert!(counted.is_some(), "the broken CA file is counted as a failed reload");
+    assert_eq!(tls_metric(&client, &members[1], reloads).await, Some(1));
+    assert_eq!(cluster_call(target, &trusted, Some(&newcomer)).await, Ok(tonic::Code::Unauthenticated));
+    assert!(cluster_call(target, &trusted, Some(&Pki::new("rogue").issue("intruder"))).await.is_err());
+    // Members still replicate to each other.
+    assert!(register_https(&client, &members[2], "ca-rotation", "10.42.2.1").await, "write after the broken CA");
+    for member in &members {
+        let replicated = eventually(Duration::from_secs(10), || async {
+            ips(&client, member, "ca-rotation").await.filter(|ips| ips.iter().any(|ip| ip == "10.42.2.1"))
+        })
+        .await;
+        assert!(replicated.is_some(), "member on {} has the write made after the broken CA", member.http);
     }
 }
 

@@ -45,6 +45,7 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         dns.render_prometheus(&mut out);
     }
     tls(&s, &mut out);
+    queues(&s, &mut out);
     process(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
@@ -69,7 +70,7 @@ fn naming_and_configs(s: &ApiState, out: &mut String) {
         ("registry_subscribers", "Subscriptions (UDP and gRPC)", s.push.subscriber_count()),
         (
             "registry_change_events_queued",
-            "Change events the slowest reader (push, config notifier, DNS cache, health checker) has not taken; at 16384 it resynchronises",
+            "Change events the slowest reader (push, config notifier, DNS cache, health checker) has not taken; at [queues] change_events it resynchronises",
             s.naming.change_events_queued(),
         ),
         ("registry_config_long_polls_held", "Config long-polls held waiting for a change", s.configs.hub().held()),
@@ -209,7 +210,8 @@ fn cluster(s: &ApiState, out: &mut String) {
     );
 }
 
-/// TLS, when on: handshakes per listener, the certificate's renewals and expiry.
+/// TLS, when on: handshakes per listener, the certificate's and the CA file's reloads, the
+/// certificate's expiry.
 fn tls(s: &ApiState, out: &mut String) {
     let Some((reloads, not_after)) = s.tls.certificate() else { return };
     let outcome: [fn(&Outcomes) -> u64; 2] = [Outcomes::ok, Outcomes::failed];
@@ -228,20 +230,27 @@ fn tls(s: &ApiState, out: &mut String) {
             let _ = writeln!(out, "{name}{{listener=\"{listener}\"}} {}", pick(handshakes));
         }
     }
+    // One family per outcome, a series per kind of file: the certificate/key pair, the CA.
+    let files = [("identity", Some(reloads)), ("ca", s.tls.ca())];
     for ((name, help), pick) in [
         (
             "registry_tls_certificate_reloads_total",
-            "Renewed certificate/key pairs read from the files and put in force",
+            "Changed TLS files read and put in force: the certificate/key pair (kind=identity), the CA file (kind=ca)",
         ),
         (
             "registry_tls_certificate_reload_failures_total",
-            "Changes to the certificate/key files that could not be used (the previous pair stays in force)",
+            "Changes to the TLS files that could not be used (the previous ones stay in force), per kind",
         ),
     ]
     .into_iter()
     .zip(outcome)
     {
-        counter(out, name, help, pick(reloads));
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (kind, outcomes) in files {
+            if let Some(outcomes) = outcomes {
+                let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {}", pick(outcomes));
+            }
+        }
     }
     if let Some(at) = not_after {
         gauge(
@@ -250,6 +259,18 @@ fn tls(s: &ApiState, out: &mut String) {
             "End of the validity of the certificate served, seconds since the epoch",
             at,
         );
+    }
+}
+
+/// The bound of each queue between tasks, under its configuration key.
+fn queues(s: &ApiState, out: &mut String) {
+    let name = "registry_queue_capacity";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Bound of a queue between tasks, labelled with its configuration key (docs/configuration.md, \"Queues and their bounds\")\n# TYPE {name} gauge"
+    );
+    for (queue, capacity) in s.queues.iter() {
+        let _ = writeln!(out, "{name}{{queue=\"{queue}\"}} {capacity}");
     }
 }
 

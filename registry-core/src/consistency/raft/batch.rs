@@ -43,9 +43,6 @@ use crate::consistency::command::{Command, CommandResult};
 /// burst; 32 concurrent clients stay far below it.
 const MAX_BATCH: usize = 256;
 
-/// Writes waiting for the batcher before `write` itself waits (backpressure).
-const QUEUE_CAPACITY: usize = 4096;
-
 /// What one Raft log entry carries: commands applied in order, each with its own result.
 ///
 /// Encoded as a JSON list. Entries written before batching hold one command (a JSON object)
@@ -138,9 +135,9 @@ pub(crate) struct Batcher {
 
 impl Batcher {
     /// Starts the batcher task in front of `raft`: a batch is proposed only while this node's
-    /// `lease` holds, and waited for only until it lapses.
-    pub(crate) fn spawn(raft: openraft::Raft<TypeConfig>, lease: Lease) -> Self {
-        Self::spawn_with(move |batch| {
+    /// `lease` holds, and waited for only until it lapses; at most `queue` writes wait for it.
+    pub(crate) fn spawn(raft: openraft::Raft<TypeConfig>, lease: Lease, queue: usize) -> Self {
+        Self::spawn_with(queue, move |batch| {
             let raft = raft.clone();
             let lease = lease.clone();
             async move {
@@ -158,12 +155,12 @@ impl Batcher {
     }
 
     /// Starts the batcher task over any way to commit a batch (tests stand in for openraft).
-    fn spawn_with<F, Fut>(propose: F) -> Self
+    fn spawn_with<F, Fut>(queue: usize, propose: F) -> Self
     where
         F: Fn(CommandBatch) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Vec<CommandResult>, ProposeError>> + Send + 'static,
     {
-        let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let (queue, receiver) = mpsc::channel(queue.max(1));
         let stats = Arc::new(BatchStats::default());
         tokio::spawn(run(propose, receiver, stats.clone()));
         Self { queue, stats }
@@ -172,6 +169,11 @@ impl Batcher {
     /// Batching counters.
     pub(crate) fn stats(&self) -> &Arc<BatchStats> {
         &self.stats
+    }
+
+    /// Most writes that wait for the batcher at once.
+    pub(crate) fn queue_capacity(&self) -> usize {
+        self.queue.max_capacity()
     }
 
     /// Commits `cmd` in the next entry and returns its own result once applied.

@@ -99,7 +99,7 @@ impl RaftNode {
             me: config.node_id,
             initial,
             cluster,
-            batcher: Batcher::spawn(raft.clone(), lease.clone()),
+            batcher: Batcher::spawn(raft.clone(), lease.clone(), config.write_queue),
             log_stats,
             identity,
             lease,

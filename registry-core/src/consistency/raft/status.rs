@@ -197,6 +197,11 @@ impl RaftNode {
         }
     }
 
+    /// Most writes that wait for the batcher at once (`[queues] raft_writes`).
+    pub fn write_queue_capacity(&self) -> usize {
+        self.batcher.queue_capacity()
+    }
+
     /// Counters of the identity checks.
     pub fn identity_counters(&self) -> IdentityCounters {
         IdentityCounters {

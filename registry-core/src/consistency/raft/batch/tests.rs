@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 
 use super::*;
 use crate::consistency::command::{ApplyError, ConfigCommand};
+use crate::consistency::raft::DEFAULT_WRITE_QUEUE;
 use crate::model::{ConfigKey, Source};
 
 /// Bound on waiting for the batcher task to get somewhere.
@@ -79,7 +80,7 @@ impl FakeRaft {
 
 fn batcher_over(fake: &Arc<FakeRaft>) -> Batcher {
     let fake = fake.clone();
-    Batcher::spawn_with(move |batch| {
+    Batcher::spawn_with(DEFAULT_WRITE_QUEUE, move |batch| {
         let fake = fake.clone();
         async move { fake.propose(batch).await }
     })
@@ -88,7 +89,7 @@ fn batcher_over(fake: &Arc<FakeRaft>) -> Batcher {
 /// Waits (bounded) until `n` writes sit in the batcher's queue.
 async fn until_queued(batcher: &Batcher, n: usize) {
     let queued = async {
-        while QUEUE_CAPACITY - batcher.queue.capacity() < n {
+        while DEFAULT_WRITE_QUEUE - batcher.queue.capacity() < n {
             tokio::task::yield_now().await;
         }
     };
@@ -133,7 +134,7 @@ async fn a_failed_proposal_fails_every_write_of_its_batch() {
     let forward = ForwardToLeader { leader_id: Some(2), leader_node: None };
     let not_leader =
         ProposeError::Raft(Box::new(openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(forward))));
-    let batcher = Batcher::spawn_with({
+    let batcher = Batcher::spawn_with(DEFAULT_WRITE_QUEUE, {
         let not_leader = not_leader.clone();
         move |_| {
             let e = not_leader.clone();
