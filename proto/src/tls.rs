@@ -9,7 +9,7 @@
 //!                                 └─ client: the server's certificate must chain to it
 //!  each file's mtime checked at most every RECHECK; a change is read at the next handshake
 //!  (no restart); a file that does not parse keeps the previous one in force. Each is read
-//!  once per process: Credentials shares the pair, TrustAnchors the CA file (by path).
+//!  once per process: Credentials shares the pair, TrustAnchors the CA file.
 //! ```
 
 mod client;
@@ -94,16 +94,16 @@ impl Credentials {
     }
 }
 
-/// A CA file as this process follows it: the one reader every config trusting the same path
-/// shares (the server side checking client certificates, the client side checking servers), so
-/// a changed file is read, and counted, once per process.
+/// A CA file, followed: load it once and hand clones to every config that trusts it (the
+/// server side checking client certificates, the client side checking servers), so a changed
+/// file is read, and counted, once.
 #[derive(Debug, Clone)]
 pub struct TrustAnchors(Arc<reload::ReloadingAnchors>);
 
 impl TrustAnchors {
-    /// The reader of `ca`, reading it first if no config of this process trusts it yet.
+    /// Reads `ca` (a file without a usable certificate is an error), then follows it.
     pub fn load(ca: &Path) -> Result<Self, TlsError> {
-        reload::ReloadingAnchors::shared(ca, provider()).map(Self)
+        reload::ReloadingAnchors::new(ca, provider()).map(|anchors| Self(Arc::new(anchors)))
     }
 
     /// Changes read since start (the first load not counted): `ok`, put in force; `failed`,

@@ -253,7 +253,7 @@ impl App {
             http_requests: Arc::new(RequestMetrics::http()),
             grpc_requests: Arc::clone(&grpc_state.requests),
             namespace_rates: Arc::clone(&grpc_state.namespace_rates),
-            peer_http: PeerHttp::new(&config.tls, tls.credentials.as_ref())?,
+            peer_http: PeerHttp::new(&config.tls, &tls)?,
             tls: tls_metrics,
             queues: capacities,
         });

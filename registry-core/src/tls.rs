@@ -84,21 +84,21 @@ impl Tls {
         let Some(identity) = config.identity() else { return Ok(Self::default()) };
         let identity = Credentials::load(&identity)?;
         let mut tls = Self::default();
+        // One reader of the CA file for every config below and [`PeerHttp`].
+        tls.anchors = config.ca.as_deref().map(TrustAnchors::load).transpose()?;
         if config.client_facing {
             tls.http = Some(kit::server_config(&identity, None, &[ALPN_HTTP1])?);
             tls.grpc = Some(kit::server_config(&identity, None, &[ALPN_H2])?);
             tls.dns = Some(kit::server_config(&identity, None, &[ALPN_DOT])?);
         }
         if config.cluster
-            && let Some(ca) = &config.ca
+            && let Some(ca) = &tls.anchors
         {
             tls.cluster_server = Some(kit::server_config(&identity, Some(ca), &[ALPN_H2])?);
             let client: Arc<ClientConfig> = kit::client_config(ca, Some(&identity), &[ALPN_H2])?;
             tls.cluster_client = Some(kit::Connector::new(client));
         }
         tls.credentials = Some(identity);
-        // Held for the process: the configs above, and [`PeerHttp`] later, share this reader.
-        tls.anchors = config.ca.as_deref().map(TrustAnchors::load).transpose()?;
         Ok(tls)
     }
 }
@@ -118,13 +118,13 @@ impl PeerHttp {
     /// From the `[tls]` section: plain HTTP without client-facing TLS; HTTPS trusting the
     /// cluster CA (and presenting this member's certificate) with it. Client-facing TLS without
     /// a CA leaves no way to verify members: no client (forwarding then stays local).
-    /// `credentials`: this member's, from [`Tls::load`].
-    pub fn new(config: &TlsConfig, credentials: Option<&Credentials>) -> Result<Self, TlsError> {
+    /// `tls`: this member's certificate and CA, from [`Tls::load`].
+    pub fn new(config: &TlsConfig, tls: &Tls) -> Result<Self, TlsError> {
         let builder = reqwest::Client::builder()
             .connect_timeout(PEER_HTTP_TIMEOUT)
             .timeout(PEER_HTTP_TIMEOUT * 2)
             .tcp_nodelay(true);
-        let (scheme, builder) = match (credentials.filter(|_| config.client_facing), &config.ca) {
+        let (scheme, builder) = match (tls.credentials.as_ref().filter(|_| config.client_facing), &tls.anchors) {
             (None, _) => ("http", Some(builder)),
             (Some(identity), Some(ca)) => {
                 let tls = kit::client_config(ca, Some(identity), &[ALPN_HTTP1])?;

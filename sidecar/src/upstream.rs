@@ -68,8 +68,9 @@ impl Tls {
     /// Reads the files named by `settings`.
     pub fn load(settings: &UpstreamTls) -> Result<Self, TlsError> {
         let identity = settings.identity.as_ref().map(tls::Credentials::load).transpose()?;
-        let grpc = tls::client_config(&settings.ca, identity.as_ref(), &[ALPN_H2])?;
-        let http = tls::client_config(&settings.ca, identity.as_ref(), &[ALPN_HTTP1])?;
+        let ca = tls::TrustAnchors::load(&settings.ca)?;
+        let grpc = tls::client_config(&ca, identity.as_ref(), &[ALPN_H2])?;
+        let http = tls::client_config(&ca, identity.as_ref(), &[ALPN_HTTP1])?;
         Ok(Self { grpc: Connector::new(grpc).with_server_name(&settings.server_name), http })
     }
 }

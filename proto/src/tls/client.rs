@@ -2,7 +2,6 @@
 //! runs the handshake, so a `Channel` speaks TLS (`Endpoint::connect_with_connector`).
 
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,13 +15,17 @@ use tokio_rustls::TlsConnector;
 use tonic::codegen::http::Uri;
 
 use super::reload::ReloadingServerVerifier;
-use super::{Credentials, TlsError, provider, rustls_error};
+use super::{Credentials, TlsError, TrustAnchors, provider, rustls_error};
 
-/// A client trusting the anchors in `ca` (reloaded on change), presenting `identity` when
+/// A client trusting the anchors of `ca` (reloaded on change), presenting `identity` when
 /// given (mutual TLS), offering `alpn`.
-pub fn client_config(ca: &Path, identity: Option<&Credentials>, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
+pub fn client_config(
+    ca: &TrustAnchors,
+    identity: Option<&Credentials>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
-    let verifier = Arc::new(ReloadingServerVerifier::new(ca, Arc::clone(&provider))?);
+    let verifier = Arc::new(ReloadingServerVerifier::new(Arc::clone(&ca.0)));
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(rustls_error)?

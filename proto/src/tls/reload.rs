@@ -4,7 +4,7 @@
 //! picked up once complete); only the first load fails loudly.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -141,36 +141,20 @@ pub(super) struct Anchors {
 #[derive(Debug)]
 pub(super) struct ReloadingAnchors(Reloading<Anchors>);
 
-/// The CA files this process follows, by path as given: every config trusting the same file
-/// shares one reader, so a change is read, and counted, once per process however many
-/// listeners and channels trust it ([`super::client_config`] takes a path, not a shared value).
-static FOLLOWED: Mutex<Vec<(PathBuf, Weak<ReloadingAnchors>)>> = Mutex::new(Vec::new());
-
 impl ReloadingAnchors {
     /// Reads `ca` (errors are returned), then follows it.
-    fn new(ca: &Path, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
+    pub(super) fn new(ca: &Path, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
         let build: Build<Anchors> = Box::new(move |f| {
             let roots = files::roots(f[0].0, f[0].1)?;
             let clients = WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
                 .build()
                 .map_err(rustls_error)?;
-            let servers =
-                WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider)).build().map_err(rustls_error)?;
+            let servers = WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
+                .build()
+                .map_err(rustls_error)?;
             Ok(Anchors { clients, servers })
         });
         Reloading::new(vec![ca.to_owned()], build).map(Self)
-    }
-
-    /// The reader of `ca` this process already follows, else a new one (read once here).
-    pub(super) fn shared(ca: &Path, provider: Arc<CryptoProvider>) -> Result<Arc<Self>, TlsError> {
-        let mut followed = FOLLOWED.lock().unwrap_or_else(PoisonError::into_inner);
-        followed.retain(|(_, anchors)| anchors.strong_count() > 0);
-        if let Some(anchors) = followed.iter().find(|(path, _)| path == ca).and_then(|(_, a)| a.upgrade()) {
-            return Ok(anchors);
-        }
-        let anchors = Arc::new(Self::new(ca, provider)?);
-        followed.push((ca.to_owned(), Arc::downgrade(&anchors)));
-        Ok(anchors)
     }
 
     /// Changed CA files read since start (the first load not counted).
@@ -184,8 +168,8 @@ impl ReloadingAnchors {
 pub(super) struct ReloadingClientVerifier(Arc<ReloadingAnchors>);
 
 impl ReloadingClientVerifier {
-    pub(super) fn new(ca: &Path, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
-        ReloadingAnchors::shared(ca, provider).map(Self)
+    pub(super) fn new(anchors: Arc<ReloadingAnchors>) -> Self {
+        Self(anchors)
     }
 
     fn current(&self) -> Arc<dyn ClientCertVerifier> {
@@ -240,8 +224,8 @@ impl ClientCertVerifier for ReloadingClientVerifier {
 pub(super) struct ReloadingServerVerifier(Arc<ReloadingAnchors>);
 
 impl ReloadingServerVerifier {
-    pub(super) fn new(ca: &Path, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
-        ReloadingAnchors::shared(ca, provider).map(Self)
+    pub(super) fn new(anchors: Arc<ReloadingAnchors>) -> Self {
+        Self(anchors)
     }
 
     fn current(&self) -> Arc<WebPkiServerVerifier> {
@@ -341,17 +325,16 @@ mod tests {
     }
 
     #[test]
-    fn a_ca_file_is_read_once_per_process_and_a_broken_change_keeps_the_previous_anchors() {
+    fn a_ca_file_is_read_once_for_both_sides_and_a_broken_change_keeps_the_previous_anchors() {
         let dir = tempfile::tempdir().unwrap();
-        let (ca, other) = (dir.path().join("ca.pem"), dir.path().join("other.pem"));
+        let ca = dir.path().join("ca.pem");
         write(&ca, &pair().0, 0);
-        write(&other, &pair().0, 0);
         let provider = super::super::provider;
-        // The server side and the client side of one path share a reader; another path does not.
-        let clients = ReloadingClientVerifier::new(&ca, provider()).unwrap();
-        let servers = ReloadingServerVerifier::new(&ca, provider()).unwrap();
+        // The server side and the client side built from one reader share it.
+        let shared = Arc::new(ReloadingAnchors::new(&ca, provider()).unwrap());
+        let clients = ReloadingClientVerifier::new(Arc::clone(&shared));
+        let servers = ReloadingServerVerifier::new(Arc::clone(&shared));
         assert!(Arc::ptr_eq(&clients.0, &servers.0));
-        assert!(!Arc::ptr_eq(&clients.0, &ReloadingServerVerifier::new(&other, provider()).unwrap().0));
 
         let mut anchors = ReloadingAnchors::new(&ca, provider()).unwrap();
         anchors.0.recheck = Duration::ZERO;

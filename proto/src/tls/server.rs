@@ -2,7 +2,6 @@
 //! their handshake off the accept loop, so a slow or hostile client delays only itself.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,7 +14,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 
 use super::reload::ReloadingClientVerifier;
-use super::{Credentials, Outcomes, TlsError, provider, rustls_error};
+use super::{Credentials, Outcomes, TlsError, TrustAnchors, provider, rustls_error};
 
 /// Longest a client may take to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,7 +26,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// to it (mutual TLS; reloaded on change too); without, no client certificate is asked for.
 pub fn server_config(
     identity: &Credentials,
-    client_ca: Option<&Path>,
+    client_ca: Option<&TrustAnchors>,
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
@@ -35,7 +34,7 @@ pub fn server_config(
         .with_safe_default_protocol_versions()
         .map_err(rustls_error)?;
     let builder = match client_ca {
-        Some(ca) => builder.with_client_cert_verifier(Arc::new(ReloadingClientVerifier::new(ca, provider)?)),
+        Some(ca) => builder.with_client_cert_verifier(Arc::new(ReloadingClientVerifier::new(Arc::clone(&ca.0)))),
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(Arc::clone(&identity.0) as Arc<dyn rustls::server::ResolvesServerCert>);

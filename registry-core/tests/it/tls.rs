@@ -21,7 +21,7 @@ use registry_proto::cluster::RaftRequest;
 use registry_proto::cluster::cluster_client::ClusterClient;
 use registry_proto::contract::tls::{ALPN_DOT, ALPN_H2, ALPN_HTTP1, sidecar_env};
 use registry_proto::model::ServiceKey;
-use registry_proto::tls::{Connector, Credentials, Identity, client_config};
+use registry_proto::tls::{Connector, Credentials, Identity, TrustAnchors, client_config};
 use registry_proto::wire::naming::WireInstance;
 use serde_json::Value;
 
@@ -93,7 +93,7 @@ fn tls_section(identity: &Identity, ca: Option<&Path>, client_facing: bool) -> S
 
 /// An HTTPS client trusting `ca` only.
 fn https_client(ca: &Path) -> reqwest::Client {
-    let config = client_config(ca, None, &[ALPN_HTTP1]).unwrap();
+    let config = client_config(&anchors(ca), None, &[ALPN_HTTP1]).unwrap();
     reqwest::Client::builder()
         .use_preconfigured_tls(rustls::ClientConfig::clone(&config))
         .timeout(Duration::from_secs(10))
@@ -141,7 +141,7 @@ async fn metric_until(
 /// The certificate a TLS handshake with `addr` is shown (offering the port's `alpn`: a server
 /// refuses a client whose protocols it does not speak).
 async fn served_certificate(ca: &Path, addr: SocketAddr, alpn: &[u8]) -> Option<Vec<u8>> {
-    let connector = Connector::new(client_config(ca, None, &[alpn]).ok()?);
+    let connector = Connector::new(client_config(&anchors(ca), None, &[alpn]).ok()?);
     let stream = connector.connect("127.0.0.1", addr.port()).await.ok()?;
     Some(stream.get_ref().1.peer_certificates()?.first()?.to_vec())
 }
@@ -166,7 +166,7 @@ async fn client_facing_tls_serves_https_and_the_sdk_channel_and_follows_a_renewe
 
     // The SDK channel over TLS (the shared client): register, then see it over HTTPS.
     let mut setup = Setup::new("it-tls", "naming");
-    setup.tls = Some(Connector::new(client_config(&pki.ca, None, &[ALPN_H2]).unwrap()));
+    setup.tls = Some(Connector::new(client_config(&anchors(&pki.ca), None, &[ALPN_H2]).unwrap()));
     let sdk = Connection::connect(server.grpc, &setup).await.expect("gRPC over TLS");
     let key = ServiceKey::new("public", "DEFAULT_GROUP", "tls-grpc").unwrap();
     let wire = WireInstance { ip: Some("10.40.0.2".into()), port: 8080, ..Default::default() };
@@ -224,7 +224,7 @@ async fn client_facing_tls_serves_https_and_the_sdk_channel_and_follows_a_renewe
 /// reply, `None` when the handshake or the exchange failed.
 async fn dot_query(ca: &Path, addr: SocketAddr, name: &str) -> Option<Message> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let connector = Connector::new(client_config(ca, None, &[ALPN_DOT]).ok()?);
+    let connector = Connector::new(client_config(&anchors(ca), None, &[ALPN_DOT]).ok()?);
     let mut stream = connector.connect("127.0.0.1", addr.port()).await.ok()?;
     let query = a_query(name);
     let mut framed = u16::try_from(query.len()).ok()?.to_be_bytes().to_vec();
@@ -289,7 +289,7 @@ async fn dns_over_tls_answers_clients_trusting_the_ca_beside_plain_dns_and_count
         assert_eq!(a_addresses(&reply), ["10.44.0.1"], "plain DNS over {}", if tcp { "TCP" } else { "UDP" });
     }
     // The DoT connection stays usable for several queries in a row (RFC 7858 §3.4).
-    let connector = Connector::new(client_config(&pki.ca, None, &[ALPN_DOT]).unwrap());
+    let connector = Connector::new(client_config(&anchors(&pki.ca), None, &[ALPN_DOT]).unwrap());
     let mut stream = connector.connect("127.0.0.1", dot.port()).await.expect("DoT connection");
     for round in 0..3 {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -332,7 +332,8 @@ async fn data(client: &reqwest::Client, server: &Server, path: &str) -> Option<V
 /// refused it.
 async fn cluster_call(addr: SocketAddr, ca: &Path, identity: Option<&Identity>) -> Result<tonic::Code, String> {
     let credentials = identity.map(Credentials::load).transpose().map_err(|e| e.to_string())?;
-    let connector = Connector::new(client_config(ca, credentials.as_ref(), &[ALPN_H2]).map_err(|e| e.to_string())?);
+    let connector =
+        Connector::new(client_config(&anchors(ca), credentials.as_ref(), &[ALPN_H2]).map_err(|e| e.to_string())?);
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).map_err(|e| e.to_string())?;
     let channel = endpoint
         .connect_timeout(Duration::from_secs(5))
@@ -354,7 +355,7 @@ async fn cluster_call(addr: SocketAddr, ca: &Path, identity: Option<&Identity>) 
 async fn raw_alert(addr: SocketAddr, ca: &Path, identity: Option<&Identity>) -> Option<rustls::AlertDescription> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let credentials = identity.map(|i| Credentials::load(i).unwrap());
-    let connector = Connector::new(client_config(ca, credentials.as_ref(), &[ALPN_H2]).unwrap());
+    let connector = Connector::new(client_config(&anchors(ca), credentials.as_ref(), &[ALPN_H2]).unwrap());
     let mut stream = match connector.connect("127.0.0.1", addr.port()).await {
         Ok(s) => s,
         Err(e) => return alert_of(&e),
@@ -624,4 +625,9 @@ async fn the_crates_io_nacos_sdk_registers_over_tls() {
     assert_eq!(stdout.trim(), "listed 10.43.0.1:8080", "the SDK lists its own instance over TLS");
     // Without the test CA the SDK cannot verify the server and gets nowhere.
     assert!(!run(None).status.success(), "the SDK connected without trusting the server's CA");
+}
+
+/// The CA file `ca`, followed.
+fn anchors(ca: &std::path::Path) -> TrustAnchors {
+    TrustAnchors::load(ca).expect("CA file")
 }
