@@ -299,6 +299,19 @@ pub struct DnsSpec {
     #[serde(default = "default_dns_zone")]
     #[schemars(length(min = 1, max = 253))]
     pub zone: String,
+
+    /// Port the Services expose for DNS over TLS (RFC 7858, conventionally 853). Set, the
+    /// members also answer the zone over TLS with their client-facing certificate, so it needs
+    /// `enabled` and `spec.tls.clientFacing`. Absent: no DNS over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub tls_port: Option<i32>,
+
+    /// Port the registry container listens on for DNS over TLS when `tlsPort` is set;
+    /// unprivileged by default like `containerPort`.
+    #[serde(default = "default_dns_tls_container_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub tls_container_port: i32,
 }
 
 impl Default for DnsSpec {
@@ -308,6 +321,8 @@ impl Default for DnsSpec {
             port: default_dns_port(),
             container_port: default_dns_container_port(),
             zone: default_dns_zone(),
+            tls_port: None,
+            tls_container_port: default_dns_tls_container_port(),
         }
     }
 }
@@ -504,6 +519,10 @@ fn default_dns_port() -> i32 {
 
 fn default_dns_container_port() -> i32 {
     5353
+}
+
+fn default_dns_tls_container_port() -> i32 {
+    8853
 }
 
 fn default_dns_zone() -> String {

@@ -79,6 +79,15 @@ pub(crate) const DNS: &str = r#"
       zone: svc.example.
 "#;
 
+/// DNS with DNS over TLS on its conventional port, served with client-facing TLS.
+pub(crate) const DNS_TLS: &str = r#"
+    dns:
+      enabled: true
+      tlsPort: 853
+    tls:
+      clientFacing: true
+"#;
+
 /// TLS with operator-managed certificates: mutual TLS between members and on the client ports.
 pub(crate) const TLS: &str = "tls: { clientFacing: true }";
 

@@ -5,92 +5,23 @@
 //!   cluster over mutual TLS and the client reads their Raft view over HTTPS trusting the
 //!   cluster CA, while a plain or wrongly trusting client gets nothing.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod real_registry;
 
-use nacos_operator::controller::OperatorEnvironment;
+use std::path::Path;
+use std::time::Duration;
+
 use nacos_operator::controller::registry::{Caller, Error, HttpRegistry, MemberIdentity, RaftView, RegistryAdmin};
-use nacos_operator::controller::tls::{self, CA_KEY, CERT_KEY, Existing, KEY_KEY};
-use nacos_operator::controller::validate::validate;
-use nacos_operator::crd::NacosCluster;
+use nacos_operator::controller::tls::{CA_KEY, CERT_KEY, KEY_KEY};
 use registry_proto::contract::auth::env;
 use registry_proto::contract::ports::{CLUSTER_OFFSET, GRPC_OFFSET};
 use registry_proto::contract::tls::env as tls_env;
+
+use self::real_registry::{Registry, eventually, free_member_ports, free_port, issued_certificate, spawn_registry};
 
 const IDENTITY_KEY: &str = "serverIdentity";
 const IDENTITY_VALUE: &str = "member-secret";
 /// How long the registry may take to become ready, times `IT_PATIENCE`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn patience() -> u32 {
-    std::env::var("IT_PATIENCE").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
-}
-
-/// The `registry` binary next to this package's, built (a no-op when current): this package's
-/// tests do not build another package's binary by themselves.
-fn registry_bin() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_nacos-operator")).parent().expect("target dir").to_path_buf();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "registry-core", "--bin", "registry"])
-        .stdout(Stdio::null())
-        .status();
-    assert!(status.is_ok_and(|s| s.success()), "building registry failed");
-    dir.join("registry")
-}
-
-/// A standalone registry with client auth on; killed on drop.
-struct Registry {
-    child: Child,
-    http: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
-}
-
-/// Spawns a registry on `http_port` (gRPC on 0 unless `args` say otherwise) with `args` and
-/// `envs`; killed on drop.
-fn spawn_registry(http_port: u16, args: &[String], envs: &[(&str, String)]) -> Registry {
-    let data = tempfile::tempdir().expect("temp dir");
-    let mut command = Command::new(registry_bin());
-    command
-        .args(["--bind", "127.0.0.1", "--http-port", &http_port.to_string()])
-        .args(args)
-        .arg("--data-dir")
-        .arg(data.path().join("data"))
-        .env_remove("NACOS_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (name, value) in envs {
-        command.env(name, value);
-    }
-    let child = command.spawn().expect("spawn registry");
-    Registry { child, http: format!("127.0.0.1:{http_port}"), _data: data }
-}
-
-/// Waits until `check` gives a value, for at most `timeout` times `IT_PATIENCE`.
-async fn eventually<T, F: Future<Output = Option<T>>>(timeout: Duration, mut check: impl FnMut() -> F) -> Option<T> {
-    let deadline = Instant::now() + timeout * patience();
-    loop {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn start_registry() -> Registry {
     let envs = [
@@ -131,43 +62,11 @@ async fn the_raft_view_needs_the_member_identity_when_auth_is_on() {
     assert_eq!(view.members.len(), 1, "{view:?}");
 }
 
-/// `n` HTTP ports whose gRPC (+1000) and cluster (+1001) ports are free too.
-fn free_member_ports(n: usize) -> Vec<u16> {
-    let mut ports = Vec::new();
-    let mut held = Vec::new();
-    while ports.len() < n {
-        let Ok(http) = TcpListener::bind("127.0.0.1:0") else { continue };
-        let Ok(port) = http.local_addr().map(|a| a.port()) else { continue };
-        let derived: Option<Vec<TcpListener>> = [GRPC_OFFSET, CLUSTER_OFFSET]
-            .iter()
-            .map(|offset| port.checked_add(*offset).and_then(|p| TcpListener::bind(("127.0.0.1", p)).ok()))
-            .collect();
-        if let Some(derived) = derived {
-            ports.push(port);
-            held.push(http);
-            held.extend(derived);
-        }
-    }
-    ports
-}
-
-/// The members' Secret the operator issues for a 3-member cluster with client-facing TLS,
-/// written to files as the kubelet mounts it.
-fn issued_certificate(dir: &Path) -> Vec<u8> {
-    let cluster: NacosCluster = serde_json::from_value(serde_json::json!({
-        "apiVersion": "nacos.rs/v1alpha1", "kind": "NacosCluster",
-        "metadata": { "name": "nacos", "namespace": "registry", "uid": "0b5c2a4e-0000-4000-8000-000000000001" },
-        "spec": { "replicas": 3, "tls": { "clientFacing": true } },
-    }))
-    .expect("cluster");
-    let validated = validate(&cluster, &OperatorEnvironment::default()).expect("valid");
-    let plan = tls::plan(&validated, &Existing::default(), time::OffsetDateTime::now_utc()).expect("issued");
-    let members = plan.apply.iter().find(|s| s.metadata.name.as_deref() == Some("nacos-tls")).expect("members Secret");
-    let data = members.data.as_ref().expect("data");
-    for key in [CERT_KEY, KEY_KEY, CA_KEY] {
-        std::fs::write(dir.join(key), &data[key].0).expect("write");
-    }
-    plan.ca_pem
+/// The members' certificate the operator issues for a 3-member cluster with client-facing TLS,
+/// written to `dir`; the CA's PEM.
+fn three_member_certificate(dir: &Path) -> Vec<u8> {
+    let cluster = real_registry::validated(serde_json::json!({ "replicas": 3, "tls": { "clientFacing": true } }));
+    issued_certificate(&cluster, dir)
 }
 
 /// A registry member of a TLS cluster reached by `localhost` (a SAN of the issued certificate).
@@ -204,7 +103,7 @@ fn settled(view: RaftView) -> Option<RaftView> {
 #[tokio::test]
 async fn members_with_the_issued_certificate_form_a_cluster_over_mutual_tls_and_answer_over_https() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ca = issued_certificate(dir.path());
+    let ca = three_member_certificate(dir.path());
     let ports = free_member_ports(3);
     let members: Vec<Registry> = (1..=3).map(|id| tls_member(id, &ports, dir.path())).collect();
     let client = HttpRegistry::new().expect("client");
@@ -223,7 +122,7 @@ async fn members_with_the_issued_certificate_form_a_cluster_over_mutual_tls_and_
     let plain = client.raft_view(Caller::default(), &members[0].http).await;
     assert!(matches!(plain, Err(Error::Unreachable { .. } | Error::UnexpectedAnswer { .. })), "{plain:?}");
     let other_dir = tempfile::tempdir().expect("temp dir");
-    let other_ca = issued_certificate(other_dir.path());
+    let other_ca = three_member_certificate(other_dir.path());
     let distrusting = client.raft_view(Caller { identity: None, tls_ca: Some(&other_ca) }, &members[0].http).await;
     assert!(matches!(distrusting, Err(Error::Unreachable { .. })), "{distrusting:?}");
 }

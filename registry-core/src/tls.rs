@@ -83,9 +83,8 @@ impl Tls {
     pub fn load(config: &TlsConfig) -> Result<Self, TlsError> {
         let Some(identity) = config.identity() else { return Ok(Self::default()) };
         let identity = Credentials::load(&identity)?;
-        let mut tls = Self::default();
         // One reader of the CA file for every config below and [`PeerHttp`].
-        tls.anchors = config.ca.as_deref().map(TrustAnchors::load).transpose()?;
+        let mut tls = Self { anchors: config.ca.as_deref().map(TrustAnchors::load).transpose()?, ..Self::default() };
         if config.client_facing {
             tls.http = Some(kit::server_config(&identity, None, &[ALPN_HTTP1])?);
             tls.grpc = Some(kit::server_config(&identity, None, &[ALPN_H2])?);

@@ -55,6 +55,8 @@ pub mod port_name {
     pub const DNS: &str = "dns";
     /// DNS over TCP (answers too large for UDP, resolvers that retry over TCP).
     pub const DNS_TCP: &str = "dns-tcp";
+    /// DNS over TLS (RFC 7858), a TCP port of its own.
+    pub const DNS_TLS: &str = "dns-tls";
 }
 
 /// Everything built for one cluster.

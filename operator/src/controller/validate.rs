@@ -153,6 +153,17 @@ pub struct Dns {
     pub container_port: i32,
     /// Zone served, without a trailing dot.
     pub zone: String,
+    /// DNS over TLS, when `spec.dns.tlsPort` is set.
+    pub tls: Option<DnsTls>,
+}
+
+/// DNS-over-TLS ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsTls {
+    /// Port on the Services.
+    pub service_port: i32,
+    /// Port in the container.
+    pub container_port: i32,
 }
 
 /// Sidecar injection settings.
@@ -279,19 +290,34 @@ pub enum Error {
     /// A DNS port outside 1..=65535.
     #[snafu(display("spec.dns.{field} {port} is out of range 1..=65535"))]
     InvalidDnsPort {
-        /// `port` or `containerPort`.
+        /// `port`, `containerPort`, `tlsPort` or `tlsContainerPort`.
         field: &'static str,
         /// The refused port.
         port: i32,
     },
-    /// The DNS container port is taken by another listener.
-    #[snafu(display("spec.dns.containerPort {port} is already the registry's {taken_by} port"))]
+    /// A DNS port is taken by another listener (container ports) or another TCP port of the
+    /// Services.
+    #[snafu(display("spec.dns.{field} {port} is already the registry's {taken_by} port"))]
     DnsPortClash {
+        /// `containerPort`, `tlsPort` or `tlsContainerPort`.
+        field: &'static str,
         /// The refused port.
         port: i32,
         /// Which listener has it.
         taken_by: &'static str,
     },
+    /// DNS over TLS asked for without DNS.
+    #[snafu(display(
+        "spec.dns.tlsPort is set but spec.dns.enabled is false: DNS over TLS answers the DNS zone, so enable DNS \
+         or remove tlsPort"
+    ))]
+    DnsTlsWithoutDns,
+    /// DNS over TLS asked for without a client-facing certificate for it.
+    #[snafu(display(
+        "spec.dns.tlsPort needs spec.tls with clientFacing: true: members answer DNS over TLS with their \
+         client-facing certificate"
+    ))]
+    DnsTlsWithoutClientTls,
     /// The DNS zone is no domain name.
     #[snafu(display("spec.dns.zone {zone:?} is not a lowercase DNS domain name such as nacos.local"))]
     InvalidDnsZone {
@@ -459,8 +485,13 @@ pub fn validate(cluster: &NacosCluster, env: &OperatorEnvironment) -> Result<Val
         None
     };
 
-    let dns = if spec.dns.enabled { Some(validate_dns(&spec.dns, ports)?) } else { None };
     let tls = spec.tls.as_ref().map(validate_tls).transpose()?;
+    let dns = if spec.dns.enabled {
+        Some(validate_dns(&spec.dns, ports, tls.as_ref())?)
+    } else {
+        ensure!(spec.dns.tls_port.is_none(), DnsTlsWithoutDnsSnafu);
+        None
+    };
     if dns.is_some() && spec.service.type_ == ServiceType::LoadBalancer {
         warnings.push(Warning::DnsOnLoadBalancer);
     }
@@ -544,16 +575,42 @@ fn validate_storage(size: &str) -> Result<String, Error> {
     }
 }
 
-fn validate_dns(spec: &crate::crd::DnsSpec, ports: Ports) -> Result<Dns, Error> {
+fn validate_dns(spec: &crate::crd::DnsSpec, ports: Ports, tls: Option<&Tls>) -> Result<Dns, Error> {
     for (field, port) in [("port", spec.port), ("containerPort", spec.container_port)] {
         ensure!((1..=65535).contains(&port), InvalidDnsPortSnafu { field, port });
     }
-    for (taken_by, port) in [("HTTP", ports.http), ("gRPC", ports.grpc), ("cluster", ports.cluster)] {
-        ensure!(spec.container_port != port, DnsPortClashSnafu { port, taken_by });
+    let registry_ports = [("HTTP", ports.http), ("gRPC", ports.grpc), ("cluster", ports.cluster)];
+    for (taken_by, port) in registry_ports {
+        ensure!(spec.container_port != port, DnsPortClashSnafu { field: "containerPort", port, taken_by });
     }
     let zone = spec.zone.strip_suffix('.').unwrap_or(&spec.zone);
     ensure!(is_dns1123_subdomain(zone), InvalidDnsZoneSnafu { zone: spec.zone.clone() });
-    Ok(Dns { service_port: spec.port, container_port: spec.container_port, zone: zone.to_owned() })
+    let tls = spec.tls_port.map(|tls_port| validate_dns_tls(spec, tls_port, ports, tls)).transpose()?;
+    Ok(Dns { service_port: spec.port, container_port: spec.container_port, zone: zone.to_owned(), tls })
+}
+
+/// DNS over TLS: its own TCP port in the container and on the Services, clear of every other
+/// TCP port there (DNS over TCP shares the plain DNS port), and a client-facing certificate
+/// to serve it with (the registry refuses to start otherwise).
+fn validate_dns_tls(
+    spec: &crate::crd::DnsSpec,
+    tls_port: i32,
+    ports: Ports,
+    tls: Option<&Tls>,
+) -> Result<DnsTls, Error> {
+    ensure!(tls.is_some_and(|tls| tls.client_facing), DnsTlsWithoutClientTlsSnafu);
+    for (field, port) in [("tlsPort", tls_port), ("tlsContainerPort", spec.tls_container_port)] {
+        ensure!((1..=65535).contains(&port), InvalidDnsPortSnafu { field, port });
+    }
+    let registry_ports = [("HTTP", ports.http), ("gRPC", ports.grpc), ("cluster", ports.cluster)];
+    for (field, own, dns) in
+        [("tlsPort", tls_port, spec.port), ("tlsContainerPort", spec.tls_container_port, spec.container_port)]
+    {
+        for (taken_by, port) in registry_ports.into_iter().chain([("DNS", dns)]) {
+            ensure!(own != port, DnsPortClashSnafu { field, port, taken_by });
+        }
+    }
+    Ok(DnsTls { service_port: tls_port, container_port: spec.tls_container_port })
 }
 
 fn validate_tls(spec: &crate::crd::TlsSpec) -> Result<Tls, Error> {

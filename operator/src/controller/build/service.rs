@@ -32,9 +32,8 @@ pub(super) fn build_headless(cluster: &ValidatedCluster) -> Service {
     }
 }
 
-/// The client Service: HTTP and gRPC (and DNS over UDP and TCP when enabled) of ready members
-/// only. The cluster
-/// port is for members and stays off it.
+/// The client Service: HTTP and gRPC (and DNS over UDP, TCP and TLS when enabled) of ready
+/// members only. The cluster port is for members and stays off it.
 pub(super) fn build_client(cluster: &ValidatedCluster) -> Service {
     let mut ports =
         vec![port(port_name::HTTP, cluster.ports.http, "TCP"), port(port_name::GRPC, cluster.ports.grpc, "TCP")];
@@ -55,10 +54,16 @@ pub(super) fn build_client(cluster: &ValidatedCluster) -> Service {
     }
 }
 
-/// DNS over UDP and over TCP (truncated answers), on the same port number.
+/// DNS over UDP and over TCP (truncated answers), on the same port number, and DNS over TLS on
+/// its own when set.
 fn dns_ports(cluster: &ValidatedCluster) -> Vec<ServicePort> {
     let Some(dns) = cluster.dns.as_ref() else { return Vec::new() };
-    vec![port(port_name::DNS, dns.service_port, "UDP"), port(port_name::DNS_TCP, dns.service_port, "TCP")]
+    let mut ports =
+        vec![port(port_name::DNS, dns.service_port, "UDP"), port(port_name::DNS_TCP, dns.service_port, "TCP")];
+    if let Some(tls) = &dns.tls {
+        ports.push(port(port_name::DNS_TLS, tls.service_port, "TCP"));
+    }
+    ports
 }
 
 /// A Service port that targets the container port of the same name.
@@ -75,7 +80,7 @@ fn port(name: &str, number: i32, protocol: &str) -> ServicePort {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{self, CUSTOM_STORAGE_SCHEDULING, DEFAULTS, DNS};
+    use crate::fixtures::{self, CUSTOM_STORAGE_SCHEDULING, DEFAULTS, DNS, DNS_TLS};
 
     /// (name, port, protocol, target port name) of each port.
     fn ports(service: &Service) -> Vec<(String, i32, String, String)> {
@@ -140,6 +145,20 @@ mod tests {
         let dns = [row("dns", 53, "UDP"), row("dns-tcp", 53, "TCP")];
         for service in [&resources.headless_service, &resources.client_service] {
             assert_eq!(ports(service)[ports(service).len() - 2..], dns);
+        }
+    }
+
+    #[test]
+    fn dns_over_tls_adds_a_tcp_port_of_its_own_to_both_services() {
+        let resources = fixtures::built(DNS_TLS);
+        let dns = [row("dns", 53, "UDP"), row("dns-tcp", 53, "TCP"), row("dns-tls", 853, "TCP")];
+        for service in [&resources.headless_service, &resources.client_service] {
+            assert_eq!(ports(service)[ports(service).len() - 3..], dns);
+        }
+        // Plain DNS alone opens no DNS-over-TLS port.
+        let resources = fixtures::built(DNS);
+        for service in [&resources.headless_service, &resources.client_service] {
+            assert!(ports(service).iter().all(|(name, ..)| name != "dns-tls"), "{:?}", ports(service));
         }
     }
 

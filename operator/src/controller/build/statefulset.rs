@@ -155,6 +155,9 @@ fn container(cluster: &ValidatedCluster) -> Container {
     if let Some(dns) = &cluster.dns {
         ports.push(container_port(port_name::DNS, dns.container_port, "UDP"));
         ports.push(container_port(port_name::DNS_TCP, dns.container_port, "TCP"));
+        if let Some(tls) = &dns.tls {
+            ports.push(container_port(port_name::DNS_TLS, tls.container_port, "TCP"));
+        }
     }
     Container {
         name: CONTAINER_NAME.into(),
@@ -243,6 +246,9 @@ fn env(cluster: &ValidatedCluster) -> Vec<EnvVar> {
     if let Some(settings) = &cluster.dns {
         env.push(value_env(dns::env::PORT, &settings.container_port.to_string()));
         env.push(value_env(dns::env::ZONE, &settings.zone));
+        if let Some(tls) = &settings.tls {
+            env.push(value_env(dns::env::TLS_PORT, &tls.container_port.to_string()));
+        }
     }
     if let Some(settings) = &cluster.tls {
         env.push(value_env(tls::env::CERT, &format!("{TLS_DIR}/{CERT_KEY}")));

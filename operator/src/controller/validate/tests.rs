@@ -1,5 +1,7 @@
 use super::*;
-use crate::fixtures::{self, AUTH, CUSTOM_STORAGE_SCHEDULING, DEFAULTS, DNS, NAME, NAMESPACE, TLS, TLS_CERT_MANAGER};
+use crate::fixtures::{
+    self, AUTH, CUSTOM_STORAGE_SCHEDULING, DEFAULTS, DNS, DNS_TLS, NAME, NAMESPACE, TLS, TLS_CERT_MANAGER,
+};
 
 fn refused(spec: &str) -> Error {
     match validate(&fixtures::cluster(spec), &fixtures::env()) {
@@ -113,19 +115,66 @@ fn disabled_auth_ignores_the_secret_name() {
 #[test]
 fn dns_zone_loses_its_trailing_dot() {
     let dns = fixtures::validated(DNS).dns.unwrap();
-    assert_eq!(dns, Dns { service_port: 53, container_port: 5353, zone: "svc.example".into() });
+    assert_eq!(dns, Dns { service_port: 53, container_port: 5353, zone: "svc.example".into(), tls: None });
 }
 
 #[test]
 fn dns_settings_are_checked() {
     let error = refused("dns: { enabled: true, containerPort: 9848 }");
-    assert!(matches!(error, Error::DnsPortClash { port: 9848, taken_by: "gRPC" }), "{error:?}");
+    assert!(matches!(error, Error::DnsPortClash { field: "containerPort", port: 9848, taken_by: "gRPC" }), "{error:?}");
     let error = refused("dns: { enabled: true, zone: Bad_Zone }");
     assert!(matches!(error, Error::InvalidDnsZone { .. }), "{error:?}");
     let error = refused("dns: { enabled: true, port: 70000 }");
     assert!(matches!(error, Error::InvalidDnsPort { field: "port", port: 70000 }), "{error:?}");
     // Off: nothing is checked, nothing is kept.
     assert_eq!(fixtures::validated("dns: { enabled: false, zone: Bad_Zone }").dns, None);
+}
+
+#[test]
+fn dns_over_tls_keeps_its_service_port_and_an_unprivileged_container_port() {
+    let dns = fixtures::validated(DNS_TLS).dns.unwrap();
+    assert_eq!(dns.tls, Some(DnsTls { service_port: 853, container_port: 8853 }));
+    let custom = fixtures::validated(
+        "dns: { enabled: true, tlsPort: 8853, tlsContainerPort: 10853 }\ntls: { clientFacing: true }",
+    );
+    assert_eq!(custom.dns.unwrap().tls, Some(DnsTls { service_port: 8853, container_port: 10853 }));
+    assert_eq!(fixtures::validated(DNS).dns.unwrap().tls, None);
+}
+
+#[test]
+fn dns_over_tls_needs_dns_and_client_facing_tls() {
+    let error = refused("dns: { tlsPort: 853 }\ntls: { clientFacing: true }");
+    assert!(matches!(error, Error::DnsTlsWithoutDns), "{error:?}");
+    assert!(error.to_string().contains("spec.dns.enabled"), "{error}");
+    for tls in ["", "tls: {}", "tls: { clientFacing: false }"] {
+        let error = refused(&format!("dns: {{ enabled: true, tlsPort: 853 }}\n{tls}"));
+        assert!(matches!(error, Error::DnsTlsWithoutClientTls), "{tls:?}: {error:?}");
+        assert!(error.to_string().contains("clientFacing: true"), "{error}");
+    }
+}
+
+#[test]
+fn dns_over_tls_ports_are_checked() {
+    let with = |dns: &str| refused(&format!("dns: {{ enabled: true, {dns} }}\ntls: {{ clientFacing: true }}"));
+    let error = with("tlsPort: 0");
+    assert!(matches!(error, Error::InvalidDnsPort { field: "tlsPort", port: 0 }), "{error:?}");
+    let error = with("tlsPort: 853, tlsContainerPort: 70000");
+    assert!(matches!(error, Error::InvalidDnsPort { field: "tlsContainerPort", port: 70000 }), "{error:?}");
+    // DNS over TCP already listens on the plain DNS port, in the container and on the Services.
+    let error = with("tlsPort: 53");
+    assert!(matches!(error, Error::DnsPortClash { field: "tlsPort", port: 53, taken_by: "DNS" }), "{error:?}");
+    let error = with("tlsPort: 853, tlsContainerPort: 5353");
+    assert!(
+        matches!(error, Error::DnsPortClash { field: "tlsContainerPort", port: 5353, taken_by: "DNS" }),
+        "{error:?}"
+    );
+    let error = with("tlsPort: 853, tlsContainerPort: 9849");
+    assert!(
+        matches!(error, Error::DnsPortClash { field: "tlsContainerPort", port: 9849, taken_by: "cluster" }),
+        "{error:?}"
+    );
+    let error = with("tlsPort: 8848");
+    assert!(matches!(error, Error::DnsPortClash { field: "tlsPort", port: 8848, taken_by: "HTTP" }), "{error:?}");
 }
 
 #[test]

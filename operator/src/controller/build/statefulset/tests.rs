@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::EnvVar;
 
 use super::*;
 use crate::controller::build::{self as build_step, Resources};
-use crate::fixtures::{self, AUTH, CUSTOM_STORAGE_SCHEDULING, DEFAULTS, DNS, TLS, TLS_CERT_MANAGER};
+use crate::fixtures::{self, AUTH, CUSTOM_STORAGE_SCHEDULING, DEFAULTS, DNS, DNS_TLS, TLS, TLS_CERT_MANAGER};
 
 fn statefulset(spec: &str) -> StatefulSet {
     fixtures::built(spec).stateful_set
@@ -261,6 +261,24 @@ fn dns_on_opens_the_udp_port_and_tells_the_registry() {
     assert_eq!(ports(container)[ports(container).len() - 2..], [("dns", 5353, "UDP"), ("dns-tcp", 5353, "TCP")]);
     assert_eq!(env_var(container, "NACOS_DNS_PORT").unwrap().value.as_deref(), Some("5353"));
     assert_eq!(env_var(container, "NACOS_DNS_ZONE").unwrap().value.as_deref(), Some("svc.example"));
+}
+
+#[test]
+fn dns_over_tls_opens_its_tcp_port_and_tells_the_registry() {
+    let set = statefulset(DNS_TLS);
+    let container = registry(&set);
+    assert_eq!(
+        ports(container)[ports(container).len() - 3..],
+        [("dns", 5353, "UDP"), ("dns-tcp", 5353, "TCP"), ("dns-tls", 8853, "TCP")]
+    );
+    assert_eq!(env_var(container, dns::env::TLS_PORT).unwrap().value.as_deref(), Some("8853"));
+    // The certificate it answers with is the client-facing one the members already get.
+    assert_eq!(env_var(container, tls::env::CLIENT_FACING).unwrap().value.as_deref(), Some("true"));
+
+    let set = statefulset(DNS);
+    let container = registry(&set);
+    assert!(ports(container).iter().all(|(name, ..)| *name != "dns-tls"));
+    assert!(env_var(container, dns::env::TLS_PORT).is_none());
 }
 
 #[test]
