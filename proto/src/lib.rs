@@ -30,6 +30,8 @@ pub mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod wire;
+#[cfg(feature = "test-support")]
+pub mod workspace_binary;
 
 /// The Nacos SDK channel.
 #[cfg(feature = "grpc")]

@@ -36,14 +36,8 @@ pub(crate) fn workspace_file(relative: &str) -> PathBuf {
 /// A binary of another workspace package, built first (a no-op when current) so a test never
 /// runs a stale one: this package's tests do not build other packages' binaries by themselves.
 pub(crate) fn workspace_binary(package: &str, bin: &str) -> PathBuf {
-    let test = std::env::current_exe().expect("test binary");
-    let dir = test.parent().and_then(Path::parent).expect("target dir").to_path_buf();
-    let built = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", package, "--bin", bin])
-        .stdout(std::process::Stdio::null())
-        .status();
-    assert!(built.is_ok_and(|s| s.success()), "building {bin} failed");
-    dir.join(bin)
+    let dir = Path::new(env!("CARGO_BIN_EXE_nacos-operator")).parent().expect("target dir");
+    registry_proto::workspace_binary::workspace_binary(env!("CARGO"), package, bin, dir)
 }
 
 /// Multiplier for deadlines, from `IT_PATIENCE` (default 1), like every wait of the

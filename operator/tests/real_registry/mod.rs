@@ -12,29 +12,16 @@ use nacos_operator::controller::tls::{self, CA_KEY, CERT_KEY, Existing, KEY_KEY}
 use nacos_operator::controller::validate::{ValidatedCluster, validate};
 use nacos_operator::crd::NacosCluster;
 use registry_proto::contract::ports::{CLUSTER_OFFSET, GRPC_OFFSET};
+use registry_proto::workspace_binary::workspace_binary;
 
 fn patience() -> u32 {
     std::env::var("IT_PATIENCE").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
 }
 
-/// The `registry` binary next to this package's, built (a no-op when current): this package's
-/// tests do not build another package's binary by themselves. Without the variables Cargo sets
-/// for this test (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, ...): `ring`'s fingerprint tracks
-/// them, so with them this build and a plain `cargo build` would rebuild the TLS stack for
-/// each other.
+/// The `registry` binary next to this package's, built (a no-op when current).
 fn registry_bin() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_nacos-operator")).parent().expect("target dir").to_path_buf();
-    let mut build = Command::new(env!("CARGO"));
-    for (name, _) in std::env::vars_os() {
-        let per_test =
-            ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_TARGET_TMP"];
-        if name.to_str().is_some_and(|name| per_test.iter().any(|prefix| name.starts_with(prefix))) {
-            build.env_remove(name);
-        }
-    }
-    let status = build.args(["build", "-q", "-p", "registry-core", "--bin", "registry"]).stdout(Stdio::null()).status();
-    assert!(status.is_ok_and(|s| s.success()), "building registry failed");
-    dir.join("registry")
+    let dir = Path::new(env!("CARGO_BIN_EXE_nacos-operator")).parent().expect("target dir");
+    workspace_binary(env!("CARGO"), "registry-core", "registry", dir)
 }
 
 /// A registry process; killed on drop.

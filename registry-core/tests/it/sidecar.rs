@@ -39,13 +39,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// The sidecar binary next to the registry's, built (a no-op when current) so a test never runs
 /// a stale one: this package's tests do not build another package's binary by themselves.
 fn sidecar_bin() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_registry")).parent().expect("target dir").to_path_buf();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "nacos-sidecar", "--bin", "nacos-sidecar"])
-        .stdout(Stdio::null())
-        .status();
-    assert!(status.is_ok_and(|s| s.success()), "building nacos-sidecar failed");
-    dir.join("nacos-sidecar")
+    let dir = Path::new(env!("CARGO_BIN_EXE_registry")).parent().expect("target dir");
+    registry_proto::workspace_binary::workspace_binary(env!("CARGO"), "nacos-sidecar", "nacos-sidecar", dir)
 }
 
 /// A running sidecar process.
