@@ -156,6 +156,7 @@ impl App {
         let auth = Arc::new(
             Auth::new(
                 config.auth.clone(),
+                data_dir.join(crate::auth::GENERATED_PASSWORD_FILE),
                 !config.server.clustered(),
                 Arc::clone(applier.accounts()),
                 consistency.clone(),

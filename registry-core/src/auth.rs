@@ -20,6 +20,7 @@ pub mod resource;
 pub mod token;
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,21 @@ use crate::consistency::{ApplyError, AuthCommand, Command, Consistency, SubmitEr
 use crate::state::AccountStore;
 pub use resource::{Action, Identity, Resource, permits};
 use token::{Signer, TokenError};
+
+/// Name of the file in the data directory holding a generated administrator password.
+pub const GENERATED_PASSWORD_FILE: &str = "admin-password";
+
+/// Writes `text` to `path` readable and writable by this user only (replacing it).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    // `mode` applies to a new file only.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
 
 /// The `[auth]` section (environment: `NACOS_AUTH_*`, see `contract::auth::env`).
 #[derive(Clone, serde::Deserialize)]
@@ -44,7 +60,7 @@ pub struct AuthConfig {
     /// Token lifetime (s); Nacos: 18 000.
     pub token_ttl_seconds: u64,
     /// Password of `nacos` on the first bootstrap (`NACOS_AUTH_ADMIN_PASSWORD`); absent: one is
-    /// generated and logged once.
+    /// generated and written to the data directory's [`GENERATED_PASSWORD_FILE`].
     pub admin_password: Option<String>,
     /// Header name marking member-to-member calls (`NACOS_AUTH_IDENTITY_KEY`).
     pub identity_key: Option<String>,
@@ -202,6 +218,8 @@ impl std::fmt::Debug for Login {
 /// The auth service: one per member, shared by every transport.
 pub struct Auth {
     config: AuthConfig,
+    /// Where a generated administrator password is written (never logged).
+    password_file: PathBuf,
     signer: Option<Signer>,
     accounts: Arc<AccountStore>,
     consistency: Consistency,
@@ -218,8 +236,11 @@ impl std::fmt::Debug for Auth {
 impl Auth {
     /// The service. Without a configured secret a standalone member signs with a random one
     /// (development mode: tokens die with the process); a clustered one cannot issue tokens.
+    /// `password_file`: where a generated administrator password goes (the data directory's
+    /// [`GENERATED_PASSWORD_FILE`]).
     pub fn new(
         config: AuthConfig,
+        password_file: PathBuf,
         standalone: bool,
         accounts: Arc<AccountStore>,
         consistency: Consistency,
@@ -243,7 +264,15 @@ impl Auth {
         };
         let limiter =
             limiter::LoginLimiter::new(config.login_max_failures, Duration::from_secs(config.login_window_seconds));
-        Ok(Self { config, signer, accounts, consistency, limiter, verifier: password::Verifier::default() })
+        Ok(Self {
+            config,
+            password_file,
+            signer,
+            accounts,
+            consistency,
+            limiter,
+            verifier: password::Verifier::default(),
+        })
     }
 
     /// Whether client APIs (naming, config, gRPC) and cluster administration are protected.
@@ -337,7 +366,8 @@ impl Auth {
     }
 
     /// Creates the administrator `nacos` once per cluster, ever: with the configured password,
-    /// else a generated one that is logged once, by the member whose creation took effect.
+    /// else a generated one written to the password file of the member whose creation took
+    /// effect (never logged: logs are collected and kept where passwords must not be).
     /// Returns whether it is settled (created now or before); `false` means retry later.
     pub async fn bootstrap(&self) -> bool {
         if self.accounts.read(|a| a.bootstrapped) {
@@ -350,6 +380,12 @@ impl Auth {
                 None => return false,
             },
         };
+        // Written before the creation is proposed, so an administrator never exists whose
+        // generated password is nowhere; removed again when another member's creation won.
+        if generated && let Err(e) = write_private(&self.password_file, &password) {
+            tracing::warn!(file = %self.password_file.display(), error = %e, "cannot write the generated administrator password");
+            return false;
+        }
         let password_hash = match password::hash(&password).await {
             Ok(h) => h,
             Err(e) => {
@@ -361,8 +397,9 @@ impl Auth {
             Ok(()) => {
                 if generated {
                     tracing::warn!(
-                        "created the administrator '{ADMIN_USER}' with the generated password {password} \
-                         (shown only now; set {} to choose it)",
+                        file = %self.password_file.display(),
+                        "created the administrator '{ADMIN_USER}' with a generated password, in the file named here \
+                         (readable by this user only; set {} to choose it)",
                         env::ADMIN_PASSWORD
                     );
                 } else {
@@ -370,7 +407,12 @@ impl Auth {
                 }
                 true
             }
-            Err(AuthError::Rejected(ApplyError::AlreadyBootstrapped)) => true,
+            Err(AuthError::Rejected(ApplyError::AlreadyBootstrapped)) => {
+                if generated {
+                    let _ = std::fs::remove_file(&self.password_file);
+                }
+                true
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "administrator not created yet; retrying");
                 false

@@ -89,6 +89,30 @@ pub(crate) async fn user_with(server: &Server, admin: &str, name: &str, role: &s
 const GET: reqwest::Method = reqwest::Method::GET;
 const POST: reqwest::Method = reqwest::Method::POST;
 
+/// Without a configured password the administrator's is generated into a file only this user
+/// can read, in the data directory, and never printed; a restart keeps it (created once, ever).
+#[tokio::test]
+async fn a_generated_administrator_password_goes_to_a_private_file_not_to_the_log() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut server = Server::start_with_config(Some("[auth]\nenabled = true\n"));
+    let file = server.data_dir().join("admin-password");
+    let password = std::fs::read_to_string(&file).expect("the generated password's file").trim().to_owned();
+    assert!(password.len() >= 16, "{password:?}");
+    let mode = std::fs::metadata(&file).expect("file").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "readable by the server's user only");
+    login(&server, "nacos", &password).await;
+    let output = server.output();
+    assert!(output.contains("created the administrator 'nacos' with a generated password"), "{output}");
+    assert!(!output.contains(&password), "the password is not in the log");
+
+    server.kill9();
+    server.restart();
+    let again = std::fs::read_to_string(&file).expect("kept").trim().to_owned();
+    assert_eq!(again, password, "not generated again");
+    login(&server, "nacos", &password).await;
+    assert_eq!(login_answer(&server, "nacos", "nacos").await.0, 403, "no default password");
+}
+
 #[tokio::test]
 async fn with_client_auth_off_client_apis_stay_open_and_the_console_needs_a_login() {
     let server = Server::start_with_config(Some(&format!("[auth]\nadmin_password = \"{ADMIN_PASSWORD}\"\n")));

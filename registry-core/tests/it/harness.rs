@@ -327,6 +327,11 @@ impl Server {
         }
     }
 
+    /// The server's data directory (`--data-dir`).
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.data_dir.join("data")
+    }
+
     /// Everything the server printed so far.
     pub(crate) fn output(&self) -> String {
         self.output.lock().unwrap().join("\n")
