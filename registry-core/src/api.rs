@@ -56,6 +56,8 @@ pub struct Services {
     pub tls: crate::tls::TlsMetrics,
     /// The bound of each queue between tasks (`/metrics`).
     pub queues: crate::queues::Capacities,
+    /// The configured request, size and connection limits (`/metrics`).
+    pub limits: Vec<(&'static str, u64)>,
 }
 
 /// The shared handle every request gets: one pointer, because axum clones the state for every

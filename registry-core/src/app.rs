@@ -257,6 +257,7 @@ impl App {
             peer_http: PeerHttp::new(&config.tls, &tls)?,
             tls: tls_metrics,
             queues: capacities,
+            limits: crate::limits::configured(&config),
         });
         Ok(Self {
             config,

@@ -23,6 +23,22 @@ pub struct LimitsConfig {
     pub namespace_requests_per_second: u32,
 }
 
+/// The configured limits `/metrics` shows as `registry_limit{limit}`, each under its
+/// configuration key (0: no limit). The index's budget has its own gauge
+/// (`registry_instances_limit`), the queues theirs (`registry_queue_capacity`).
+pub fn configured(config: &crate::config::Config) -> Vec<(&'static str, u64)> {
+    let wide = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    vec![
+        ("http.max_body_bytes", wide(config.http.max_body_bytes)),
+        ("grpc.max_message_bytes", wide(config.grpc.max_message_bytes)),
+        ("grpc.max_connections", wide(config.grpc.max_connections)),
+        ("grpc.max_requests_per_second", u64::from(config.grpc.max_requests_per_second)),
+        ("configs.max_content_bytes", wide(config.configs.max_content_bytes)),
+        ("limits.namespace_requests_per_second", u64::from(config.limits.namespace_requests_per_second)),
+        ("dns.max_tcp_connections", wide(config.dns.max_tcp_connections)),
+    ]
+}
+
 /// The windows of every namespace.
 #[derive(Debug)]
 pub struct NamespaceRates {

@@ -623,6 +623,7 @@ async fn stalled_subscriber_is_disconnected_and_server_memory_stays_bounded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_setup_beyond_the_connection_limit_is_refused_and_the_others_keep_working() {
     let server = Server::start_with_config(Some("[grpc]\nmax_connections = 2\n"));
+    assert_eq!(metric(&server, r#"registry_limit{limit="grpc.max_connections"}"#).await, 2, "the limit is shown");
     let refused_before = metric(&server, "registry_grpc_connections_refused_total").await;
     let (first, _first_stream) = registered(&server).await;
     let (second, _second_stream) = registered(&server).await;

@@ -59,6 +59,8 @@ async fn a_live_server_exposes_valid_metrics_that_the_dashboard_charts() {
     let applied = metric(&server, "registry_raft_applied_index").await;
     assert!(applied >= 2 && metric(&server, "registry_raft_commit_index").await >= applied);
     assert!(metric(&server, "process_resident_memory_bytes").await > 1_000_000);
+    assert_eq!(metric(&server, r#"registry_limit{limit="http.max_body_bytes"}"#).await, 12 * 1024 * 1024);
+    assert_eq!(metric(&server, r#"registry_limit{limit="grpc.max_requests_per_second"}"#).await, 0, "0: none");
     let capacity = registry_core::consistency::apply::CHANGE_EVENT_CAPACITY as u64;
     assert!(metric(&server, "registry_change_events_queued").await < capacity, "readers keep up at rest");
 

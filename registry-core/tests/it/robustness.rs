@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Server, call, client, json};
+use crate::harness::{Server, call, client, json, metric};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -618,6 +618,8 @@ async fn the_instance_budget_refuses_additions_clearly_and_the_rest_keeps_workin
 #[tokio::test(flavor = "multi_thread")]
 async fn a_namespace_over_its_rate_is_refused_and_other_namespaces_are_served() {
     let server = Server::start_with_config(Some("[limits]\nnamespace_requests_per_second = 20\n"));
+    let shown = metric(&server, r#"registry_limit{limit="limits.namespace_requests_per_second"}"#).await;
+    assert_eq!(shown, 20, "the limit is shown");
     let list = |namespace: &'static str| {
         call(client().get(v1(&server, "/instance/list")).query(&[("serviceName", "rated"), ("namespaceId", namespace)]))
     };

@@ -46,6 +46,7 @@ async fn metrics(State(s): State<ApiState>) -> Response {
     }
     tls(&s, &mut out);
     queues(&s, &mut out);
+    limits(&s, &mut out);
     process(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
@@ -271,6 +272,18 @@ fn queues(s: &ApiState, out: &mut String) {
     );
     for (queue, capacity) in s.queues.iter() {
         let _ = writeln!(out, "{name}{{queue=\"{queue}\"}} {capacity}");
+    }
+}
+
+/// Each configured limit, under its configuration key (0: none).
+fn limits(s: &ApiState, out: &mut String) {
+    let name = "registry_limit";
+    let _ = writeln!(
+        out,
+        "# HELP {name} A configured request, size or connection limit, labelled with its configuration key (0: no limit)\n# TYPE {name} gauge"
+    );
+    for (limit, value) in &s.limits {
+        let _ = writeln!(out, "{name}{{limit=\"{limit}\"}} {value}");
     }
 }
 
