@@ -45,12 +45,7 @@ pub type Locate = std::sync::Arc<dyn Fn(&ValidatedCluster) -> Vec<String> + Send
 
 /// The cluster's client Service by its DNS name, at the gRPC port.
 pub fn client_service(cluster: &ValidatedCluster) -> Vec<String> {
-    vec![format!("{}:{}", client_service_host(cluster), cluster.ports.grpc)]
-}
-
-/// The client Service's DNS name: the name its members' certificate carries for clients.
-fn client_service_host(cluster: &ValidatedCluster) -> String {
-    format!("{}.{}.svc.{}", cluster.client_service_name(), cluster.namespace, cluster.cluster_domain)
+    vec![format!("{}:{}", cluster.client_service_host(), cluster.ports.grpc)]
 }
 
 /// TLS to a registry whose gRPC port serves it (`spec.tls.clientFacing`).
@@ -175,7 +170,7 @@ impl Projections {
             selectors: selectors.clone(),
             registry: locate(cluster),
             headers: identity.and_then(MemberIdentity::as_pair).into_iter().collect(),
-            tls: tls_ca.map(|ca| ProjectorTls { ca_pem: ca.to_vec(), server_name: client_service_host(cluster) }),
+            tls: tls_ca.map(|ca| ProjectorTls { ca_pem: ca.to_vec(), server_name: cluster.client_service_host() }),
             endpoints,
         };
         let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);

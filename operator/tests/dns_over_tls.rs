@@ -29,17 +29,7 @@ const INSTANCE_IP: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 7);
 
 /// A rustls client trusting only `ca_pem`, offering `alpn`.
 fn trusting(ca_pem: &[u8], alpn: &[u8]) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert.expect("CA PEM")).expect("CA accepted");
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(nacos_operator::pki::provider())
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    config
+    rustls::ClientConfig::clone(&registry_proto::tls::client_config_trusting(ca_pem, &[alpn]).expect("CA"))
 }
 
 fn registry_container(resources: &Resources) -> &Container {

@@ -163,7 +163,7 @@ pub mod auth {
         /// Value that header must carry (`nacos.core.auth.server.identity.value`).
         pub const IDENTITY_VALUE: &str = "NACOS_AUTH_IDENTITY_VALUE";
         /// Password of the administrator `nacos` on the first bootstrap (else one is generated
-        /// and logged once).
+        /// into `<data_dir>/admin-password`, never logged).
         pub const ADMIN_PASSWORD: &str = "NACOS_AUTH_ADMIN_PASSWORD";
     }
 }

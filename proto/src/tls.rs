@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustls::crypto::CryptoProvider;
 
-pub use client::{Connector, client_config, client_config_trusting};
+pub use client::{Connector, anchors_in, client_config, client_config_trusting};
 pub use server::{Backlog, Incoming, ServerIo, server_config};
 
 /// Why TLS material could not be used.

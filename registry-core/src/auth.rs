@@ -366,26 +366,21 @@ impl Auth {
     }
 
     /// Creates the administrator `nacos` once per cluster, ever: with the configured password,
-    /// else a generated one written to the password file of the member whose creation took
+    /// else a generated one kept in the password file of the member whose creation took
     /// effect (never logged: logs are collected and kept where passwords must not be).
     /// Returns whether it is settled (created now or before); `false` means retry later.
     pub async fn bootstrap(&self) -> bool {
         if self.accounts.read(|a| a.bootstrapped) {
+            self.forget_losing_password().await;
             return true;
         }
         let (password, generated) = match &self.config.admin_password {
             Some(p) if !p.is_empty() => (p.clone(), false),
-            _ => match generate_password() {
+            _ => match self.pending_password() {
                 Some(p) => (p, true),
                 None => return false,
             },
         };
-        // Written before the creation is proposed, so an administrator never exists whose
-        // generated password is nowhere; removed again when another member's creation won.
-        if generated && let Err(e) = write_private(&self.password_file, &password) {
-            tracing::warn!(file = %self.password_file.display(), error = %e, "cannot write the generated administrator password");
-            return false;
-        }
         let password_hash = match password::hash(&password).await {
             Ok(h) => h,
             Err(e) => {
@@ -408,15 +403,47 @@ impl Auth {
                 true
             }
             Err(AuthError::Rejected(ApplyError::AlreadyBootstrapped)) => {
-                if generated {
-                    let _ = std::fs::remove_file(&self.password_file);
-                }
+                self.forget_losing_password().await;
                 true
             }
             Err(e) => {
                 tracing::debug!(error = %e, "administrator not created yet; retrying");
                 false
             }
+        }
+    }
+
+    /// The generated password this member proposes: the one in the password file when an
+    /// earlier attempt wrote it (a proposal that timed out may still commit, so a retry must not
+    /// replace it), else a new one, written there before it is proposed, so an administrator
+    /// never exists whose password is nowhere. `None`: no randomness or the file cannot be written.
+    fn pending_password(&self) -> Option<String> {
+        if let Ok(text) = std::fs::read_to_string(&self.password_file)
+            && !text.trim().is_empty()
+        {
+            return Some(text.trim().to_owned());
+        }
+        let password = generate_password()?;
+        match write_private(&self.password_file, &password) {
+            Ok(()) => Some(password),
+            Err(e) => {
+                tracing::warn!(file = %self.password_file.display(), error = %e, "cannot write the generated administrator password");
+                None
+            }
+        }
+    }
+
+    /// Removes the password file when its password is not the administrator's (another
+    /// member's creation took effect), so the only file left is the one that logs in.
+    async fn forget_losing_password(&self) {
+        let Ok(text) = std::fs::read_to_string(&self.password_file) else { return };
+        let stored = self.accounts.read(|a| a.users.get(ADMIN_USER).map(|u| u.password_hash.clone()));
+        let current = match stored {
+            Some(hash) => self.verifier.verify(ADMIN_USER, text.trim(), &hash).await,
+            None => false,
+        };
+        if !current {
+            let _ = std::fs::remove_file(&self.password_file);
         }
     }
 

@@ -138,7 +138,7 @@ pub fn dns_names(cluster: &ValidatedCluster, members: i32) -> Vec<String> {
         service.clone(),
         format!("{service}.{namespace}"),
         format!("{service}.{namespace}.svc"),
-        format!("{service}.{namespace}.svc.{domain}"),
+        cluster.client_service_host(),
     ]);
     names
 }

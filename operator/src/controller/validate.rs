@@ -188,6 +188,12 @@ impl ValidatedCluster {
         self.name.clone()
     }
 
+    /// Fully qualified name of the client Service: what clients (sidecars, the projection)
+    /// dial, and the name the members' certificate carries for them.
+    pub fn client_service_host(&self) -> String {
+        format!("{}.{}.svc.{}", self.client_service_name(), self.namespace, self.cluster_domain)
+    }
+
     /// Name of the ConfigMap holding the registry configuration.
     pub fn config_map_name(&self) -> String {
         format!("{}-config", self.name)

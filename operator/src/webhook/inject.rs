@@ -31,7 +31,7 @@ use registry_proto::probe::spec::{ANNOTATION_FORMS, ProbeSpec};
 use snafu::{ResultExt, Snafu};
 
 use crate::controller::OperatorEnvironment;
-use crate::controller::validate::validate;
+use crate::controller::validate::{ValidatedCluster, validate};
 use crate::crd::NacosCluster;
 
 /// Pod annotations read by the webhook (all under `nacos.rs/`).
@@ -207,9 +207,14 @@ pub fn decide(request: &AdmissionRequest<DynamicObject>, settings: &Settings) ->
 /// Between the steps: the Secret whose `ca.crt` the sidecar must trust, when `cluster` is valid
 /// and its client-facing ports use TLS (the handler reads it and passes it to [`complete`]).
 pub fn trust_secret(cluster: &NacosCluster, settings: &Settings) -> Option<String> {
-    let validated = validate(cluster, &settings.environment).ok()?;
-    validated.tls.as_ref().filter(|tls| tls.client_facing)?;
-    validated.tls_secret_name()
+    validate(cluster, &settings.environment).ok().as_ref().and_then(ca_secret)
+}
+
+/// The one decision behind [`trust_secret`] and [`complete`]: the Secret holding the CA of a
+/// cluster whose SDK ports use TLS.
+fn ca_secret(cluster: &ValidatedCluster) -> Option<String> {
+    cluster.tls.as_ref().filter(|tls| tls.client_facing)?;
+    cluster.tls_secret_name()
 }
 
 /// Second step: the response once the `NacosCluster` was looked up (`None`: it does not exist),
@@ -249,22 +254,18 @@ pub fn complete(
         )]);
         return response;
     };
-    let registry = format!(
-        "{}.{}.svc.{}:{}",
-        validated.client_service_name(),
-        validated.namespace,
-        validated.cluster_domain,
-        validated.ports.http
-    );
+    let registry = format!("{}:{}", validated.client_service_host(), validated.ports.http);
     // The sidecar trusts the cluster CA when the registry's SDK ports speak TLS; a pod that
-    // would start without it could never connect, so it is refused until the CA exists.
-    let tls_ca = match (validated.tls.as_ref().is_some_and(|tls| tls.client_facing), tls_ca) {
-        (false, _) => None,
-        (true, Some(pem)) if pem.starts_with(b"-----BEGIN") => match std::str::from_utf8(pem) {
-            Ok(pem) => Some(pem),
-            Err(_) => return response.deny(not_ready_ca(&validated.tls_secret_name())),
-        },
-        (true, _) => return response.deny(not_ready_ca(&validated.tls_secret_name())),
+    // would start without a usable one could never connect, so it is refused until it exists.
+    let tls_ca = match ca_secret(&validated) {
+        None => None,
+        Some(secret) => {
+            let usable = tls_ca.filter(|pem| registry_proto::tls::anchors_in(pem).is_ok());
+            match usable.and_then(|pem| std::str::from_utf8(pem).ok()) {
+                Some(pem) => Some(pem),
+                None => return response.deny(not_ready_ca(&secret)),
+            }
+        }
     };
     let container = Container {
         image: Some(sidecar.image.clone()),
@@ -304,11 +305,10 @@ pub fn complete(
 }
 
 /// Why a pod is refused while its cluster's CA cannot be read.
-fn not_ready_ca(secret: &Option<String>) -> String {
+fn not_ready_ca(secret: &str) -> String {
     format!(
-        "cannot inject the nacos sidecar: the registry's client-facing ports use TLS and the Secret {} has no \
-         PEM ca.crt yet (the operator or cert-manager writes it; the pod's controller retries)",
-        secret.as_deref().unwrap_or_default()
+        "cannot inject the nacos sidecar: the registry's client-facing ports use TLS and the Secret {secret} has \
+         no usable PEM ca.crt yet (the operator or cert-manager writes it; the pod's controller retries)"
     )
 }
 

@@ -29,8 +29,9 @@ use super::inject::{self, ClusterRef, Decision, Settings};
 use crate::controller::tls::CA_KEY;
 use crate::crd::NacosCluster;
 
-/// How long the `NacosCluster` lookup may take: under the chart's default `timeoutSeconds` (5),
-/// so a slow API server gets a clear 503 from us rather than a timeout on its side.
+/// How long the lookups may take (the `NacosCluster`, then its CA Secret when its SDK ports use
+/// TLS): under the chart's default `timeoutSeconds` (5), so a slow API server gets a clear 503
+/// from us rather than a timeout on its side.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How long in-flight admission requests may finish after shutdown is asked for; the API server

@@ -2,18 +2,19 @@
 //! runs the handshake, so a `Channel` speaks TLS (`Endpoint::connect_with_connector`).
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::codegen::http::Uri;
 
+use super::files;
 use super::reload::ReloadingServerVerifier;
 use super::{Credentials, TlsError, TrustAnchors, provider, rustls_error};
 
@@ -43,21 +44,20 @@ pub fn client_config(
 /// memory, like the operator, which reads it from a Secret on every reconcile), without a
 /// client certificate, offering `alpn`.
 pub fn client_config_trusting(ca_pem: &[u8], alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        let cert = cert.map_err(|error| TlsError::Rustls(format!("the CA is not PEM: {error}")))?;
-        roots.add(cert).map_err(rustls_error)?;
-    }
-    if roots.is_empty() {
-        return Err(TlsError::Rustls("the CA holds no PEM certificate".to_owned()));
-    }
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(rustls_error)?
-        .with_root_certificates(roots)
+        .with_root_certificates(anchors_in(ca_pem)?)
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// The trust anchors in a CA bundle held in memory: an error unless it holds at least one
+/// certificate that rustls accepts as an anchor (what [`client_config_trusting`] and the CA
+/// files need, so a caller can check a CA before handing it on).
+pub fn anchors_in(ca_pem: &[u8]) -> Result<Arc<rustls::RootCertStore>, TlsError> {
+    files::roots(Path::new("(CA in memory)"), ca_pem)
 }
 
 /// Dials the URI's `host:port` over TCP (names resolved on every connect) and completes a TLS

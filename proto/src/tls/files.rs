@@ -40,7 +40,7 @@ pub(super) fn certified_key(
     CertifiedKey::from_der(chain, private, provider).map_err(rustls_error)
 }
 
-/// The trust anchors in a CA bundle.
+/// The trust anchors in a CA bundle (`path` names it in errors).
 pub(super) fn roots(path: &Path, pem: &[u8]) -> Result<Arc<RootCertStore>, TlsError> {
     let mut store = RootCertStore::empty();
     for cert in certificates(path, pem)? {

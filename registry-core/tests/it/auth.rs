@@ -454,6 +454,33 @@ async fn has_user(member: &Server, name: &str) -> Option<()> {
     (status == 200 && json(&body)["totalCount"] == 1).then_some(())
 }
 
+/// Every member proposes a generated password; exactly one creation takes effect, and exactly
+/// that member keeps its password file: the password in it logs in on every member, and the
+/// others' files are gone.
+#[tokio::test]
+async fn in_a_cluster_only_the_member_whose_generated_password_won_keeps_its_file() {
+    let config = format!(
+        "[auth]\nenabled = true\ntoken_secret = \"{SECRET}\"\nidentity_key = \"{IDENTITY_KEY}\"\n\
+         identity_value = \"{IDENTITY_VALUE}\"\n"
+    );
+    let cluster = Cluster::start(3, Some(&config));
+    let created = eventually(Duration::from_secs(30), || has_user(&cluster.members[0], "nacos")).await;
+    assert!(created.is_some(), "the administrator was created");
+    let files = || cluster.members.iter().map(|m| m.data_dir().join("admin-password")).collect::<Vec<_>>();
+    // The losers remove theirs once they see the creation applied.
+    let kept = eventually(Duration::from_secs(30), || async {
+        let kept: Vec<String> = files().iter().filter_map(|f| std::fs::read_to_string(f).ok()).collect();
+        (kept.len() == 1).then(|| kept[0].trim().to_owned())
+    })
+    .await;
+    let Some(password) = kept else {
+        panic!("one file kept: {:?}", files().iter().map(|f| f.exists()).collect::<Vec<_>>());
+    };
+    for member in &cluster.members {
+        login(member, "nacos", &password).await;
+    }
+}
+
 #[tokio::test]
 async fn namespaces_and_accounts_replicate_through_a_three_member_cluster() {
     let cluster = Cluster::start(3, Some(&auth_config("")));

@@ -335,7 +335,9 @@ fn labels_volume_is_appended_to_the_pods_volumes() {
 /// patched pod carries all three; a cluster with TLS between members only gets none of them.
 #[test]
 fn client_facing_tls_gives_the_sidecar_the_cluster_ca() {
-    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let now = time::OffsetDateTime::now_utc();
+    let authority = crate::pki::Authority::generate("test CA", time::Duration::days(1), now).unwrap();
+    let pem = authority.ca_pem();
     let injected = |spec: &str, ca: Option<&[u8]>| {
         let request = parse_review(&review(annotated())).unwrap();
         let Decision::Lookup(injection) = decide(&request, &settings()) else { panic!("not looked up") };
@@ -364,11 +366,12 @@ fn client_facing_tls_gives_the_sidecar_the_cluster_ca() {
     let members_only = patch_of(&injected("tls: {}", None)).unwrap();
     assert!(!members_only.to_string().contains("tls-ca") && !members_only.to_string().contains("TLS_CA"));
 
-    for missing in [None, Some(&b""[..]), Some(&b"not a certificate"[..])] {
-        assert_denied(&injected("tls: { clientFacing: true }", missing), &["nacos-tls has no PEM ca.crt"]);
+    let malformed = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    for unusable in [None, Some(&b""[..]), Some(&b"not a certificate"[..]), Some(&malformed[..])] {
+        assert_denied(&injected("tls: { clientFacing: true }", unusable), &["nacos-tls has no usable PEM ca.crt"]);
     }
     let given = "tls: { clientFacing: true, secretName: nacos-cert }";
-    assert_denied(&injected(given, None), &["Secret nacos-cert has no PEM ca.crt"]);
+    assert_denied(&injected(given, None), &["Secret nacos-cert has no usable PEM ca.crt"]);
 }
 
 /// The `mysql` probe's login comes only from the Secret the pod names, as `secretKeyRef` env.

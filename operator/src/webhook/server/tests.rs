@@ -131,7 +131,8 @@ async fn mutate_answers_an_admission_review_with_the_patch() {
 #[tokio::test]
 async fn a_client_facing_tls_cluster_gives_the_sidecar_its_ca() {
     let cluster = fixtures::cluster("tls: { clientFacing: true }");
-    let ca = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_vec();
+    let now = OffsetDateTime::from(SystemTime::now());
+    let ca = crate::pki::Authority::generate("test CA", time::Duration::days(1), now).unwrap().ca_pem().as_bytes().to_vec();
     let with_ca = AppState {
         clusters: Arc::new(Clusters { clusters: Some(vec![cluster.clone()]), ca: Some(ca.clone()) }),
         ..state(None)
@@ -148,7 +149,7 @@ async fn a_client_facing_tls_cluster_gives_the_sidecar_its_ca() {
     assert_eq!(status, StatusCode::OK);
     let response = response_of(&body);
     assert_eq!(response["allowed"], false, "{response}");
-    assert!(response["status"]["message"].as_str().unwrap().contains("nacos-tls has no PEM ca.crt"), "{response}");
+    assert!(response["status"]["message"].as_str().unwrap().contains("nacos-tls has no usable PEM ca.crt"), "{response}");
 }
 
 #[tokio::test]
