@@ -17,8 +17,7 @@ use k8s_openapi::api::core::v1::Container;
 use nacos_operator::controller::build::{CONFIG_FILE, CONTAINER_NAME, Resources, TLS_DIR, build, port_name};
 use nacos_operator::controller::server::ServerCapabilities;
 use registry_proto::contract::tls::{ALPN_DOT, ALPN_HTTP1};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 

@@ -132,7 +132,8 @@ async fn mutate_answers_an_admission_review_with_the_patch() {
 async fn a_client_facing_tls_cluster_gives_the_sidecar_its_ca() {
     let cluster = fixtures::cluster("tls: { clientFacing: true }");
     let now = OffsetDateTime::from(SystemTime::now());
-    let ca = crate::pki::Authority::generate("test CA", time::Duration::days(1), now).unwrap().ca_pem().as_bytes().to_vec();
+    let ca =
+        crate::pki::Authority::generate("test CA", time::Duration::days(1), now).unwrap().ca_pem().as_bytes().to_vec();
     let with_ca = AppState {
         clusters: Arc::new(Clusters { clusters: Some(vec![cluster.clone()]), ca: Some(ca.clone()) }),
         ..state(None)
@@ -149,7 +150,10 @@ async fn a_client_facing_tls_cluster_gives_the_sidecar_its_ca() {
     assert_eq!(status, StatusCode::OK);
     let response = response_of(&body);
     assert_eq!(response["allowed"], false, "{response}");
-    assert!(response["status"]["message"].as_str().unwrap().contains("nacos-tls has no usable PEM ca.crt"), "{response}");
+    assert!(
+        response["status"]["message"].as_str().unwrap().contains("nacos-tls has no usable PEM ca.crt"),
+        "{response}"
+    );
 }
 
 #[tokio::test]
