@@ -1,6 +1,7 @@
 //! The sidecar-injection webhook's request path without a kube client: `parse_review`, then
-//! `decide`; a pod that asks for injection is completed against a fixed `NacosCluster`, as the
-//! handler does after its lookup.
+//! `decide`; a pod that asks for injection is completed against fixed `NacosCluster`s, as the
+//! handler does after its lookup: one plain, one with client-facing TLS whose CA is the input
+//! itself (anything but a CA must be refused, never panicked on).
 #![no_main]
 
 use std::sync::LazyLock;
@@ -15,23 +16,28 @@ static SETTINGS: LazyLock<Settings> = LazyLock::new(|| Settings {
     default_cluster: ClusterRef::parse("registry/nacos", "default"),
 });
 
-static CLUSTER: LazyLock<NacosCluster> = LazyLock::new(|| {
+fn cluster(spec: serde_json::Value) -> NacosCluster {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "nacos.rs/v1alpha1",
         "kind": "NacosCluster",
         "metadata": { "name": "nacos", "namespace": "registry", "uid": "u1", "generation": 1 },
-        "spec": {}
+        "spec": spec
     }))
     .expect("the fixed NacosCluster decodes")
-});
+}
+
+static CLUSTER: LazyLock<NacosCluster> = LazyLock::new(|| cluster(serde_json::json!({})));
+static TLS_CLUSTER: LazyLock<NacosCluster> =
+    LazyLock::new(|| cluster(serde_json::json!({ "tls": { "clientFacing": true } })));
 
 fuzz_target!(|data: &[u8]| {
     let Ok(request) = parse_review(data) else { return };
     match decide(&request, &SETTINGS) {
         Decision::Respond(_) => {}
         Decision::Lookup(injection) => {
-            let _ = complete(&request, &injection, Some(&CLUSTER), &SETTINGS);
-            let _ = complete(&request, &injection, None, &SETTINGS);
+            let _ = complete(&request, &injection, Some(&CLUSTER), None, &SETTINGS);
+            let _ = complete(&request, &injection, None, None, &SETTINGS);
+            let _ = complete(&request, &injection, Some(&TLS_CLUSTER), Some(data), &SETTINGS);
         }
     }
 });
