@@ -100,6 +100,34 @@ async fn sigterm_shuts_down_cleanly_and_keeps_data() {
     assert_eq!(list(&server, "calm").await.len(), 1);
 }
 
+/// Sends `writes` persistent registrations at once, spread over the services `<prefix>-0` ..
+/// `<prefix>-<services - 1>` (addresses in `10.<net>.0.0/16`), and requires each acknowledged.
+async fn register_at_once(server: &Server, prefix: &str, services: u32, writes: u32, net: u8) {
+    let http = client();
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in 0..writes {
+        let req = http.post(server.url("/nacos/v1/ns/instance")).form(&[
+            ("serviceName", format!("{prefix}-{}", k % services)),
+            ("ip", format!("10.{net}.{}.{}", k / 250, k % 250)),
+            ("port", "80".to_owned()),
+            ("ephemeral", "false".to_owned()),
+        ]);
+        tasks.spawn(call(req));
+    }
+    while let Some(answer) = tasks.join_next().await {
+        assert_eq!(answer.expect("task"), (200, "ok".to_owned()));
+    }
+}
+
+/// Instances served across the services `register_at_once` wrote to.
+async fn served(server: &Server, prefix: &str, services: u32) -> usize {
+    let mut total = 0;
+    for s in 0..services {
+        total += list(server, &format!("{prefix}-{s}")).await.len();
+    }
+    total
+}
+
 /// A Prometheus counter of `server`.
 async fn counter(server: &Server, name: &str) -> u64 {
     let (_, text) = call(client().get(server.url("/metrics"))).await;
@@ -121,31 +149,14 @@ async fn concurrent_persistent_writes_share_log_flushes_through_the_real_raft_no
         counter(&server, "registry_raft_log_flushes_total").await,
     ];
     const WRITES: u32 = 256;
-    let http = client();
-    let mut tasks = tokio::task::JoinSet::new();
-    for k in 0..WRITES {
-        let req = http.post(server.url("/nacos/v1/ns/instance")).form(&[
-            ("serviceName", format!("batched-{}", k % 8)),
-            ("ip", format!("10.9.{}.{}", k / 250, k % 250)),
-            ("port", "80".to_owned()),
-            ("ephemeral", "false".to_owned()),
-        ]);
-        tasks.spawn(call(req));
-    }
-    while let Some(answer) = tasks.join_next().await {
-        assert_eq!(answer.expect("task"), (200, "ok".to_owned()));
-    }
+    register_at_once(&server, "batched", 8, WRITES, 9).await;
     let commands = counter(&server, "registry_raft_proposed_commands_total").await - before[0];
     let proposals = counter(&server, "registry_raft_proposals_total").await - before[1];
     let flushes = counter(&server, "registry_raft_log_flushes_total").await - before[2];
     assert_eq!(commands, u64::from(WRITES), "every write went through the batcher once");
     assert!(proposals < commands, "{commands} writes in {proposals} entries: nothing was batched");
     assert!(flushes < commands, "{commands} writes took {flushes} log flushes: no group commit");
-    let mut total = 0;
-    for s in 0..8 {
-        total += list(&server, &format!("batched-{s}")).await.len();
-    }
-    assert_eq!(total, WRITES as usize, "every acknowledged write is served");
+    assert_eq!(served(&server, "batched", 8).await, WRITES as usize, "every acknowledged write is served");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,26 +172,9 @@ async fn a_raft_write_queue_of_one_holds_writers_back_without_losing_any() {
         counter(&server, "registry_raft_proposals_total").await,
     ];
     const WRITES: u32 = 48;
-    let http = client();
-    let mut tasks = tokio::task::JoinSet::new();
-    for k in 0..WRITES {
-        let req = http.post(server.url("/nacos/v1/ns/instance")).form(&[
-            ("serviceName", format!("queued-{}", k % 4)),
-            ("ip", format!("10.8.0.{k}")),
-            ("port", "80".to_owned()),
-            ("ephemeral", "false".to_owned()),
-        ]);
-        tasks.spawn(call(req));
-    }
-    while let Some(answer) = tasks.join_next().await {
-        assert_eq!(answer.expect("task"), (200, "ok".to_owned()));
-    }
+    register_at_once(&server, "queued", 4, WRITES, 8).await;
     let commands = counter(&server, "registry_raft_proposed_commands_total").await - before[0];
     let proposals = counter(&server, "registry_raft_proposals_total").await - before[1];
     assert_eq!((commands, proposals), (u64::from(WRITES), u64::from(WRITES)), "one write per entry");
-    let mut total = 0;
-    for s in 0..4 {
-        total += list(&server, &format!("queued-{s}")).await.len();
-    }
-    assert_eq!(total, WRITES as usize, "every acknowledged write is served");
+    assert_eq!(served(&server, "queued", 4).await, WRITES as usize, "every acknowledged write is served");
 }
